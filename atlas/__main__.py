@@ -1,0 +1,3 @@
+from atlas.cli.main import atlas
+
+atlas()

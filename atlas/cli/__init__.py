@@ -1,0 +1,1 @@
+"""click groups only: parse, call into atlas.ops / the engine, print."""

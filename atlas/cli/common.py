@@ -1,0 +1,66 @@
+"""What every command shares: settings loading with clean errors, JSON or table output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from atlas.errors import AtlasError, ConfigError
+from atlas.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def clean_errors(fn: F) -> F:
+    """Turn Atlas errors into one line on stderr and exit code 2 (config) or 1, no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except AtlasError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="json for programs, table for people.",
+)
+
+
+def emit(fmt: str, data: Any, columns: Sequence[str] | None = None) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    rows = data if isinstance(data, list) else [data]
+    if not rows:
+        click.echo("(none)")
+        return
+    cols = list(columns or rows[0].keys())
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in cols))
+    for r in rows:
+        click.echo("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))

@@ -1,0 +1,30 @@
+"""`atlas`: run Atlas's processes."""
+
+from __future__ import annotations
+
+import click
+
+from atlas import __version__
+from atlas.cli.common import clean_errors, settings_or_exit
+from atlas.ops.processes import run_core
+
+
+@click.group()
+@click.version_option(__version__, prog_name="atlas")
+def atlas() -> None:
+    """Run Atlas processes. Settings come from ATLAS_* variables (see `atlas-ops config schema`)."""
+
+
+@atlas.command()
+@click.option("--pipeline", default=None, hidden=True, help="module:function building the pipeline.")
+@clean_errors
+def core(pipeline: str | None) -> None:
+    """The engine: claim due items, run the pipeline, retry, dead-letter."""
+    raise SystemExit(run_core(settings_or_exit(), pipeline=pipeline, process="atlas-core"))
+
+
+@atlas.command()
+@clean_errors
+def up() -> None:
+    """Everything in one process on the embedded SQLite (development)."""
+    raise SystemExit(run_core(settings_or_exit(), pipeline=None, process="atlas-up"))

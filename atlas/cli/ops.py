@@ -1,0 +1,212 @@
+"""`atlas-ops`: operate Atlas (queue, dead-letter queue; more groups arrive with their issues)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from atlas import __version__
+from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
+from atlas.engine.items import parse_item
+from atlas.store import open_store
+from atlas.store.models import DLQFilter, Item
+
+
+@click.group()
+@click.version_option(__version__, prog_name="atlas-ops")
+def ops() -> None:
+    """Operate Atlas."""
+
+
+# -- items ---------------------------------------------------------------------------------------
+
+
+@ops.group()
+def items() -> None:
+    """Add and inspect items."""
+
+
+@items.command("add")
+@click.option(
+    "--file",
+    "path",
+    type=click.File("r", encoding="utf-8"),
+    default="-",
+    help="Document content (default: stdin).",
+)
+@click.option("--content-type", default="text/plain", show_default=True)
+@click.option("--source", default=None)
+@click.option("--idempotency-key", default=None)
+@format_option
+@clean_errors
+def items_add(
+    path: Any, content_type: str, source: str | None, idempotency_key: str | None, fmt: str
+) -> None:
+    """Enqueue one document."""
+    item = parse_item(
+        {
+            "content": path.read(),
+            "content_type": content_type,
+            "source": source,
+            "idempotency_key": idempotency_key,
+        }
+    )
+    store = open_store(settings_or_exit())
+    result = store.enqueue([item])[0]
+    emit(fmt, {"id": result.id, "created": result.created, "state": "queued"})
+
+
+@items.command("get")
+@click.argument("item_id")
+@clean_errors
+def items_get(item_id: str) -> None:
+    """Show one item with its attempt history (JSON)."""
+    store = open_store(settings_or_exit())
+    item = store.get_item(item_id)
+    if item is None:
+        click.echo(f"error: no item {item_id!r}", err=True)
+        sys.exit(1)
+    data = _item_dict(item)
+    data["history"] = [vars(a) for a in store.item_attempts(item_id)]
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@ops.command("queue")
+@format_option
+@clean_errors
+def queue_status(fmt: str) -> None:
+    """Items by state and kind."""
+    counts = open_store(settings_or_exit()).counts()
+    emit(fmt, [{"state": s, "kind": k, "count": n} for (s, k), n in sorted(counts.items())])
+
+
+# -- dead-letter queue ---------------------------------------------------------------------------
+
+
+def _filters(fn: Any) -> Any:
+    for opt in reversed(
+        [
+            click.option("--id", "ids", multiple=True, help="Item id (repeatable)."),
+            click.option("--stage"),
+            click.option("--error-class"),
+            click.option("--host"),
+            click.option("--kind"),
+            click.option("--source"),
+            click.option("--reason", help="max_attempts | permanent | quarantined | lease_expired"),
+            click.option("--older-than-days", type=float, default=None),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+def _flt(
+    ids: tuple[str, ...],
+    stage: str | None,
+    error_class: str | None,
+    host: str | None,
+    kind: str | None,
+    source: str | None,
+    reason: str | None,
+    older_than_days: float | None,
+) -> DLQFilter:
+    before = time.time() - older_than_days * 86400 if older_than_days is not None else None
+    return DLQFilter(
+        ids=ids,
+        stage=stage,
+        error_class=error_class,
+        host=host,
+        kind=kind,
+        source=source,
+        reason=reason,
+        dead_before=before,
+    )
+
+
+def _item_dict(item: Item) -> dict[str, Any]:
+    d = {k: v for k, v in vars(item).items() if k not in ("payload", "last_error")}
+    d["last_error"] = vars(item.last_error) if item.last_error else None
+    return d
+
+
+@ops.group()
+def dlq() -> None:
+    """The dead-letter queue: inspect, group, replay, purge."""
+
+
+@dlq.command("list")
+@_filters
+@click.option("--limit", type=int, default=100, show_default=True)
+@format_option
+@clean_errors
+def dlq_list(limit: int, fmt: str, **f: Any) -> None:
+    """Dead items matching the filters."""
+    rows = open_store(settings_or_exit()).dlq_list(_flt(**f), limit=limit)
+    data = [_item_dict(i) for i in rows]
+    if fmt == "table":
+        data = [
+            {
+                "id": d["id"],
+                "kind": d["kind"],
+                "reason": d["dead_reason"],
+                "attempts": d["attempts"],
+                "error": (d["last_error"] or {}).get("error_class", ""),
+            }
+            for d in data
+        ]
+    emit(fmt, data)
+
+
+@dlq.command("groups")
+@_filters
+@format_option
+@clean_errors
+def dlq_groups(fmt: str, **f: Any) -> None:
+    """Dead items grouped by error fingerprint (stage, error class, host)."""
+    groups = open_store(settings_or_exit()).dlq_groups(_flt(**f))
+    emit(fmt, [vars(g) for g in groups], ["count", "stage", "error_class", "host", "sample_message"])
+
+
+@dlq.command("replay")
+@_filters
+@click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
+@format_option
+@clean_errors
+def dlq_replay(dry_run: bool, fmt: str, **f: Any) -> None:
+    """Put matching dead items back in the queue with fresh attempts."""
+    n = open_store(settings_or_exit()).dlq_replay(_flt(**f), dry_run=dry_run)
+    emit(fmt, {"matched" if dry_run else "replayed": n, "dry_run": dry_run})
+
+
+@dlq.command("purge")
+@_filters
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@format_option
+@clean_errors
+def dlq_purge(dry_run: bool, fmt: str, **f: Any) -> None:
+    """Delete matching dead items and their history."""
+    n = open_store(settings_or_exit()).dlq_purge(_flt(**f), dry_run=dry_run)
+    emit(fmt, {"matched" if dry_run else "purged": n, "dry_run": dry_run})
+
+
+@dlq.command("retention")
+@click.option("--dry-run", is_flag=True)
+@format_option
+@clean_errors
+def dlq_retention(dry_run: bool, fmt: str) -> None:
+    """Purge dead items older than ATLAS_DLQ_RETENTION_DAYS."""
+    settings = settings_or_exit()
+    flt = DLQFilter(dead_before=time.time() - settings.dlq_retention_days * 86400)
+    n = open_store(settings).dlq_purge(flt, dry_run=dry_run)
+    emit(
+        fmt,
+        {
+            "matched" if dry_run else "purged": n,
+            "dry_run": dry_run,
+            "retention_days": settings.dlq_retention_days,
+        },
+    )

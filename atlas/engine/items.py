@@ -1,0 +1,75 @@
+"""Validating what producers hand in: a dict becomes a NewItem or an ItemError naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from atlas.errors import ItemError
+from atlas.pipeline.document import DOCUMENT_CONTENT_TYPES
+from atlas.store.models import NewItem
+
+MAX_DOCUMENT_BYTES = 10 << 20
+MAX_KEY_CHARS = 255
+_COMMON = {"source", "priority", "metadata", "not_before", "idempotency_key"}
+_DOCUMENT_FIELDS = {"content", "content_type", "title"} | _COMMON
+
+
+def _where(index: int | None) -> str:
+    return "" if index is None else f"items[{index}]."
+
+
+def parse_item(data: Any, *, index: int | None = None, trace_context: str | None = None) -> NewItem:
+    """Validate one item as a producer sends it. Raises ItemError naming the field at fault."""
+    at = _where(index)
+    if not isinstance(data, dict):
+        raise ItemError(f"{at.rstrip('.') or 'item'}: expected a JSON object, got {type(data).__name__}")
+    if "content" not in data:
+        raise ItemError(f"{at}content: required for a document item")
+    unknown = sorted(set(data) - _DOCUMENT_FIELDS)
+    if unknown:
+        raise ItemError(f"{at}{unknown[0]}: unknown field (allowed: {', '.join(sorted(_DOCUMENT_FIELDS))})")
+    content = data["content"]
+    if not isinstance(content, str):
+        raise ItemError(f"{at}content: expected a string, got {type(content).__name__}")
+    if not content.strip():
+        raise ItemError(f"{at}content: must not be empty")
+    if len(content.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
+        raise ItemError(f"{at}content: larger than {MAX_DOCUMENT_BYTES} bytes")
+    content_type = data.get("content_type", "text/plain")
+    if content_type not in DOCUMENT_CONTENT_TYPES:
+        raise ItemError(
+            f"{at}content_type: expected one of {', '.join(DOCUMENT_CONTENT_TYPES)}, got {content_type!r}"
+        )
+    payload: dict[str, Any] = {"content": content, "content_type": content_type}
+    if "title" in data:
+        if not isinstance(data["title"], str):
+            raise ItemError(f"{at}title: expected a string")
+        payload["title"] = data["title"]
+    return NewItem(kind="document", payload=payload, trace_context=trace_context, **_common(data, at))
+
+
+def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    source = data.get("source")
+    if source is not None and (not isinstance(source, str) or len(source) > MAX_KEY_CHARS):
+        raise ItemError(f"{at}source: expected a string of at most {MAX_KEY_CHARS} characters")
+    out["source"] = source
+    priority = data.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
+        raise ItemError(f"{at}priority: expected an integer -100..100, got {priority!r}")
+    out["priority"] = priority
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ItemError(f"{at}metadata: expected an object")
+    out["metadata"] = metadata
+    not_before = data.get("not_before")
+    if not_before is not None and (not isinstance(not_before, int | float) or isinstance(not_before, bool)):
+        raise ItemError(f"{at}not_before: expected Unix seconds")
+    out["not_before"] = float(not_before) if not_before is not None else None
+    key = data.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS):
+        raise ItemError(
+            f"{at}idempotency_key: expected a non-empty string of at most {MAX_KEY_CHARS} characters"
+        )
+    out["idempotency_key"] = key
+    return out

@@ -1,0 +1,103 @@
+"""Where an item goes after an attempt: pure decisions, applied by the store as Transitions.
+
+An attempt ends in one of four ways:
+- success: `done` (the store turns it into `duplicate` when the content already exists);
+- a stage failed: retried after capped, fully jittered backoff, or dead-lettered once
+  `max_attempts` attempts failed or the failure is permanent;
+- the worker died or hung on it: counted as a death; an item that dies alone in a worker
+  `max_deaths` times is quarantined in the DLQ, others are retried alone to find the culprit;
+- the engine gave it back (drain, or it never started): released, no attempt counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from atlas.reliability.backoff import full_jitter
+from atlas.store.models import Claimed, ContentResult, ErrorInfo, Transition
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    backoff_base_seconds: float = 2.0
+    backoff_cap_seconds: float = 600.0
+    max_deaths: int = 2
+
+
+def succeeded(item: Claimed, result: ContentResult) -> Transition:
+    return Transition(item.id, item.token, state="done", outcome="done", result=result)
+
+
+def failed(
+    item: Claimed,
+    error: ErrorInfo,
+    *,
+    permanent: bool,
+    policy: RetryPolicy,
+    now: float,
+    rand: Callable[[], float],
+) -> Transition:
+    attempt = item.attempts + 1
+    if permanent or attempt >= policy.max_attempts:
+        return Transition(
+            item.id,
+            item.token,
+            state="dead",
+            outcome="dead",
+            error=error,
+            dead_reason="permanent" if permanent else "max_attempts",
+            isolate=item.isolate,
+        )
+    delay = full_jitter(attempt, policy.backoff_base_seconds, policy.backoff_cap_seconds, rand)
+    return Transition(
+        item.id,
+        item.token,
+        state="queued",
+        outcome="retry",
+        error=error,
+        next_attempt_at=now + delay,
+        isolate=item.isolate,
+    )
+
+
+def died(
+    item: Claimed, error: ErrorInfo, *, alone: bool, timed_out: bool, policy: RetryPolicy, now: float
+) -> Transition:
+    """The worker running `item` died or hung. Only a death alone in a worker can quarantine."""
+    outcome = "timeout" if timed_out else "died"
+    if alone and item.deaths + 1 >= policy.max_deaths:
+        return Transition(
+            item.id,
+            item.token,
+            state="dead",
+            outcome=outcome,
+            deaths_inc=1,
+            error=error,
+            dead_reason="quarantined",
+            isolate=True,
+        )
+    # Run it alone next time: either it is the poison and dies alone, or it was a bystander.
+    return Transition(
+        item.id,
+        item.token,
+        state="queued",
+        outcome=outcome,
+        deaths_inc=1,
+        error=error,
+        isolate=True,
+        next_attempt_at=now,
+    )
+
+
+def released(item: Claimed, now: float) -> Transition:
+    return Transition(
+        item.id,
+        item.token,
+        state="queued",
+        outcome="released",
+        attempts_inc=0,
+        isolate=item.isolate,
+        next_attempt_at=now,
+    )

@@ -1,0 +1,522 @@
+"""The engine: claims due items in batches, runs them in worker processes, commits in batches.
+
+One supervisor thread owns the database side (claims, heartbeats, reaping, commits); worker
+processes run pipeline stages and never touch the database (see atlas.engine.worker). Because the
+supervisor knows which items each worker holds, a worker that dies or hangs costs exactly its own
+items a recorded death, and a poison item is found by running suspects alone.
+
+Throughput comes from batching both ends: one transaction claims up to `claim_batch_size` items,
+and completions are gathered for `commit_interval_ms` into one transaction.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from atlas.engine import queue
+from atlas.engine.worker import job_of, worker_main
+from atlas.errors import StoreError
+from atlas.logging import get_logger
+from atlas.observability.metrics import EngineMetrics
+from atlas.settings import Settings
+from atlas.store.base import Store
+from atlas.store.models import Claimed, ErrorInfo, Transition
+
+log = get_logger("atlas.engine")
+
+DEFAULT_PIPELINE = "atlas.pipeline:default_pipeline"
+MAX_COMMIT_BATCH = 512
+STORE_RETRY_SECONDS = 1.0
+MAX_RESPAWN_DELAY_SECONDS = 30.0
+
+
+@dataclass
+class _Worker:
+    slot: int
+    process: BaseProcess
+    conn: Connection
+    started: float
+    # Insertion order is dispatch order; the worker starts jobs in that order.
+    outstanding: dict[str, Claimed] = field(default_factory=dict)
+    last_progress: float = 0.0
+    isolating: bool = False  # running one suspect alone
+    reserved: bool = False  # taking no new work until idle, to run a suspect alone
+
+
+class Engine:
+    """Run the pipeline over the queue until `stop()` (or SIGTERM) and a drain."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        pipeline: str = DEFAULT_PIPELINE,
+        registry: CollectorRegistry | None = None,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline
+        self.metrics = EngineMetrics(registry or CollectorRegistry())
+        self.wall, self.monotonic, self.rand = wall, monotonic, rand
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.policy = queue.RetryPolicy(
+            max_attempts=settings.max_attempts,
+            backoff_base_seconds=settings.backoff_base_seconds,
+            backoff_cap_seconds=settings.backoff_cap_seconds,
+            max_deaths=settings.max_deaths,
+        )
+        self.concurrency = settings.worker_concurrency
+        self.per_worker = self.concurrency * 2  # one full round running, one waiting in the pipe
+        self.capacity = max(settings.claim_batch_size, settings.worker_count * self.per_worker)
+        self._mp = multiprocessing.get_context("forkserver")
+        self._workers: list[_Worker | None] = [None] * settings.worker_count
+        self._respawn_at = [0.0] * settings.worker_count
+        self._quick_deaths = [0] * settings.worker_count
+        self._backlog: deque[Claimed] = deque()
+        self._pending: list[tuple[Transition, Claimed]] = []
+        self._pending_since = 0.0
+        self._next_claim = self._next_heartbeat = self._next_reap = self._next_flush_retry = 0.0
+        self._stop = False
+        self._draining = False
+        self._drain_deadline = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    # -- control --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the engine to drain and return (safe from a signal handler or another thread)."""
+        self._stop = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def run(self) -> int:
+        """Serve until stopped; returns the process exit code (0 after a clean drain)."""
+        log.info(
+            "engine starting",
+            owner=self.owner,
+            workers=len(self._workers),
+            concurrency=self.concurrency,
+            capacity=self.capacity,
+        )
+        self._mp.set_forkserver_preload(["atlas.engine.worker"])
+        for slot in range(len(self._workers)):
+            self._spawn(slot)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        log.info("engine stopped", owner=self.owner)
+        return 0
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            now = self.monotonic()
+            if self._stop and not self._draining:
+                self._begin_drain(now)
+            self._respawn_due(now)
+            if not self._draining and now >= self._next_claim and self._held() <= self.capacity // 2:
+                self._claim(now)
+            self._dispatch(now)
+            if now >= self._next_heartbeat:
+                self._heartbeat(now)
+            if now >= self._next_reap:
+                self._reap(now)
+            self._kill_hung(now)
+            self._maybe_flush(now)
+            if self._draining:
+                if self._held() == 0:
+                    break
+                if now >= self._drain_deadline:
+                    self._abandon_running()
+                    break
+            timeout = max(0.0, self._next_wakeup(now) - now)
+            ready = wait(self._waitables(), timeout=timeout)
+            for obj in ready:
+                self._on_ready(obj)
+        self._flush(force=True)
+
+    def _next_wakeup(self, now: float) -> float:
+        deadlines = [self._next_heartbeat, self._next_reap, now + 1.0]
+        if not self._draining and self._held() <= self.capacity // 2:
+            deadlines.append(self._next_claim)
+        if self._pending:
+            deadlines.append(
+                max(self._pending_since + self.settings.commit_interval_ms / 1000, self._next_flush_retry)
+            )
+        if self._draining:
+            deadlines.append(self._drain_deadline)
+        for w in self._live():
+            if w.outstanding:
+                deadlines.append(w.last_progress + self.settings.item_timeout_seconds)
+        deadlines.extend(t for t in self._respawn_at if t)
+        return min(deadlines)
+
+    def _waitables(self) -> list[Any]:
+        objs: list[Any] = [self._wake_r]
+        for w in self._live():
+            objs.append(w.conn)
+            objs.append(w.process.sentinel)
+        return objs
+
+    def _on_ready(self, obj: Any) -> None:
+        if obj == self._wake_r:
+            os.read(self._wake_r, 512)
+            return
+        for w in self._live():
+            if obj is w.conn:
+                self._read_results(w)
+                return
+            if obj == w.process.sentinel:
+                self._read_results(w)  # whatever it finished before dying still counts
+                self._on_worker_exit(w, timed_out=False)
+                return
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _live(self) -> list[_Worker]:
+        return [w for w in self._workers if w is not None]
+
+    def _spawn(self, slot: int) -> None:
+        parent, child = self._mp.Pipe(duplex=True)
+        process = self._mp.Process(
+            target=worker_main,
+            args=(child, self.pipeline, self.concurrency, self.settings.log_level),
+            name=f"atlas-worker-{slot}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        now = self.monotonic()
+        self._workers[slot] = _Worker(slot, process, parent, started=now, last_progress=now)
+        self._respawn_at[slot] = 0.0
+        self.metrics.workers.set(len(self._live()))
+
+    def _respawn_due(self, now: float) -> None:
+        if self._draining:
+            return
+        for slot, at in enumerate(self._respawn_at):
+            if at and now >= at and self._workers[slot] is None:
+                self._spawn(slot)
+
+    def _read_results(self, w: _Worker) -> None:
+        try:
+            while w.conn.poll():
+                self._on_result(w, w.conn.recv())
+        except (EOFError, OSError):
+            pass  # the sentinel reports the death
+
+    def _on_result(self, w: _Worker, message: tuple[Any, ...]) -> None:
+        item = w.outstanding.pop(message[1], None)
+        if item is None:
+            return
+        now = self.monotonic()
+        w.last_progress = now
+        if not w.outstanding:
+            w.isolating = False
+        for stage, seconds in message[-1].items():
+            self.metrics.stage_duration.labels(stage).observe(seconds)
+        if message[0] == "ok":
+            transition = queue.succeeded(item, message[2])
+        else:
+            error: ErrorInfo = message[2]
+            transition = queue.failed(
+                item, error, permanent=message[3], policy=self.policy, now=self.wall(), rand=self.rand
+            )
+            log.info(
+                "attempt failed",
+                item_id=item.id,
+                attempt=item.attempts + 1,
+                stage=error.stage,
+                error_class=error.error_class,
+                error=error.message[:300],
+                next_state=transition.state,
+            )
+        self._add_pending(transition, item, now)
+
+    def _on_worker_exit(self, w: _Worker, *, timed_out: bool) -> None:
+        w.process.join(timeout=5)
+        code = w.process.exitcode
+        items = list(w.outstanding.values())
+        # Jobs start in dispatch order, `concurrency` at a time: only the first ones can have been
+        # running. One suspect alone is a clear verdict; several share the blame and run alone next.
+        suspects, unstarted = items[: self.concurrency], items[self.concurrency :]
+        if timed_out:
+            reason, cls = "timeout", "WorkerTimeout"
+            what = f"worker pid {w.process.pid} made no progress for {self.settings.item_timeout_seconds:g}s"
+        else:
+            reason, cls = "died", "WorkerDied"
+            how = (
+                f"signal {signal.Signals(-code).name}"
+                if code is not None and code < 0
+                else f"exit code {code}"
+            )
+            what = f"worker pid {w.process.pid} died ({how})"
+        alone = len(suspects) == 1
+        now, wall = self.monotonic(), self.wall()
+        for item in suspects:
+            message = what + (" running this item alone" if alone else f" running {len(suspects)} items")
+            error = ErrorInfo("worker", cls, message)
+            self._add_pending(
+                queue.died(item, error, alone=alone, timed_out=timed_out, policy=self.policy, now=wall),
+                item,
+                now,
+            )
+        for item in unstarted:
+            self._add_pending(queue.released(item, wall), item, now)
+        self.metrics.worker_deaths.labels(reason).inc()
+        log.warning(
+            "worker lost",
+            slot=w.slot,
+            pid=w.process.pid,
+            exitcode=code,
+            reason=reason,
+            suspects=[i.id for i in suspects],
+            released=len(unstarted),
+        )
+        w.conn.close()
+        self._workers[w.slot] = None
+        self.metrics.workers.set(len(self._live()))
+        if now - w.started < 1.0 and not items:
+            self._quick_deaths[w.slot] += 1  # crashing at start-up: back off, don't spin
+        else:
+            self._quick_deaths[w.slot] = 0
+        delay = (
+            min(MAX_RESPAWN_DELAY_SECONDS, 0.5 * 2 ** self._quick_deaths[w.slot])
+            if self._quick_deaths[w.slot]
+            else 0
+        )
+        self._respawn_at[w.slot] = now + delay
+        self._flush(force=True)  # deaths are rare; record them at once
+
+    def _kill_hung(self, now: float) -> None:
+        for w in self._live():
+            if w.outstanding and now - w.last_progress > self.settings.item_timeout_seconds:
+                w.process.kill()
+                self._read_results(w)
+                self._on_worker_exit(w, timed_out=True)
+
+    # -- claiming and dispatching ---------------------------------------------------------------
+
+    def _held(self) -> int:
+        return len(self._backlog) + sum(len(w.outstanding) for w in self._live())
+
+    def _claim(self, now: float) -> None:
+        limit = min(self.settings.claim_batch_size, self.capacity - self._held())
+        if limit <= 0 or not self._live():
+            return
+        try:
+            claimed = self.store.claim(self.owner, limit, self.settings.lease_seconds)
+        except StoreError as exc:
+            log.error("claim failed", error=str(exc))
+            self._next_claim = now + STORE_RETRY_SECONDS
+            return
+        if claimed:
+            self._backlog.extend(claimed)
+            self.metrics.claim_batch.observe(len(claimed))
+        self.metrics.in_flight.set(self._held())
+        # A short claim means nothing more is due now: look again after the poll interval.
+        self._next_claim = now if len(claimed) == limit else now + self.settings.poll_interval_ms / 1000
+
+    def _dispatch(self, now: float) -> None:
+        if not self._backlog:
+            return
+        live = self._live()
+        batches: dict[int, list[Claimed]] = {w.slot: [] for w in live}
+        keep: deque[Claimed] = deque()
+        for item in self._backlog:
+            target = self._isolated_target(live) if item.isolate else self._shared_target(live)
+            if target is None:
+                keep.append(item)
+                continue
+            if item.isolate:
+                target.isolating, target.reserved = True, False
+            if not target.outstanding:
+                target.last_progress = now
+            target.outstanding[item.id] = item
+            batches[target.slot].append(item)
+        self._backlog = keep
+        for w in live:
+            if batches[w.slot]:
+                try:
+                    w.conn.send(("run", [job_of(i) for i in batches[w.slot]]))
+                except OSError:
+                    pass  # it died; its sentinel is ready and the death handler settles its items
+
+    def _isolated_target(self, live: list[_Worker]) -> _Worker | None:
+        for w in live:
+            if not w.outstanding and not w.isolating:
+                return w
+        if not any(w.reserved for w in live):
+            candidates = [w for w in live if not w.isolating]
+            if candidates:
+                min(candidates, key=lambda w: len(w.outstanding)).reserved = True
+        return None
+
+    def _shared_target(self, live: list[_Worker]) -> _Worker | None:
+        best: _Worker | None = None
+        for w in live:
+            if w.isolating or w.reserved or len(w.outstanding) >= self.per_worker:
+                continue
+            if best is None or len(w.outstanding) < len(best.outstanding):
+                best = w
+        return best
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def _heartbeat(self, now: float) -> None:
+        self._next_heartbeat = now + self.settings.lease_seconds / 3
+        try:
+            self.store.heartbeat(self.owner, self.settings.lease_seconds)
+            self.store.kv_set(f"engine.heartbeat.{self.owner}", str(self.wall()))
+        except StoreError as exc:
+            log.error("heartbeat failed", error=str(exc))
+            self._next_heartbeat = now + STORE_RETRY_SECONDS
+
+    def _reap(self, now: float) -> None:
+        self._next_reap = now + max(0.5, self.settings.lease_seconds / 4)
+        try:
+            reaped = self.store.reap_expired(self.settings.max_lease_expiries)
+        except StoreError as exc:
+            log.error("reaping expired leases failed", error=str(exc))
+            return
+        if reaped:
+            self.metrics.leases_expired.inc(reaped)
+            log.warning("expired leases taken back", count=reaped)
+
+    # -- committing -----------------------------------------------------------------------------
+
+    def _add_pending(self, transition: Transition, item: Claimed, now: float) -> None:
+        if not self._pending:
+            self._pending_since = now
+        self._pending.append((transition, item))
+
+    def _maybe_flush(self, now: float) -> None:
+        if not self._pending or now < self._next_flush_retry:
+            return
+        due = now - self._pending_since >= self.settings.commit_interval_ms / 1000
+        if due or len(self._pending) >= MAX_COMMIT_BATCH or self._held() == 0:
+            self._flush()
+
+    def _flush(self, force: bool = False) -> None:
+        while self._pending:
+            batch = self._pending[:MAX_COMMIT_BATCH]
+            started = time.perf_counter()
+            try:
+                applied = self.store.apply([t for t, _ in batch])
+            except StoreError as exc:
+                # Keep them: the leases stay ours while heartbeats go through; if they lapse the
+                # items are claimed again and our stale tokens are ignored. Nothing is lost.
+                log.error("commit failed; will retry", error=str(exc), pending=len(self._pending))
+                self._next_flush_retry = self.monotonic() + STORE_RETRY_SECONDS
+                if not force:
+                    return
+                time.sleep(STORE_RETRY_SECONDS)
+                if self.monotonic() > self._drain_deadline + self.settings.lease_seconds:
+                    return  # give up: the leases will expire and the items run again
+                continue
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
+            self.metrics.commit_batch.observe(len(batch))
+            del self._pending[: len(batch)]
+            self._record(batch, applied)
+        self._pending_since = self.monotonic()
+        self.metrics.in_flight.set(self._held())
+
+    def _record(self, batch: list[tuple[Transition, Claimed]], applied: dict[str, str]) -> None:
+        wall = self.wall()
+        for transition, item in batch:
+            outcome = applied.get(item.id)
+            if outcome is None:
+                log.warning("lease lost before commit; result discarded", item_id=item.id)
+                continue
+            if outcome == "released":
+                continue
+            self.metrics.processed.labels(item.kind, outcome).inc()
+            if transition.state == "queued" and outcome == "retry":
+                self.metrics.retries.labels(item.kind).inc()
+            if transition.state == "dead":
+                self.metrics.dead_lettered.labels(item.kind, transition.dead_reason or "unknown").inc()
+            if transition.state in ("done", "dead"):
+                self.metrics.accept_to_done.labels(item.kind).observe(max(0.0, wall - item.created_at))
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def _begin_drain(self, now: float) -> None:
+        self._draining = True
+        # Finish what is running within most of a lease, so no other engine takes it meanwhile.
+        self._drain_deadline = now + min(
+            self.settings.lease_seconds * 0.8, self.settings.item_timeout_seconds
+        )
+        wall = self.wall()
+        for item in self._backlog:
+            self._add_pending(queue.released(item, wall), item, now)
+        log.info(
+            "draining",
+            backlog_released=len(self._backlog),
+            running=sum(len(w.outstanding) for w in self._live()),
+        )
+        self._backlog.clear()
+
+    def _abandon_running(self) -> None:
+        now, wall = self.monotonic(), self.wall()
+        for w in self._live():
+            w.process.kill()
+            for item in w.outstanding.values():
+                self._add_pending(queue.released(item, wall), item, now)
+            w.outstanding.clear()
+
+    def _shutdown(self) -> None:
+        for w in self._live():
+            try:
+                w.conn.send(("stop",))
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        for w in self._live():
+            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=5)
+            w.conn.close()
+        self._workers = [None] * len(self._workers)
+        try:
+            # Anything still leased (a failed final commit) goes back without waiting for expiry.
+            self.store.release(self.owner)
+        except StoreError as exc:
+            log.error("releasing leases at stop failed; they will expire", error=str(exc))
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+def run_engine(engine: Engine) -> int:
+    """Run `engine` in the main thread with SIGTERM and SIGINT mapped to a drain."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received; draining", signal=signal.Signals(signum).name)
+        engine.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return engine.run()

@@ -1,0 +1,162 @@
+"""The worker process: runs pipeline stages on items the supervisor sends, reports each result.
+
+Workers hold no database connection and no leases: only the supervisor commits, so whatever a
+worker does after the supervisor is gone can never complete an item twice. A worker exits when its
+pipe to the supervisor closes; on Linux it is also killed with its parent (PR_SET_PDEATHSIG).
+
+Messages, supervisor → worker: ("run", [job, ...]) | ("stop",)
+           worker → supervisor: ("ok", item_id, ContentResult, timings)
+                               | ("err", item_id, ErrorInfo, permanent, timings)
+Jobs start in the order sent, at most `concurrency` at a time: the supervisor relies on this to
+know which items a dead worker may have been running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from atlas.errors import PermanentStageError, StageError
+from atlas.logging import configure_logging, get_logger
+from atlas.observability.tracing import setup_tracing
+from atlas.pipeline.base import ItemContext, Pipeline
+from atlas.store.models import ErrorInfo
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+log = get_logger("atlas.worker")
+
+
+def resolve(path: str) -> Callable[[], Pipeline]:
+    """Import 'package.module:function'."""
+    module, _, name = path.partition(":")
+    factory: Callable[[], Pipeline] = getattr(importlib.import_module(module), name)
+    return factory
+
+
+def job_of(item: Any) -> dict[str, Any]:
+    """What a worker needs of a claimed item (kept small: it crosses a pipe)."""
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "payload": item.payload,
+        "attempt": item.attempts + 1,
+        "source": item.source,
+        "metadata": item.metadata,
+        "trace_context": item.trace_context,
+    }
+
+
+async def process(pipeline: Pipeline, job: dict[str, Any], tracer: trace.Tracer) -> tuple[Any, ...]:
+    """Run every stage for the job's kind; return the result message for the supervisor."""
+    ctx = ItemContext(
+        id=job["id"],
+        kind=job["kind"],
+        payload=job["payload"],
+        attempt=job["attempt"],
+        source=job.get("source"),
+        metadata=job.get("metadata"),
+    )
+    carrier = {"traceparent": job["trace_context"]} if job.get("trace_context") else {}
+    parent = _PROPAGATOR.extract(carrier)
+    timings: dict[str, float] = {}
+    attributes: dict[str, str | int] = {
+        "atlas.item.id": ctx.id,
+        "atlas.item.kind": ctx.kind,
+        "atlas.item.attempt": ctx.attempt,
+    }
+    with tracer.start_as_current_span("atlas.item", context=parent, attributes=attributes) as span:
+        for stage in pipeline.for_kind(ctx.kind):
+            started = time.perf_counter()
+            with tracer.start_as_current_span(f"atlas.stage.{stage.name}") as stage_span:
+                try:
+                    await stage.run(ctx)
+                except Exception as exc:  # every failure becomes a recorded attempt, never a crash
+                    timings[stage.name] = time.perf_counter() - started
+                    stage_span.record_exception(exc)
+                    stage_span.set_status(trace.StatusCode.ERROR, str(exc))
+                    span.set_status(trace.StatusCode.ERROR, str(exc))
+                    host = getattr(exc, "host", None) or ctx.host
+                    error = ErrorInfo(stage.name, type(exc).__name__, str(exc)[:2000], host)
+                    permanent = isinstance(exc, PermanentStageError)
+                    if not isinstance(exc, StageError):
+                        log.warning(
+                            "stage raised unexpectedly",
+                            item_id=ctx.id,
+                            stage=stage.name,
+                            error_class=type(exc).__name__,
+                            error=str(exc)[:500],
+                        )
+                    return ("err", ctx.id, error, permanent, timings)
+            timings[stage.name] = time.perf_counter() - started
+        if ctx.result is None:
+            error = ErrorInfo("pipeline", "NoResult", f"no stage produced a result for kind {ctx.kind!r}")
+            return ("err", ctx.id, error, True, timings)
+        return ("ok", ctx.id, ctx.result, timings)
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def worker_main(conn: Connection, pipeline_path: str, concurrency: int, log_level: str) -> None:
+    """Entry point of a worker process."""
+    _die_with_parent()
+    # The supervisor drains on SIGTERM and tells us when to stop; a terminal's ^C is its job too.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(log_level, process="atlas-worker")
+    setup_tracing("atlas-core")
+    pipeline = resolve(pipeline_path)()
+    asyncio.run(_serve(conn, pipeline, concurrency))
+
+
+async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None:
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+
+    def read() -> None:
+        # A thread reads so the pipe drains even while the loop is busy sending results: the two
+        # directions can never both be full at once, so the supervisor and worker cannot deadlock.
+        try:
+            while True:
+                loop.call_soon_threadsafe(inbox.put_nowait, conn.recv())
+        except (EOFError, OSError):
+            os._exit(0)  # the supervisor is gone: nothing finished here could be committed
+
+    threading.Thread(target=read, name="atlas-worker-reader", daemon=True).start()
+    tracer = trace.get_tracer("atlas.engine")
+    slots = asyncio.Semaphore(concurrency)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run_one(job: dict[str, Any]) -> None:
+        try:
+            message = await process(pipeline, job, tracer)
+            conn.send(message)
+        finally:
+            slots.release()
+
+    while True:
+        message = await inbox.get()
+        if message[0] == "stop":
+            break
+        for job in message[1]:
+            await slots.acquire()  # FIFO: jobs start in the order they were sent
+            task = asyncio.create_task(run_one(job))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Metrics catalog, tracing setup and health checks."""

@@ -1,0 +1,150 @@
+"""The metrics catalog: every Atlas metric is defined here once (name, help, labels, buckets).
+
+Processes build the families they export with `build(registry, spec)`; dashboards, alert rules and
+docs refer to `CATALOG`, and tests fail when they name a metric missing from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Seconds, from 1 ms to 10 min: stages are milliseconds, accept-to-done spans retries.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: str  # counter | gauge | histogram
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+
+
+CATALOG: dict[str, MetricSpec] = {
+    s.name: s
+    for s in (
+        MetricSpec(
+            "atlas_engine_items_processed_total",
+            "counter",
+            "Attempts finished by the engine, by item kind and outcome "
+            "(done, duplicate, retry, dead, died, timeout).",
+            ("kind", "outcome"),
+        ),
+        MetricSpec(
+            "atlas_engine_stage_duration_seconds",
+            "histogram",
+            "Time one pipeline stage took on one item.",
+            ("stage",),
+            LATENCY_BUCKETS,
+        ),
+        MetricSpec(
+            "atlas_engine_accept_to_done_seconds",
+            "histogram",
+            "Time from an item's acceptance to its final state.",
+            ("kind",),
+            LATENCY_BUCKETS,
+        ),
+        MetricSpec(
+            "atlas_engine_retries_total",
+            "counter",
+            "Attempts that failed and were scheduled again.",
+            ("kind",),
+        ),
+        MetricSpec(
+            "atlas_engine_dead_lettered_total",
+            "counter",
+            "Items moved to the dead-letter queue, by reason "
+            "(max_attempts, permanent, quarantined, lease_expired).",
+            ("kind", "reason"),
+        ),
+        MetricSpec(
+            "atlas_engine_leases_expired_total",
+            "counter",
+            "Leases found expired and taken back by the reaper.",
+        ),
+        MetricSpec(
+            "atlas_engine_worker_deaths_total",
+            "counter",
+            "Worker processes that died or were killed for hanging.",
+            ("reason",),
+        ),
+        MetricSpec("atlas_engine_in_flight", "gauge", "Items this engine holds leases on."),
+        MetricSpec("atlas_engine_workers", "gauge", "Worker processes alive."),
+        MetricSpec(
+            "atlas_engine_claim_batch_size",
+            "histogram",
+            "Items taken by one claim transaction.",
+            (),
+            BATCH_BUCKETS,
+        ),
+        MetricSpec(
+            "atlas_engine_commit_batch_size",
+            "histogram",
+            "Item transitions applied by one commit transaction.",
+            (),
+            BATCH_BUCKETS,
+        ),
+        MetricSpec(
+            "atlas_engine_commit_duration_seconds",
+            "histogram",
+            "Time one commit transaction of item transitions took.",
+            (),
+            LATENCY_BUCKETS,
+        ),
+    )
+}
+
+
+def build(registry: CollectorRegistry, name: str) -> Any:
+    """Create the catalog's metric `name` in `registry`."""
+    spec = CATALOG[name]
+    # prometheus_client appends _total to counters itself.
+    base = spec.name[: -len("_total")] if spec.kind == "counter" else spec.name
+    if spec.kind == "counter":
+        return Counter(base, spec.help, spec.labels, registry=registry)
+    if spec.kind == "gauge":
+        return Gauge(base, spec.help, spec.labels, registry=registry)
+    return Histogram(base, spec.help, spec.labels, registry=registry, buckets=spec.buckets or LATENCY_BUCKETS)
+
+
+class EngineMetrics:
+    """The engine's metric families, registered in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.processed = build(registry, "atlas_engine_items_processed_total")
+        self.stage_duration = build(registry, "atlas_engine_stage_duration_seconds")
+        self.accept_to_done = build(registry, "atlas_engine_accept_to_done_seconds")
+        self.retries = build(registry, "atlas_engine_retries_total")
+        self.dead_lettered = build(registry, "atlas_engine_dead_lettered_total")
+        self.leases_expired = build(registry, "atlas_engine_leases_expired_total")
+        self.worker_deaths = build(registry, "atlas_engine_worker_deaths_total")
+        self.in_flight = build(registry, "atlas_engine_in_flight")
+        self.workers = build(registry, "atlas_engine_workers")
+        self.claim_batch = build(registry, "atlas_engine_claim_batch_size")
+        self.commit_batch = build(registry, "atlas_engine_commit_batch_size")
+        self.commit_duration = build(registry, "atlas_engine_commit_duration_seconds")

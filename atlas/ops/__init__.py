@@ -1,0 +1,1 @@
+"""What atlas-ops and atlas do, reachable from tests without a terminal."""

@@ -1,0 +1,139 @@
+"""Stages for inline documents: decode the given content to text, normalise it, hash it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from html.parser import HTMLParser
+
+from atlas.errors import PermanentStageError
+from atlas.pipeline.base import ItemContext, Result
+
+DOCUMENT_CONTENT_TYPES = ("text/plain", "text/markdown", "text/html")
+_WS = re.compile(r"[ \t\f\v\u00a0]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def normalise_text(text: str) -> str:
+    """NFC, unified newlines, runs of spaces folded, at most one blank line, trimmed lines."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [_WS.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def content_hash(normalised: str) -> str:
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+class _HTMLText(HTMLParser):
+    _SKIP = frozenset({"script", "style", "noscript", "template", "head"})
+    _BLOCK = frozenset(
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "tr",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "blockquote",
+            "pre",
+            "ul",
+            "ol",
+            "table",
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title_parts: list[str] = []
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in self._SKIP:
+            self._skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in self._SKIP and self._skip:
+            self._skip -= 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title_parts.append(data)
+        elif not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> tuple[str | None, str]:
+    """(title, visible text) of an HTML document, scripts and styles dropped."""
+    parser = _HTMLText()
+    parser.feed(html)
+    parser.close()
+    title = normalise_text("".join(parser.title_parts)) or None
+    return title, "".join(parser.parts)
+
+
+class DocumentDecode:
+    """Turn inline content into plain text and a title, by content type."""
+
+    name: str = "decode"
+    kinds: tuple[str, ...] = ("document",)
+
+    async def run(self, ctx: ItemContext) -> None:
+        ctx.content_type = str(ctx.payload.get("content_type") or "text/plain")
+        raw = ctx.payload.get("content")
+        if not isinstance(raw, str):
+            raise PermanentStageError("document has no text content", stage=self.name)
+        ctx.raw = raw
+        if ctx.content_type == "text/html":
+            ctx.title, ctx.text = html_to_text(raw)
+        elif ctx.content_type == "text/markdown":
+            heading = _MD_HEADING.search(raw)
+            ctx.title = heading.group(1) if heading else None
+            ctx.text = raw
+        else:
+            ctx.text = raw
+        if ctx.title is None and isinstance(ctx.payload.get("title"), str):
+            ctx.title = ctx.payload["title"]
+
+
+class Normalise:
+    """Normalise the text and hash it; an item with no text left is a permanent failure."""
+
+    name: str = "normalise"
+    kinds: tuple[str, ...] = ("document", "url")
+
+    async def run(self, ctx: ItemContext) -> None:
+        text = normalise_text(ctx.text or "")
+        if not text:
+            raise PermanentStageError("no text left after normalisation", stage=self.name)
+        ctx.text = text
+        ctx.content_hash = content_hash(text)
+        ctx.result = Result(
+            content_hash=ctx.content_hash,
+            text=text,
+            content_type=ctx.content_type,
+            title=ctx.title,
+            canonical_url=ctx.canonical_url,
+            language=ctx.language,
+        )

@@ -1,0 +1,209 @@
+"""Typed, validated settings: built-in defaults < ATLAS_* process environment.
+
+One frozen `Settings` object is built at start (`load_settings`) and passed to whatever needs it;
+nothing reads the environment at import time. Every field declares its environment variable, its
+parser and a one-line doc, so the reference documentation can be generated from this model.
+
+Per-environment files (`config/<env>.env`) and encrypted secrets layer in between the defaults and
+the process environment (issue 5); `load_settings` is the one entry point either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas.errors import ConfigError
+
+ENVIRONMENTS = ("development", "staging", "production")
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer {lo}-{hi}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer {lo}-{hi}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _float_in(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number {lo:g}-{hi:g}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a number {lo:g}-{hi:g}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        for choice in choices:
+            if value.lower() == choice.lower():
+                return choice
+        raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+
+    return parse
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("expected a path, got an empty value")
+    return Path(raw.strip())
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob Atlas has. Build with `load_settings`; construct directly only in tests."""
+
+    environment: str = _setting(
+        "ATLAS_ENVIRONMENT", "development", _one_of(*ENVIRONMENTS), "Which environment this is."
+    )
+    data_dir: Path = _setting("ATLAS_DATA_DIR", Path("var"), _path, "Where the database and state live.")
+    config_dir: Path = _setting("ATLAS_CONFIG_DIR", Path("config"), _path, "Where config files live.")
+    database_url: str = _setting(
+        "ATLAS_DATABASE_URL", "", _text, "sqlite:///PATH (default: DATA_DIR/atlas.db) or postgresql://..."
+    )
+    log_level: str = _setting(
+        "ATLAS_LOG_LEVEL", "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "Lowest level logged."
+    )
+
+    # Database. FULL fsyncs the WAL at every commit: an acknowledged item survives power loss.
+    # NORMAL survives a process crash but may lose the last commits on power loss.
+    db_synchronous: str = _setting(
+        "ATLAS_DB_SYNCHRONOUS", "FULL", _one_of("FULL", "NORMAL"), "SQLite synchronous level."
+    )
+    db_busy_timeout_ms: int = _setting(
+        "ATLAS_DB_BUSY_TIMEOUT_MS", 10_000, _int_in(0, 600_000), "How long a writer waits for the lock."
+    )
+
+    # Engine. The lease must outlive a heartbeat interval (lease/3) several times over.
+    lease_seconds: float = _setting(
+        "ATLAS_LEASE_SECONDS", 30.0, _float_in(1, 3600), "How long a claim holds an item without heartbeat."
+    )
+    workers: int = _setting("ATLAS_WORKERS", 0, _int_in(0, 256), "Worker processes (0 = one per CPU core).")
+    worker_concurrency: int = _setting(
+        "ATLAS_WORKER_CONCURRENCY", 8, _int_in(1, 1024), "Items one worker process runs at once."
+    )
+    item_timeout_seconds: float = _setting(
+        "ATLAS_ITEM_TIMEOUT_SECONDS",
+        120.0,
+        _float_in(1, 86_400),
+        "A worker that makes no progress this long is killed; its items count a timeout.",
+    )
+    claim_batch_size: int = _setting(
+        "ATLAS_CLAIM_BATCH_SIZE", 256, _int_in(1, 10_000), "Most items one claim transaction takes."
+    )
+    commit_interval_ms: float = _setting(
+        "ATLAS_COMMIT_INTERVAL_MS",
+        20.0,
+        _float_in(0, 10_000),
+        "Completions are gathered this long into one transaction.",
+    )
+    poll_interval_ms: float = _setting(
+        "ATLAS_POLL_INTERVAL_MS", 100.0, _float_in(1, 60_000), "How often an idle engine looks for work."
+    )
+    # Retries: capped exponential backoff with full jitter (AWS Architecture Blog, "Exponential
+    # Backoff And Jitter", 2015): sleep = uniform(0, min(cap, base * 2**attempt)). With base 2 s,
+    # cap 10 min and 6 attempts an item that keeps failing is retried over roughly a quarter hour
+    # on average, long enough to ride out a deploy or a short upstream outage.
+    max_attempts: int = _setting(
+        "ATLAS_MAX_ATTEMPTS", 6, _int_in(1, 100), "Failed attempts before an item is dead-lettered."
+    )
+    backoff_base_seconds: float = _setting(
+        "ATLAS_BACKOFF_BASE_SECONDS", 2.0, _float_in(0, 3600), "First retry's backoff ceiling."
+    )
+    backoff_cap_seconds: float = _setting(
+        "ATLAS_BACKOFF_CAP_SECONDS", 600.0, _float_in(0, 86_400), "Largest backoff ceiling."
+    )
+    max_deaths: int = _setting(
+        "ATLAS_MAX_DEATHS",
+        2,
+        _int_in(1, 100),
+        "Worker deaths or timeouts on one item before it is quarantined in the DLQ.",
+    )
+    max_lease_expiries: int = _setting(
+        "ATLAS_MAX_LEASE_EXPIRIES",
+        5,
+        _int_in(1, 1000),
+        "Expired leases (engine crashed while holding it) before an item is quarantined.",
+    )
+    dlq_retention_days: float = _setting(
+        "ATLAS_DLQ_RETENTION_DAYS", 30.0, _float_in(0, 36_500), "Dead items older than this are purged."
+    )
+    core_metrics_port: int = _setting(
+        "ATLAS_CORE_METRICS_PORT", 9112, _int_in(0, 65535), "Engine /metrics port (0 = off)."
+    )
+    core_metrics_host: str = _setting(
+        "ATLAS_CORE_METRICS_HOST", "127.0.0.1", _text, "Engine /metrics bind address."
+    )
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite database file this configuration names."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'atlas.db'}"
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(f"ATLAS_DATABASE_URL: expected sqlite:///PATH, got {url!r}")
+        return Path(url[len("sqlite:///") :])
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def setting_fields() -> list[dataclasses.Field[Any]]:
+    """The settings model's fields, in declaration order (for docs and `config show`)."""
+    return list(dataclasses.fields(Settings))
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from defaults and `environ` (default: the process environment).
+
+    Raises ConfigError naming the variable, the bad value and what was expected.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in setting_fields():
+        name = f.metadata["env"]
+        if name in env:
+            try:
+                values[f.name] = f.metadata["parse"](env[name])
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Cross-field checks that one field's parser cannot make."""
+    if settings.backoff_cap_seconds < settings.backoff_base_seconds:
+        raise ConfigError(
+            "ATLAS_BACKOFF_CAP_SECONDS: must be >= ATLAS_BACKOFF_BASE_SECONDS "
+            f"(got {settings.backoff_cap_seconds:g} < {settings.backoff_base_seconds:g})"
+        )
+    settings.sqlite_path  # noqa: B018 - raises ConfigError on a URL this build cannot open

@@ -1,0 +1,72 @@
+"""The store protocol: the seam every storage backend (SQLite now, PostgreSQL later) implements.
+
+Methods are synchronous and thread-safe; each is one transaction unless it says otherwise.
+Driver errors are translated to atlas.errors.StoreError with the cause kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from atlas.store.models import (
+    AttemptRecord,
+    Claimed,
+    DLQFilter,
+    DLQGroup,
+    EnqueueResult,
+    Item,
+    NewItem,
+    Transition,
+)
+
+
+class Store(Protocol):
+    def enqueue(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
+        """Insert items durably in one transaction; a known idempotency key returns its item."""
+        ...
+
+    def get_item(self, item_id: str) -> Item | None: ...
+
+    def item_attempts(self, item_id: str) -> list[AttemptRecord]: ...
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
+        """Lease up to `limit` due items to `owner`, highest priority and oldest due first."""
+        ...
+
+    def heartbeat(self, owner: str, lease_seconds: float) -> int:
+        """Extend every lease `owner` holds; returns how many."""
+        ...
+
+    def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
+        """Apply transitions in one transaction; a stale lease token is skipped.
+
+        Returns {item id: outcome} for those applied (a `done` whose content exists is `duplicate`).
+        """
+        ...
+
+    def reap_expired(self, max_lease_expiries: int) -> int:
+        """Requeue items whose lease ran out (or quarantine after too many); returns how many."""
+        ...
+
+    def release(self, owner: str) -> int:
+        """Give every lease `owner` holds back to the queue without counting an attempt."""
+        ...
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Items by (state, kind)."""
+        ...
+
+    def dlq_list(self, flt: DLQFilter, limit: int = 100, after: str | None = None) -> list[Item]: ...
+
+    def dlq_groups(self, flt: DLQFilter, limit: int = 50) -> list[DLQGroup]: ...
+
+    def dlq_replay(self, flt: DLQFilter, dry_run: bool = False) -> int: ...
+
+    def dlq_purge(self, flt: DLQFilter, dry_run: bool = False) -> int: ...
+
+    def kv_get(self, key: str) -> str | None: ...
+
+    def kv_set(self, key: str, value: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,151 @@
+"""Plain records that cross the store seam. No behaviour, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ITEM_KINDS = ("document", "url", "feed")
+STATES = ("queued", "leased", "done", "duplicate", "dead")
+FINAL_STATES = ("done", "duplicate", "dead")
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item as a producer hands it in, already validated (see atlas.engine.items)."""
+
+    kind: str
+    payload: dict[str, Any]
+    source: str | None = None
+    idempotency_key: str | None = None
+    priority: int = 0
+    metadata: dict[str, Any] | None = None
+    not_before: float | None = None
+    trace_context: str | None = None
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    id: str
+    created: bool  # False: the idempotency key already named this item
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An item leased to one engine; `token` must accompany its transition."""
+
+    id: str
+    kind: str
+    source: str | None
+    priority: int
+    payload: dict[str, Any]
+    metadata: dict[str, Any] | None
+    attempts: int
+    deaths: int
+    isolate: bool
+    trace_context: str | None
+    created_at: float
+    token: str
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    stage: str
+    error_class: str
+    message: str
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class ContentResult:
+    content_hash: str
+    text: str
+    content_type: str | None = None
+    title: str | None = None
+    canonical_url: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Where a leased item goes next. Decided by atlas.engine.queue, applied by the store.
+
+    `outcome` names the attempt's ending for the history (done, retry, dead, died, timeout,
+    released); `state` is the new item state (queued, done, dead; done may become duplicate).
+    """
+
+    item_id: str
+    token: str
+    state: str
+    outcome: str
+    attempts_inc: int = 1
+    deaths_inc: int = 0
+    isolate: bool = False
+    next_attempt_at: float = 0.0
+    error: ErrorInfo | None = None
+    result: ContentResult | None = None
+    dead_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    kind: str
+    source: str | None
+    idempotency_key: str | None
+    priority: int
+    state: str
+    payload: dict[str, Any]
+    metadata: dict[str, Any] | None
+    attempts: int
+    deaths: int
+    lease_expiries: int
+    next_attempt_at: float
+    last_error: ErrorInfo | None
+    dead_reason: str | None
+    content_hash: str | None
+    duplicate_of: str | None
+    trace_context: str | None
+    created_at: float
+    updated_at: float
+    done_at: float | None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    attempt: int
+    at: float
+    outcome: str
+    stage: str | None
+    error_class: str | None
+    message: str | None
+    host: str | None
+
+
+@dataclass(frozen=True)
+class DLQFilter:
+    """Which dead items an operation applies to; empty fields match everything."""
+
+    ids: tuple[str, ...] = ()
+    stage: str | None = None
+    error_class: str | None = None
+    host: str | None = None
+    kind: str | None = None
+    source: str | None = None
+    reason: str | None = None
+    dead_before: float | None = None
+    dead_after: float | None = None
+
+
+@dataclass(frozen=True)
+class DLQGroup:
+    """Dead items sharing an error fingerprint (stage, error class, host)."""
+
+    stage: str | None
+    error_class: str | None
+    host: str | None
+    count: int
+    oldest: float
+    newest: float
+    sample_ids: list[str] = field(default_factory=list)
+    sample_message: str | None = None

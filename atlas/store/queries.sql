@@ -1,0 +1,100 @@
+-- Named queries for the SQLite store, one per operation, so the PostgreSQL store can be compared
+-- query by query. `-- name: x` starts a query; parameters are :named.
+
+-- name: insert_item
+INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, metadata,
+                   next_attempt_at, trace_context, created_at, updated_at)
+VALUES (:id, :kind, :source, :idempotency_key, :priority, 'queued', :payload, :metadata,
+        :next_attempt_at, :trace_context, :created_at, :created_at);
+
+-- name: get_item
+SELECT * FROM items WHERE id = :id;
+
+-- name: claim
+UPDATE items
+   SET state = 'leased', lease_owner = :owner, lease_token = :token, lease_until = :until,
+       updated_at = :now
+ WHERE id IN (SELECT id FROM items
+               WHERE state = 'queued' AND next_attempt_at <= :now
+               ORDER BY priority DESC, next_attempt_at
+               LIMIT :limit)
+RETURNING id, kind, source, priority, payload, metadata, attempts, deaths, isolate,
+          trace_context, created_at;
+
+-- name: heartbeat
+UPDATE items SET lease_until = :until
+ WHERE state = 'leased' AND lease_owner = :owner;
+
+-- name: transition
+UPDATE items
+   SET state = :state,
+       attempts = attempts + :attempts_inc,
+       deaths = deaths + :deaths_inc,
+       isolate = :isolate,
+       next_attempt_at = :next_attempt_at,
+       lease_owner = NULL, lease_token = NULL, lease_until = NULL,
+       last_error_stage = coalesce(:error_stage, last_error_stage),
+       last_error_class = coalesce(:error_class, last_error_class),
+       last_error_message = coalesce(:error_message, last_error_message),
+       last_error_host = coalesce(:error_host, last_error_host),
+       dead_reason = :dead_reason,
+       content_hash = coalesce(:content_hash, content_hash),
+       done_at = :done_at,
+       updated_at = :now
+ WHERE id = :id AND lease_token = :token AND state = 'leased';
+
+-- name: insert_attempt
+INSERT INTO attempts (item_id, attempt, at, outcome, stage, error_class, message, host)
+VALUES (:id, (SELECT attempts FROM items WHERE id = :id) + :attempt_offset, :now, :outcome,
+        :error_stage, :error_class, :error_message, :error_host);
+
+-- name: insert_content
+INSERT INTO contents (item_id, content_hash, content_type, title, text, canonical_url, language,
+                      bytes, created_at)
+VALUES (:id, :content_hash, :content_type, :title, :text, :canonical_url, :language, :bytes, :now)
+ON CONFLICT (content_hash) DO NOTHING;
+
+-- name: content_owner
+SELECT item_id FROM contents WHERE content_hash = :content_hash;
+
+-- name: mark_duplicate
+UPDATE items SET state = 'duplicate', duplicate_of = :original WHERE id = :id;
+
+-- name: insert_completion
+INSERT INTO completions (item_id, outcome, lease_token, at) VALUES (:id, :outcome, :token, :now);
+
+-- name: expired_leases
+SELECT id, lease_owner, lease_expiries FROM items
+ WHERE state = 'leased' AND lease_until < :now;
+
+-- name: reap_lease
+UPDATE items
+   SET state = :state, lease_expiries = lease_expiries + 1,
+       lease_owner = NULL, lease_token = NULL, lease_until = NULL,
+       next_attempt_at = :now, updated_at = :now,
+       last_error_stage = 'engine', last_error_class = 'LeaseExpired',
+       last_error_message = :message, last_error_host = NULL,
+       dead_reason = :dead_reason
+ WHERE id = :id AND state = 'leased' AND lease_until < :now;
+
+-- name: release_owner
+UPDATE items
+   SET state = 'queued', lease_owner = NULL, lease_token = NULL, lease_until = NULL, updated_at = :now
+ WHERE state = 'leased' AND lease_owner = :owner;
+
+-- name: item_attempts
+SELECT attempt, at, outcome, stage, error_class, message, host
+  FROM attempts WHERE item_id = :id ORDER BY rowid;
+
+-- name: get_content
+SELECT * FROM contents WHERE item_id = :id;
+
+-- name: count_by_state
+SELECT state, kind, count(*) AS n FROM items GROUP BY state, kind;
+
+-- name: kv_get
+SELECT value FROM kv WHERE key = :key;
+
+-- name: kv_set
+INSERT INTO kv (key, value, updated_at) VALUES (:key, :value, :now)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;

@@ -1,0 +1,509 @@
+"""The SQLite store: WAL, configurable synchronous level, a connection per thread.
+
+Every write is one `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's lock (bounded by the
+busy timeout) instead of failing half-way; readers never block writers in WAL mode.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from atlas.errors import MigrationError, StoreError
+from atlas.store.ids import new_id
+from atlas.store.models import (
+    FINAL_STATES,
+    AttemptRecord,
+    Claimed,
+    DLQFilter,
+    DLQGroup,
+    EnqueueResult,
+    ErrorInfo,
+    Item,
+    NewItem,
+    Transition,
+)
+from atlas.store.queries import load_queries
+
+Q = load_queries("atlas.store", "queries.sql")
+_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every migration shipped, in order."""
+    found = []
+    for entry in files("atlas.store").joinpath("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _row_to_item(row: sqlite3.Row) -> Item:
+    error = None
+    if row["last_error_class"] is not None:
+        error = ErrorInfo(
+            stage=row["last_error_stage"] or "",
+            error_class=row["last_error_class"],
+            message=row["last_error_message"] or "",
+            host=row["last_error_host"],
+        )
+    return Item(
+        id=row["id"],
+        kind=row["kind"],
+        source=row["source"],
+        idempotency_key=row["idempotency_key"],
+        priority=row["priority"],
+        state=row["state"],
+        payload=json.loads(row["payload"]),
+        metadata=json.loads(row["metadata"]) if row["metadata"] else None,
+        attempts=row["attempts"],
+        deaths=row["deaths"],
+        lease_expiries=row["lease_expiries"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=error,
+        dead_reason=row["dead_reason"],
+        content_hash=row["content_hash"],
+        duplicate_of=row["duplicate_of"],
+        trace_context=row["trace_context"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        done_at=row["done_at"],
+    )
+
+
+def _dlq_where(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
+    # Filters are optional, so this one statement is assembled; every value is still a parameter.
+    clauses = ["state = 'dead'"]
+    params: dict[str, Any] = {}
+    columns = {
+        "stage": "last_error_stage",
+        "error_class": "last_error_class",
+        "host": "last_error_host",
+        "kind": "kind",
+        "source": "source",
+        "reason": "dead_reason",
+    }
+    for attr, column in columns.items():
+        value = getattr(flt, attr)
+        if value is not None:
+            clauses.append(f"{column} = :{attr}")
+            params[attr] = value
+    if flt.dead_before is not None:
+        clauses.append("updated_at < :dead_before")
+        params["dead_before"] = flt.dead_before
+    if flt.dead_after is not None:
+        clauses.append("updated_at >= :dead_after")
+        params["dead_after"] = flt.dead_after
+    if flt.ids:
+        names = []
+        for i, item_id in enumerate(flt.ids):
+            params[f"id{i}"] = item_id
+            names.append(f":id{i}")
+        clauses.append(f"id IN ({', '.join(names)})")
+    return " AND ".join(clauses), params
+
+
+class SQLiteStore:
+    """Store protocol on one SQLite file. Thread-safe: each thread gets its own connection."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self.clock = clock
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.migrate()
+
+    # -- connections and transactions ---------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise StoreError(f"database read failed on {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"database write failed on {self.path}: {exc}") from exc
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> int:
+        """Apply every migration newer than the database, each in its own transaction."""
+        applied = 0
+        for version, name, sql in migrations():
+            with self._write() as conn:
+                current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                if version <= current:
+                    continue
+                try:
+                    for statement in _split_sql(sql):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {version}")
+                except sqlite3.Error as exc:
+                    raise MigrationError(f"migration {version:04d}_{name} failed: {exc}") from exc
+                applied += 1
+        return applied
+
+    # -- enqueue --------------------------------------------------------------------------------
+
+    def enqueue(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
+        now = self.clock()
+        results: list[EnqueueResult | None] = [None] * len(items)
+        rows: list[dict[str, Any]] = []
+        keyed: dict[str, int] = {}
+        with self._write() as conn:
+            keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
+            existing: dict[str, str] = {}
+            for chunk_start in range(0, len(keys), 500):
+                chunk = keys[chunk_start : chunk_start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"SELECT idempotency_key, id FROM items WHERE idempotency_key IN ({marks})", chunk
+                ):
+                    existing[row[0]] = row[1]
+            for index, item in enumerate(items):
+                key = item.idempotency_key
+                if key is not None:
+                    if key in existing:
+                        results[index] = EnqueueResult(existing[key], created=False)
+                        continue
+                    if key in keyed:  # repeated within this batch: one item
+                        results[index] = EnqueueResult(rows[keyed[key]]["id"], created=False)
+                        continue
+                    keyed[key] = len(rows)
+                item_id = new_id(now)
+                rows.append(
+                    {
+                        "id": item_id,
+                        "kind": item.kind,
+                        "source": item.source,
+                        "idempotency_key": key,
+                        "priority": item.priority,
+                        "payload": _json(item.payload),
+                        "metadata": _json(item.metadata),
+                        "next_attempt_at": max(now, item.not_before or now),
+                        "trace_context": item.trace_context,
+                        "created_at": now,
+                    }
+                )
+                results[index] = EnqueueResult(item_id, created=True)
+            conn.executemany(Q["insert_item"], rows)
+        return [r for r in results if r is not None]
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get_item(self, item_id: str) -> Item | None:
+        with self._read() as conn:
+            row = conn.execute(Q["get_item"], {"id": item_id}).fetchone()
+        return _row_to_item(row) if row else None
+
+    def get_content(self, item_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(Q["get_content"], {"id": item_id}).fetchone()
+        return dict(row) if row else None
+
+    def item_attempts(self, item_id: str) -> list[AttemptRecord]:
+        with self._read() as conn:
+            rows = conn.execute(Q["item_attempts"], {"id": item_id}).fetchall()
+        return [AttemptRecord(**dict(r)) for r in rows]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        with self._read() as conn:
+            return {(r["state"], r["kind"]): r["n"] for r in conn.execute(Q["count_by_state"])}
+
+    def completions(self) -> dict[str, int]:
+        """How many final transitions each item has had (the crash test expects exactly one)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT item_id, count(*) FROM completions GROUP BY item_id")
+            return {r[0]: r[1] for r in rows}
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
+        now = self.clock()
+        token = uuid.uuid4().hex
+        with self._write() as conn:
+            rows = conn.execute(
+                Q["claim"],
+                {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},
+            ).fetchall()
+        return [
+            Claimed(
+                id=r["id"],
+                kind=r["kind"],
+                source=r["source"],
+                priority=r["priority"],
+                payload=json.loads(r["payload"]),
+                metadata=json.loads(r["metadata"]) if r["metadata"] else None,
+                attempts=r["attempts"],
+                deaths=r["deaths"],
+                isolate=bool(r["isolate"]),
+                trace_context=r["trace_context"],
+                created_at=r["created_at"],
+                token=token,
+            )
+            for r in rows
+        ]
+
+    def heartbeat(self, owner: str, lease_seconds: float) -> int:
+        with self._write() as conn:
+            cur = conn.execute(Q["heartbeat"], {"owner": owner, "until": self.clock() + lease_seconds})
+            return cur.rowcount
+
+    def release(self, owner: str) -> int:
+        with self._write() as conn:
+            return conn.execute(Q["release_owner"], {"owner": owner, "now": self.clock()}).rowcount
+
+    def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
+        now = self.clock()
+        applied: dict[str, str] = {}
+        with self._write() as conn:
+            for t in transitions:
+                err = t.error
+                params = {
+                    "id": t.item_id,
+                    "token": t.token,
+                    "state": t.state,
+                    "attempts_inc": t.attempts_inc,
+                    "deaths_inc": t.deaths_inc,
+                    "isolate": int(t.isolate),
+                    "next_attempt_at": t.next_attempt_at or now,
+                    "error_stage": err.stage if err else None,
+                    "error_class": err.error_class if err else None,
+                    "error_message": err.message if err else None,
+                    "error_host": err.host if err else None,
+                    "dead_reason": t.dead_reason,
+                    "content_hash": t.result.content_hash if t.result else None,
+                    "done_at": now if t.state in FINAL_STATES else None,
+                    "now": now,
+                }
+                if conn.execute(Q["transition"], params).rowcount == 0:
+                    continue  # the lease was lost (expired and claimed again): not ours to finish
+                if err is not None:
+                    conn.execute(Q["insert_attempt"], {**params, "attempt_offset": 0, "outcome": t.outcome})
+                outcome, final_state = t.outcome, t.state
+                if t.result is not None:
+                    r = t.result
+                    cur = conn.execute(
+                        Q["insert_content"],
+                        {
+                            "id": t.item_id,
+                            "content_hash": r.content_hash,
+                            "content_type": r.content_type,
+                            "title": r.title,
+                            "text": r.text,
+                            "canonical_url": r.canonical_url,
+                            "language": r.language,
+                            "bytes": len(r.text.encode("utf-8")),
+                            "now": now,
+                        },
+                    )
+                    if cur.rowcount == 0:
+                        owner_row = conn.execute(
+                            Q["content_owner"], {"content_hash": r.content_hash}
+                        ).fetchone()
+                        conn.execute(Q["mark_duplicate"], {"id": t.item_id, "original": owner_row[0]})
+                        outcome = final_state = "duplicate"
+                if t.state in FINAL_STATES:
+                    conn.execute(
+                        Q["insert_completion"],
+                        {"id": t.item_id, "outcome": final_state, "token": t.token, "now": now},
+                    )
+                applied[t.item_id] = outcome
+        return applied
+
+    def reap_expired(self, max_lease_expiries: int) -> int:
+        now = self.clock()
+        with self._write() as conn:
+            expired = conn.execute(Q["expired_leases"], {"now": now}).fetchall()
+            for row in expired:
+                dead = row["lease_expiries"] + 1 >= max_lease_expiries
+                message = f"lease held by {row['lease_owner']} expired (engine stopped or hung)"
+                conn.execute(
+                    Q["insert_attempt"],
+                    {
+                        "id": row["id"],
+                        "attempt_offset": 1,
+                        "now": now,
+                        "outcome": "lease_expired",
+                        "error_stage": "engine",
+                        "error_class": "LeaseExpired",
+                        "error_message": message,
+                        "error_host": None,
+                    },
+                )
+                conn.execute(
+                    Q["reap_lease"],
+                    {
+                        "id": row["id"],
+                        "state": "dead" if dead else "queued",
+                        "now": now,
+                        "message": message,
+                        "dead_reason": "lease_expired" if dead else None,
+                    },
+                )
+                if dead:
+                    conn.execute(
+                        Q["insert_completion"],
+                        {"id": row["id"], "outcome": "dead", "token": None, "now": now},
+                    )
+        return len(expired)
+
+    # -- dead-letter queue ----------------------------------------------------------------------
+
+    def dlq_list(self, flt: DLQFilter, limit: int = 100, after: str | None = None) -> list[Item]:
+        where, params = _dlq_where(flt)
+        if after is not None:
+            where += " AND id > :after"
+            params["after"] = after
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM items WHERE {where} ORDER BY id LIMIT :limit", {**params, "limit": limit}
+            ).fetchall()
+        return [_row_to_item(r) for r in rows]
+
+    def dlq_groups(self, flt: DLQFilter, limit: int = 50) -> list[DLQGroup]:
+        where, params = _dlq_where(flt)
+        sql = (
+            "SELECT last_error_stage AS stage, last_error_class AS error_class, last_error_host AS host,"
+            " count(*) AS n, min(updated_at) AS oldest, max(updated_at) AS newest,"
+            " max(last_error_message) AS sample_message,"
+            " group_concat(id) AS ids"
+            f" FROM items WHERE {where}"
+            " GROUP BY last_error_stage, last_error_class, last_error_host"
+            " ORDER BY n DESC LIMIT :limit"
+        )
+        with self._read() as conn:
+            rows = conn.execute(sql, {**params, "limit": limit}).fetchall()
+        return [
+            DLQGroup(
+                stage=r["stage"],
+                error_class=r["error_class"],
+                host=r["host"],
+                count=r["n"],
+                oldest=r["oldest"],
+                newest=r["newest"],
+                sample_ids=(r["ids"] or "").split(",")[:5],
+                sample_message=r["sample_message"],
+            )
+            for r in rows
+        ]
+
+    def dlq_replay(self, flt: DLQFilter, dry_run: bool = False) -> int:
+        """Requeue matching dead items with fresh attempt counters; their history is kept."""
+        where, params = _dlq_where(flt)
+        now = self.clock()
+        with self._write() as conn:
+            if dry_run:
+                return int(conn.execute(f"SELECT count(*) FROM items WHERE {where}", params).fetchone()[0])
+            conn.execute(
+                "INSERT INTO attempts (item_id, attempt, at, outcome, message)"
+                f" SELECT id, attempts, :now, 'replayed', 'replayed from the DLQ' FROM items WHERE {where}",
+                {**params, "now": now},
+            )
+            cur = conn.execute(
+                "UPDATE items SET state = 'queued', attempts = 0, deaths = 0, lease_expiries = 0,"
+                " isolate = 0, next_attempt_at = :now, dead_reason = NULL, done_at = NULL,"
+                f" updated_at = :now WHERE {where}",
+                {**params, "now": now},
+            )
+            return cur.rowcount
+
+    def dlq_purge(self, flt: DLQFilter, dry_run: bool = False) -> int:
+        """Delete matching dead items and their history."""
+        where, params = _dlq_where(flt)
+        with self._write() as conn:
+            if dry_run:
+                return int(conn.execute(f"SELECT count(*) FROM items WHERE {where}", params).fetchone()[0])
+            conn.execute(
+                f"DELETE FROM attempts WHERE item_id IN (SELECT id FROM items WHERE {where})", params
+            )
+            return conn.execute(f"DELETE FROM items WHERE {where}", params).rowcount
+
+    # -- shared state ---------------------------------------------------------------------------
+
+    def kv_get(self, key: str) -> str | None:
+        with self._read() as conn:
+            row = conn.execute(Q["kv_get"], {"key": key}).fetchone()
+        return row[0] if row else None
+
+    def kv_set(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute(Q["kv_set"], {"key": key, "value": value, "now": self.clock()})
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (migrations hold no triggers or string semicolons)."""
+    body = "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]

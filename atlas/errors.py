@@ -6,8 +6,10 @@
     │   └── MigrationError          the schema could not be brought to the current version
     ├── ItemError                   one item is invalid (names the field or item at fault)
     │   └── ItemNotFound            no item with that id
-    └── StageError                  a pipeline stage failed on an item (retryable unless said)
-        └── PermanentStageError     retrying cannot help: the item goes to the DLQ at once
+    ├── StageError                  a pipeline stage failed on an item (retryable unless said)
+    │   └── PermanentStageError     retrying cannot help: the item goes to the DLQ at once
+    └── Deferred                    not now (an open circuit, a politeness wait): run again at
+                                    `until` without spending an attempt
 
 Each class's docstring is its message template; the instance message quotes the bad value.
 """
@@ -50,3 +52,13 @@ class StageError(AtlasError):
 
 class PermanentStageError(StageError):
     """A pipeline stage failed in a way no retry can fix; the item is dead-lettered at once."""
+
+
+class Deferred(AtlasError):
+    """A stage cannot run the item now; it is rescheduled without spending an attempt."""
+
+    def __init__(self, message: str, *, until: float, stage: str = "", host: str | None = None) -> None:
+        super().__init__(message)
+        self.until = until
+        self.stage = stage
+        self.host = host

@@ -6,6 +6,7 @@ An attempt ends in one of four ways:
   `max_attempts` attempts failed or the failure is permanent;
 - the worker died or hung on it: counted as a death; an item that dies alone in a worker
   `max_deaths` times is quarantined in the DLQ, others are retried alone to find the culprit;
+- a stage deferred it (open circuit breaker, politeness): queued again for later, no attempt spent;
 - the engine gave it back (drain, or it never started): released, no attempt counted.
 """
 
@@ -100,4 +101,18 @@ def released(item: Claimed, now: float) -> Transition:
         attempts_inc=0,
         isolate=item.isolate,
         next_attempt_at=now,
+    )
+
+
+def deferred(item: Claimed, until: float, reason: ErrorInfo) -> Transition:
+    """Not now, through no fault of the item: run again at `until` without spending an attempt."""
+    return Transition(
+        item.id,
+        item.token,
+        state="queued",
+        outcome="deferred",
+        attempts_inc=0,
+        isolate=item.isolate,
+        next_attempt_at=until,
+        error=reason,
     )

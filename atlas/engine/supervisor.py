@@ -240,6 +240,8 @@ class Engine:
             self.metrics.stage_duration.labels(stage).observe(seconds)
         if message[0] == "ok":
             transition = queue.succeeded(item, message[2])
+        elif message[0] == "defer":
+            transition = queue.deferred(item, message[3], message[2])
         else:
             error: ErrorInfo = message[2]
             transition = queue.failed(
@@ -451,7 +453,9 @@ class Engine:
             if outcome is None:
                 log.warning("lease lost before commit; result discarded", item_id=item.id)
                 continue
-            if outcome == "released":
+            if outcome in ("released", "deferred"):
+                if outcome == "deferred":
+                    self.metrics.deferred.labels(item.kind).inc()
                 continue
             self.metrics.processed.labels(item.kind, outcome).inc()
             if transition.state == "queued" and outcome == "retry":

@@ -7,6 +7,7 @@ pipe to the supervisor closes; on Linux it is also killed with its parent (PR_SE
 Messages, supervisor → worker: ("run", [job, ...]) | ("stop",)
            worker → supervisor: ("ok", item_id, ContentResult, timings)
                                | ("err", item_id, ErrorInfo, permanent, timings)
+                               | ("defer", item_id, ErrorInfo, until, timings)
 Jobs start in the order sent, at most `concurrency` at a time: the supervisor relies on this to
 know which items a dead worker may have been running.
 """
@@ -28,7 +29,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from atlas.errors import PermanentStageError, StageError
+from atlas.errors import Deferred, PermanentStageError, StageError
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
 from atlas.pipeline.base import ItemContext, Pipeline
@@ -82,6 +83,10 @@ async def process(pipeline: Pipeline, job: dict[str, Any], tracer: trace.Tracer)
             with tracer.start_as_current_span(f"atlas.stage.{stage.name}") as stage_span:
                 try:
                     await stage.run(ctx)
+                except Deferred as exc:
+                    timings[stage.name] = time.perf_counter() - started
+                    reason = ErrorInfo(stage.name, "Deferred", str(exc)[:2000], exc.host or ctx.host)
+                    return ("defer", ctx.id, reason, exc.until, timings)
                 except Exception as exc:  # every failure becomes a recorded attempt, never a crash
                     timings[stage.name] = time.perf_counter() - started
                     stage_span.record_exception(exc)

@@ -141,6 +141,7 @@ class EngineMetrics:
         self.accept_to_done = build(registry, "atlas_engine_accept_to_done_seconds")
         self.retries = build(registry, "atlas_engine_retries_total")
         self.dead_lettered = build(registry, "atlas_engine_dead_lettered_total")
+        self.deferred = build(registry, "atlas_engine_deferred_total")
         self.leases_expired = build(registry, "atlas_engine_leases_expired_total")
         self.worker_deaths = build(registry, "atlas_engine_worker_deaths_total")
         self.in_flight = build(registry, "atlas_engine_in_flight")

@@ -350,7 +350,7 @@ class SQLiteStore:
                 }
                 if conn.execute(Q["transition"], params).rowcount == 0:
                     continue  # the lease was lost (expired and claimed again): not ours to finish
-                if err is not None:
+                if err is not None and t.outcome != "deferred":  # a deferral is not an attempt
                     conn.execute(Q["insert_attempt"], {**params, "attempt_offset": 0, "outcome": t.outcome})
                 outcome, final_state = t.outcome, t.state
                 if t.result is not None:

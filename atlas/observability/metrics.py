@@ -82,6 +82,12 @@ CATALOG: dict[str, MetricSpec] = {
             ("kind", "reason"),
         ),
         MetricSpec(
+            "atlas_engine_deferred_total",
+            "counter",
+            "Attempts put off without spending an attempt (open breaker, politeness).",
+            ("kind",),
+        ),
+        MetricSpec(
             "atlas_engine_leases_expired_total",
             "counter",
             "Leases found expired and taken back by the reaper.",

@@ -1,0 +1,96 @@
+"""Pipelines for engine tests: the real stages wrapped with injected faults.
+
+Workers import these by path ("tests.helpers.pipelines:name"), so they run in real worker
+processes. Knobs come from environment variables (inherited by workers), not ATLAS_* settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from atlas.errors import PermanentStageError, StageError
+from atlas.pipeline import default_pipeline
+from atlas.pipeline.base import ItemContext, Pipeline, Stage
+
+
+class _Record:
+    """Append the item id to a file each time processing finishes (counts re-processing)."""
+
+    name: str = "record"
+    kinds: tuple[str, ...] = ("document",)
+
+    async def run(self, ctx: ItemContext) -> None:
+        path = os.environ.get("TEST_PROCESSED_LOG")
+        if path:
+            with Path(path).open("a") as f:
+                f.write(ctx.id + "\n")
+
+
+class _Sleep:
+    name: str = "sleep"
+    kinds: tuple[str, ...] = ("document",)
+
+    async def run(self, ctx: ItemContext) -> None:
+        await asyncio.sleep(float(os.environ.get("TEST_STAGE_SLEEP_SECONDS", "0.02")))
+
+
+class _Poison:
+    """Kill the worker process on any document containing POISON."""
+
+    name: str = "poison"
+    kinds: tuple[str, ...] = ("document",)
+
+    async def run(self, ctx: ItemContext) -> None:
+        if "POISON" in (ctx.text or ""):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Hang:
+    """Block the worker's whole event loop on any document containing HANG."""
+
+    name: str = "hang"
+    kinds: tuple[str, ...] = ("document",)
+
+    async def run(self, ctx: ItemContext) -> None:
+        if "HANG" in (ctx.text or ""):
+            time.sleep(3600)  # a CPU-bound or stuck library call: no await, no progress
+
+
+class _Flaky:
+    """FAILn fails its first n attempts (retryable); FATAL fails permanently."""
+
+    name: str = "flaky"
+    kinds: tuple[str, ...] = ("document",)
+
+    async def run(self, ctx: ItemContext) -> None:
+        text = ctx.text or ""
+        if "FATAL" in text:
+            raise PermanentStageError("this document can never be processed", stage=self.name)
+        for n in range(1, 10):
+            if f"FAIL{n}" in text and ctx.attempt <= n:
+                raise StageError(f"transient failure {ctx.attempt}/{n}", stage=self.name, host="origin.test")
+
+
+def _with(*extra: Stage) -> Pipeline:
+    base = default_pipeline().stages
+    return Pipeline(stages=(base[0], *extra, *base[1:], _Record()))
+
+
+def slow() -> Pipeline:
+    return _with(_Sleep())
+
+
+def poison() -> Pipeline:
+    return _with(_Poison())
+
+
+def hang() -> Pipeline:
+    return _with(_Hang())
+
+
+def flaky() -> Pipeline:
+    return _with(_Flaky())

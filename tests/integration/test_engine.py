@@ -1,0 +1,84 @@
+"""The engine with real worker processes on a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atlas.settings import Settings
+from atlas.store import SQLiteStore
+from atlas.store.models import NewItem
+from tests.helpers.engine import engine_thread, finished, wait_for
+
+
+def doc(text: str) -> NewItem:
+    return NewItem(kind="document", payload={"content": text, "content_type": "text/plain"})
+
+
+@pytest.fixture
+def fast(settings: Settings) -> Settings:
+    return settings.replace(workers=2, worker_concurrency=4, backoff_base_seconds=0.01, backoff_cap_seconds=0.05,
+                            max_attempts=3, poll_interval_ms=10, lease_seconds=10)
+
+
+def sample(engine: object, name: str, labels: dict[str, str]) -> float:
+    value = engine.metrics.registry.get_sample_value(name, labels)  # type: ignore[attr-defined]
+    return value or 0.0
+
+
+def test_documents_are_stored_once_and_duplicates_point_at_the_original(fast: Settings, store: SQLiteStore) -> None:
+    ids = [r.id for r in store.enqueue([doc(f"document number {i}") for i in range(90)] +
+                                       [doc(f"document   number {i}\n") for i in range(10)])]
+    with engine_thread(fast, store, "atlas.pipeline:default_pipeline") as engine:
+        wait_for(lambda: finished(store) == 100, 60, "100 items to finish")
+    counts = store.counts()
+    assert counts == {("done", "document"): 90, ("duplicate", "document"): 10}
+    assert set(store.completions().values()) == {1} and len(store.completions()) == 100
+    dup = store.get_item(ids[95])
+    assert dup is not None and dup.duplicate_of == ids[5]
+    content = store.get_content(ids[5])
+    assert content is not None and content["text"] == "document number 5"
+    assert sample(engine, "atlas_engine_items_processed_total", {"kind": "document", "outcome": "done"}) == 90
+    assert sample(engine, "atlas_engine_items_processed_total", {"kind": "document", "outcome": "duplicate"}) == 10
+    assert sample(engine, "atlas_engine_accept_to_done_seconds_count", {"kind": "document"}) == 100
+    assert sample(engine, "atlas_engine_stage_duration_seconds_count", {"stage": "normalise"}) == 100
+
+
+def test_transient_failures_retry_with_backoff_and_permanent_ones_dead_letter(
+    fast: Settings, store: SQLiteStore
+) -> None:
+    ok, flaky, doomed, fatal = (r.id for r in store.enqueue([doc("fine"), doc("FAIL2 then fine"),
+                                                             doc("FAIL5 never fine"), doc("FATAL")]))
+    with engine_thread(fast, store, "tests.helpers.pipelines:flaky") as engine:
+        wait_for(lambda: finished(store) == 4, 60, "4 items to finish")
+    states = {i: store.get_item(i) for i in (ok, flaky, doomed, fatal)}
+    assert states[ok].state == "done" and states[ok].attempts == 1  # type: ignore[union-attr]
+    assert (states[flaky].state, states[flaky].attempts) == ("done", 3)  # type: ignore[union-attr]
+    assert [a.outcome for a in store.item_attempts(flaky)] == ["retry", "retry"]
+    assert (states[doomed].state, states[doomed].dead_reason) == ("dead", "max_attempts")  # type: ignore[union-attr]
+    history = store.item_attempts(doomed)
+    assert [(a.attempt, a.outcome, a.stage, a.error_class, a.host) for a in history] == [
+        (1, "retry", "flaky", "StageError", "origin.test"),
+        (2, "retry", "flaky", "StageError", "origin.test"),
+        (3, "dead", "flaky", "StageError", "origin.test"),
+    ]
+    assert (states[fatal].state, states[fatal].dead_reason, states[fatal].attempts) == (  # type: ignore[union-attr]
+        "dead", "permanent", 1)
+    assert sample(engine, "atlas_engine_retries_total", {"kind": "document"}) == 4
+    assert sample(engine, "atlas_engine_dead_lettered_total", {"kind": "document", "reason": "max_attempts"}) == 1
+
+
+def test_a_hung_worker_is_killed_and_the_item_quarantined_after_two_timeouts(
+    fast: Settings, store: SQLiteStore
+) -> None:
+    settings = fast.replace(item_timeout_seconds=1.0)
+    ids = [r.id for r in store.enqueue([doc(f"ordinary {i}") for i in range(40)] + [doc("HANG forever")])]
+    with engine_thread(settings, store, "tests.helpers.pipelines:hang") as engine:
+        wait_for(lambda: finished(store) == 41, 90, "all 41 items to finish")
+    hung = store.get_item(ids[-1])
+    assert hung is not None and (hung.state, hung.dead_reason) == ("dead", "quarantined")
+    outcomes = [a.outcome for a in store.item_attempts(ids[-1])]
+    assert outcomes.count("timeout") >= 2 and outcomes[-1] == "timeout"
+    assert store.counts()[("done", "document")] == 40
+    assert sample(engine, "atlas_engine_worker_deaths_total", {"reason": "timeout"}) >= 2

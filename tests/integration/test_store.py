@@ -1,0 +1,168 @@
+"""The SQLite store against a real database file per test, with a fake clock for lease arithmetic."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from atlas.engine import queue
+from atlas.errors import StoreError
+from atlas.store import SQLiteStore
+from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def doc(text: str, **kw: object) -> NewItem:
+    return NewItem(kind="document", payload={"content": text, "content_type": "text/plain"}, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def db(tmp_path: Path, clock: Clock) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "a.db", synchronous="NORMAL", clock=clock)
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+POLICY = queue.RetryPolicy(max_attempts=2, max_deaths=2)
+
+
+def test_the_database_is_wal_and_migrations_are_idempotent(db: SQLiteStore, tmp_path: Path) -> None:
+    assert db.schema_version() >= 1
+    assert db.migrate() == 0
+    conn = sqlite3.connect(tmp_path / "a.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_enqueue_is_durable_and_an_idempotency_key_returns_the_same_item(db: SQLiteStore) -> None:
+    first = db.enqueue([doc("a", idempotency_key="k"), doc("b")])
+    again = db.enqueue([doc("other text", idempotency_key="k"), doc("c", idempotency_key="k2"),
+                        doc("d", idempotency_key="k2")])
+    assert first[0].created and not again[0].created and again[0].id == first[0].id
+    assert again[1].created and not again[2].created and again[2].id == again[1].id
+    assert sum(db.counts().values()) == 3  # a, b, c
+
+
+def test_two_owners_never_lease_the_same_item(db: SQLiteStore) -> None:
+    db.enqueue([doc(f"t{i}") for i in range(500)])
+    got: dict[str, list[str]] = {"a": [], "b": []}
+
+    def take(owner: str) -> None:
+        while batch := db.claim(owner, 7, 30):
+            got[owner].extend(c.id for c in batch)
+
+    threads = [threading.Thread(target=take, args=(o,)) for o in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got["a"]) + len(got["b"]) == 500
+    assert not set(got["a"]) & set(got["b"])
+
+
+def test_claim_order_is_priority_then_due_time_and_respects_not_before(db: SQLiteStore, clock: Clock) -> None:
+    low = db.enqueue([doc("low")])[0].id
+    clock.now += 1
+    high = db.enqueue([doc("high", priority=10)])[0].id
+    later = db.enqueue([doc("later", not_before=clock.now + 60)])[0].id
+    assert [c.id for c in db.claim("o", 1, 30)] == [high]
+    assert [c.id for c in db.claim("o", 1, 30)] == [low]
+    assert db.claim("o", 10, 30) == []  # `later` is not due yet
+    clock.now += 61
+    assert [c.id for c in db.claim("o", 10, 30)] == [later]
+
+
+def test_a_lease_expires_only_after_its_time_and_heartbeats_extend_it(db: SQLiteStore, clock: Clock) -> None:
+    db.enqueue([doc("x")])
+    (item,) = db.claim("engine-1", 10, lease_seconds=30)
+    clock.now += 29
+    assert db.reap_expired(max_lease_expiries=5) == 0
+    assert db.heartbeat("engine-1", 30) == 1  # now leased until +59
+    clock.now += 29
+    assert db.reap_expired(5) == 0
+    clock.now += 2
+    assert db.reap_expired(5) == 1
+    back = db.get_item(item.id)
+    assert back is not None and (back.state, back.lease_expiries, back.attempts) == ("queued", 1, 0)
+    assert [a.outcome for a in db.item_attempts(item.id)] == ["lease_expired"]
+    # the old holder's late result is refused: its token is stale once the item is claimed again
+    (again,) = db.claim("engine-2", 10, 30)
+    assert db.apply([queue.succeeded(item, ContentResult("h1", "x"))]) == {}
+    assert db.apply([queue.succeeded(again, ContentResult("h1", "x"))]) == {again.id: "done"}
+    assert db.completions() == {item.id: 1}
+
+
+def test_too_many_expired_leases_quarantine_the_item(db: SQLiteStore, clock: Clock) -> None:
+    (item_id,) = [r.id for r in db.enqueue([doc("x")])]
+    for _ in range(3):
+        db.claim("o", 1, 10)
+        clock.now += 11
+        db.reap_expired(max_lease_expiries=3)
+    item = db.get_item(item_id)
+    assert item is not None and (item.state, item.dead_reason) == ("dead", "lease_expired")
+    assert db.completions() == {item_id: 1}
+
+
+def test_identical_content_becomes_a_duplicate_of_the_original(db: SQLiteStore) -> None:
+    db.enqueue([doc("same"), doc("same")])
+    a, b = db.claim("o", 10, 30)
+    applied = db.apply([queue.succeeded(a, ContentResult("H", "same")), queue.succeeded(b, ContentResult("H", "same"))])
+    assert applied == {a.id: "done", b.id: "duplicate"}
+    dup = db.get_item(b.id)
+    assert dup is not None and (dup.state, dup.duplicate_of) == ("duplicate", a.id)
+    assert db.get_content(a.id) is not None and db.get_content(b.id) is None
+
+
+def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(db: SQLiteStore, clock: Clock) -> None:
+    ids = [r.id for r in db.enqueue([doc(f"d{i}", source="feed-a" if i < 3 else "feed-b") for i in range(5)])]
+    err_a = ErrorInfo("fetch", "ConnectError", "refused", "a.example")
+    err_b = ErrorInfo("extract", "NoText", "empty page", None)
+    for _round in range(2):
+        batch = db.claim("o", 10, 30)
+        db.apply([queue.failed(c, err_a if c.source == "feed-a" else err_b, permanent=False, policy=POLICY,
+                               now=clock.now, rand=lambda: 0.0) for c in batch])
+    assert {db.get_item(i).state for i in ids} == {"dead"}  # type: ignore[union-attr]
+    history = db.item_attempts(ids[0])
+    assert [(h.attempt, h.outcome, h.error_class, h.host) for h in history] == [
+        (1, "retry", "ConnectError", "a.example"), (2, "dead", "ConnectError", "a.example")]
+    groups = db.dlq_groups(DLQFilter())
+    assert [(g.stage, g.error_class, g.host, g.count) for g in groups] == [
+        ("fetch", "ConnectError", "a.example", 3), ("extract", "NoText", None, 2)]
+    assert len(db.dlq_list(DLQFilter(host="a.example"))) == 3
+    assert db.dlq_replay(DLQFilter(stage="extract"), dry_run=True) == 2
+    assert db.get_item(ids[4]).state == "dead"  # type: ignore[union-attr]
+    assert db.dlq_replay(DLQFilter(stage="extract")) == 2
+    replayed = db.get_item(ids[4])
+    assert replayed is not None and (replayed.state, replayed.attempts) == ("queued", 0)
+    assert db.item_attempts(ids[4])[-1].outcome == "replayed"
+    clock.now += 86400 * 40
+    assert db.dlq_purge(DLQFilter(dead_before=clock.now - 86400 * 30), dry_run=True) == 3
+    assert db.dlq_purge(DLQFilter(dead_before=clock.now - 86400 * 30)) == 3
+    assert db.get_item(ids[0]) is None and db.item_attempts(ids[0]) == []
+
+
+def test_release_gives_leases_back_without_spending_attempts(db: SQLiteStore) -> None:
+    db.enqueue([doc("a"), doc("b")])
+    db.claim("o", 10, 30)
+    assert db.release("o") == 2
+    assert db.counts() == {("queued", "document"): 2}
+
+
+def test_driver_errors_become_store_errors_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError, match="dir.db"):
+        SQLiteStore(tmp_path / "dir.db")

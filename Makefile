@@ -18,10 +18,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+LINT_PATHS := $(wildcard atlas exporters tests bench tools)
 lint: $(STAMP)
-	$(BIN)/ruff check atlas exporters tests bench tools
-	$(BIN)/ruff format --check atlas exporters tests bench tools
-	$(BIN)/mypy atlas exporters
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy atlas $(if $(wildcard exporters/*.py),exporters)
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -43,7 +43,9 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 
 def atlas_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for an `atlas` subprocess on `data_dir` with no fixed ports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_") or k == "ATLAS_REQUIRE_INTEGRATION"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("ATLAS_") or k == "ATLAS_REQUIRE_INTEGRATION"
+    }
     env.update(
         ATLAS_DATA_DIR=str(data_dir),
         ATLAS_CORE_METRICS_PORT="0",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from atlas.settings import Settings
@@ -18,8 +16,15 @@ def doc(text: str) -> NewItem:
 
 @pytest.fixture
 def fast(settings: Settings) -> Settings:
-    return settings.replace(workers=2, worker_concurrency=4, backoff_base_seconds=0.01, backoff_cap_seconds=0.05,
-                            max_attempts=3, poll_interval_ms=10, lease_seconds=10)
+    return settings.replace(
+        workers=2,
+        worker_concurrency=4,
+        backoff_base_seconds=0.01,
+        backoff_cap_seconds=0.05,
+        max_attempts=3,
+        poll_interval_ms=10,
+        lease_seconds=10,
+    )
 
 
 def sample(engine: object, name: str, labels: dict[str, str]) -> float:
@@ -27,9 +32,16 @@ def sample(engine: object, name: str, labels: dict[str, str]) -> float:
     return value or 0.0
 
 
-def test_documents_are_stored_once_and_duplicates_point_at_the_original(fast: Settings, store: SQLiteStore) -> None:
-    ids = [r.id for r in store.enqueue([doc(f"document number {i}") for i in range(90)] +
-                                       [doc(f"document   number {i}\n") for i in range(10)])]
+def test_documents_are_stored_once_and_duplicates_point_at_the_original(
+    fast: Settings, store: SQLiteStore
+) -> None:
+    ids = [
+        r.id
+        for r in store.enqueue(
+            [doc(f"document number {i}") for i in range(90)]
+            + [doc(f"document   number {i}\n") for i in range(10)]
+        )
+    ]
     with engine_thread(fast, store, "atlas.pipeline:default_pipeline") as engine:
         wait_for(lambda: finished(store) == 100, 60, "100 items to finish")
     counts = store.counts()
@@ -40,7 +52,10 @@ def test_documents_are_stored_once_and_duplicates_point_at_the_original(fast: Se
     content = store.get_content(ids[5])
     assert content is not None and content["text"] == "document number 5"
     assert sample(engine, "atlas_engine_items_processed_total", {"kind": "document", "outcome": "done"}) == 90
-    assert sample(engine, "atlas_engine_items_processed_total", {"kind": "document", "outcome": "duplicate"}) == 10
+    assert (
+        sample(engine, "atlas_engine_items_processed_total", {"kind": "document", "outcome": "duplicate"})
+        == 10
+    )
     assert sample(engine, "atlas_engine_accept_to_done_seconds_count", {"kind": "document"}) == 100
     assert sample(engine, "atlas_engine_stage_duration_seconds_count", {"stage": "normalise"}) == 100
 
@@ -48,8 +63,10 @@ def test_documents_are_stored_once_and_duplicates_point_at_the_original(fast: Se
 def test_transient_failures_retry_with_backoff_and_permanent_ones_dead_letter(
     fast: Settings, store: SQLiteStore
 ) -> None:
-    ok, flaky, doomed, fatal = (r.id for r in store.enqueue([doc("fine"), doc("FAIL2 then fine"),
-                                                             doc("FAIL5 never fine"), doc("FATAL")]))
+    ok, flaky, doomed, fatal = (
+        r.id
+        for r in store.enqueue([doc("fine"), doc("FAIL2 then fine"), doc("FAIL5 never fine"), doc("FATAL")])
+    )
     with engine_thread(fast, store, "tests.helpers.pipelines:flaky") as engine:
         wait_for(lambda: finished(store) == 4, 60, "4 items to finish")
     states = {i: store.get_item(i) for i in (ok, flaky, doomed, fatal)}
@@ -64,9 +81,15 @@ def test_transient_failures_retry_with_backoff_and_permanent_ones_dead_letter(
         (3, "dead", "flaky", "StageError", "origin.test"),
     ]
     assert (states[fatal].state, states[fatal].dead_reason, states[fatal].attempts) == (  # type: ignore[union-attr]
-        "dead", "permanent", 1)
+        "dead",
+        "permanent",
+        1,
+    )
     assert sample(engine, "atlas_engine_retries_total", {"kind": "document"}) == 4
-    assert sample(engine, "atlas_engine_dead_lettered_total", {"kind": "document", "reason": "max_attempts"}) == 1
+    assert (
+        sample(engine, "atlas_engine_dead_lettered_total", {"kind": "document", "reason": "max_attempts"})
+        == 1
+    )
 
 
 def test_a_hung_worker_is_killed_and_the_item_quarantined_after_two_timeouts(

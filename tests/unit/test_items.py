@@ -5,10 +5,22 @@ from atlas.errors import ItemError
 
 
 def test_a_valid_document_becomes_a_new_item() -> None:
-    item = parse_item({"content": "hi", "content_type": "text/markdown", "source": "s", "priority": 5,
-                       "idempotency_key": "k1"}, trace_context="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    item = parse_item(
+        {
+            "content": "hi",
+            "content_type": "text/markdown",
+            "source": "s",
+            "priority": 5,
+            "idempotency_key": "k1",
+        },
+        trace_context="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+    )
     assert (item.kind, item.payload["content_type"], item.priority, item.idempotency_key) == (
-        "document", "text/markdown", 5, "k1")
+        "document",
+        "text/markdown",
+        5,
+        "k1",
+    )
     assert item.trace_context and item.trace_context.startswith("00-aaaa")
 
 

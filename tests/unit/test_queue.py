@@ -39,7 +39,9 @@ def test_death_among_others_isolates_without_quarantine_even_at_the_limit() -> N
 def test_second_death_alone_quarantines() -> None:
     first = queue.died(claimed(deaths=0), ERR, alone=True, timed_out=False, policy=POLICY, now=5.0)
     assert first.state == "queued" and first.isolate
-    second = queue.died(claimed(deaths=1, isolate=True), ERR, alone=True, timed_out=True, policy=POLICY, now=5.0)
+    second = queue.died(
+        claimed(deaths=1, isolate=True), ERR, alone=True, timed_out=True, policy=POLICY, now=5.0
+    )
     assert (second.state, second.dead_reason, second.outcome) == ("dead", "quarantined", "timeout")
 
 

@@ -10,7 +10,9 @@ def test_defaults_build_without_any_environment() -> None:
 
 
 def test_values_come_from_atlas_variables() -> None:
-    s = load_settings({"ATLAS_DB_SYNCHRONOUS": "normal", "ATLAS_LEASE_SECONDS": "5", "ATLAS_DATA_DIR": "/tmp/x"})
+    s = load_settings(
+        {"ATLAS_DB_SYNCHRONOUS": "normal", "ATLAS_LEASE_SECONDS": "5", "ATLAS_DATA_DIR": "/tmp/x"}
+    )
     assert (s.db_synchronous, s.lease_seconds, str(s.sqlite_path)) == ("NORMAL", 5.0, "/tmp/x/atlas.db")
 
 

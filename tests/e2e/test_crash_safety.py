@@ -1,0 +1,140 @@
+"""Crash safety of `atlas core` as a real process: SIGKILL, poison items, SIGTERM drain."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+from atlas.store import SQLiteStore
+from atlas.store.models import DLQFilter, NewItem
+from tests.conftest import atlas_env
+from tests.helpers.engine import finished, start_core, wait_for
+
+
+def docs(n: int, prefix: str = "document") -> list[NewItem]:
+    return [
+        NewItem(kind="document", payload={"content": f"{prefix} {i} " + "lorem ipsum " * 80})
+        for i in range(n)
+    ]
+
+
+def workers_of(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_sigkill_five_times_loses_nothing_and_completes_nothing_twice(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    ids = [r.id for r in store.enqueue(docs(2000))]
+    processed_log = tmp_path / "processed.log"
+    env = atlas_env(
+        tmp_path,
+        ATLAS_LEASE_SECONDS="2",
+        ATLAS_WORKERS="2",
+        ATLAS_WORKER_CONCURRENCY="8",
+        ATLAS_MAX_LEASE_EXPIRIES="20",
+        TEST_STAGE_SLEEP_SECONDS="0.03",
+        TEST_PROCESSED_LOG=str(processed_log),
+    )
+    rng = random.Random(int(os.environ.get("TEST_SEED", "2")))
+    kills = 0
+    orphans: list[psutil.Process] = []
+    while kills < 5:
+        core = start_core(env, "tests.helpers.pipelines:slow", tmp_path / "core.log")
+        before = finished(store)
+        # Kill at a random moment once this incarnation has made some progress.
+        wait_for(lambda: finished(store) > before, 60, "the restarted engine to make progress")  # noqa: B023
+        time.sleep(rng.uniform(0.05, 0.6))
+        orphans += workers_of(psutil.Process(core.pid))
+        core.send_signal(signal.SIGKILL)
+        core.wait(timeout=10)
+        kills += 1
+    assert finished(store) < 2000, "the kills came too late to interrupt anything"
+    core = start_core(env, "tests.helpers.pipelines:slow", tmp_path / "core.log")
+    try:
+        wait_for(lambda: finished(store) == 2000, 120, "all 2,000 items to reach a final state")
+    finally:
+        core.send_signal(signal.SIGTERM)
+        assert core.wait(timeout=30) == 0
+
+    assert store.counts() == {("done", "document"): 2000}
+    completions = store.completions()
+    assert set(completions) == set(ids), "an item never completed"
+    assert max(completions.values()) == 1, "an item completed twice"
+    # The kills really interrupted work: leases ran out and some items were processed again.
+    expired = [i for i in ids if any(a.outcome == "lease_expired" for a in store.item_attempts(i))]
+    assert expired
+    runs = Counter(processed_log.read_text().split())
+    assert set(runs) == set(ids)
+    # Workers never outlive a killed supervisor.
+    wait_for(
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans),
+        10,
+        "orphaned workers to exit",
+    )
+
+
+def test_a_poison_item_is_quarantined_after_two_deaths_while_the_rest_complete(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    items = docs(300)
+    items.insert(150, NewItem(kind="document", payload={"content": "POISON pill"}))
+    ids = [r.id for r in store.enqueue(items)]
+    poison_id = ids[150]
+    env = atlas_env(
+        tmp_path, ATLAS_WORKERS="2", ATLAS_WORKER_CONCURRENCY="4", TEST_STAGE_SLEEP_SECONDS="0.005"
+    )
+    core = start_core(env, "tests.helpers.pipelines:poison", tmp_path / "core.log")
+    try:
+        wait_for(lambda: finished(store) == 301, 120, "all 301 items to finish")
+        assert core.poll() is None, "the engine itself crashed"
+    finally:
+        core.send_signal(signal.SIGTERM)
+        assert core.wait(timeout=30) == 0
+    poison = store.get_item(poison_id)
+    assert poison is not None and (poison.state, poison.dead_reason, poison.deaths) == (
+        "dead",
+        "quarantined",
+        2,
+    )
+    history = store.item_attempts(poison_id)
+    assert [a.outcome for a in history] == ["died", "died"]
+    assert "SIGKILL" in (history[-1].message or "") and "alone" in (history[-1].message or "")
+    assert store.counts()[("done", "document")] == 300
+    assert max(store.completions().values()) == 1
+
+
+def test_sigterm_drains_in_flight_items_and_exits_zero(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    store.enqueue(docs(3000))
+    env = atlas_env(tmp_path, ATLAS_LEASE_SECONDS="5", ATLAS_WORKERS="2", TEST_STAGE_SLEEP_SECONDS="0.05")
+    core = start_core(env, "tests.helpers.pipelines:slow", tmp_path / "core.log")
+    wait_for(lambda: finished(store) > 50, 60, "the engine to get going")
+    core.send_signal(signal.SIGTERM)
+    assert core.wait(timeout=30) == 0
+    counts = store.counts()
+    assert ("leased", "document") not in counts, "a lease was left behind"
+    assert counts[("queued", "document")] + counts[("done", "document")] == 3000
+    assert all(i.attempts == 0 for i in store.dlq_list(DLQFilter()))  # nothing dead-lettered by the stop
+    log = (tmp_path / "core.log").read_text()
+    assert '"event": "draining"' in log and '"event": "engine stopped"' in log
+
+
+def test_sigterm_gives_back_items_that_cannot_finish_before_the_lease_runs_out(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    ids = [r.id for r in store.enqueue(docs(10))]
+    # Each item would take ten minutes; the lease is 2 s, so the drain must give them back.
+    env = atlas_env(tmp_path, ATLAS_LEASE_SECONDS="2", ATLAS_WORKERS="1", TEST_STAGE_SLEEP_SECONDS="600")
+    core = start_core(env, "tests.helpers.pipelines:slow", tmp_path / "core.log")
+    wait_for(lambda: ("leased", "document") in store.counts(), 60, "items to be leased")
+    core.send_signal(signal.SIGTERM)
+    assert core.wait(timeout=30) == 0
+    assert store.counts() == {("queued", "document"): 10}
+    assert all(store.get_item(i).attempts == 0 for i in ids)  # type: ignore[union-attr]

@@ -1,0 +1,47 @@
+"""Processing spans join the trace of the request that created the item."""
+
+import asyncio
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from atlas.engine.worker import process
+from atlas.pipeline import default_pipeline
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+def run(job_content: str) -> tuple[tuple[object, ...], list[object]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    job = {
+        "id": "I1",
+        "kind": "document",
+        "payload": {"content": job_content},
+        "attempt": 1,
+        "trace_context": f"00-{TRACE_ID}-{PARENT}-01",
+    }
+    message = asyncio.run(process(default_pipeline(), job, provider.get_tracer("t")))
+    return message, list(exporter.get_finished_spans())
+
+
+def test_item_and_stage_spans_continue_the_stored_trace() -> None:
+    message, spans = run("hello")
+    assert message[0] == "ok"
+    by_name = {s.name: s for s in spans}  # type: ignore[attr-defined]
+    assert set(by_name) == {"atlas.item", "atlas.stage.decode", "atlas.stage.normalise"}
+    item = by_name["atlas.item"]
+    assert format(item.context.trace_id, "032x") == TRACE_ID
+    assert format(item.parent.span_id, "016x") == PARENT
+    assert by_name["atlas.stage.decode"].parent.span_id == item.context.span_id
+    assert item.attributes["atlas.item.id"] == "I1"
+
+
+def test_a_failing_stage_marks_its_span_as_an_error_and_reports_the_stage() -> None:
+    message, spans = run("   ")
+    assert message[0] == "err" and message[2].stage == "normalise" and message[3] is True
+    failed = next(s for s in spans if s.name == "atlas.stage.normalise")  # type: ignore[attr-defined]
+    assert failed.status.status_code.name == "ERROR"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import selectors
 import signal
 import socket
 import time
@@ -21,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -53,6 +54,7 @@ class _Worker:
     # Insertion order is dispatch order; the worker starts jobs in that order.
     outstanding: dict[str, Claimed] = field(default_factory=dict)
     last_progress: float = 0.0
+    ready: bool = False  # said hello: imports done, pipeline built (a crash before is not the items')
     isolating: bool = False  # running one suspect alone
     reserved: bool = False  # taking no new work until idle, to run a suspect alone
 
@@ -94,11 +96,16 @@ class Engine:
         self._pending: list[tuple[Transition, Claimed]] = []
         self._pending_since = 0.0
         self._next_claim = self._next_heartbeat = self._next_reap = self._next_flush_retry = 0.0
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._stop = False
         self._draining = False
         self._drain_deadline = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        # One epoll set for the engine's life: rebuilding a wait set on every turn of the loop
+        # (multiprocessing.connection.wait) cost more CPU than committing the items.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
 
     # -- control --------------------------------------------------------------------------------
 
@@ -153,9 +160,8 @@ class Engine:
                     self._abandon_running()
                     break
             timeout = max(0.0, self._next_wakeup(now) - now)
-            ready = wait(self._waitables(), timeout=timeout)
-            for obj in ready:
-                self._on_ready(obj)
+            for key, _ in self._selector.select(timeout):
+                self._on_ready(key.data)
         self._flush(force=True)
 
     def _next_wakeup(self, now: float) -> float:
@@ -174,25 +180,16 @@ class Engine:
         deadlines.extend(t for t in self._respawn_at if t)
         return min(deadlines)
 
-    def _waitables(self) -> list[Any]:
-        objs: list[Any] = [self._wake_r]
-        for w in self._live():
-            objs.append(w.conn)
-            objs.append(w.process.sentinel)
-        return objs
-
-    def _on_ready(self, obj: Any) -> None:
-        if obj == self._wake_r:
+    def _on_ready(self, data: tuple[str, _Worker] | None) -> None:
+        if data is None:
             os.read(self._wake_r, 512)
             return
-        for w in self._live():
-            if obj is w.conn:
-                self._read_results(w)
-                return
-            if obj == w.process.sentinel:
-                self._read_results(w)  # whatever it finished before dying still counts
-                self._on_worker_exit(w, timed_out=False)
-                return
+        what, w = data
+        if self._workers[w.slot] is not w:
+            return  # already handled: conn and sentinel of a dead worker are both ready
+        self._read_results(w)  # whatever it finished, even just before dying, still counts
+        if what == "sentinel":
+            self._on_worker_exit(w, timed_out=False)
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -210,9 +207,18 @@ class Engine:
         process.start()
         child.close()
         now = self.monotonic()
-        self._workers[slot] = _Worker(slot, process, parent, started=now, last_progress=now)
+        w = _Worker(slot, process, parent, started=now, last_progress=now)
+        self._workers[slot] = w
+        self._selector.register(parent.fileno(), selectors.EVENT_READ, ("conn", w))
+        self._selector.register(process.sentinel, selectors.EVENT_READ, ("sentinel", w))
         self._respawn_at[slot] = 0.0
         self.metrics.workers.set(len(self._live()))
+
+    def _forget(self, w: _Worker) -> None:
+        self._selector.unregister(w.conn.fileno())
+        self._selector.unregister(w.process.sentinel)
+        w.conn.close()
+        self._workers[w.slot] = None
 
     def _respawn_due(self, now: float) -> None:
         if self._draining:
@@ -224,11 +230,15 @@ class Engine:
     def _read_results(self, w: _Worker) -> None:
         try:
             while w.conn.poll():
-                self._on_result(w, w.conn.recv())
+                for message in w.conn.recv():
+                    self._on_result(w, message)
         except (EOFError, OSError):
             pass  # the sentinel reports the death
 
     def _on_result(self, w: _Worker, message: tuple[Any, ...]) -> None:
+        if message[0] == "ready":
+            w.ready = True
+            return
         item = w.outstanding.pop(message[1], None)
         if item is None:
             return
@@ -237,7 +247,7 @@ class Engine:
         if not w.outstanding:
             w.isolating = False
         for stage, seconds in message[-1].items():
-            self.metrics.stage_duration.labels(stage).observe(seconds)
+            self._child(self.metrics.stage_duration, stage).observe(seconds)
         if message[0] == "ok":
             transition = queue.succeeded(item, message[2])
         elif message[0] == "defer":
@@ -298,8 +308,7 @@ class Engine:
             suspects=[i.id for i in suspects],
             released=len(unstarted),
         )
-        w.conn.close()
-        self._workers[w.slot] = None
+        self._forget(w)
         self.metrics.workers.set(len(self._live()))
         if now - w.started < 1.0 and not items:
             self._quick_deaths[w.slot] += 1  # crashing at start-up: back off, don't spin
@@ -345,16 +354,32 @@ class Engine:
     def _dispatch(self, now: float) -> None:
         if not self._backlog:
             return
-        live = self._live()
+        live = [w for w in self._live() if w.ready]
         batches: dict[int, list[Claimed]] = {w.slot: [] for w in live}
+        free = {w.slot: self.per_worker - len(w.outstanding) for w in live}
+        total_free = sum(free.values())
         keep: deque[Claimed] = deque()
+        turn = 0
         for item in self._backlog:
-            target = self._isolated_target(live) if item.isolate else self._shared_target(live)
+            target: _Worker | None = None
+            if item.isolate:
+                target = self._isolated_target(live)
+                if target is not None:
+                    target.isolating, target.reserved = True, False
+                    total_free -= free[target.slot]
+                    free[target.slot] = 0
+            elif total_free > 0:
+                for _ in range(len(live)):  # round-robin over workers with room
+                    w = live[turn % len(live)]
+                    turn += 1
+                    if free[w.slot] > 0 and not w.isolating and not w.reserved:
+                        target = w
+                        free[w.slot] -= 1
+                        total_free -= 1
+                        break
             if target is None:
                 keep.append(item)
                 continue
-            if item.isolate:
-                target.isolating, target.reserved = True, False
             if not target.outstanding:
                 target.last_progress = now
             target.outstanding[item.id] = item
@@ -376,15 +401,6 @@ class Engine:
             if candidates:
                 min(candidates, key=lambda w: len(w.outstanding)).reserved = True
         return None
-
-    def _shared_target(self, live: list[_Worker]) -> _Worker | None:
-        best: _Worker | None = None
-        for w in live:
-            if w.isolating or w.reserved or len(w.outstanding) >= self.per_worker:
-                continue
-            if best is None or len(w.outstanding) < len(best.outstanding):
-                best = w
-        return best
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -457,13 +473,21 @@ class Engine:
                 if outcome == "deferred":
                     self.metrics.deferred.labels(item.kind).inc()
                 continue
-            self.metrics.processed.labels(item.kind, outcome).inc()
+            self._child(self.metrics.processed, item.kind, outcome).inc()
             if transition.state == "queued" and outcome == "retry":
                 self.metrics.retries.labels(item.kind).inc()
             if transition.state == "dead":
                 self.metrics.dead_lettered.labels(item.kind, transition.dead_reason or "unknown").inc()
             if transition.state in ("done", "dead"):
-                self.metrics.accept_to_done.labels(item.kind).observe(max(0.0, wall - item.created_at))
+                self._child(self.metrics.accept_to_done, item.kind).observe(max(0.0, wall - item.created_at))
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # labels() costs a lock and a dict build per call; thousands of items a second notice.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -503,8 +527,8 @@ class Engine:
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join(timeout=5)
-            w.conn.close()
-        self._workers = [None] * len(self._workers)
+            self._forget(w)
+        self._selector.close()
         try:
             # Anything still leased (a failed final commit) goes back without waiting for expiry.
             self.store.release(self.owner)

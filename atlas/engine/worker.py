@@ -5,7 +5,9 @@ worker does after the supervisor is gone can never complete an item twice. A wor
 pipe to the supervisor closes; on Linux it is also killed with its parent (PR_SET_PDEATHSIG).
 
 Messages, supervisor → worker: ("run", [job, ...]) | ("stop",)
-           worker → supervisor: ("ok", item_id, ContentResult, timings)
+           worker → supervisor: lists of results finished in one turn of the worker's loop, each
+                                 ("ready",)  once, when the pipeline is built: only then jobs come
+                               | ("ok", item_id, ContentResult, timings)
                                | ("err", item_id, ErrorInfo, permanent, timings)
                                | ("defer", item_id, ErrorInfo, until, timings)
 Jobs start in the order sent, at most `concurrency` at a time: the supervisor relies on this to
@@ -124,7 +126,7 @@ def worker_main(conn: Connection, pipeline_path: str, concurrency: int, log_leve
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(log_level, process="atlas-worker")
-    setup_tracing("atlas-core")
+    setup_tracing("atlas-core", record_unexported=False)
     pipeline = resolve(pipeline_path)()
     asyncio.run(_serve(conn, pipeline, concurrency))
 
@@ -143,14 +145,25 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
             os._exit(0)  # the supervisor is gone: nothing finished here could be committed
 
     threading.Thread(target=read, name="atlas-worker-reader", daemon=True).start()
+    conn.send([("ready",)])
     tracer = trace.get_tracer("atlas.engine")
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
 
+    outbox: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        # Results finished in the same turn of the loop travel in one message.
+        if outbox:
+            conn.send(outbox[:])
+            outbox.clear()
+
     async def run_one(job: dict[str, Any]) -> None:
         try:
             message = await process(pipeline, job, tracer)
-            conn.send(message)
+            if not outbox:
+                loop.call_soon(flush)
+            outbox.append(message)
         finally:
             slots.release()
 

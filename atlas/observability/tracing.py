@@ -3,6 +3,10 @@
 No exporter is installed unless one is asked for: OTEL_TRACES_EXPORTER=console prints spans;
 an OTLP endpoint (OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT) uses the OTLP exporter when its package is
 installed. Atlas starts and runs the same with no collector reachable.
+
+With no exporter, processes that pass `record_unexported=False` keep OpenTelemetry's no-op tracer:
+spans nobody will see cost a worker more than the item's own processing, while an incoming trace
+context still flows through (the no-op span carries its parent's ids into logs).
 """
 
 from __future__ import annotations
@@ -35,17 +39,21 @@ def _exporter(environ: Mapping[str, str]) -> SpanExporter | None:
     return None
 
 
-def setup_tracing(service: str, environ: Mapping[str, str] | None = None) -> TracerProvider:
-    """Install a global TracerProvider for this process (once) and return it."""
+def setup_tracing(
+    service: str, environ: Mapping[str, str] | None = None, *, record_unexported: bool = True
+) -> TracerProvider | None:
+    """Install a global TracerProvider for this process (once) and return it (None: no-op)."""
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return current
     env = os.environ if environ is None else environ
+    exporter = _exporter(env)
+    if exporter is None and not record_unexported:
+        return None
     resource = Resource.create(
         {"service.name": env.get("OTEL_SERVICE_NAME", service), "service.version": __version__}
     )
     provider = TracerProvider(resource=resource)
-    exporter = _exporter(env)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

@@ -11,16 +11,25 @@ from atlas.errors import PermanentStageError
 from atlas.pipeline.base import ItemContext, Result
 
 DOCUMENT_CONTENT_TYPES = ("text/plain", "text/markdown", "text/html")
-_WS = re.compile(r"[ \t\f\v\u00a0]+")
-_BLANK_LINES = re.compile(r"\n{3,}")
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def normalise_text(text: str) -> str:
     """NFC, unified newlines, runs of spaces folded, at most one blank line, trimmed lines."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    lines = [_WS.sub(" ", line).strip() for line in text.split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    out: list[str] = []
+    blank = True  # drops leading blank lines
+    for line in text.split("\n"):
+        folded = " ".join(line.split())  # str.split() folds every Unicode space, in C
+        if folded:
+            out.append(folded)
+            blank = False
+        elif not blank:
+            out.append("")
+            blank = True
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
 
 
 def content_hash(normalised: str) -> str:

@@ -39,6 +39,7 @@ UPDATE items
        last_error_host = coalesce(:error_host, last_error_host),
        dead_reason = :dead_reason,
        content_hash = coalesce(:content_hash, content_hash),
+       duplicate_of = :duplicate_of,
        done_at = :done_at,
        updated_at = :now
  WHERE id = :id AND lease_token = :token AND state = 'leased';
@@ -53,12 +54,6 @@ INSERT INTO contents (item_id, content_hash, content_type, title, text, canonica
                       bytes, created_at)
 VALUES (:id, :content_hash, :content_type, :title, :text, :canonical_url, :language, :bytes, :now)
 ON CONFLICT (content_hash) DO NOTHING;
-
--- name: content_owner
-SELECT item_id FROM contents WHERE content_hash = :content_hash;
-
--- name: mark_duplicate
-UPDATE items SET state = 'duplicate', duplicate_of = :original WHERE id = :id;
 
 -- name: insert_completion
 INSERT INTO completions (item_id, outcome, lease_token, at) VALUES (:id, :outcome, :token, :now);

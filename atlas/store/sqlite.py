@@ -24,6 +24,7 @@ from atlas.store.models import (
     FINAL_STATES,
     AttemptRecord,
     Claimed,
+    ContentResult,
     DLQFilter,
     DLQGroup,
     EnqueueResult,
@@ -329,12 +330,32 @@ class SQLiteStore:
         now = self.clock()
         applied: dict[str, str] = {}
         with self._write() as conn:
-            for t in transitions:
-                err = t.error
+            # Inside one write transaction nothing changes under us, so checking leases and
+            # content hashes up front lets every write below be one executemany (a C loop).
+            held = self._select_in(
+                conn,
+                "SELECT id, lease_token FROM items WHERE state = 'leased' AND id IN ({})",
+                [t.item_id for t in transitions],
+            )
+            live = [t for t in transitions if held.get(t.item_id) == t.token]  # else: lease lost
+            hashes = [t.result.content_hash for t in live if t.result is not None]
+            owners = self._select_in(
+                conn, "SELECT content_hash, item_id FROM contents WHERE content_hash IN ({})", hashes
+            )
+            updates, attempts, contents, finals = [], [], [], []
+            for t in live:
+                err, state, outcome, duplicate_of = t.error, t.state, t.outcome, None
+                if t.result is not None:
+                    original = owners.setdefault(t.result.content_hash, t.item_id)
+                    if original != t.item_id:
+                        state = outcome = "duplicate"
+                        duplicate_of = original
+                    else:
+                        contents.append(_content_row(t.item_id, t.result, now))
                 params = {
                     "id": t.item_id,
                     "token": t.token,
-                    "state": t.state,
+                    "state": state,
                     "attempts_inc": t.attempts_inc,
                     "deaths_inc": t.deaths_inc,
                     "isolate": int(t.isolate),
@@ -345,43 +366,33 @@ class SQLiteStore:
                     "error_host": err.host if err else None,
                     "dead_reason": t.dead_reason,
                     "content_hash": t.result.content_hash if t.result else None,
-                    "done_at": now if t.state in FINAL_STATES else None,
+                    "duplicate_of": duplicate_of,
+                    "done_at": now if state in FINAL_STATES else None,
                     "now": now,
+                    "attempt_offset": 0,
+                    "outcome": t.outcome,
                 }
-                if conn.execute(Q["transition"], params).rowcount == 0:
-                    continue  # the lease was lost (expired and claimed again): not ours to finish
+                updates.append(params)
                 if err is not None and t.outcome != "deferred":  # a deferral is not an attempt
-                    conn.execute(Q["insert_attempt"], {**params, "attempt_offset": 0, "outcome": t.outcome})
-                outcome, final_state = t.outcome, t.state
-                if t.result is not None:
-                    r = t.result
-                    cur = conn.execute(
-                        Q["insert_content"],
-                        {
-                            "id": t.item_id,
-                            "content_hash": r.content_hash,
-                            "content_type": r.content_type,
-                            "title": r.title,
-                            "text": r.text,
-                            "canonical_url": r.canonical_url,
-                            "language": r.language,
-                            "bytes": len(r.text.encode("utf-8")),
-                            "now": now,
-                        },
-                    )
-                    if cur.rowcount == 0:
-                        owner_row = conn.execute(
-                            Q["content_owner"], {"content_hash": r.content_hash}
-                        ).fetchone()
-                        conn.execute(Q["mark_duplicate"], {"id": t.item_id, "original": owner_row[0]})
-                        outcome = final_state = "duplicate"
-                if t.state in FINAL_STATES:
-                    conn.execute(
-                        Q["insert_completion"],
-                        {"id": t.item_id, "outcome": final_state, "token": t.token, "now": now},
-                    )
+                    attempts.append(params)
+                if state in FINAL_STATES:
+                    finals.append({"id": t.item_id, "outcome": state, "token": t.token, "now": now})
                 applied[t.item_id] = outcome
+            conn.executemany(Q["transition"], updates)
+            conn.executemany(Q["insert_attempt"], attempts)
+            conn.executemany(Q["insert_content"], contents)
+            conn.executemany(Q["insert_completion"], finals)
         return applied
+
+    @staticmethod
+    def _select_in(conn: sqlite3.Connection, sql: str, keys: Sequence[str]) -> dict[str, Any]:
+        """{first column: second column} for rows whose key is in `keys` (chunked under SQLite's limit)."""
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for row in conn.execute(sql.format(",".join("?" * len(chunk))), chunk):
+                found[row[0]] = row[1]
+        return found
 
     def reap_expired(self, max_lease_expiries: int) -> int:
         now = self.clock()
@@ -501,6 +512,20 @@ class SQLiteStore:
     def kv_set(self, key: str, value: str) -> None:
         with self._write() as conn:
             conn.execute(Q["kv_set"], {"key": key, "value": value, "now": self.clock()})
+
+
+def _content_row(item_id: str, r: ContentResult, now: float) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "content_hash": r.content_hash,
+        "content_type": r.content_type,
+        "title": r.title,
+        "text": r.text,
+        "canonical_url": r.canonical_url,
+        "language": r.language,
+        "bytes": len(r.text.encode("utf-8")),
+        "now": now,
+    }
 
 
 def _split_sql(script: str) -> list[str]:

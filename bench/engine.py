@@ -1,0 +1,145 @@
+"""Engine throughput on 1 KB plain-text documents, as a ratio to a raw-SQLite floor.
+
+Floor (same run, same disk, same synchronous level): insert the rows and mark each one done, in
+batches of 100 per transaction, with no engine. Atlas: a real `atlas core` process with its
+default worker count drains the same number of documents, enqueued in batches of 100 while it
+runs; the clock runs from the first enqueue to the last item done.
+
+Prints items/s for both, p50/p99 accept-to-done latency, the engine's peak RSS (supervisor and
+workers together), and as the last line one JSON object with "ratio" (goal >= 0.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from atlas.store import SQLiteStore  # noqa: E402
+from atlas.store.models import NewItem  # noqa: E402
+
+BATCH = 100
+
+
+def body(i: int) -> str:
+    text = f"document {i} " + "lorem ipsum dolor sit amet " * 40
+    return text[:1024]
+
+
+def floor(path: Path, n: int, synchronous: str) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("CREATE TABLE items (id TEXT PRIMARY KEY, state TEXT NOT NULL, payload TEXT NOT NULL)")
+    started = time.perf_counter()
+    for start in range(0, n, BATCH):
+        rows = [(f"item-{i:08d}", "queued", body(i)) for i in range(start, min(n, start + BATCH))]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO items VALUES (?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    for start in range(0, n, BATCH):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "UPDATE items SET state = 'done' WHERE id = ?",
+            [(f"item-{i:08d}",) for i in range(start, min(n, start + BATCH))],
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return n / elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def atlas_run(data_dir: Path, n: int, synchronous: str) -> dict[str, float]:
+    store = SQLiteStore(data_dir / "atlas.db", synchronous=synchronous)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
+    env.update(ATLAS_DATA_DIR=str(data_dir), ATLAS_DB_SYNCHRONOUS=synchronous, ATLAS_CORE_METRICS_PORT="0",
+               ATLAS_LOG_LEVEL="WARNING", ATLAS_POLL_INTERVAL_MS="20")
+    core = subprocess.Popen([sys.executable, "-m", "atlas", "core"], env=env, cwd=ROOT)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample_rss() -> None:
+        proc = psutil.Process(core.pid)
+        while not stop.is_set():
+            try:
+                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            except psutil.Error:
+                rss = 0
+            peak[0] = max(peak[0], rss)
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+
+    def finished() -> int:
+        return sum(c for (s, _), c in store.counts().items() if s in ("done", "duplicate", "dead"))
+
+    # Warm up: the engine has started its workers once one item has gone through.
+    store.enqueue([NewItem(kind="document", payload={"content": "warm-up"})])
+    while finished() < 1:
+        time.sleep(0.01)
+    started = time.time()
+    for start in range(0, n, BATCH):
+        store.enqueue([NewItem(kind="document", payload={"content": body(i)}) for i in range(start, min(n, start + BATCH))])
+    enqueued = time.time()
+    while finished() < n + 1:
+        time.sleep(0.01)
+    elapsed = time.time() - started
+    stop.set()
+    core.send_signal(signal.SIGTERM)
+    core.wait(timeout=60)
+    conn = sqlite3.connect(data_dir / "atlas.db")
+    latencies = [r[0] for r in conn.execute("SELECT done_at - created_at FROM items WHERE created_at >= ?", (started,))]
+    dead = conn.execute("SELECT count(*) FROM items WHERE state = 'dead'").fetchone()[0]
+    conn.close()
+    store.close()
+    return {
+        "items_per_s": n / elapsed,
+        "enqueue_items_per_s": n / (enqueued - started),
+        "p50_accept_to_done_s": percentile(latencies, 0.50),
+        "p99_accept_to_done_s": percentile(latencies, 0.99),
+        "peak_rss_mib": peak[0] / 2**20,
+        "dead": dead,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
+        floor_rate = floor(Path(tmp) / "floor.db", args.items, args.synchronous)
+        result = atlas_run(Path(tmp), args.items, args.synchronous)
+    ratio = result["items_per_s"] / floor_rate
+    print(f"floor (raw SQLite, batches of {BATCH}, synchronous={args.synchronous}): {floor_rate:,.0f} items/s")
+    print(f"atlas core ({os.cpu_count()} workers): {result['items_per_s']:,.0f} items/s "
+          f"(enqueue {result['enqueue_items_per_s']:,.0f}/s)")
+    print(f"accept-to-done p50 {result['p50_accept_to_done_s'] * 1000:.0f} ms, "
+          f"p99 {result['p99_accept_to_done_s'] * 1000:.0f} ms; peak RSS {result['peak_rss_mib']:.0f} MiB")
+    print(f"ratio {ratio:.3f} (goal >= 0.10)")
+    print(json.dumps({"bench": "engine", "items": args.items, "synchronous": args.synchronous,
+                      "floor_items_per_s": round(floor_rate, 1), **{k: round(v, 4) for k, v in result.items()},
+                      "ratio": round(ratio, 4), "goal": 0.10}))
+
+
+if __name__ == "__main__":
+    main()

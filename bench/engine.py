@@ -70,8 +70,13 @@ def percentile(values: list[float], q: float) -> float:
 def atlas_run(data_dir: Path, n: int, synchronous: str) -> dict[str, float]:
     store = SQLiteStore(data_dir / "atlas.db", synchronous=synchronous)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
-    env.update(ATLAS_DATA_DIR=str(data_dir), ATLAS_DB_SYNCHRONOUS=synchronous, ATLAS_CORE_METRICS_PORT="0",
-               ATLAS_LOG_LEVEL="WARNING", ATLAS_POLL_INTERVAL_MS="20")
+    env.update(
+        ATLAS_DATA_DIR=str(data_dir),
+        ATLAS_DB_SYNCHRONOUS=synchronous,
+        ATLAS_CORE_METRICS_PORT="0",
+        ATLAS_LOG_LEVEL="WARNING",
+        ATLAS_POLL_INTERVAL_MS="20",
+    )
     core = subprocess.Popen([sys.executable, "-m", "atlas", "core"], env=env, cwd=ROOT)
     peak = [0]
     stop = threading.Event()
@@ -98,7 +103,12 @@ def atlas_run(data_dir: Path, n: int, synchronous: str) -> dict[str, float]:
         time.sleep(0.01)
     started = time.time()
     for start in range(0, n, BATCH):
-        store.enqueue([NewItem(kind="document", payload={"content": body(i)}) for i in range(start, min(n, start + BATCH))])
+        store.enqueue(
+            [
+                NewItem(kind="document", payload={"content": body(i)})
+                for i in range(start, min(n, start + BATCH))
+            ]
+        )
     enqueued = time.time()
     while finished() < n + 1:
         time.sleep(0.01)
@@ -107,7 +117,9 @@ def atlas_run(data_dir: Path, n: int, synchronous: str) -> dict[str, float]:
     core.send_signal(signal.SIGTERM)
     core.wait(timeout=60)
     conn = sqlite3.connect(data_dir / "atlas.db")
-    latencies = [r[0] for r in conn.execute("SELECT done_at - created_at FROM items WHERE created_at >= ?", (started,))]
+    latencies = [
+        r[0] for r in conn.execute("SELECT done_at - created_at FROM items WHERE created_at >= ?", (started,))
+    ]
     dead = conn.execute("SELECT count(*) FROM items WHERE state = 'dead'").fetchone()[0]
     conn.close()
     store.close()
@@ -130,15 +142,31 @@ def main() -> None:
         floor_rate = floor(Path(tmp) / "floor.db", args.items, args.synchronous)
         result = atlas_run(Path(tmp), args.items, args.synchronous)
     ratio = result["items_per_s"] / floor_rate
-    print(f"floor (raw SQLite, batches of {BATCH}, synchronous={args.synchronous}): {floor_rate:,.0f} items/s")
-    print(f"atlas core ({os.cpu_count()} workers): {result['items_per_s']:,.0f} items/s "
-          f"(enqueue {result['enqueue_items_per_s']:,.0f}/s)")
-    print(f"accept-to-done p50 {result['p50_accept_to_done_s'] * 1000:.0f} ms, "
-          f"p99 {result['p99_accept_to_done_s'] * 1000:.0f} ms; peak RSS {result['peak_rss_mib']:.0f} MiB")
+    print(
+        f"floor (raw SQLite, batches of {BATCH}, synchronous={args.synchronous}): {floor_rate:,.0f} items/s"
+    )
+    print(
+        f"atlas core ({os.cpu_count()} workers): {result['items_per_s']:,.0f} items/s "
+        f"(enqueue {result['enqueue_items_per_s']:,.0f}/s)"
+    )
+    print(
+        f"accept-to-done p50 {result['p50_accept_to_done_s'] * 1000:.0f} ms, "
+        f"p99 {result['p99_accept_to_done_s'] * 1000:.0f} ms; peak RSS {result['peak_rss_mib']:.0f} MiB"
+    )
     print(f"ratio {ratio:.3f} (goal >= 0.10)")
-    print(json.dumps({"bench": "engine", "items": args.items, "synchronous": args.synchronous,
-                      "floor_items_per_s": round(floor_rate, 1), **{k: round(v, 4) for k, v in result.items()},
-                      "ratio": round(ratio, 4), "goal": 0.10}))
+    print(
+        json.dumps(
+            {
+                "bench": "engine",
+                "items": args.items,
+                "synchronous": args.synchronous,
+                "floor_items_per_s": round(floor_rate, 1),
+                **{k: round(v, 4) for k, v in result.items()},
+                "ratio": round(ratio, 4),
+                "goal": 0.10,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

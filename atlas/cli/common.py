@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from atlas.errors import AtlasError, ConfigError
+from atlas.errors import AtlasError, ConfigError, ItemError
 from atlas.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,13 +25,13 @@ def settings_or_exit() -> Settings:
 
 
 def clean_errors(fn: F) -> F:
-    """Turn Atlas errors into one line on stderr and exit code 2 (config) or 1, no traceback."""
+    """Turn Atlas errors into one line on stderr, no traceback: exit 2 for bad input, 1 otherwise."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ConfigError as exc:
+        except (ConfigError, ItemError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except AtlasError as exc:

@@ -43,6 +43,15 @@ DEFAULT_PIPELINE = "atlas.pipeline:default_pipeline"
 MAX_COMMIT_BATCH = 512
 STORE_RETRY_SECONDS = 1.0
 MAX_RESPAWN_DELAY_SECONDS = 30.0
+HEARTBEAT_KEY_PREFIX = "engine.heartbeat."
+# An engine that has not beaten for a day is gone (its own stop deletes its key): forget it.
+STALE_HEARTBEAT_SECONDS = 86_400.0
+
+
+def trace_id_of(item: Claimed) -> str | None:
+    """The trace id in the item's stored W3C traceparent ("00-<trace id>-<span id>-<flags>")."""
+    parts = (item.trace_context or "").split("-")
+    return parts[1] if len(parts) == 4 else None
 
 
 @dataclass
@@ -408,7 +417,7 @@ class Engine:
         self._next_heartbeat = now + self.settings.lease_seconds / 3
         try:
             self.store.heartbeat(self.owner, self.settings.lease_seconds)
-            self.store.kv_set(f"engine.heartbeat.{self.owner}", str(self.wall()))
+            self.store.kv_set(HEARTBEAT_KEY_PREFIX + self.owner, str(self.wall()))
         except StoreError as exc:
             log.error("heartbeat failed", error=str(exc))
             self._next_heartbeat = now + STORE_RETRY_SECONDS
@@ -417,6 +426,7 @@ class Engine:
         self._next_reap = now + max(0.5, self.settings.lease_seconds / 4)
         try:
             reaped = self.store.reap_expired(self.settings.max_lease_expiries)
+            self.store.kv_prune(HEARTBEAT_KEY_PREFIX, STALE_HEARTBEAT_SECONDS)
         except StoreError as exc:
             log.error("reaping expired leases failed", error=str(exc))
             return
@@ -532,6 +542,7 @@ class Engine:
         try:
             # Anything still leased (a failed final commit) goes back without waiting for expiry.
             self.store.release(self.owner)
+            self.store.kv_delete(HEARTBEAT_KEY_PREFIX + self.owner)
         except StoreError as exc:
             log.error("releasing leases at stop failed; they will expire", error=str(exc))
         os.close(self._wake_r)

@@ -93,3 +93,9 @@ SELECT value FROM kv WHERE key = :key;
 -- name: kv_set
 INSERT INTO kv (key, value, updated_at) VALUES (:key, :value, :now)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
+
+-- name: kv_delete
+DELETE FROM kv WHERE key = :key;
+
+-- name: kv_prune
+DELETE FROM kv WHERE key LIKE :prefix || '%' AND updated_at < :before;

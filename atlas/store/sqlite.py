@@ -513,6 +513,15 @@ class SQLiteStore:
         with self._write() as conn:
             conn.execute(Q["kv_set"], {"key": key, "value": value, "now": self.clock()})
 
+    def kv_delete(self, key: str) -> None:
+        with self._write() as conn:
+            conn.execute(Q["kv_delete"], {"key": key})
+
+    def kv_prune(self, prefix: str, older_than_seconds: float) -> int:
+        with self._write() as conn:
+            cur = conn.execute(Q["kv_prune"], {"prefix": prefix, "before": self.clock() - older_than_seconds})
+            return cur.rowcount
+
 
 def _content_row(item_id: str, r: ContentResult, now: float) -> dict[str, Any]:
     return {

@@ -1,0 +1,119 @@
+"""atlas-ops and atlas as a user runs them: real processes / click runner on a real store."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from atlas.cli.ops import ops
+from atlas.engine import queue
+from atlas.store import SQLiteStore
+from atlas.store.models import ErrorInfo, NewItem
+from tests.conftest import atlas_env
+from tests.helpers.engine import finished, start_core, wait_for
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("ATLAS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ATLAS_DB_SYNCHRONOUS", "NORMAL")
+    return CliRunner()
+
+
+def dead_letter(store: SQLiteStore, n: int, error: ErrorInfo) -> list[str]:
+    ids = [
+        r.id for r in store.enqueue([NewItem("document", {"content": f"{error.host} {i}"}) for i in range(n)])
+    ]
+    policy = queue.RetryPolicy(max_attempts=1)
+    store.apply(
+        [
+            queue.failed(c, error, permanent=False, policy=policy, now=0, rand=lambda: 0.0)
+            for c in store.claim("t", n, 30)
+        ]
+    )
+    return ids
+
+
+def test_items_add_and_get_show_state_and_history(runner: CliRunner) -> None:
+    added = runner.invoke(ops, ["items", "add", "--format", "json"], input="hello world")
+    assert added.exit_code == 0, added.output
+    item_id = json.loads(added.output)["id"]
+    shown = runner.invoke(ops, ["items", "get", item_id])
+    assert json.loads(shown.output)["state"] == "queued"
+    assert runner.invoke(ops, ["items", "get", "nope"]).exit_code == 1
+
+
+def test_bad_input_exits_2_naming_the_field(runner: CliRunner) -> None:
+    result = runner.invoke(ops, ["items", "add", "--content-type", "image/gif"], input="x")
+    assert result.exit_code == 2
+    assert "content_type: expected one of" in result.output and "image/gif" in result.output
+
+
+def test_dlq_groups_dry_run_and_replay(runner: CliRunner, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    dead_letter(store, 3, ErrorInfo("fetch", "ConnectError", "refused", "a.example"))
+    dead_letter(store, 2, ErrorInfo("fetch", "ReadTimeout", "slow", "b.example"))
+    groups = json.loads(runner.invoke(ops, ["dlq", "groups", "--format", "json"]).output)
+    assert [(g["host"], g["count"]) for g in groups] == [("a.example", 3), ("b.example", 2)]
+    dry = json.loads(
+        runner.invoke(ops, ["dlq", "replay", "--host", "b.example", "--dry-run", "--format", "json"]).output
+    )
+    assert dry == {"matched": 2, "dry_run": True}
+    assert store.counts()[("dead", "document")] == 5
+    done = json.loads(
+        runner.invoke(ops, ["dlq", "replay", "--error-class", "ReadTimeout", "--format", "json"]).output
+    )
+    assert done == {"replayed": 2, "dry_run": False}
+    assert store.counts() == {("dead", "document"): 3, ("queued", "document"): 2}
+    purged = json.loads(runner.invoke(ops, ["dlq", "purge", "--format", "json"]).output)
+    assert purged["purged"] == 3
+
+
+def test_a_bad_setting_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    env = atlas_env(tmp_path, ATLAS_LEASE_SECONDS="forever")
+    result = subprocess.run(
+        [sys.executable, "-m", "atlas", "core"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "ATLAS_LEASE_SECONDS" in result.stderr and "forever" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_atlas_core_serves_engine_metrics_and_records_a_heartbeat(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    store.enqueue([NewItem("document", {"content": f"doc {i}"}) for i in range(20)])
+    port = free_port()
+    core = start_core(
+        atlas_env(tmp_path, ATLAS_CORE_METRICS_PORT=str(port)),
+        "atlas.pipeline:default_pipeline",
+        tmp_path / "core.log",
+    )
+    try:
+        wait_for(lambda: finished(store) == 20, 60, "20 items to finish")
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'atlas_engine_items_processed_total{kind="document",outcome="done"} 20.0' in body
+        assert "atlas_engine_workers " in body
+        assert any(k.startswith("engine.heartbeat.") for k in _kv_keys(tmp_path))
+    finally:
+        core.terminate()
+        assert core.wait(timeout=30) == 0
+    assert not any(k.startswith("engine.heartbeat.") for k in _kv_keys(tmp_path))  # a clean stop says goodbye
+
+
+def _kv_keys(tmp_path: Path) -> list[str]:
+    with sqlite3.connect(tmp_path / "atlas.db") as conn:
+        return [r[0] for r in conn.execute("SELECT key FROM kv")]

@@ -95,7 +95,7 @@ class Engine:
             max_deaths=settings.max_deaths,
         )
         self.concurrency = settings.worker_concurrency
-        self.per_worker = self.concurrency * 2  # one full round running, one waiting in the pipe
+        self.per_worker = self.concurrency * 4  # running + queued in the pipe: fewer, larger messages
         self.capacity = max(settings.claim_batch_size, settings.worker_count * self.per_worker)
         self._mp = multiprocessing.get_context("forkserver")
         self._workers: list[_Worker | None] = [None] * settings.worker_count

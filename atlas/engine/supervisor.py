@@ -29,7 +29,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from atlas.engine import queue
-from atlas.engine.worker import job_of, worker_main
+from atlas.engine.worker import LEASE_LAPSED_EXIT, WATCHDOG_SECONDS, job_of, worker_main
 from atlas.errors import StoreError
 from atlas.logging import get_logger
 from atlas.observability.metrics import EngineMetrics
@@ -106,6 +106,9 @@ class Engine:
         self._pending_since = 0.0
         self._next_claim = self._next_heartbeat = self._next_reap = self._next_flush_retry = 0.0
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # Until when every lease we hold is known good: the last heartbeat that reached the
+        # database plus a lease, less a margin for the commit that must land before it lapses.
+        self._deadline = 0.0
         self._stop = False
         self._draining = False
         self._drain_deadline = 0.0
@@ -153,11 +156,11 @@ class Engine:
             if self._stop and not self._draining:
                 self._begin_drain(now)
             self._respawn_due(now)
+            if now >= self._next_heartbeat:
+                self._heartbeat(now)
             if not self._draining and now >= self._next_claim and self._held() <= self.capacity // 2:
                 self._claim(now)
             self._dispatch(now)
-            if now >= self._next_heartbeat:
-                self._heartbeat(now)
             if now >= self._next_reap:
                 self._reap(now)
             self._kill_hung(now)
@@ -284,7 +287,11 @@ class Engine:
         # Jobs start in dispatch order, `concurrency` at a time: only the first ones can have been
         # running. One suspect alone is a clear verdict; several share the blame and run alone next.
         suspects, unstarted = items[: self.concurrency], items[self.concurrency :]
-        if timed_out:
+        if code == LEASE_LAPSED_EXIT:
+            # Not the items' fault: our heartbeats stopped reaching the database. Give them back.
+            suspects, unstarted = [], items
+            reason, cls, what = "lease_lapsed", "", ""
+        elif timed_out:
             reason, cls = "timeout", "WorkerTimeout"
             what = f"worker pid {w.process.pid} made no progress for {self.settings.item_timeout_seconds:g}s"
         else:
@@ -397,7 +404,7 @@ class Engine:
         for w in live:
             if batches[w.slot]:
                 try:
-                    w.conn.send(("run", [job_of(i) for i in batches[w.slot]]))
+                    w.conn.send(("run", [job_of(i) for i in batches[w.slot]], self._deadline))
                 except OSError:
                     pass  # it died; its sentinel is ready and the death handler settles its items
 
@@ -415,12 +422,22 @@ class Engine:
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.settings.lease_seconds / 3
+        sent_at = self.wall()
         try:
             self.store.heartbeat(self.owner, self.settings.lease_seconds)
             self.store.kv_set(HEARTBEAT_KEY_PREFIX + self.owner, str(self.wall()))
         except StoreError as exc:
             log.error("heartbeat failed", error=str(exc))
             self._next_heartbeat = now + STORE_RETRY_SECONDS
+            return
+        lease = self.settings.lease_seconds
+        # The margin covers the worker's watchdog period and a second for our commit to land.
+        self._deadline = sent_at + lease - min(lease * 0.25, 1.0 + WATCHDOG_SECONDS)
+        for w in self._live():
+            try:
+                w.conn.send(("extend", self._deadline))
+            except OSError:
+                pass  # it died; its sentinel will tell
 
     def _reap(self, now: float) -> None:
         self._next_reap = now + max(0.5, self.settings.lease_seconds / 4)

@@ -4,7 +4,7 @@ Workers hold no database connection and no leases: only the supervisor commits, 
 worker does after the supervisor is gone can never complete an item twice. A worker exits when its
 pipe to the supervisor closes; on Linux it is also killed with its parent (PR_SET_PDEATHSIG).
 
-Messages, supervisor → worker: ("run", [job, ...]) | ("stop",)
+Messages, supervisor → worker: ("run", [job, ...], deadline) | ("extend", deadline) | ("stop",)
            worker → supervisor: lists of results finished in one turn of the worker's loop, each
                                  ("ready",)  once, when the pipeline is built: only then jobs come
                                | ("ok", item_id, ContentResult, timings)
@@ -12,6 +12,11 @@ Messages, supervisor → worker: ("run", [job, ...]) | ("stop",)
                                | ("defer", item_id, ErrorInfo, until, timings)
 Jobs start in the order sent, at most `concurrency` at a time: the supervisor relies on this to
 know which items a dead worker may have been running.
+
+`deadline` (Unix time) is when the supervisor's leases might lapse: it moves on with every
+heartbeat that reached the database. A worker still holding jobs past it exits at once
+(LEASE_LAPSED_EXIT): a hung or stopped supervisor must not leave a worker running an item that
+another engine may already have claimed, so no item ever has two live workers.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from atlas.pipeline.base import ItemContext, Pipeline
 from atlas.store.models import ErrorInfo
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+LEASE_LAPSED_EXIT = 75  # EX_TEMPFAIL: not the items' fault
+WATCHDOG_SECONDS = 0.2
 log = get_logger("atlas.worker")
 
 
@@ -134,17 +141,36 @@ def worker_main(conn: Connection, pipeline_path: str, concurrency: int, log_leve
 async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+    deadline = [float("inf")]  # written by the reader thread only
+    held = [0, 0]  # jobs received (reader thread), results sent (loop thread)
 
     def read() -> None:
         # A thread reads so the pipe drains even while the loop is busy sending results: the two
         # directions can never both be full at once, so the supervisor and worker cannot deadlock.
+        # It also takes deadline extensions at once, even while the loop waits for a free slot.
         try:
             while True:
-                loop.call_soon_threadsafe(inbox.put_nowait, conn.recv())
+                message = conn.recv()
+                if message[0] in ("run", "extend"):
+                    deadline[0] = message[-1]
+                if message[0] == "run":
+                    held[0] += len(message[1])
+                if message[0] != "extend":
+                    loop.call_soon_threadsafe(inbox.put_nowait, message)
         except (EOFError, OSError):
             os._exit(0)  # the supervisor is gone: nothing finished here could be committed
 
+    def watchdog() -> None:
+        while True:
+            time.sleep(WATCHDOG_SECONDS)
+            if held[0] > held[1] and time.time() > deadline[0]:
+                log.error(
+                    "leases may have lapsed; worker exits", deadline=deadline[0], holding=held[0] - held[1]
+                )
+                os._exit(LEASE_LAPSED_EXIT)
+
     threading.Thread(target=read, name="atlas-worker-reader", daemon=True).start()
+    threading.Thread(target=watchdog, name="atlas-worker-watchdog", daemon=True).start()
     conn.send([("ready",)])
     tracer = trace.get_tracer("atlas.engine")
     slots = asyncio.Semaphore(concurrency)
@@ -156,6 +182,7 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
         # Results finished in the same turn of the loop travel in one message.
         if outbox:
             conn.send(outbox[:])
+            held[1] += sum(1 for m in outbox if m[0] != "ready")
             outbox.clear()
 
     async def run_one(job: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -138,3 +139,46 @@ def test_sigterm_gives_back_items_that_cannot_finish_before_the_lease_runs_out(t
     assert core.wait(timeout=30) == 0
     assert store.counts() == {("queued", "document"): 10}
     assert all(store.get_item(i).attempts == 0 for i in ids)  # type: ignore[union-attr]
+
+
+def test_workers_of_a_frozen_engine_stop_before_its_leases_can_lapse(tmp_path: Path) -> None:
+    """SIGSTOP the supervisor: workers still running its items exit before those become claimable."""
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    ids = [r.id for r in store.enqueue(docs(16))]
+    # Every item takes far longer than a lease, so the workers are mid-item when the heartbeats stop.
+    env = atlas_env(
+        tmp_path,
+        ATLAS_LEASE_SECONDS="6",
+        ATLAS_WORKERS="2",
+        ATLAS_WORKER_CONCURRENCY="8",
+        TEST_STAGE_SLEEP_SECONDS="600",
+        TEST_STARTED_LOG=str(tmp_path / "started.log"),
+    )
+    core = start_core(env, "tests.helpers.pipelines:slow", tmp_path / "core.log")
+    try:
+        started = tmp_path / "started.log"
+        wait_for(
+            lambda: started.exists() and len(started.read_text().splitlines()) >= 8, 60, "items to start"
+        )
+        core.send_signal(signal.SIGSTOP)
+        busy = {int(line.split()[1]) for line in started.read_text().splitlines()}
+        workers = [psutil.Process(pid) for pid in busy]
+        conn = sqlite3.connect(tmp_path / "atlas.db")
+        first_lapse = conn.execute("SELECT min(lease_until) FROM items WHERE state = 'leased'").fetchone()[0]
+        conn.close()
+
+        def gone() -> bool:
+            return not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+        wait_for(gone, 30, "the frozen engine's workers to exit")
+        assert time.time() < first_lapse, "a worker was still running when its item became claimable"
+    finally:
+        core.send_signal(signal.SIGCONT)
+        core.send_signal(signal.SIGTERM)
+        assert core.wait(timeout=30) == 0
+    # Nothing was charged to the items: they are back in the queue, unharmed.
+    assert all(not w.is_running() for w in workers)
+    assert store.counts() == {("queued", "document"): 16}
+    assert all(store.get_item(i).deaths == 0 for i in ids)  # type: ignore[union-attr]
+    assert store.completions() == {}
+    assert '"reason": "lease_lapsed"' in (tmp_path / "core.log").read_text()

@@ -35,6 +35,10 @@ class _Sleep:
     kinds: tuple[str, ...] = ("document",)
 
     async def run(self, ctx: ItemContext) -> None:
+        started = os.environ.get("TEST_STARTED_LOG")
+        if started:
+            with Path(started).open("a") as f:
+                f.write(f"{ctx.id} {os.getpid()}\n")
         await asyncio.sleep(float(os.environ.get("TEST_STAGE_SLEEP_SECONDS", "0.02")))
 
 

@@ -69,6 +69,19 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -157,6 +170,69 @@ class Settings:
     )
     core_metrics_host: str = _setting(
         "ATLAS_CORE_METRICS_HOST", "127.0.0.1", _text, "Engine /metrics bind address."
+    )
+
+    # API
+    api_host: str = _setting("ATLAS_API_HOST", "127.0.0.1", _text, "API bind address.")
+    api_port: int = _setting("ATLAS_API_PORT", 8000, _int_in(1, 65535), "API port.")
+    api_auth_disabled: bool = _setting(
+        "ATLAS_API_AUTH_DISABLED",
+        False,
+        _bool,
+        "Serve without API keys (development only; refused in production).",
+    )
+    api_key_pepper: str = _setting(
+        "ATLAS_API_KEY_PEPPER", "", _text, "Mixed into API key hashes; keep it secret (a secrets-file value)."
+    )
+    api_rate_limit_per_key: float = _setting(
+        "ATLAS_API_RATE_LIMIT_PER_KEY",
+        0.0,
+        _float_in(0, 1e6),
+        "Requests per second per API key (0 = unlimited).",
+    )
+    api_rate_burst: int = _setting(
+        "ATLAS_API_RATE_BURST", 200, _int_in(1, 1_000_000), "Requests a key may send at once above its rate."
+    )
+    api_max_body_bytes: int = _setting(
+        "ATLAS_API_MAX_BODY_BYTES", 32 << 20, _int_in(1024, 1 << 31), "Largest request body accepted."
+    )
+    api_max_json_depth: int = _setting(
+        "ATLAS_API_MAX_JSON_DEPTH", 32, _int_in(2, 1000), "Deepest JSON nesting accepted."
+    )
+    api_batch_max_items: int = _setting(
+        "ATLAS_API_BATCH_MAX_ITEMS", 1000, _int_in(1, 100_000), "Most items in one batch request."
+    )
+    api_cors_origins: tuple[str, ...] = _setting(
+        "ATLAS_API_CORS_ORIGINS", (), _csv, "Origins allowed by CORS, comma-separated (empty = CORS off)."
+    )
+    api_behind_tls: bool = _setting(
+        "ATLAS_API_BEHIND_TLS", False, _bool, "A TLS proxy fronts the API: send HSTS."
+    )
+    # Backpressure. The defaults protect the disk and the accept latency, not the queue's length:
+    # a million-item bulk import into a stopped engine is accepted. Set the marks to shed earlier.
+    api_backlog_high_water: int = _setting(
+        "ATLAS_API_BACKLOG_HIGH_WATER",
+        0,
+        _int_in(0, 1 << 40),
+        "Queued items above which ingest gets 429 (0 = off).",
+    )
+    api_oldest_queued_high_water_seconds: float = _setting(
+        "ATLAS_API_OLDEST_QUEUED_HIGH_WATER_SECONDS",
+        0.0,
+        _float_in(0, 1e9),
+        "Age of the oldest queued item above which ingest gets 429 (0 = off).",
+    )
+    disk_low_water_bytes: int = _setting(
+        "ATLAS_DISK_LOW_WATER_BYTES",
+        512 << 20,
+        _int_in(0, 1 << 50),
+        "Free space under which writes get 503 and readiness fails.",
+    )
+    api_max_pending_rows: int = _setting(
+        "ATLAS_API_MAX_PENDING_ROWS",
+        50_000,
+        _int_in(1, 10_000_000),
+        "Items waiting for the group commit above which ingest gets 503 (protects accept latency).",
     )
 
     @property

@@ -6,7 +6,7 @@ import click
 
 from atlas import __version__
 from atlas.cli.common import clean_errors, settings_or_exit
-from atlas.ops.processes import run_core
+from atlas.ops.processes import run_api, run_core, run_up
 
 
 @click.group()
@@ -27,4 +27,11 @@ def core(pipeline: str | None) -> None:
 @clean_errors
 def up() -> None:
     """Everything in one process on the embedded SQLite (development)."""
-    raise SystemExit(run_core(settings_or_exit(), pipeline=None, process="atlas-up"))
+    raise SystemExit(run_up(settings_or_exit()))
+
+
+@atlas.command()
+@clean_errors
+def api() -> None:
+    """The HTTP API (one worker: more throughput comes from more processes on more ports)."""
+    raise SystemExit(run_api(settings_or_exit()))

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from atlas import __version__
+from atlas.api.keys import SCOPES, create_key
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.engine.items import parse_item
 from atlas.store import open_store
@@ -210,3 +211,54 @@ def dlq_retention(dry_run: bool, fmt: str) -> None:
             "retention_days": settings.dlq_retention_days,
         },
     )
+
+
+# -- API keys ------------------------------------------------------------------------------------
+
+
+@ops.group()
+def apikey() -> None:
+    """API keys: create (the key is printed once), list, revoke."""
+
+
+@apikey.command("create")
+@click.option("--name", required=True, help="Who or what uses the key.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(SCOPES),
+    help="ingest, read or admin (repeatable; admin implies the others).",
+)
+@format_option
+@clean_errors
+def apikey_create(name: str, scopes: tuple[str, ...], fmt: str) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    settings = settings_or_exit()
+    key = create_key(open_store(settings), settings.api_key_pepper, name, scopes)
+    emit(fmt, key)
+
+
+@apikey.command("list")
+@format_option
+@clean_errors
+def apikey_list(fmt: str) -> None:
+    """Keys with their scopes and state (never the keys themselves)."""
+    emit(
+        fmt,
+        open_store(settings_or_exit()).api_key_list(),
+        ["id", "name", "scopes", "created_at", "revoked_at", "last_used_at"],
+    )
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+@format_option
+@clean_errors
+def apikey_revoke(key_id: str, fmt: str) -> None:
+    """Revoke a key by id; API processes stop accepting it within seconds."""
+    if not open_store(settings_or_exit()).api_key_revoke(key_id):
+        click.echo(f"error: no active key {key_id!r}", err=True)
+        sys.exit(1)
+    emit(fmt, {"id": key_id, "revoked": True})

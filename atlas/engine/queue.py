@@ -27,8 +27,8 @@ class RetryPolicy:
     max_deaths: int = 2
 
 
-def succeeded(item: Claimed, result: ContentResult) -> Transition:
-    return Transition(item.id, item.token, state="done", outcome="done", result=result)
+def succeeded(item: Claimed, result: ContentResult, timings: dict[str, float] | None = None) -> Transition:
+    return Transition(item.id, item.token, state="done", outcome="done", result=result, timings=timings)
 
 
 def failed(

@@ -11,6 +11,7 @@ and completions are gathered for `commit_interval_ms` into one transaction.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
@@ -35,7 +36,7 @@ from atlas.logging import get_logger
 from atlas.observability.metrics import EngineMetrics
 from atlas.settings import Settings
 from atlas.store.base import Store
-from atlas.store.models import Claimed, ErrorInfo, Transition
+from atlas.store.models import HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY, Claimed, ErrorInfo, Transition
 
 log = get_logger("atlas.engine")
 
@@ -43,7 +44,7 @@ DEFAULT_PIPELINE = "atlas.pipeline:default_pipeline"
 MAX_COMMIT_BATCH = 512
 STORE_RETRY_SECONDS = 1.0
 MAX_RESPAWN_DELAY_SECONDS = 30.0
-HEARTBEAT_KEY_PREFIX = "engine.heartbeat."
+MAINTENANCE_CHECK_SECONDS = 1.0
 # An engine that has not beaten for a day is gone (its own stop deletes its key): forget it.
 STALE_HEARTBEAT_SECONDS = 86_400.0
 
@@ -109,6 +110,8 @@ class Engine:
         # Until when every lease we hold is known good: the last heartbeat that reached the
         # database plus a lease, less a margin for the commit that must land before it lapses.
         self._deadline = 0.0
+        self._paused = False  # maintenance mode: finish what is running, claim nothing new
+        self._next_maintenance_check = 0.0
         self._stop = False
         self._draining = False
         self._drain_deadline = 0.0
@@ -158,7 +161,9 @@ class Engine:
             self._respawn_due(now)
             if now >= self._next_heartbeat:
                 self._heartbeat(now)
-            if not self._draining and now >= self._next_claim and self._held() <= self.capacity // 2:
+            if now >= self._next_maintenance_check:
+                self._check_maintenance(now)
+            if self._can_claim() and now >= self._next_claim:
                 self._claim(now)
             self._dispatch(now)
             if now >= self._next_reap:
@@ -178,8 +183,9 @@ class Engine:
 
     def _next_wakeup(self, now: float) -> float:
         deadlines = [self._next_heartbeat, self._next_reap, now + 1.0]
-        if not self._draining and self._held() <= self.capacity // 2:
+        if self._can_claim():
             deadlines.append(self._next_claim)
+        deadlines.append(self._next_maintenance_check)
         if self._pending:
             deadlines.append(
                 max(self._pending_since + self.settings.commit_interval_ms / 1000, self._next_flush_retry)
@@ -261,7 +267,7 @@ class Engine:
         for stage, seconds in message[-1].items():
             self._child(self.metrics.stage_duration, stage).observe(seconds)
         if message[0] == "ok":
-            transition = queue.succeeded(item, message[2])
+            transition = queue.succeeded(item, message[2], message[-1])
         elif message[0] == "defer":
             transition = queue.deferred(item, message[3], message[2])
         else:
@@ -349,6 +355,20 @@ class Engine:
 
     def _held(self) -> int:
         return len(self._backlog) + sum(len(w.outstanding) for w in self._live())
+
+    def _can_claim(self) -> bool:
+        return not self._draining and not self._paused and self._held() <= self.capacity // 2
+
+    def _check_maintenance(self, now: float) -> None:
+        self._next_maintenance_check = now + MAINTENANCE_CHECK_SECONDS
+        try:
+            raw = self.store.kv_get(MAINTENANCE_KEY)
+        except StoreError:
+            return  # claims will fail and say so
+        paused = bool(raw and json.loads(raw).get("enabled"))
+        if paused != self._paused:
+            log.info("maintenance mode " + ("on: claiming paused" if paused else "off: claiming resumed"))
+        self._paused = paused
 
     def _claim(self, now: float) -> None:
         limit = min(self.settings.claim_batch_size, self.capacity - self._held())

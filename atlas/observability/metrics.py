@@ -121,8 +121,48 @@ CATALOG: dict[str, MetricSpec] = {
             (),
             LATENCY_BUCKETS,
         ),
+        # HTTP metrics keep the names community FastAPI dashboards use (prometheus-fastapi-
+        # instrumentator's); the library maintains the first and third, Atlas the histogram, which
+        # carries trace-id exemplars.
+        MetricSpec(
+            "http_requests_total",
+            "counter",
+            "Requests by route template, method and status class.",
+            ("handler", "status", "method"),
+        ),
+        MetricSpec(
+            "http_request_duration_seconds",
+            "histogram",
+            "Request latency by route template and method.",
+            ("handler", "method"),
+            LATENCY_BUCKETS,
+        ),
+        MetricSpec(
+            "http_requests_inprogress",
+            "gauge",
+            "Requests being served, by route template and method.",
+            ("handler", "method"),
+        ),
+        MetricSpec(
+            "atlas_api_items_accepted_total", "counter", "Items committed by the API, by kind.", ("kind",)
+        ),
+        MetricSpec(
+            "atlas_api_shed_total",
+            "counter",
+            "Write requests refused to protect the system (429 backpressure or rate limit, 503 disk, "
+            "maintenance or commit queue), by status.",
+            ("status",),
+        ),
+        MetricSpec(
+            "atlas_api_commit_batch_rows",
+            "histogram",
+            "Items committed by one group-commit transaction.",
+            (),
+            BATCH_BUCKETS,
+        ),
     )
 }
+EXTERNAL = {"http_requests_total", "http_requests_inprogress"}  # created by the instrumentator
 
 
 def build(registry: CollectorRegistry, name: str) -> Any:
@@ -155,3 +195,14 @@ class EngineMetrics:
         self.claim_batch = build(registry, "atlas_engine_claim_batch_size")
         self.commit_batch = build(registry, "atlas_engine_commit_batch_size")
         self.commit_duration = build(registry, "atlas_engine_commit_duration_seconds")
+
+
+class ApiMetrics:
+    """The API's own families (the instrumentator registers the http_ ones it maintains)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.duration = build(registry, "http_request_duration_seconds")
+        self.accepted = build(registry, "atlas_api_items_accepted_total")
+        self.shed = build(registry, "atlas_api_shed_total")
+        self.commit_rows = build(registry, "atlas_api_commit_batch_rows")

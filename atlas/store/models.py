@@ -8,6 +8,9 @@ from typing import Any
 ITEM_KINDS = ("document", "url", "feed")
 STATES = ("queued", "leased", "done", "duplicate", "dead")
 FINAL_STATES = ("done", "duplicate", "dead")
+# Shared keys in the kv table, read by every process.
+MAINTENANCE_KEY = "maintenance"  # JSON {"enabled", "reason", "since"}
+HEARTBEAT_KEY_PREFIX = "engine.heartbeat."  # + engine owner -> Unix time of its last heartbeat
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,14 @@ class NewItem:
     metadata: dict[str, Any] | None = None
     not_before: float | None = None
     trace_context: str | None = None
+    request_hash: str | None = None  # fingerprint of the request, checked on idempotent repeats
 
 
 @dataclass(frozen=True)
 class EnqueueResult:
     id: str
     created: bool  # False: the idempotency key already named this item
+    request_hash: str | None = None  # of the request that created the item
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Transition:
     error: ErrorInfo | None = None
     result: ContentResult | None = None
     dead_reason: str | None = None
+    timings: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class Item:
     created_at: float
     updated_at: float
     done_at: float | None
+    timings: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

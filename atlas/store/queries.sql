@@ -3,9 +3,9 @@
 
 -- name: insert_item
 INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, metadata,
-                   next_attempt_at, trace_context, created_at, updated_at)
+                   next_attempt_at, trace_context, request_hash, created_at, updated_at)
 VALUES (:id, :kind, :source, :idempotency_key, :priority, 'queued', :payload, :metadata,
-        :next_attempt_at, :trace_context, :created_at, :created_at);
+        :next_attempt_at, :trace_context, :request_hash, :created_at, :created_at);
 
 -- name: get_item
 SELECT * FROM items WHERE id = :id;
@@ -40,6 +40,7 @@ UPDATE items
        dead_reason = :dead_reason,
        content_hash = coalesce(:content_hash, content_hash),
        duplicate_of = :duplicate_of,
+       timings = coalesce(:timings, timings),
        done_at = :done_at,
        updated_at = :now
  WHERE id = :id AND lease_token = :token AND state = 'leased';
@@ -99,3 +100,28 @@ DELETE FROM kv WHERE key = :key;
 
 -- name: kv_prune
 DELETE FROM kv WHERE key LIKE :prefix || '%' AND updated_at < :before;
+
+-- name: api_key_insert
+INSERT INTO api_keys (id, name, scopes, secret_hash, created_at)
+VALUES (:id, :name, :scopes, :secret_hash, :now);
+
+-- name: api_key_get
+SELECT * FROM api_keys WHERE id = :id;
+
+-- name: api_key_list
+SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at;
+
+-- name: api_key_revoke
+UPDATE api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL;
+
+-- name: api_key_touch
+UPDATE api_keys SET last_used_at = :now WHERE id = :id;
+
+-- name: queued_count
+SELECT count(*) FROM items WHERE state = 'queued';
+
+-- name: oldest_queued
+SELECT min(created_at) FROM items WHERE state = 'queued';
+
+-- name: completions_seq
+SELECT coalesce(max(seq), 0) FROM completions;

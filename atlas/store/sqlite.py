@@ -83,6 +83,7 @@ def _row_to_item(row: sqlite3.Row) -> Item:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         done_at=row["done_at"],
+        timings=json.loads(row["timings"]) if row["timings"] else None,
     )
 
 
@@ -225,22 +226,24 @@ class SQLiteStore:
         keyed: dict[str, int] = {}
         with self._write() as conn:
             keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
-            existing: dict[str, str] = {}
+            existing: dict[str, tuple[str, str | None]] = {}
             for chunk_start in range(0, len(keys), 500):
                 chunk = keys[chunk_start : chunk_start + 500]
                 marks = ",".join("?" * len(chunk))
                 for row in conn.execute(
-                    f"SELECT idempotency_key, id FROM items WHERE idempotency_key IN ({marks})", chunk
+                    f"SELECT idempotency_key, id, request_hash FROM items WHERE idempotency_key IN ({marks})",
+                    chunk,
                 ):
-                    existing[row[0]] = row[1]
+                    existing[row[0]] = (row[1], row[2])
             for index, item in enumerate(items):
                 key = item.idempotency_key
                 if key is not None:
                     if key in existing:
-                        results[index] = EnqueueResult(existing[key], created=False)
+                        results[index] = EnqueueResult(existing[key][0], False, existing[key][1])
                         continue
                     if key in keyed:  # repeated within this batch: one item
-                        results[index] = EnqueueResult(rows[keyed[key]]["id"], created=False)
+                        first = rows[keyed[key]]
+                        results[index] = EnqueueResult(first["id"], False, first["request_hash"])
                         continue
                     keyed[key] = len(rows)
                 item_id = new_id(now)
@@ -255,10 +258,11 @@ class SQLiteStore:
                         "metadata": _json(item.metadata),
                         "next_attempt_at": max(now, item.not_before or now),
                         "trace_context": item.trace_context,
+                        "request_hash": item.request_hash,
                         "created_at": now,
                     }
                 )
-                results[index] = EnqueueResult(item_id, created=True)
+                results[index] = EnqueueResult(item_id, True, item.request_hash)
             conn.executemany(Q["insert_item"], rows)
         return [r for r in results if r is not None]
 
@@ -367,6 +371,7 @@ class SQLiteStore:
                     "dead_reason": t.dead_reason,
                     "content_hash": t.result.content_hash if t.result else None,
                     "duplicate_of": duplicate_of,
+                    "timings": _json(t.timings),
                     "done_at": now if state in FINAL_STATES else None,
                     "now": now,
                     "attempt_offset": 0,
@@ -502,6 +507,68 @@ class SQLiteStore:
             )
             return conn.execute(f"DELETE FROM items WHERE {where}", params).rowcount
 
+    def list_items(
+        self,
+        *,
+        state: str | None = None,
+        kind: str | None = None,
+        source: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Item]:
+        """Items in id (acceptance) order after the cursor `after`, filtered."""
+        clauses: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {"limit": limit}
+        for column, value in (("state", state), ("kind", kind), ("source", source), ("after", after)):
+            if value is not None:
+                clauses.append("id > :after" if column == "after" else f"{column} = :{column}")
+                params[column] = value
+        # Filters are optional, so the statement is assembled; every value is still a parameter.
+        sql = f"SELECT * FROM items WHERE {' AND '.join(clauses)} ORDER BY id LIMIT :limit"
+        with self._read() as conn:
+            return [_row_to_item(r) for r in conn.execute(sql, params)]
+
+    def queue_stats(self) -> dict[str, float]:
+        """Queued items, the oldest one's acceptance time (0 if none), and completions so far."""
+        with self._read() as conn:
+            return {
+                "queued": conn.execute(Q["queued_count"]).fetchone()[0],
+                "oldest_queued_at": conn.execute(Q["oldest_queued"]).fetchone()[0] or 0.0,
+                "completions": conn.execute(Q["completions_seq"]).fetchone()[0],
+            }
+
+    # -- API keys -------------------------------------------------------------------------------
+
+    def api_key_insert(self, key_id: str, name: str, scopes: Sequence[str], secret_hash: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                Q["api_key_insert"],
+                {
+                    "id": key_id,
+                    "name": name,
+                    "scopes": ",".join(scopes),
+                    "secret_hash": secret_hash,
+                    "now": self.clock(),
+                },
+            )
+
+    def api_key_get(self, key_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(Q["api_key_get"], {"id": key_id}).fetchone()
+        return dict(row) if row else None
+
+    def api_key_list(self) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(Q["api_key_list"])]
+
+    def api_key_revoke(self, key_id: str) -> bool:
+        with self._write() as conn:
+            return conn.execute(Q["api_key_revoke"], {"id": key_id, "now": self.clock()}).rowcount == 1
+
+    def api_key_touch(self, key_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(Q["api_key_touch"], {"id": key_id, "now": self.clock()})
+
     # -- shared state ---------------------------------------------------------------------------
 
     def kv_get(self, key: str) -> str | None:
@@ -512,6 +579,11 @@ class SQLiteStore:
     def kv_set(self, key: str, value: str) -> None:
         with self._write() as conn:
             conn.execute(Q["kv_set"], {"key": key, "value": value, "now": self.clock()})
+
+    def kv_items(self, prefix: str) -> list[tuple[str, str]]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT key, value FROM kv WHERE key LIKE ? || '%'", (prefix,))
+            return [(r[0], r[1]) for r in rows]
 
     def kv_delete(self, key: str) -> None:
         with self._write() as conn:

@@ -5,7 +5,7 @@ from atlas.observability.metrics import CATALOG, EngineMetrics, build
 
 def test_names_follow_prometheus_conventions() -> None:
     for spec in CATALOG.values():
-        assert spec.name.startswith("atlas_"), spec.name
+        assert spec.name.startswith(("atlas_", "http_")), spec.name
         assert spec.name.endswith("_total") == (spec.kind == "counter"), spec.name
         if spec.kind == "histogram":
             assert spec.buckets and list(spec.buckets) == sorted(spec.buckets), spec.name

@@ -1,0 +1,130 @@
+"""The API app factory: one FastAPI app per process, with everything it needs passed in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_fastapi_instrumentator import Instrumentator, metrics
+from starlette.middleware.cors import CORSMiddleware
+
+from atlas import __version__
+from atlas.api import routes_items, routes_ops
+from atlas.api.groupcommit import GroupCommitter
+from atlas.api.guards import ApiError, Authenticator, BodyGuard, SecurityHeaders
+from atlas.api.keys import KeyChecker
+from atlas.api.pressure import Pressure
+from atlas.api.services import Services
+from atlas.errors import ConfigError
+from atlas.observability.metrics import ApiMetrics
+from atlas.settings import Settings
+from atlas.store.sqlite import SQLiteStore
+
+
+def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegistry | None = None) -> FastAPI:
+    """Build the app. Background parts (group commit, pressure sampler) start with its lifespan."""
+    if settings.api_auth_disabled and settings.environment == "production":
+        raise ConfigError("ATLAS_API_AUTH_DISABLED: authentication cannot be disabled in production")
+    registry = registry or CollectorRegistry()
+    api_metrics = ApiMetrics(registry)
+    svc = Services(
+        settings=settings,
+        store=store,
+        committer=GroupCommitter(store, settings.api_max_pending_rows),
+        pressure=Pressure(settings, store),
+        auth=Authenticator(
+            KeyChecker(store, settings.api_key_pepper),
+            settings.api_auth_disabled,
+            settings.api_rate_limit_per_key,
+            settings.api_rate_burst,
+        ),
+        metrics=api_metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        svc.committer.start()
+        svc.pressure.start()
+        try:
+            yield
+        finally:
+            svc.pressure.stop()
+            svc.committer.stop()
+
+    app = FastAPI(
+        title="Atlas",
+        version=__version__,
+        lifespan=lifespan,
+        description="Durable ingest of documents, web pages and feeds.",
+    )
+    app.state.services = svc
+    app.include_router(routes_items.build(svc))
+    app.include_router(routes_ops.build(svc))
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
+        return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(request: Request) -> Response:
+        # OpenMetrics when asked (it carries the trace-id exemplars), text format 0.0.4 otherwise.
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), media_type=content_type)
+
+    _instrument(app, registry, api_metrics)
+    app.add_middleware(
+        BodyGuard, max_bytes=settings.api_max_body_bytes, max_depth=settings.api_max_json_depth
+    )
+    if settings.api_cors_origins:
+        if "*" in settings.api_cors_origins:
+            raise ConfigError(
+                "ATLAS_API_CORS_ORIGINS: '*' is not allowed (credentials are never sent to any origin)"
+            )
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api_cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)
+    # Added last, so outermost: the request's span is current in everything inside, exemplars included.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="metrics,health/live")
+    return app
+
+
+def _instrument(app: FastAPI, registry: CollectorRegistry, api_metrics: ApiMetrics) -> None:
+    instrumentator = Instrumentator(
+        should_group_status_codes=True,
+        should_ignore_untemplated=False,
+        should_group_untemplated=True,  # unknown paths become one "none" handler: bounded labels
+        should_instrument_requests_inprogress=True,
+        inprogress_labels=True,
+        excluded_handlers=["/metrics"],
+        registry=registry,
+    )
+    instrumentator.add(metrics.requests(registry=registry))
+
+    def duration(info: Any) -> None:
+        ctx = trace.get_current_span().get_span_context()
+        exemplar = {"trace_id": f"{ctx.trace_id:032x}"} if ctx.is_valid else None
+        api_metrics.duration.labels(info.modified_handler, info.method).observe(
+            info.modified_duration, exemplar=exemplar
+        )
+
+    instrumentator.add(duration)
+    instrumentator.instrument(app)

@@ -1,0 +1,117 @@
+"""Group commit: concurrent ingest requests share one transaction, and one fsync.
+
+Requests hand their items to a writer thread and wait. The writer takes everything waiting (up to
+MAX_ROWS), enqueues it in one transaction, and answers each request once that transaction has
+committed. No timer is needed: while one commit runs, the next batch gathers by itself, so a lone
+request is committed at once and a crowd shares the cost of each fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from atlas.errors import StoreError
+from atlas.logging import get_logger
+from atlas.store.models import EnqueueResult, NewItem
+from atlas.store.sqlite import SQLiteStore
+
+MAX_ROWS = 4000
+log = get_logger("atlas.api.commit")
+
+
+@dataclass
+class _Request:
+    items: Sequence[NewItem]
+    future: asyncio.Future[list[EnqueueResult]]
+    loop: asyncio.AbstractEventLoop
+
+
+class Overloaded(StoreError):
+    """Too many items are waiting for the group commit."""
+
+
+class GroupCommitter:
+    def __init__(self, store: SQLiteStore, max_pending_rows: int) -> None:
+        self.store = store
+        self.max_pending_rows = max_pending_rows
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._pending_rows = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="atlas-group-commit", daemon=True)
+        self.commits = 0
+        self.rows = 0
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    async def submit(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
+        """Enqueue `items` durably; returns once they are committed. Raises Overloaded or StoreError."""
+        with self._lock:
+            if self._pending_rows + len(items) > self.max_pending_rows:
+                raise Overloaded(f"{self._pending_rows} items are already waiting to be committed")
+            self._pending_rows += len(items)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[EnqueueResult]] = loop.create_future()
+        self._queue.put(_Request(items, future, loop))
+        return await future
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch, rows = [first], len(first.items)
+            while rows < MAX_ROWS:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                rows += len(nxt.items)
+            self._commit(batch, rows)
+
+    def _commit(self, batch: list[_Request], rows: int) -> None:
+        items = [item for request in batch for item in request.items]
+        try:
+            results = self.store.enqueue(items)
+        except StoreError as exc:
+            log.error("group commit failed", error=str(exc), requests=len(batch), rows=rows)
+            for request in batch:
+                request.loop.call_soon_threadsafe(_fail, request.future, exc)
+        else:
+            self.commits += 1
+            self.rows += rows
+            start = 0
+            for request in batch:
+                part = results[start : start + len(request.items)]
+                start += len(request.items)
+                request.loop.call_soon_threadsafe(_resolve, request.future, part)
+        finally:
+            with self._lock:
+                self._pending_rows -= rows
+
+
+def _resolve(future: asyncio.Future[list[EnqueueResult]], value: list[EnqueueResult]) -> None:
+    if not future.done():  # the client may have gone away; the items are committed all the same
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[list[EnqueueResult]], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

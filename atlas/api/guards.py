@@ -1,0 +1,175 @@
+"""What stands between a request and a route: body limits, JSON depth, headers, keys, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from atlas.api.keys import KeyChecker, Principal
+from atlas.reliability.token_bucket import TokenBucket
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The docs page loads Swagger UI from its CDN and runs one inline script.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src https://fastapi.tiangolo.com data:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+class ApiError(Exception):
+    """An answer other than success: status, message naming what is at fault, headers."""
+
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers, self.extra = status, message, headers or {}, extra
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            {"error": self.message, **self.extra}, status_code=self.status, headers=self.headers
+        )
+
+
+def json_too_deep(body: bytes, limit: int) -> bool:
+    """True when brackets nest deeper than `limit` (strings, which may hold brackets, are skipped)."""
+    depth = 0
+    for byte in _STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyGuard:
+    """Refuse bodies over `max_bytes` (413) and JSON nested deeper than `max_depth` (400) before any
+    parser sees them: a deep document would otherwise exhaust the parser's recursion."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_depth: int) -> None:
+        self.app, self.max_bytes, self.max_depth = app, max_bytes, max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _send_error(send, 413, f"request body larger than {self.max_bytes} bytes")
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_error(send, 413, f"request body larger than {self.max_bytes} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if json_too_deep(body, self.max_depth):
+            await _send_error(send, 400, f"JSON nested deeper than {self.max_depth} levels")
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp, hsts: bool) -> None:
+        self.app, self.hsts = app, hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"] in ("/docs", "/docs/oauth2-redirect") else API_CSP
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", csp.encode()),
+                ]
+                if self.hsts:
+                    extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class Authenticator:
+    """Resolve the bearer key, check its scope, and charge its token bucket."""
+
+    def __init__(self, checker: KeyChecker, disabled: bool, rate: float, burst: int) -> None:
+        self.checker, self.disabled, self.rate, self.burst = checker, disabled, rate, burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def require(self, scope: str) -> Callable[[Request], Awaitable[Principal]]:
+        async def dependency(request: Request) -> Principal:
+            if self.disabled:
+                return Principal("-", "auth disabled", frozenset({"admin"}))
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise ApiError(
+                    401, "missing API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
+                )
+            principal = self.checker.check(token.strip())
+            if principal is None:
+                raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+            if not principal.allows(scope):
+                raise ApiError(
+                    403, f"this key lacks the {scope!r} scope (it has: {', '.join(sorted(principal.scopes))})"
+                )
+            if self.rate > 0:
+                bucket = self._buckets.setdefault(principal.key_id, TokenBucket(self.rate, self.burst))
+                wait = bucket.take(time.monotonic())
+                if wait > 0:
+                    raise ApiError(
+                        429,
+                        "rate limit for this key exceeded",
+                        {"Retry-After": str(max(1, round(wait + 0.5)))},
+                    )
+            return principal
+
+        return dependency

@@ -1,0 +1,227 @@
+"""Ingest and read items: POST /v1/items, POST /v1/items/batch, GET /v1/items[/{id}]."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
+from atlas.api.groupcommit import Overloaded
+from atlas.api.guards import ApiError
+from atlas.api.schemas import (
+    Accepted,
+    BatchEntry,
+    BatchIn,
+    BatchResult,
+    DocumentIn,
+    Error,
+    ItemPage,
+    ItemView,
+)
+from atlas.api.services import Services, current_traceparent
+from atlas.engine.items import parse_item
+from atlas.errors import ItemError, StoreError
+from atlas.store.models import Item, NewItem
+from atlas.store.sqlite import SQLiteStore
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
+
+
+def _body_schema(model: type[Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def _fingerprint(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"request body is not valid UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def item_view(store: SQLiteStore, item: Item, full: bool) -> ItemView:
+    view = ItemView(
+        id=item.id,
+        kind=item.kind,
+        state=item.state,
+        attempts=item.attempts,
+        source=item.source,
+        priority=item.priority,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        done_at=item.done_at,
+        next_attempt_at=item.next_attempt_at,
+        dead_reason=item.dead_reason,
+        last_error=vars(item.last_error) if item.last_error else None,
+        metadata=item.metadata,
+        timings=item.timings,
+    )
+    if full:
+        view.history = [vars(a) for a in store.item_attempts(item.id)]  # type: ignore[misc]
+        content = store.get_content(item.id) if item.state == "done" else None
+        if item.state in ("done", "duplicate"):
+            view.result = {  # type: ignore[assignment]
+                "title": content["title"] if content else None,
+                "canonical_url": content["canonical_url"] if content else None,
+                "content_hash": item.content_hash,
+                "duplicate_of": item.duplicate_of,
+                "bytes": content["bytes"] if content else None,
+            }
+    return view
+
+
+def build(svc: Services) -> APIRouter:
+    router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERRORS)
+    ingest = Depends(svc.auth.require("ingest"))
+    read = Depends(svc.auth.require("read"))
+
+    async def commit(items: list[NewItem]) -> list[Any]:
+        try:
+            results = await svc.committer.submit(items)
+        except Overloaded as exc:
+            svc.metrics.shed.labels("503").inc()
+            raise ApiError(503, str(exc), {"Retry-After": "1"}) from None
+        except StoreError as exc:
+            raise ApiError(503, f"the store could not commit: {exc}", {"Retry-After": "5"}) from None
+        for item, result in zip(items, results, strict=True):
+            if result.created:
+                svc.metrics.accepted.labels(item.kind).inc()
+        return results
+
+    @router.post(
+        "",
+        status_code=202,
+        response_model=Accepted,
+        openapi_extra=_body_schema(DocumentIn),
+        responses={200: {"model": Accepted, "description": "An idempotent repeat"}},
+    )
+    async def create_item(
+        request: Request,
+        response: Response,
+        idempotency_key: str | None = Header(default=None, max_length=255),
+        _: Any = ingest,
+    ) -> Accepted:
+        """Accept one item; the 202 is sent once it is committed."""
+        svc.check_writable()
+        data = await read_json(request)
+        if isinstance(data, dict) and idempotency_key is not None:
+            if data.get("idempotency_key") not in (None, idempotency_key):
+                raise ApiError(422, "idempotency_key: differs from the Idempotency-Key header")
+            data = {**data, "idempotency_key": idempotency_key}
+        try:
+            item = parse_item(data, trace_context=current_traceparent())
+        except ItemError as exc:
+            raise ApiError(422, str(exc)) from None
+        item = _with_hash(item, data)
+        (result,) = await commit([item])
+        if not result.created:
+            if result.request_hash != item.request_hash:
+                raise ApiError(
+                    409, f"Idempotency-Key {item.idempotency_key!r} was used with a different request"
+                )
+            response.status_code = 200
+            current = svc.store.get_item(result.id)
+            state = current.state if current else "queued"
+        else:
+            state = "queued"
+        return Accepted(
+            id=result.id, state=state, status_url=f"/v1/items/{result.id}", durability=svc.durability
+        )
+
+    @router.post(
+        "/batch",
+        status_code=202,
+        response_model=BatchResult,
+        response_model_exclude_none=True,
+        openapi_extra=_body_schema(BatchIn),
+    )
+    async def create_batch(request: Request, _: Any = ingest) -> BatchResult:
+        """Accept up to the configured maximum of items in one transaction; errors are per index."""
+        svc.check_writable()
+        data = await read_json(request)
+        if not isinstance(data, dict):
+            raise ApiError(422, "body: expected a JSON object with an items array")
+        unknown = sorted(set(data) - {"items", "atomic"})
+        if unknown:
+            raise ApiError(422, f"{unknown[0]}: unknown field (allowed: atomic, items)")
+        raw, atomic = data.get("items"), data.get("atomic", False)
+        if not isinstance(raw, list):
+            raise ApiError(422, "items: expected an array")
+        if not isinstance(atomic, bool):
+            raise ApiError(422, "atomic: expected true or false")
+        limit = svc.settings.api_batch_max_items
+        if len(raw) > limit:
+            raise ApiError(413, f"items: {len(raw)} items is over the maximum of {limit} per batch")
+        traceparent = current_traceparent()
+        entries: list[BatchEntry] = []
+        valid: list[tuple[int, NewItem]] = []
+        for index, entry in enumerate(raw):
+            try:
+                valid.append(
+                    (index, _with_hash(parse_item(entry, index=index, trace_context=traceparent), entry))
+                )
+            except ItemError as exc:
+                entries.append(BatchEntry(index=index, error=str(exc)))
+        if atomic and entries:
+            raise ApiError(
+                422,
+                f"atomic batch rejected: {len(entries)} invalid item(s); first: {entries[0].error}",
+                results=[e.model_dump(exclude_none=True) for e in entries],
+            )
+        results = await commit([item for _, item in valid]) if valid else []
+        for (index, item), result in zip(valid, results, strict=True):
+            if not result.created and result.request_hash != item.request_hash:
+                entries.append(
+                    BatchEntry(
+                        index=index,
+                        error=f"items[{index}].idempotency_key: already used with a different item",
+                    )
+                )
+            else:
+                entries.append(BatchEntry(index=index, id=result.id))
+        entries.sort(key=lambda e: e.index)
+        return BatchResult(results=entries, durability=svc.durability)
+
+    @router.get("/{item_id}", response_model=ItemView)
+    async def get_item(item_id: str, _: Any = read) -> ItemView:
+        """One item: state, attempts with their errors, stage timings, result."""
+        item = svc.store.get_item(item_id)
+        if item is None:
+            raise ApiError(404, f"no item {item_id!r}")
+        return item_view(svc.store, item, full=True)
+
+    @router.get("", response_model=ItemPage)
+    async def list_items(
+        state: str | None = Query(default=None, pattern="^(queued|leased|done|duplicate|dead)$"),
+        kind: str | None = Query(default=None, max_length=32),
+        source: str | None = Query(default=None, max_length=255),
+        cursor: str | None = Query(default=None, max_length=64),
+        limit: int = Query(default=100, ge=1, le=1000),
+        _: Any = read,
+    ) -> ItemPage:
+        """Items in acceptance order; pass next_cursor back as cursor for the next page."""
+        items = svc.store.list_items(state=state, kind=kind, source=source, after=cursor, limit=limit)
+        next_cursor = items[-1].id if len(items) == limit else None
+        return ItemPage(items=[item_view(svc.store, i, full=False) for i in items], next_cursor=next_cursor)
+
+    return router
+
+
+def _with_hash(item: NewItem, data: Any) -> NewItem:
+    return replace(item, request_hash=_fingerprint(data))

@@ -1,0 +1,161 @@
+"""Shapes the API promises (responses) and documents (requests), as pydantic models.
+
+Request bodies are parsed by atlas.engine.items so the API, the CLI and batches share one
+validation; the models here describe them in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from atlas.pipeline.document import DOCUMENT_CONTENT_TYPES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DocumentIn(_Strict):
+    content: str = Field(min_length=1, description="The document's text, Markdown or HTML.")
+    content_type: Literal[DOCUMENT_CONTENT_TYPES] = "text/plain"  # type: ignore[valid-type]
+    title: str | None = None
+    source: str | None = Field(default=None, max_length=255)
+    priority: int = Field(default=0, ge=-100, le=100)
+    metadata: dict[str, Any] | None = None
+    not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class BatchIn(_Strict):
+    items: list[DocumentIn] = Field(description="Items; each is validated on its own.")
+    atomic: bool = Field(default=False, description="All or nothing: one bad item rejects the batch.")
+
+
+class Accepted(BaseModel):
+    id: str
+    state: str
+    status_url: str
+    durability: Literal["fsync", "wal"]
+
+
+class BatchEntry(BaseModel):
+    index: int
+    id: str | None = None
+    error: str | None = None
+
+
+class BatchResult(BaseModel):
+    results: list[BatchEntry]
+    durability: Literal["fsync", "wal"]
+
+
+class Error(BaseModel):
+    error: str
+
+
+class AttemptView(BaseModel):
+    attempt: int
+    at: float
+    outcome: str
+    stage: str | None
+    error_class: str | None
+    message: str | None
+    host: str | None
+
+
+class ResultView(BaseModel):
+    title: str | None
+    canonical_url: str | None
+    content_hash: str | None
+    duplicate_of: str | None
+    bytes: int | None
+
+
+class ItemView(BaseModel):
+    id: str
+    kind: str
+    state: str
+    attempts: int
+    source: str | None
+    priority: int
+    created_at: float
+    updated_at: float
+    done_at: float | None
+    next_attempt_at: float
+    dead_reason: str | None
+    last_error: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+    timings: dict[str, float] | None = None
+    history: list[AttemptView] | None = None
+    result: ResultView | None = None
+
+
+class ItemPage(BaseModel):
+    items: list[ItemView]
+    next_cursor: str | None
+
+
+class DLQGroupView(BaseModel):
+    stage: str | None
+    error_class: str | None
+    host: str | None
+    count: int
+    oldest: float
+    newest: float
+    sample_ids: list[str]
+    sample_message: str | None
+
+
+class DLQView(BaseModel):
+    items: list[ItemView]
+    groups: list[DLQGroupView]
+    next_cursor: str | None
+
+
+class ReplayIn(_Strict):
+    ids: list[str] = Field(default_factory=list, max_length=10_000)
+    stage: str | None = None
+    error_class: str | None = None
+    host: str | None = None
+    kind: str | None = None
+    source: str | None = None
+    reason: str | None = None
+    dry_run: bool = False
+
+
+class ReplayOut(BaseModel):
+    matched: int
+    replayed: int
+    dry_run: bool
+
+
+class MaintenanceIn(_Strict):
+    enabled: bool
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class MaintenanceView(BaseModel):
+    enabled: bool
+    reason: str | None = None
+    since: float | None = None
+
+
+class ComponentView(BaseModel):
+    name: str
+    status: Literal["healthy", "degraded", "unhealthy"]
+    value: float | str | None
+    threshold: float | str | None
+    message: str
+
+
+class HealthView(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    checked_at: float
+    components: list[ComponentView]
+
+
+class Status(BaseModel):
+    status: str
+    reasons: list[str] = Field(default_factory=list)

@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from atlas import __version__
 from atlas.api import routes_items, routes_ops
 from atlas.api.groupcommit import GroupCommitter
-from atlas.api.guards import ApiError, Authenticator, BodyGuard, SecurityHeaders
+from atlas.api.guards import ApiError, Authenticator, BodyGuard, InProgress, SecurityHeaders
 from atlas.api.keys import KeyChecker
 from atlas.api.pressure import Pressure
 from atlas.api.services import Services
@@ -86,6 +86,7 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
         return Response(encoder(registry), media_type=content_type)
 
     _instrument(app, registry, api_metrics)
+    app.add_middleware(InProgress, routes=app.routes, gauge=api_metrics.inprogress)
     app.add_middleware(
         BodyGuard, max_bytes=settings.api_max_body_bytes, max_depth=settings.api_max_json_depth
     )
@@ -112,8 +113,9 @@ def _instrument(app: FastAPI, registry: CollectorRegistry, api_metrics: ApiMetri
         should_group_status_codes=True,
         should_ignore_untemplated=False,
         should_group_untemplated=True,  # unknown paths become one "none" handler: bounded labels
-        should_instrument_requests_inprogress=True,
-        inprogress_labels=True,
+        # Its in-progress gauge ignores `registry` (it lands in the global one), so Atlas keeps
+        # that gauge itself: see InProgress.
+        should_instrument_requests_inprogress=False,
         excluded_handlers=["/metrics"],
         registry=registry,
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas.api.keys import KeyChecker, Principal
@@ -173,3 +174,26 @@ class Authenticator:
             return principal
 
         return dependency
+
+
+class InProgress:
+    """http_requests_inprogress{handler, method}, with the route template as handler (bounded)."""
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute], gauge: Any) -> None:
+        self.app, self.routes, self.gauge = app, routes, gauge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        handler = "none"
+        for route in self.routes:
+            if route.matches(scope)[0] == Match.FULL:
+                handler = getattr(route, "path", "none")
+                break
+        child = self.gauge.labels(handler, scope["method"])
+        child.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            child.dec()

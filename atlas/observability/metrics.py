@@ -122,8 +122,8 @@ CATALOG: dict[str, MetricSpec] = {
             LATENCY_BUCKETS,
         ),
         # HTTP metrics keep the names community FastAPI dashboards use (prometheus-fastapi-
-        # instrumentator's); the library maintains the first and third, Atlas the histogram, which
-        # carries trace-id exemplars.
+        # instrumentator's); the library maintains the counter, Atlas the histogram (which
+        # carries trace-id exemplars) and the in-progress gauge.
         MetricSpec(
             "http_requests_total",
             "counter",
@@ -162,7 +162,7 @@ CATALOG: dict[str, MetricSpec] = {
         ),
     )
 }
-EXTERNAL = {"http_requests_total", "http_requests_inprogress"}  # created by the instrumentator
+EXTERNAL = {"http_requests_total"}  # created by the instrumentator
 
 
 def build(registry: CollectorRegistry, name: str) -> Any:
@@ -203,6 +203,7 @@ class ApiMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.duration = build(registry, "http_request_duration_seconds")
+        self.inprogress = build(registry, "http_requests_inprogress")
         self.accepted = build(registry, "atlas_api_items_accepted_total")
         self.shed = build(registry, "atlas_api_shed_total")
         self.commit_rows = build(registry, "atlas_api_commit_batch_rows")

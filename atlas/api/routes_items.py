@@ -32,13 +32,21 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
 def _body_schema(model: type[Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+    """OpenAPI for a body the route parses itself: the model's schema with its refs inlined."""
+    schema = model.model_json_schema()
+    inlined = _inline(schema, schema.get("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inlined}}}}
 
 
 def _fingerprint(data: Any) -> str:
@@ -90,6 +98,9 @@ def build(svc: Services) -> APIRouter:
     router = APIRouter(prefix="/v1/items", tags=["items"], responses=ERRORS)
     ingest = Depends(svc.auth.require("ingest"))
     read = Depends(svc.auth.require("read"))
+    batch_schema = _body_schema(BatchIn)
+    batch_items = batch_schema["requestBody"]["content"]["application/json"]["schema"]["properties"]["items"]
+    batch_items["maxItems"] = svc.settings.api_batch_max_items
 
     async def commit(items: list[NewItem]) -> list[Any]:
         try:
@@ -114,16 +125,20 @@ def build(svc: Services) -> APIRouter:
     async def create_item(
         request: Request,
         response: Response,
-        idempotency_key: str | None = Header(default=None, max_length=255),
+        idempotency_key: str | None = Header(
+            default=None,
+            min_length=1,
+            max_length=255,
+            description="Repeat-safe key: a repeat returns the first answer (200); the header wins over "
+            "an idempotency_key field in the body.",
+        ),
         _: Any = ingest,
     ) -> Accepted:
         """Accept one item; the 202 is sent once it is committed."""
         svc.check_writable()
         data = await read_json(request)
         if isinstance(data, dict) and idempotency_key is not None:
-            if data.get("idempotency_key") not in (None, idempotency_key):
-                raise ApiError(422, "idempotency_key: differs from the Idempotency-Key header")
-            data = {**data, "idempotency_key": idempotency_key}
+            data = {**data, "idempotency_key": idempotency_key}  # the header, when sent, is the key
         try:
             item = parse_item(data, trace_context=current_traceparent())
         except ItemError as exc:
@@ -149,7 +164,7 @@ def build(svc: Services) -> APIRouter:
         status_code=202,
         response_model=BatchResult,
         response_model_exclude_none=True,
-        openapi_extra=_body_schema(BatchIn),
+        openapi_extra=batch_schema,
     )
     async def create_batch(request: Request, _: Any = ingest) -> BatchResult:
         """Accept up to the configured maximum of items in one transaction; errors are per index."""

@@ -18,7 +18,7 @@ class _Strict(BaseModel):
 
 
 class DocumentIn(_Strict):
-    content: str = Field(min_length=1, description="The document's text, Markdown or HTML.")
+    content: str = Field(pattern=r"\S", description="The document's text, Markdown or HTML (not blank).")
     content_type: Literal[DOCUMENT_CONTENT_TYPES] = "text/plain"  # type: ignore[valid-type]
     title: str | None = None
     source: str | None = Field(default=None, max_length=255)

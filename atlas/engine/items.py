@@ -41,7 +41,7 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
             f"{at}content_type: expected one of {', '.join(DOCUMENT_CONTENT_TYPES)}, got {content_type!r}"
         )
     payload: dict[str, Any] = {"content": content, "content_type": content_type}
-    if "title" in data:
+    if data.get("title") is not None:
         if not isinstance(data["title"], str):
             raise ItemError(f"{at}title: expected a string")
         payload["title"] = data["title"]
@@ -55,6 +55,8 @@ def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
         raise ItemError(f"{at}source: expected a string of at most {MAX_KEY_CHARS} characters")
     out["source"] = source
     priority = data.get("priority", 0)
+    if isinstance(priority, float) and priority.is_integer():
+        priority = int(priority)  # JSON has one number type: 3.0 is the integer 3
     if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
         raise ItemError(f"{at}priority: expected an integer -100..100, got {priority!r}")
     out["priority"] = priority

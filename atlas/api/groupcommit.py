@@ -97,19 +97,25 @@ class GroupCommitter:
         else:
             self.commits += 1
             self.rows += rows
+            # One wake-up per event loop for the whole batch, not one per request.
+            answers: dict[asyncio.AbstractEventLoop, list[tuple[_Request, list[EnqueueResult]]]] = {}
             start = 0
             for request in batch:
-                part = results[start : start + len(request.items)]
+                answers.setdefault(request.loop, []).append(
+                    (request, results[start : start + len(request.items)])
+                )
                 start += len(request.items)
-                request.loop.call_soon_threadsafe(_resolve, request.future, part)
+            for loop, pairs in answers.items():
+                loop.call_soon_threadsafe(_resolve_all, pairs)
         finally:
             with self._lock:
                 self._pending_rows -= rows
 
 
-def _resolve(future: asyncio.Future[list[EnqueueResult]], value: list[EnqueueResult]) -> None:
-    if not future.done():  # the client may have gone away; the items are committed all the same
-        future.set_result(value)
+def _resolve_all(pairs: list[tuple[_Request, list[EnqueueResult]]]) -> None:
+    for request, value in pairs:
+        if not request.future.done():  # the client may have gone; the items are committed all the same
+            request.future.set_result(value)
 
 
 def _fail(future: asyncio.Future[list[EnqueueResult]], exc: BaseException) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -10,12 +11,17 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas.api.keys import KeyChecker, Principal
 from atlas.reliability.token_bucket import TokenBucket
 
+_PROPAGATOR = TraceContextTextMapPropagator()
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -197,3 +203,40 @@ class InProgress:
             await self.app(scope, receive, send)
         finally:
             child.dec()
+
+
+class TraceContext:
+    """The request's trace context, without recording spans: used when no exporter is configured.
+
+    An incoming W3C traceparent becomes the current (non-recording) span, so the item, the logs
+    and the metric exemplars carry the caller's trace; without one, a fresh trace id is made, so
+    the engine's spans and logs for the item still share one. With an exporter configured, the
+    OpenTelemetry FastAPI instrumentation records real spans instead (see create_app).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        traceparent = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value.decode("latin-1")
+                break
+        ctx = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
+        if ctx is None or not trace.get_current_span(ctx).get_span_context().is_valid:
+            fresh = SpanContext(
+                trace_id=random.getrandbits(128) or 1,
+                span_id=random.getrandbits(64) or 1,
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.DEFAULT),
+            )
+            ctx = trace.set_span_in_context(NonRecordingSpan(fresh))
+        token = otel_context.attach(ctx)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)

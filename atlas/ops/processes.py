@@ -34,7 +34,7 @@ def _api_server(settings: Settings) -> uvicorn.Server:
 def run_api(settings: Settings) -> int:
     """Serve the HTTP API in this process until SIGTERM; returns the exit code."""
     configure_logging(settings.log_level, process="atlas-api")
-    setup_tracing("atlas-api")
+    setup_tracing("atlas-api", record_unexported=False)
     server = _api_server(settings)
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
     server.run()
@@ -44,7 +44,7 @@ def run_api(settings: Settings) -> int:
 def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
     """Run the engine in this process until SIGTERM; returns the exit code."""
     configure_logging(settings.log_level, process=process)
-    setup_tracing("atlas-core")
+    setup_tracing("atlas-core", record_unexported=False)
     log = get_logger("atlas.ops")
     store = open_store(settings)
     registry = CollectorRegistry()
@@ -63,7 +63,7 @@ def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
 def run_up(settings: Settings) -> int:
     """Everything in one process: the API in a thread, the engine in the main thread."""
     configure_logging(settings.log_level, process="atlas-up")
-    setup_tracing("atlas-up")
+    setup_tracing("atlas-up", record_unexported=False)
     server = _api_server(settings)
     thread = threading.Thread(target=server.run, name="atlas-api", daemon=True)
     thread.start()

@@ -63,10 +63,14 @@ def test_every_acknowledged_item_survives_a_sigkill_of_the_api(tmp_path: Path) -
     api = start_api(env, tmp_path / "api.log")
     wait_for(lambda: ready(url), 60, "the API to be ready")
     acked: list[str] = []
-    kill_at = random.Random(4).uniform(0.5, 1.5)
+    kill_at = random.Random(4).uniform(0.0, 0.3)
 
     async def run() -> None:
         loader = asyncio.create_task(load(url, key, acked))
+        # Kill at a random moment once the load is well under way (bounded wait).
+        deadline = time.monotonic() + 30
+        while len(acked) < 300 and time.monotonic() < deadline and not loader.done():
+            await asyncio.sleep(0.01)
         await asyncio.sleep(kill_at)
         api.send_signal(signal.SIGKILL)  # mid-load: requests in flight, commits in progress
         await loader

@@ -1,0 +1,276 @@
+"""HTTP ingest against floors measured in the same run.
+
+1. Single items: `POST /v1/items` on `atlas api` (synchronous=FULL, auth on) against a bare FastAPI
+   endpoint on the same uvicorn settings that reads the body and answers 202 without storing.
+   Load: a closed loop of 32 connections for the same duration each, by wrk (Debian's package) or,
+   without it, an async httpx client. Goal: >= 0.80 of the floor's requests/s.
+2. Batches: `POST /v1/items/batch` with 1,000 items per request against raw SQLite inserting the
+   same rows in transactions of 1,000 (synchronous=FULL). Goal: >= 0.50 of the floor's items/s.
+
+Last line: one JSON object; "ratio" is the single-item ratio, "batch_ratio" the batch one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from atlas.api.keys import create_key  # noqa: E402
+from atlas.store import SQLiteStore  # noqa: E402
+from atlas.store.ids import new_id  # noqa: E402
+
+CONNECTIONS = 32
+BATCH = 1000
+DOC = "Atlas benchmark document. " * 8
+WRK_SCRIPT = """
+counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, '{"content": "%s ' .. counter .. '"}')
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(url)
+    return proc
+
+
+def wrk_load(url: str, key: str, seconds: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % (key, DOC))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(f.name)
+
+    def latency(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+    }
+
+
+def httpx_load(url: str, key: str, seconds: int) -> dict[str, float]:
+    latencies: list[float] = []
+    bad = 0
+
+    async def client(n: int, deadline: float) -> None:
+        nonlocal bad
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10) as c:
+            i = 0
+            while time.monotonic() < deadline:
+                i += 1
+                t = time.perf_counter()
+                r = await c.post(url, json={"content": f"{DOC} {n}-{i}"})
+                latencies.append(time.perf_counter() - t)
+                bad += r.status_code >= 300
+
+    async def run() -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(client(n, started + seconds) for n in range(CONNECTIONS)))
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(run())
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "non_2xx": float(bad),
+        "socket_errors": 0.0,
+    }
+
+
+def batch_floor(path: Path, batches: int) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(
+        "CREATE TABLE items (id TEXT PRIMARY KEY, kind TEXT, state TEXT, payload TEXT, created_at REAL)"
+    )
+    started = time.perf_counter()
+    for b in range(batches):
+        now = time.time()
+        rows = [
+            (new_id(now), "document", "queued", json.dumps({"content": f"{DOC} {b}-{i}"}), now)
+            for i in range(BATCH)
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return batches * BATCH / elapsed
+
+
+def batch_atlas(url: str, key: str, batches: int) -> tuple[float, float, float]:
+    latencies = []
+    with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        started = time.perf_counter()
+        for b in range(batches):
+            body = {"items": [{"content": f"{DOC} {b}-{i}"} for i in range(BATCH)]}
+            t = time.perf_counter()
+            r = c.post(url, json=body)
+            latencies.append(time.perf_counter() - t)
+            assert r.status_code == 202, r.text
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return (
+        batches * BATCH / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[int(len(latencies) * 0.99)] * 1000,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--batches", type=int, default=50)
+    args = parser.parse_args()
+    load = wrk_load if shutil.which("wrk") else httpx_load
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
+    with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
+        data = Path(tmp)
+        store = SQLiteStore(data / "atlas.db", synchronous="FULL")
+        key = str(create_key(store, "", "bench", ["ingest"])["key"])
+        store.close()
+
+        port = free_port()
+        floor = start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.floor_app:app",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env,
+            f"http://127.0.0.1:{port}/docs",
+        )
+        try:
+            floor_single = load(f"http://127.0.0.1:{port}/v1/items", key, args.seconds)
+        finally:
+            floor.terminate()
+            floor.wait(timeout=30)
+
+        port = free_port()
+        api_env = {
+            **env,
+            "ATLAS_DATA_DIR": str(data),
+            "ATLAS_API_PORT": str(port),
+            "ATLAS_DB_SYNCHRONOUS": "FULL",
+            "ATLAS_LOG_LEVEL": "WARNING",
+            "ATLAS_API_BATCH_MAX_ITEMS": str(BATCH),
+        }
+        api = start([sys.executable, "-m", "atlas", "api"], api_env, f"http://127.0.0.1:{port}/health/live")
+        try:
+            atlas_single = load(f"http://127.0.0.1:{port}/v1/items", key, args.seconds)
+            atlas_batch, batch_p50, batch_p99 = batch_atlas(
+                f"http://127.0.0.1:{port}/v1/items/batch", key, args.batches
+            )
+        finally:
+            api.terminate()
+            api.wait(timeout=30)
+        floor_batch = batch_floor(data / "floor.db", args.batches)
+
+    ratio = atlas_single["rps"] / floor_single["rps"]
+    batch_ratio = atlas_batch / floor_batch
+    print(f"load generator: {load.__name__}, {CONNECTIONS} connections, {args.seconds}s each")
+    print(
+        f"floor  bare FastAPI 202:     {floor_single['rps']:8.0f} req/s  p50 {floor_single['p50_ms']:.1f} ms"
+        f"  p99 {floor_single['p99_ms']:.1f} ms"
+    )
+    print(
+        f"atlas  POST /v1/items (FULL): {atlas_single['rps']:8.0f} req/s  p50 {atlas_single['p50_ms']:.1f} ms"
+        f"  p99 {atlas_single['p99_ms']:.1f} ms  non-2xx {atlas_single['non_2xx']:.0f}"
+    )
+    print(f"floor  raw SQLite batches of {BATCH}: {floor_batch:8.0f} items/s")
+    print(
+        f"atlas  POST /v1/items/batch:       {atlas_batch:8.0f} items/s"
+        f"  p50 {batch_p50:.0f} ms  p99 {batch_p99:.0f} ms"
+    )
+    print(f"ratio single {ratio:.3f} (goal >= 0.80), batch {batch_ratio:.3f} (goal >= 0.50)")
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "load": load.__name__,
+                "connections": CONNECTIONS,
+                "seconds": args.seconds,
+                "floor_rps": round(floor_single["rps"], 1),
+                "atlas_rps": round(atlas_single["rps"], 1),
+                "atlas_p50_ms": round(atlas_single["p50_ms"], 2),
+                "atlas_p99_ms": round(atlas_single["p99_ms"], 2),
+                "floor_p50_ms": round(floor_single["p50_ms"], 2),
+                "floor_p99_ms": round(floor_single["p99_ms"], 2),
+                "atlas_non_2xx": atlas_single["non_2xx"],
+                "floor_batch_items_per_s": round(floor_batch, 1),
+                "atlas_batch_items_per_s": round(atlas_batch, 1),
+                "batch_p50_ms": round(batch_p50, 1),
+                "batch_p99_ms": round(batch_p99, 1),
+                "ratio": round(ratio, 4),
+                "batch_ratio": round(batch_ratio, 4),
+                "goal": 0.80,
+                "batch_goal": 0.50,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -250,7 +250,9 @@ class Settings:
     exporter_port: int = _setting(
         "ATLAS_EXPORTER_PORT", 9110, _int_in(0, 65535), "Exporter /metrics port (0 = off in `atlas up`)."
     )
-    exporter_host: str = _setting("ATLAS_EXPORTER_HOST", "0.0.0.0", _text, "Exporter bind address.")
+    exporter_host: str = _setting(
+        "ATLAS_EXPORTER_HOST", "127.0.0.1", _text, "Exporter bind address (0.0.0.0 for a remote Prometheus)."
+    )
     exporter_rootfs: Path = _setting(
         "ATLAS_EXPORTER_ROOTFS",
         Path("/"),
@@ -283,13 +285,16 @@ class Settings:
         "Block devices not reported: partitions and virtual devices (regex).",
     )
     exporter_net_devices_exclude: str = _setting(
-        "ATLAS_EXPORTER_NET_DEVICES_EXCLUDE", "", _regex, "Network devices not reported (regex; empty = none)."
+        "ATLAS_EXPORTER_NET_DEVICES_EXCLUDE",
+        "",
+        _regex,
+        "Network devices not reported (regex; empty = none).",
     )
     exporter_dlq_top_n: int = _setting(
         "ATLAS_EXPORTER_DLQ_TOP_N",
         20,
         _int_in(1, 1000),
-        "DLQ fingerprints exported one by one; the rest are summed as fingerprint=\"other\".",
+        'DLQ fingerprints exported one by one; the rest are summed as fingerprint="other".',
     )
     # End of exporter -----------------------------------------------------------------------------
 

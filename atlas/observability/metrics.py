@@ -162,7 +162,9 @@ CATALOG: dict[str, MetricSpec] = {
             BATCH_BUCKETS,
         ),
         # Exporter (exporters/): read at scrape time from the store, the data dir and /proc.
-        MetricSpec("atlas_build_info", "gauge", "Always 1; labels say which Atlas build runs.", ("version", "commit")),
+        MetricSpec(
+            "atlas_build_info", "gauge", "Always 1; labels say which Atlas build runs.", ("version", "commit")
+        ),
         MetricSpec(
             "atlas_exporter_store_up",
             "gauge",
@@ -200,7 +202,9 @@ CATALOG: dict[str, MetricSpec] = {
             "gauge",
             "When the last successful backup finished (0 = never).",
         ),
-        MetricSpec("atlas_backup_last_size_bytes", "gauge", "Size of the last successful backup (0 = never)."),
+        MetricSpec(
+            "atlas_backup_last_size_bytes", "gauge", "Size of the last successful backup (0 = never)."
+        ),
         MetricSpec(
             "atlas_feeds",
             "gauge",
@@ -220,8 +224,12 @@ CATALOG: dict[str, MetricSpec] = {
             "User and system CPU time of an Atlas service's main process.",
             ("service",),
         ),
-        MetricSpec("atlas_process_open_fds", "gauge", "Open file descriptors of an Atlas service.", ("service",)),
-        MetricSpec("atlas_process_threads", "gauge", "Threads of an Atlas service's main process.", ("service",)),
+        MetricSpec(
+            "atlas_process_open_fds", "gauge", "Open file descriptors of an Atlas service.", ("service",)
+        ),
+        MetricSpec(
+            "atlas_process_threads", "gauge", "Threads of an Atlas service's main process.", ("service",)
+        ),
         MetricSpec(
             "atlas_process_start_time_seconds",
             "gauge",

@@ -14,6 +14,7 @@ Conventions this module defines for later issues:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -67,9 +68,20 @@ class StoreReader:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        self._inode: tuple[int, int] | None = None
 
     def _connect(self) -> sqlite3.Connection:
+        # A restore replaces the database file: an open connection would keep reading the old,
+        # unlinked one forever, so the file's identity is checked every scrape (one stat call).
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            self.close()
+            raise sqlite3.OperationalError(f"unable to open database file: {exc}") from exc
+        if self._conn is not None and self._inode != (st.st_dev, st.st_ino):
+            self.close()
         if self._conn is None:
+            self._inode = (st.st_dev, st.st_ino)
             # mode=rw: a missing database is an error (store down), never a new empty file.
             conn = sqlite3.connect(
                 f"file:{self.path}?mode=rw",

@@ -20,7 +20,8 @@ from atlas.ops.pidfiles import read_pid_files, run_dir
 from exporters import procfs
 
 # 4 KiB on every architecture Atlas targets; read from the OS so a 64 KiB-page arm64 host is right.
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+PID_FILE_SLACK_SECONDS = 5.0
 
 
 class ServiceProcessCollector(Collector):
@@ -50,9 +51,10 @@ class ServiceProcessCollector(Collector):
                     stat = procfs.parse_pid_stat(f.read())
                 started = boot_time + stat.start_ticks / procfs.USER_HZ
                 pid_file = run_dir(self.data_dir) / f"{service}.pid"
-                # The process must have started before its pid file was written; one second of
-                # slack because start ticks are centiseconds and boot time is whole seconds.
-                if started > pid_file.stat().st_mtime + 1.0:
+                # The process must have started before its pid file was written, else the pid was
+                # reused after a crash left the file behind. Slack: boot time is whole seconds and
+                # drifts a little from the wall clock over a long uptime.
+                if started > pid_file.stat().st_mtime + PID_FILE_SLACK_SECONDS:
                     continue
                 open_fds = len(os.listdir(base / "fd"))
             except (OSError, ValueError, IndexError):

@@ -151,6 +151,20 @@ def test_counters_are_backfilled_when_the_migration_meets_existing_items(tmp_pat
     assert got[("atlas_contents", ())] == 1 and got[("atlas_contents_size_bytes", ())] == 9
 
 
+def test_a_restored_database_file_is_read_not_the_replaced_one(tmp_path: Path) -> None:
+    live, restored = SQLiteStore(tmp_path / "atlas.db"), SQLiteStore(tmp_path / "restored.db")
+    live.enqueue([NewItem(kind="url", payload={})])
+    restored.enqueue([NewItem(kind="document", payload={}) for _ in range(3)])
+    live.close()
+    restored.close()
+    collector = BusinessCollector(tmp_path / "atlas.db")
+    assert by_label(scrape(collector), "atlas_items", "kind") == {"url": 1}
+    os.replace(tmp_path / "restored.db", tmp_path / "atlas.db")
+    assert by_label(scrape(collector), "atlas_items", "kind") == {"document": 3}
+    (tmp_path / "atlas.db").unlink()
+    assert scrape(collector)[("atlas_exporter_store_up", ())] == 0
+
+
 def test_store_down_still_serves_system_metrics(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "nothing-here")
     got = scrape(build_registry(settings, commit="abc123"))

@@ -18,6 +18,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from atlas import __version__
+from atlas.errors import ConfigError
 from atlas.observability.metrics import family
 from atlas.settings import Settings
 from exporters.business import BusinessCollector
@@ -76,11 +77,19 @@ def build_registry(settings: Settings, *, commit: str | None = None) -> Collecto
 
 
 def start_exporter(settings: Settings, *, port: int | None = None) -> tuple[WSGIServer, threading.Thread]:
-    """Serve /metrics from a daemon thread; returns the server (its port is server.server_port)."""
+    """Serve /metrics from a daemon thread; returns the server (its port is server.server_port).
+
+    Raises ConfigError naming ATLAS_EXPORTER_PORT/HOST when the address cannot be bound.
+    """
     registry = build_registry(settings)
-    return start_http_server(
-        settings.exporter_port if port is None else port, settings.exporter_host, registry=registry
-    )
+    port = settings.exporter_port if port is None else port
+    try:
+        return start_http_server(port, settings.exporter_host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(
+            "ATLAS_EXPORTER_PORT/ATLAS_EXPORTER_HOST: cannot listen on"
+            f" {settings.exporter_host}:{port}: {exc}"
+        ) from exc
 
 
 def serve(settings: Settings, stop: threading.Event) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,18 @@ def test_atlas_up_serves_the_exporter_and_writes_its_pid_file(tmp_path: Path) ->
         code = proc.wait(timeout=60)
     assert code == 0, log_path.read_text()
     assert not (tmp_path / "run" / "atlas-up.pid").exists()
+
+
+def test_a_port_in_use_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = atlas_env(tmp_path, ATLAS_EXPORTER_PORT=str(port), ATLAS_EXPORTER_HOST="127.0.0.1")
+        out = subprocess.run(
+            [sys.executable, "-m", "atlas", "exporter"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert out.returncode == 2, out.stderr
+    assert f"ATLAS_EXPORTER_PORT/ATLAS_EXPORTER_HOST: cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run" / "atlas-exporter.pid").exists()

@@ -84,7 +84,7 @@ class StoreReader:
             self._inode = (st.st_dev, st.st_ino)
             # mode=rw: a missing database is an error (store down), never a new empty file.
             conn = sqlite3.connect(
-                f"file:{self.path}?mode=rw",
+                f"{Path(self.path).resolve().as_uri()}?mode=rw",  # as_uri escapes ?, # and % in the path
                 uri=True,
                 isolation_level=None,
                 check_same_thread=False,

@@ -152,6 +152,7 @@ def test_counters_are_backfilled_when_the_migration_meets_existing_items(tmp_pat
 
 
 def test_a_restored_database_file_is_read_not_the_replaced_one(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "odd ?#% name"  # the reader opens by URI: these must be escaped
     live, restored = SQLiteStore(tmp_path / "atlas.db"), SQLiteStore(tmp_path / "restored.db")
     live.enqueue([NewItem(kind="url", payload={})])
     restored.enqueue([NewItem(kind="document", payload={}) for _ in range(3)])

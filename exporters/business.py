@@ -1,13 +1,13 @@
 """Business gauges read from the store at scrape time, correct when the API and engine are down.
 
 Every read is an index seek or a read of a small counter table maintained by triggers (migration
-0002_stats), never a scan of items or contents, so a scrape costs the same at 1,000,000 items as
+0003_stats), never a scan of items or contents, so a scrape costs the same at 1,000,000 items as
 at 1,000. All store reads of one scrape run in one read transaction: the figures are a snapshot.
 
 Conventions this module defines for later issues:
 - Last backup: the backup job writes kv key `backup.last` = JSON `{"finished_at": <unix seconds>,
   "bytes": <int>}` after a backup verifies; until then both gauges are 0 ("never").
-- Maintenance mode: kv key `maintenance`; any value but "", "0", "false", "off", "no" means on.
+- Maintenance mode: kv key `maintenance` = JSON `{"enabled": bool, ...}` as the API writes it.
 - Feeds: the feeds table does not exist yet, so `atlas_feeds{status}` is 0 for every status.
 """
 
@@ -27,25 +27,15 @@ from prometheus_client.registry import Collector
 
 from atlas.logging import get_logger
 from atlas.observability.metrics import family
+from atlas.store.models import MAINTENANCE_KEY
 
 BACKUP_KEY = "backup.last"
-MAINTENANCE_KEY = "maintenance"
 FEED_STATUSES = ("active", "failing", "paused")
-_OFF = {"", "0", "false", "off", "no"}
 
-# Skip-scan over the partial index items_due (priority DESC, next_attempt_at) WHERE state='queued':
-# walk the distinct priorities (a handful) with one seek each and take the earliest due time of
-# each, instead of reading every queued row.
-OLDEST_DUE_SQL = """
-WITH RECURSIVE pri(p) AS (
-    SELECT max(priority) FROM items WHERE state = 'queued'
-    UNION ALL
-    SELECT (SELECT max(priority) FROM items WHERE state = 'queued' AND priority < pri.p)
-      FROM pri WHERE pri.p IS NOT NULL
-)
-SELECT min((SELECT min(next_attempt_at) FROM items WHERE state = 'queued' AND priority = pri.p))
-  FROM pri WHERE pri.p IS NOT NULL
-"""
+# The same definition the API's backpressure uses (atlas.api.pressure, queries.sql
+# oldest_queued): time since acceptance of the oldest queued item, one seek on the partial index
+# items_queued_created (migration 0002_api) whatever the queue's length.
+OLDEST_QUEUED_SQL = "SELECT min(created_at) FROM items WHERE state = 'queued'"
 
 
 class StoreSnapshot:
@@ -54,7 +44,7 @@ class StoreSnapshot:
     def __init__(self) -> None:
         self.items: list[tuple[str, str, int]] = []
         self.dlq: list[tuple[str, str, int]] = []
-        self.oldest_due: float | None = None
+        self.oldest_queued_at: float | None = None
         self.completed = 0
         self.contents = 0
         self.content_bytes = 0
@@ -106,7 +96,7 @@ class StoreReader:
                     "SELECT stage, error_class, n FROM stats_dlq WHERE n > 0"
                     " ORDER BY n DESC, stage, error_class"
                 ).fetchall()
-                snap.oldest_due = conn.execute(OLDEST_DUE_SQL).fetchone()[0]
+                snap.oldest_queued_at = conn.execute(OLDEST_QUEUED_SQL).fetchone()[0]
                 snap.completed = conn.execute("SELECT coalesce(max(seq), 0) FROM completions").fetchone()[0]
                 row = conn.execute("SELECT n, bytes FROM stats_contents WHERE id = 1").fetchone()
                 if row is not None:
@@ -136,6 +126,17 @@ def _file_size(path: Path) -> float | None:
         return float(path.stat().st_size)
     except OSError:
         return None
+
+
+def _maintenance_on(raw: str | None) -> bool:
+    # Read like the engine and the API read it (atlas.api.pressure): JSON with "enabled".
+    if not raw:
+        return False
+    try:
+        value: Any = json.loads(raw)
+        return bool(value.get("enabled"))
+    except (ValueError, AttributeError):
+        return False  # unreadable: the engine does not pause on it either
 
 
 def _backup(raw: str | None) -> tuple[float, float]:
@@ -212,7 +213,7 @@ class BusinessCollector(Collector):
         yield items
 
         oldest = family("atlas_queue_oldest_item_age_seconds")
-        age = 0.0 if snap.oldest_due is None else max(0.0, self.clock() - snap.oldest_due)
+        age = 0.0 if snap.oldest_queued_at is None else max(0.0, self.clock() - snap.oldest_queued_at)
         oldest.add_metric((), age)
         yield oldest
 
@@ -248,6 +249,5 @@ class BusinessCollector(Collector):
         yield feeds
 
         maintenance = family("atlas_maintenance_mode")
-        raw = snap.kv.get(MAINTENANCE_KEY)
-        maintenance.add_metric((), 0 if raw is None or raw.strip().lower() in _OFF else 1)
+        maintenance.add_metric((), 1 if _maintenance_on(snap.kv.get(MAINTENANCE_KEY)) else 0)
         yield maintenance

@@ -179,7 +179,7 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec(
             "atlas_queue_oldest_item_age_seconds",
             "gauge",
-            "How long the most overdue queued item has been due (0 when none is due).",
+            "Seconds since the oldest queued item was accepted (0 when none is queued).",
         ),
         MetricSpec(
             "atlas_dlq_items",

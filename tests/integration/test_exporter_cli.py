@@ -16,11 +16,12 @@ from tests.helpers.net import free_port
 
 
 def test_atlas_up_serves_the_exporter_and_writes_its_pid_file(tmp_path: Path) -> None:
-    exporter_port, core_port = free_port(), free_port()
+    exporter_port, core_port, api_port = free_port(), free_port(), free_port()
     env = atlas_env(
         tmp_path,
         ATLAS_EXPORTER_PORT=str(exporter_port),
         ATLAS_CORE_METRICS_PORT=str(core_port),
+        ATLAS_API_PORT=str(api_port),
         ATLAS_WORKERS="1",
     )
     log_path = tmp_path / "up.log"

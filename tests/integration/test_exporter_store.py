@@ -88,7 +88,7 @@ def test_gauges_follow_the_store_through_every_transition(store: SQLiteStore) ->
     # Replay, purge and a retry move the counters exactly like a COUNT(*) would.
     store.dlq_replay(DLQFilter(error_class="ParseError"))
     store.dlq_purge(DLQFilter(error_class="HTTPError"))
-    store.kv_set("maintenance", "on")
+    store.kv_set("maintenance", json.dumps({"enabled": True, "reason": "upgrade", "since": 1.0}))
     store.kv_set("backup.last", json.dumps({"finished_at": 1234.5, "bytes": 4096}))
     got = scrape(collector)
     items = {(dict(k[1])["state"], dict(k[1])["kind"]): v for k, v in got.items() if k[0] == "atlas_items"}
@@ -101,15 +101,21 @@ def test_gauges_follow_the_store_through_every_transition(store: SQLiteStore) ->
     assert ids  # the url items were all created
 
 
-def test_oldest_queued_age_uses_the_most_overdue_item_across_priorities(store: SQLiteStore) -> None:
+def test_oldest_queued_age_counts_from_acceptance_and_only_queued_items(store: SQLiteStore) -> None:
     now = [5_000.0]
     store.clock = lambda: now[0]
-    store.enqueue([NewItem(kind="url", payload={}, priority=5)])
+    store.enqueue([NewItem(kind="url", payload={}, priority=9)])
     now[0] = 5_060.0
-    store.enqueue([NewItem(kind="url", payload={}, priority=9), NewItem(kind="url", payload={}, priority=-3)])
-    store.enqueue([NewItem(kind="url", payload={}, not_before=9_999.0)])  # not due: waits for nobody
+    store.enqueue([NewItem(kind="url", payload={}, priority=-3), NewItem(kind="url", payload={})])
+    assert (
+        scrape(BusinessCollector(store.path, clock=lambda: 5_100.0))[
+            ("atlas_queue_oldest_item_age_seconds", ())
+        ]
+        == 100
+    )
+    assert [c.priority for c in store.claim("me", 1, 30)] == [9]  # the oldest leaves the queue
     got = scrape(BusinessCollector(store.path, clock=lambda: 5_100.0))
-    assert got[("atlas_queue_oldest_item_age_seconds", ())] == 100
+    assert got[("atlas_queue_oldest_item_age_seconds", ())] == 40
 
 
 def test_counters_are_backfilled_when_the_migration_meets_existing_items(tmp_path: Path) -> None:
@@ -136,7 +142,7 @@ def test_counters_are_backfilled_when_the_migration_meets_existing_items(tmp_pat
     conn.commit()
     conn.close()
 
-    SQLiteStore(db).close()  # applies 0002, which backfills from the rows above
+    SQLiteStore(db).close()  # applies 0002_api and 0003_stats, which backfills from the rows above
     got = scrape(BusinessCollector(db))
     items = {(dict(k[1])["state"], dict(k[1])["kind"]): v for k, v in got.items() if k[0] == "atlas_items"}
     assert items == {

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import TYPE_CHECKING
 
-import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
-from atlas.api.app import create_app
 from atlas.engine.supervisor import DEFAULT_PIPELINE, Engine, run_engine
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
@@ -16,8 +15,17 @@ from atlas.ops.pidfiles import pid_file
 from atlas.settings import Settings
 from atlas.store import open_store
 
+if TYPE_CHECKING:
+    import uvicorn
+
 
 def _api_server(settings: Settings) -> uvicorn.Server:
+    # Imported here, not at module level: `atlas exporter` and `atlas core` import this module and
+    # would otherwise carry FastAPI and uvicorn in memory (~20 MiB RSS) without serving HTTP with them.
+    import uvicorn
+
+    from atlas.api.app import create_app
+
     app = create_app(settings, open_store(settings))
     # One worker per process: one process is one scrape target (see DESIGN.md); scale with more
     # processes on more ports rather than forked workers sharing a registry.

@@ -247,7 +247,7 @@ def main() -> None:
             flush=True,
         )
 
-        cost = write_cost(tmp, args.write_items, 3)
+        cost = write_cost(tmp, args.write_items, 5)
         enqueue_ratio = cost["enqueue_on"] / cost["enqueue_off"]
         cycle_ratio = cost["cycle_on"] / cost["cycle_off"]
         print(

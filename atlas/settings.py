@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,14 @@ def _bool(raw: str) -> bool:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _regex(raw: str) -> str:
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"expected a regular expression, got {raw!r}: {exc}") from None
+    return raw
 
 
 def _setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
@@ -234,6 +243,60 @@ class Settings:
         _int_in(1, 10_000_000),
         "Items waiting for the group commit above which ingest gets 503 (protects accept latency).",
     )
+
+    # Exporter ------------------------------------------------------------------------------------
+    # `atlas exporter` (and the exporter thread in `atlas up`). Paths and patterns mirror
+    # node_exporter's --path.* and --collector.* flags; the defaults are upstream node_exporter 1.5's.
+    exporter_port: int = _setting(
+        "ATLAS_EXPORTER_PORT", 9110, _int_in(0, 65535), "Exporter /metrics port (0 = off in `atlas up`)."
+    )
+    exporter_host: str = _setting(
+        "ATLAS_EXPORTER_HOST", "127.0.0.1", _text, "Exporter bind address (0.0.0.0 for a remote Prometheus)."
+    )
+    exporter_rootfs: Path = _setting(
+        "ATLAS_EXPORTER_ROOTFS",
+        Path("/"),
+        _path,
+        "Host root as seen by the exporter (like --path.rootfs); filesystems are measured under it.",
+    )
+    exporter_procfs: Path = _setting(
+        "ATLAS_EXPORTER_PROCFS", Path("/proc"), _path, "procfs mount point (like --path.procfs)."
+    )
+    exporter_sysfs: Path = _setting(
+        "ATLAS_EXPORTER_SYSFS", Path("/sys"), _path, "sysfs mount point (like --path.sysfs)."
+    )
+    exporter_mount_points_exclude: str = _setting(
+        "ATLAS_EXPORTER_MOUNT_POINTS_EXCLUDE",
+        r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
+        _regex,
+        "Mount points not reported (regex, searched).",
+    )
+    exporter_fs_types_exclude: str = _setting(
+        "ATLAS_EXPORTER_FS_TYPES_EXCLUDE",
+        r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660"
+        r"|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$",
+        _regex,
+        "Filesystem types not reported (regex).",
+    )
+    exporter_disk_devices_exclude: str = _setting(
+        "ATLAS_EXPORTER_DISK_DEVICES_EXCLUDE",
+        r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$",
+        _regex,
+        "Block devices not reported: partitions and virtual devices (regex).",
+    )
+    exporter_net_devices_exclude: str = _setting(
+        "ATLAS_EXPORTER_NET_DEVICES_EXCLUDE",
+        "",
+        _regex,
+        "Network devices not reported (regex; empty = none).",
+    )
+    exporter_dlq_top_n: int = _setting(
+        "ATLAS_EXPORTER_DLQ_TOP_N",
+        20,
+        _int_in(1, 1000),
+        'DLQ fingerprints exported one by one; the rest are summed as fingerprint="other".',
+    )
+    # End of exporter -----------------------------------------------------------------------------
 
     @property
     def sqlite_path(self) -> Path:

@@ -49,6 +49,7 @@ def atlas_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env.update(
         ATLAS_DATA_DIR=str(data_dir),
         ATLAS_CORE_METRICS_PORT="0",
+        ATLAS_EXPORTER_PORT="0",
         ATLAS_DB_SYNCHRONOUS="NORMAL",
         PYTHONPATH=str(ROOT),
     )

@@ -6,7 +6,7 @@ import click
 
 from atlas import __version__
 from atlas.cli.common import clean_errors, settings_or_exit
-from atlas.ops.processes import run_api, run_core, run_up
+from atlas.ops.processes import run_api, run_core, run_exporter, run_up
 
 
 @click.group()
@@ -35,3 +35,10 @@ def up() -> None:
 def api() -> None:
     """The HTTP API (one worker: more throughput comes from more processes on more ports)."""
     raise SystemExit(run_api(settings_or_exit()))
+
+
+@atlas.command()
+@clean_errors
+def exporter() -> None:
+    """The node exporter: system metrics (node_exporter names) and business gauges on /metrics."""
+    raise SystemExit(run_exporter(settings_or_exit()))

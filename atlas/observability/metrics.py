@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 # Seconds, from 1 ms to 10 min: stages are milliseconds, accept-to-done spans retries.
 LATENCY_BUCKETS = (
@@ -160,6 +161,81 @@ CATALOG: dict[str, MetricSpec] = {
             (),
             BATCH_BUCKETS,
         ),
+        # Exporter (exporters/): read at scrape time from the store, the data dir and /proc.
+        MetricSpec(
+            "atlas_build_info", "gauge", "Always 1; labels say which Atlas build runs.", ("version", "commit")
+        ),
+        MetricSpec(
+            "atlas_exporter_store_up",
+            "gauge",
+            "1 when the exporter's last read of the store succeeded, else 0.",
+        ),
+        MetricSpec(
+            "atlas_exporter_store_read_duration_seconds",
+            "gauge",
+            "Time the exporter's last read of the store took.",
+        ),
+        MetricSpec("atlas_items", "gauge", "Items in the store by state and kind.", ("state", "kind")),
+        MetricSpec(
+            "atlas_queue_oldest_item_age_seconds",
+            "gauge",
+            "Seconds since the oldest queued item was accepted (0 when none is queued).",
+        ),
+        MetricSpec(
+            "atlas_dlq_items",
+            "gauge",
+            "Dead-lettered items by error fingerprint (stage:error_class); the top N by size, "
+            'the rest summed as fingerprint="other".',
+            ("fingerprint",),
+        ),
+        MetricSpec(
+            "atlas_items_completed_total",
+            "counter",
+            "Final transitions (done, duplicate, dead) recorded in the completions journal.",
+        ),
+        MetricSpec("atlas_contents", "gauge", "Stored content documents."),
+        MetricSpec("atlas_contents_size_bytes", "gauge", "Extracted text stored, in bytes."),
+        MetricSpec("atlas_db_size_bytes", "gauge", "Size of the database file."),
+        MetricSpec("atlas_db_wal_size_bytes", "gauge", "Size of the database's write-ahead log."),
+        MetricSpec(
+            "atlas_backup_last_success_timestamp_seconds",
+            "gauge",
+            "When the last successful backup finished (0 = never).",
+        ),
+        MetricSpec(
+            "atlas_backup_last_size_bytes", "gauge", "Size of the last successful backup (0 = never)."
+        ),
+        MetricSpec(
+            "atlas_feeds",
+            "gauge",
+            "Feed subscriptions by poll status (all 0 until feeds exist in the store).",
+            ("status",),
+        ),
+        MetricSpec("atlas_maintenance_mode", "gauge", "1 while maintenance mode is on, else 0."),
+        MetricSpec(
+            "atlas_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of an Atlas service's main process.",
+            ("service",),
+        ),
+        MetricSpec(
+            "atlas_process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of an Atlas service's main process.",
+            ("service",),
+        ),
+        MetricSpec(
+            "atlas_process_open_fds", "gauge", "Open file descriptors of an Atlas service.", ("service",)
+        ),
+        MetricSpec(
+            "atlas_process_threads", "gauge", "Threads of an Atlas service's main process.", ("service",)
+        ),
+        MetricSpec(
+            "atlas_process_start_time_seconds",
+            "gauge",
+            "Start time of an Atlas service's main process (Unix seconds).",
+            ("service",),
+        ),
     )
 }
 EXTERNAL = {"http_requests_total"}  # created by the instrumentator
@@ -175,6 +251,19 @@ def build(registry: CollectorRegistry, name: str) -> Any:
     if spec.kind == "gauge":
         return Gauge(base, spec.help, spec.labels, registry=registry)
     return Histogram(base, spec.help, spec.labels, registry=registry, buckets=spec.buckets or LATENCY_BUCKETS)
+
+
+def family(name: str) -> GaugeMetricFamily | CounterMetricFamily:
+    """An empty metric family for the catalog's `name`, for collectors that read at scrape time.
+
+    Add samples with `.add_metric(label_values, value)`; label names come from the catalog.
+    """
+    spec = CATALOG[name]
+    if spec.kind == "counter":
+        return CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+    if spec.kind == "gauge":
+        return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+    raise ValueError(f"{name}: a scrape-time family must be a counter or gauge, not a {spec.kind}")
 
 
 class EngineMetrics:

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+from typing import TYPE_CHECKING
 
-import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
-from atlas.api.app import create_app
 from atlas.engine.supervisor import DEFAULT_PIPELINE, Engine, run_engine
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
+from atlas.ops.pidfiles import pid_file
 from atlas.settings import Settings
 from atlas.store import open_store
 
+if TYPE_CHECKING:
+    import uvicorn
+
 
 def _api_server(settings: Settings) -> uvicorn.Server:
+    # Imported here, not at module level: `atlas exporter` and `atlas core` import this module and
+    # would otherwise carry FastAPI and uvicorn in memory (~20 MiB RSS) without serving HTTP with them.
+    import uvicorn
+
+    from atlas.api.app import create_app
+
     app = create_app(settings, open_store(settings))
     # One worker per process: one process is one scrape target (see DESIGN.md); scale with more
     # processes on more ports rather than forked workers sharing a registry.
@@ -37,12 +47,17 @@ def run_api(settings: Settings) -> int:
     setup_tracing("atlas-api", record_unexported=False)
     server = _api_server(settings)
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
-    server.run()
+    with pid_file(settings.data_dir, "atlas-api"):
+        server.run()
     return 0
 
 
-def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
-    """Run the engine in this process until SIGTERM; returns the exit code."""
+def run_core(settings: Settings, *, pipeline: str | None, process: str, with_exporter: bool = False) -> int:
+    """Run the engine in this process until SIGTERM; returns the exit code.
+
+    `with_exporter` (atlas up) also serves the node exporter from a thread on ATLAS_EXPORTER_PORT,
+    with its own registry so neither /metrics carries the other's families.
+    """
     configure_logging(settings.log_level, process=process)
     setup_tracing("atlas-core", record_unexported=False)
     log = get_logger("atlas.ops")
@@ -54,14 +69,21 @@ def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
         log.info(
             "metrics served", url=f"http://{settings.core_metrics_host}:{settings.core_metrics_port}/metrics"
         )
+    if with_exporter and settings.exporter_port:
+        # Imported here: the exporter package is only needed by the processes that serve it.
+        from exporters import start_exporter
+
+        start_exporter(settings)
+        log.info("exporter served", url=f"http://{settings.exporter_host}:{settings.exporter_port}/metrics")
     try:
-        return run_engine(engine)
+        with pid_file(settings.data_dir, process):
+            return run_engine(engine)
     finally:
         store.close()
 
 
 def run_up(settings: Settings) -> int:
-    """Everything in one process: the API in a thread, the engine in the main thread."""
+    """Everything in one process: the API and the exporter in threads, the engine in the main thread."""
     configure_logging(settings.log_level, process="atlas-up")
     setup_tracing("atlas-up", record_unexported=False)
     server = _api_server(settings)
@@ -69,7 +91,26 @@ def run_up(settings: Settings) -> int:
     thread.start()
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
     try:
-        return run_core(settings, pipeline=None, process="atlas-up")
+        return run_core(settings, pipeline=None, process="atlas-up", with_exporter=True)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def run_exporter(settings: Settings) -> int:
+    """Run `atlas exporter` until SIGTERM or SIGINT; returns the exit code."""
+    from exporters import serve
+
+    configure_logging(settings.log_level, process="atlas-exporter")
+    log = get_logger("atlas.ops")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received; stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("exporter serving", url=f"http://{settings.exporter_host}:{settings.exporter_port}/metrics")
+    with pid_file(settings.data_dir, "atlas-exporter"):
+        return serve(settings, stop)

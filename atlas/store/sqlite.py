@@ -610,6 +610,21 @@ def _content_row(item_id: str, r: ContentResult, now: float) -> dict[str, Any]:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements (migrations hold no triggers or string semicolons)."""
-    body = "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
+    """Split a migration into statements.
+
+    sqlite3.complete_statement knows where a statement ends, so a trigger's BEGIN ... END body
+    (semicolons inside) stays one statement; executescript would commit the migration's
+    transaction first, so it cannot be used.
+    """
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        pending += line + "\n"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return [s for s in statements if s.rstrip(";").strip()]

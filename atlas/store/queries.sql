@@ -86,7 +86,7 @@ SELECT attempt, at, outcome, stage, error_class, message, host
 SELECT * FROM contents WHERE item_id = :id;
 
 -- name: count_by_state
-SELECT state, kind, count(*) AS n FROM items GROUP BY state, kind;
+SELECT state, kind, n FROM stats_items WHERE n > 0;
 
 -- name: kv_get
 SELECT value FROM kv WHERE key = :key;
@@ -118,7 +118,7 @@ UPDATE api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL;
 UPDATE api_keys SET last_used_at = :now WHERE id = :id;
 
 -- name: queued_count
-SELECT count(*) FROM items WHERE state = 'queued';
+SELECT coalesce(sum(n), 0) FROM stats_items WHERE state = 'queued';
 
 -- name: oldest_queued
 SELECT min(created_at) FROM items WHERE state = 'queued';

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,13 +13,14 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from starlette.middleware.cors import CORSMiddleware
 
 from atlas import __version__
 from atlas.api import routes_items, routes_ops
+from atlas.api.fastpath import IngestFastPath
 from atlas.api.groupcommit import GroupCommitter
-from atlas.api.guards import ApiError, Authenticator, BodyGuard, InProgress, SecurityHeaders, TraceContext
+from atlas.api.guards import ApiError, Authenticator, BodyGuard, SecurityHeaders, TraceContext
+from atlas.api.httpmetrics import HttpMetrics
 from atlas.api.keys import KeyChecker
 from atlas.api.pressure import Pressure
 from atlas.api.services import Services
@@ -89,8 +89,7 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(registry), media_type=content_type)
 
-    _instrument(app, registry, api_metrics)
-    app.add_middleware(InProgress, routes=app.routes, gauge=api_metrics.inprogress)
+    app.add_middleware(HttpMetrics, routes=app.routes, metrics=api_metrics)
     app.add_middleware(
         BodyGuard, max_bytes=settings.api_max_body_bytes, max_depth=settings.api_max_json_depth
     )
@@ -107,9 +106,17 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(SecurityHeaders, hsts=settings.api_behind_tls)
-    # Added last, so outermost: the request's trace context is current in everything inside,
-    # exemplars included.
-    if isinstance(trace.get_tracer_provider(), TracerProvider):
+    # The ingest fast path sits outside the framework's stack; it keeps the same headers, limits,
+    # keys, metrics and trace context (see atlas.api.fastpath).
+    exported = isinstance(trace.get_tracer_provider(), TracerProvider)
+    app.add_middleware(
+        IngestFastPath,
+        svc=svc,
+        http_metrics=HttpMetrics(None, app.routes, api_metrics),
+        attach_context=not exported,
+    )
+    # Outermost: the request's trace context is current in everything inside, exemplars included.
+    if exported:
         # Spans are exported: the OpenTelemetry FastAPI instrumentation records one server span per
         # request (per-message send/receive spans would double the cost for detail nobody reads).
         FastAPIInstrumentor.instrument_app(
@@ -117,30 +124,6 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
         )
     else:
         # Nothing exports spans: keep the trace context flowing, and skip the ~0.1 ms per request
-        # the instrumentation costs even with a no-op tracer (measured; see README, Benchmarks).
+        # the instrumentation costs even with a no-op tracer (measured in-process).
         app.add_middleware(TraceContext)
     return app
-
-
-def _instrument(app: FastAPI, registry: CollectorRegistry, api_metrics: ApiMetrics) -> None:
-    instrumentator = Instrumentator(
-        should_group_status_codes=True,
-        should_ignore_untemplated=False,
-        should_group_untemplated=True,  # unknown paths become one "none" handler: bounded labels
-        # Its in-progress gauge ignores `registry` (it lands in the global one), so Atlas keeps
-        # that gauge itself: see InProgress.
-        should_instrument_requests_inprogress=False,
-        excluded_handlers=["/metrics"],
-        registry=registry,
-    )
-    instrumentator.add(metrics.requests(registry=registry))
-
-    def duration(info: Any) -> None:
-        ctx = trace.get_current_span().get_span_context()
-        exemplar = {"trace_id": f"{ctx.trace_id:032x}"} if ctx.is_valid else None
-        api_metrics.duration.labels(info.modified_handler, info.method).observe(
-            info.modified_duration, exemplar=exemplar
-        )
-
-    instrumentator.add(duration)
-    instrumentator.instrument(app)

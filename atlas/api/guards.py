@@ -15,7 +15,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas.api.keys import KeyChecker, Principal
@@ -61,16 +60,50 @@ def json_too_deep(body: bytes, limit: int) -> bool:
     return False
 
 
-async def _send_error(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+async def send_json(
+    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    raw = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+                *(headers or []),
+            ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": raw})
+
+
+class Disconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+async def read_body(scope: Scope, receive: Receive, max_bytes: int, max_depth: int) -> bytes:
+    """The request body, refused (ApiError) when over `max_bytes` or nested deeper than `max_depth`."""
+    too_big = f"request body larger than {max_bytes} bytes"
+    for name, value in scope["headers"]:
+        if name == b"content-length" and (not value.isdigit() or int(value) > max_bytes):
+            raise ApiError(413, too_big)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, too_big)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    if json_too_deep(body, max_depth):
+        raise ApiError(400, f"JSON nested deeper than {max_depth} levels")
+    return body
 
 
 class BodyGuard:
@@ -84,27 +117,12 @@ class BodyGuard:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_error(send, 413, f"request body larger than {self.max_bytes} bytes")
+        try:
+            body = await read_body(scope, receive, self.max_bytes, self.max_depth)
+        except Disconnected:
             return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _send_error(send, 413, f"request body larger than {self.max_bytes} bytes")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
-        if json_too_deep(body, self.max_depth):
-            await _send_error(send, 400, f"JSON nested deeper than {self.max_depth} levels")
+        except ApiError as exc:
+            await send_json(send, exc.status, {"error": exc.message})
             return
         delivered = False
 
@@ -118,6 +136,19 @@ class BodyGuard:
         await self.app(scope, replay, send)
 
 
+def security_headers(path: str, hsts: bool) -> list[tuple[bytes, bytes]]:
+    csp = DOCS_CSP if path in ("/docs", "/docs/oauth2-redirect") else API_CSP
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", csp.encode()),
+    ]
+    if hsts:
+        headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    return headers
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp, hsts: bool) -> None:
         self.app, self.hsts = app, hsts
@@ -126,18 +157,10 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"] in ("/docs", "/docs/oauth2-redirect") else API_CSP
+        extra = security_headers(scope["path"], self.hsts)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"content-security-policy", csp.encode()),
-                ]
-                if self.hsts:
-                    extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
@@ -153,56 +176,36 @@ class Authenticator:
 
     def require(self, scope: str) -> Callable[[Request], Awaitable[Principal]]:
         async def dependency(request: Request) -> Principal:
-            if self.disabled:
-                return Principal("-", "auth disabled", frozenset({"admin"}))
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                raise ApiError(
-                    401, "missing API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
-                )
-            principal = self.checker.check(token.strip())
-            if principal is None:
-                raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
-            if not principal.allows(scope):
-                raise ApiError(
-                    403, f"this key lacks the {scope!r} scope (it has: {', '.join(sorted(principal.scopes))})"
-                )
-            if self.rate > 0:
-                bucket = self._buckets.setdefault(principal.key_id, TokenBucket(self.rate, self.burst))
-                wait = bucket.take(time.monotonic())
-                if wait > 0:
-                    raise ApiError(
-                        429,
-                        "rate limit for this key exceeded",
-                        {"Retry-After": str(max(1, round(wait + 0.5)))},
-                    )
-            return principal
+            return self.authenticate(request.headers.get("authorization", ""), scope)
 
         return dependency
 
-
-class InProgress:
-    """http_requests_inprogress{handler, method}, with the route template as handler (bounded)."""
-
-    def __init__(self, app: ASGIApp, routes: list[BaseRoute], gauge: Any) -> None:
-        self.app, self.routes, self.gauge = app, routes, gauge
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        handler = "none"
-        for route in self.routes:
-            if route.matches(scope)[0] == Match.FULL:
-                handler = getattr(route, "path", "none")
-                break
-        child = self.gauge.labels(handler, scope["method"])
-        child.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            child.dec()
+    def authenticate(self, header: str, scope: str) -> Principal:
+        """The principal behind an Authorization header value; ApiError 401/403/429 otherwise."""
+        if self.disabled:
+            return Principal("-", "auth disabled", frozenset({"admin"}))
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401, "missing API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
+            )
+        principal = self.checker.check(token.strip())
+        if principal is None:
+            raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+        if not principal.allows(scope):
+            raise ApiError(
+                403, f"this key lacks the {scope!r} scope (it has: {', '.join(sorted(principal.scopes))})"
+            )
+        if self.rate > 0:
+            bucket = self._buckets.setdefault(principal.key_id, TokenBucket(self.rate, self.burst))
+            wait = bucket.take(time.monotonic())
+            if wait > 0:
+                raise ApiError(
+                    429,
+                    "rate limit for this key exceeded",
+                    {"Retry-After": str(max(1, round(wait + 0.5)))},
+                )
+        return principal
 
 
 class TraceContext:
@@ -221,22 +224,27 @@ class TraceContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        traceparent = None
-        for name, value in scope["headers"]:
-            if name == b"traceparent":
-                traceparent = value.decode("latin-1")
-                break
-        ctx = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
-        if ctx is None or not trace.get_current_span(ctx).get_span_context().is_valid:
-            fresh = SpanContext(
-                trace_id=random.getrandbits(128) or 1,
-                span_id=random.getrandbits(64) or 1,
-                is_remote=False,
-                trace_flags=TraceFlags(TraceFlags.DEFAULT),
-            )
-            ctx = trace.set_span_in_context(NonRecordingSpan(fresh))
-        token = otel_context.attach(ctx)
+        token = otel_context.attach(context_for(scope))
         try:
             await self.app(scope, receive, send)
         finally:
             otel_context.detach(token)
+
+
+def context_for(scope: Scope) -> otel_context.Context:
+    """The caller's W3C trace context, or a fresh trace id when it sent none (non-recording)."""
+    traceparent = None
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            traceparent = value.decode("latin-1")
+            break
+    ctx = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
+    if ctx is None or not trace.get_current_span(ctx).get_span_context().is_valid:
+        fresh = SpanContext(
+            trace_id=random.getrandbits(128) or 1,
+            span_id=random.getrandbits(64) or 1,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+        )
+        ctx = trace.set_span_in_context(NonRecordingSpan(fresh))
+    return ctx

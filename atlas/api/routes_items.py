@@ -24,7 +24,7 @@ from atlas.api.schemas import (
 from atlas.api.services import Services, current_traceparent
 from atlas.engine.items import parse_item
 from atlas.errors import ItemError, StoreError
-from atlas.store.models import Item, NewItem
+from atlas.store.models import EnqueueResult, Item, NewItem
 from atlas.store.sqlite import SQLiteStore
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -54,13 +54,63 @@ def _fingerprint(data: Any) -> str:
 
 
 async def read_json(request: Request) -> Any:
-    body = await request.body()
+    return parse_json(await request.body())
+
+
+def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"request body is not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+async def commit(svc: Services, items: list[NewItem]) -> list[EnqueueResult]:
+    """Enqueue through the group commit; ApiError 503 when it is overloaded or the store fails."""
+    try:
+        results = await svc.committer.submit(items)
+    except Overloaded as exc:
+        svc.metrics.shed.labels("503").inc()
+        raise ApiError(503, str(exc), {"Retry-After": "1"}) from None
+    except StoreError as exc:
+        raise ApiError(503, f"the store could not commit: {exc}", {"Retry-After": "5"}) from None
+    for item, result in zip(items, results, strict=True):
+        if result.created:
+            svc.metrics.accepted.labels(item.kind).inc()
+    return results
+
+
+async def accept_one(svc: Services, body: bytes, idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
+    """Validate and durably enqueue one item: (202 or 200 for a repeat, Accepted body); ApiError else.
+
+    Shared by the FastAPI route and the fast path (atlas.api.fastpath), so both answer alike.
+    """
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise ApiError(422, "Idempotency-Key: expected 1 to 255 characters")
+    svc.check_writable()
+    data = parse_json(body)
+    if isinstance(data, dict) and idempotency_key is not None:
+        data = {**data, "idempotency_key": idempotency_key}  # the header, when sent, is the key
+    try:
+        item = parse_item(data, trace_context=current_traceparent())
+    except ItemError as exc:
+        raise ApiError(422, str(exc)) from None
+    item = _with_hash(item, data)
+    (result,) = await commit(svc, [item])
+    if not result.created:
+        if result.request_hash != item.request_hash:
+            raise ApiError(409, f"Idempotency-Key {item.idempotency_key!r} was used with a different request")
+        current = svc.store.get_item(result.id)
+        state, status = (current.state if current else "queued"), 200
+    else:
+        state, status = "queued", 202
+    return status, {
+        "id": result.id,
+        "state": state,
+        "status_url": f"/v1/items/{result.id}",
+        "durability": svc.durability,
+    }
 
 
 def item_view(store: SQLiteStore, item: Item, full: bool) -> ItemView:
@@ -102,19 +152,6 @@ def build(svc: Services) -> APIRouter:
     batch_items = batch_schema["requestBody"]["content"]["application/json"]["schema"]["properties"]["items"]
     batch_items["maxItems"] = svc.settings.api_batch_max_items
 
-    async def commit(items: list[NewItem]) -> list[Any]:
-        try:
-            results = await svc.committer.submit(items)
-        except Overloaded as exc:
-            svc.metrics.shed.labels("503").inc()
-            raise ApiError(503, str(exc), {"Retry-After": "1"}) from None
-        except StoreError as exc:
-            raise ApiError(503, f"the store could not commit: {exc}", {"Retry-After": "5"}) from None
-        for item, result in zip(items, results, strict=True):
-            if result.created:
-                svc.metrics.accepted.labels(item.kind).inc()
-        return results
-
     @router.post(
         "",
         status_code=202,
@@ -134,32 +171,7 @@ def build(svc: Services) -> APIRouter:
         _: Any = ingest,
     ) -> Response:
         """Accept one item; the 202 is sent once it is committed."""
-        svc.check_writable()
-        data = await read_json(request)
-        if isinstance(data, dict) and idempotency_key is not None:
-            data = {**data, "idempotency_key": idempotency_key}  # the header, when sent, is the key
-        try:
-            item = parse_item(data, trace_context=current_traceparent())
-        except ItemError as exc:
-            raise ApiError(422, str(exc)) from None
-        item = _with_hash(item, data)
-        (result,) = await commit([item])
-        if not result.created:
-            if result.request_hash != item.request_hash:
-                raise ApiError(
-                    409, f"Idempotency-Key {item.idempotency_key!r} was used with a different request"
-                )
-            current = svc.store.get_item(result.id)
-            state, status = (current.state if current else "queued"), 200
-        else:
-            state, status = "queued", 202
-        # Built by hand: this is the hot path, and the shape is the Accepted model documented above.
-        body = {
-            "id": result.id,
-            "state": state,
-            "status_url": f"/v1/items/{result.id}",
-            "durability": svc.durability,
-        }
+        status, body = await accept_one(svc, await request.body(), idempotency_key)
         return JSONResponse(body, status_code=status)
 
     @router.post(
@@ -205,7 +217,7 @@ def build(svc: Services) -> APIRouter:
                 f"atomic batch rejected: {len(errors)} invalid item(s); first: {errors[0]}",
                 results=[e for e in entries if "error" in e],
             )
-        results = await commit([item for _, item in valid]) if valid else []
+        results = await commit(svc, [item for _, item in valid]) if valid else []
         for (index, item), result in zip(valid, results, strict=True):
             if not result.created and result.request_hash != item.request_hash:
                 entries[index]["error"] = (

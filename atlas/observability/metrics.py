@@ -122,9 +122,8 @@ CATALOG: dict[str, MetricSpec] = {
             (),
             LATENCY_BUCKETS,
         ),
-        # HTTP metrics keep the names community FastAPI dashboards use (prometheus-fastapi-
-        # instrumentator's); the library maintains the counter, Atlas the histogram (which
-        # carries trace-id exemplars) and the in-progress gauge.
+        # HTTP metrics keep the names and labels community FastAPI dashboards use (those of
+        # prometheus-fastapi-instrumentator; see atlas.api.httpmetrics for why Atlas keeps them).
         MetricSpec(
             "http_requests_total",
             "counter",
@@ -238,7 +237,6 @@ CATALOG: dict[str, MetricSpec] = {
         ),
     )
 }
-EXTERNAL = {"http_requests_total"}  # created by the instrumentator
 
 
 def build(registry: CollectorRegistry, name: str) -> Any:
@@ -291,6 +289,7 @@ class ApiMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.requests = build(registry, "http_requests_total")
         self.duration = build(registry, "http_request_duration_seconds")
         self.inprogress = build(registry, "http_requests_inprogress")
         self.accepted = build(registry, "atlas_api_items_accepted_total")

@@ -2,10 +2,10 @@
 -- query by query. `-- name: x` starts a query; parameters are :named.
 
 -- name: insert_item
+-- Positional (the order of SQLiteStore.enqueue's row tuples): the cheapest binding per row.
 INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, metadata,
                    next_attempt_at, trace_context, request_hash, created_at, updated_at)
-VALUES (:id, :kind, :source, :idempotency_key, :priority, 'queued', :payload, :metadata,
-        :next_attempt_at, :trace_context, :request_hash, :created_at, :created_at);
+VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11, ?11);
 
 -- name: get_item
 SELECT * FROM items WHERE id = :id;

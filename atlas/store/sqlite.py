@@ -222,7 +222,7 @@ class SQLiteStore:
     def enqueue(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
         now = self.clock()
         results: list[EnqueueResult | None] = [None] * len(items)
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []  # positional: the hot path of every accept, measured
         keyed: dict[str, int] = {}
         with self._write() as conn:
             keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
@@ -243,24 +243,24 @@ class SQLiteStore:
                         continue
                     if key in keyed:  # repeated within this batch: one item
                         first = rows[keyed[key]]
-                        results[index] = EnqueueResult(first["id"], False, first["request_hash"])
+                        results[index] = EnqueueResult(first[0], False, first[9])
                         continue
                     keyed[key] = len(rows)
                 item_id = new_id(now)
                 rows.append(
-                    {
-                        "id": item_id,
-                        "kind": item.kind,
-                        "source": item.source,
-                        "idempotency_key": key,
-                        "priority": item.priority,
-                        "payload": _json(item.payload),
-                        "metadata": _json(item.metadata),
-                        "next_attempt_at": max(now, item.not_before or now),
-                        "trace_context": item.trace_context,
-                        "request_hash": item.request_hash,
-                        "created_at": now,
-                    }
+                    (
+                        item_id,
+                        item.kind,
+                        item.source,
+                        key,
+                        item.priority,
+                        _json(item.payload),
+                        _json(item.metadata),
+                        max(now, item.not_before or now),
+                        item.trace_context,
+                        item.request_hash,
+                        now,
+                    )
                 )
                 results[index] = EnqueueResult(item_id, True, item.request_hash)
             conn.executemany(Q["insert_item"], rows)

@@ -45,8 +45,8 @@ HEADERS = {
     "User-Agent": "Prometheus/2.42.0",
     "X-Prometheus-Scrape-Timeout-Seconds": "10",
 }
+# Enqueue counts its inserts itself (migration 0005); these are the triggers left.
 STATS_TRIGGERS = (
-    "stats_items_insert",
     "stats_items_delete",
     "stats_items_update",
     "stats_dlq_update",
@@ -56,7 +56,7 @@ STATS_TRIGGERS = (
 
 
 def build_store(path: Path, n: int) -> None:
-    """n items in a realistic mix of states through the real schema (triggers maintain counters)."""
+    """n items in a realistic mix of states through the real schema, counters rebuilt after."""
     SQLiteStore(path, synchronous="OFF").close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")
@@ -94,6 +94,9 @@ def build_store(path: Path, n: int) -> None:
         conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+    store = SQLiteStore(path, synchronous="OFF")
+    store.recount_items()  # the rows went in by hand, not through enqueue
+    store.close()
 
 
 def store_read_ms(path: Path, reads: int) -> float:

@@ -90,8 +90,16 @@ class GroupCommitter:
         items = [item for request in batch for item in request.items]
         try:
             results = self.store.enqueue(items)
-        except StoreError as exc:
-            log.error("group commit failed", error=str(exc), requests=len(batch), rows=rows)
+        except Exception as exc:
+            # StoreError is the expected failure (503); anything else is a bug, answered 500 by
+            # the request it reaches, but it must not stop the writer and with it all ingest.
+            log.error(
+                "group commit failed",
+                error=str(exc),
+                error_class=type(exc).__name__,
+                requests=len(batch),
+                rows=rows,
+            )
             for request in batch:
                 request.loop.call_soon_threadsafe(_fail, request.future, exc)
         else:

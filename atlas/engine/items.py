@@ -33,7 +33,7 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
         raise ItemError(f"{at}content: expected a string, got {type(content).__name__}")
     if not content.strip():
         raise ItemError(f"{at}content: must not be empty")
-    if len(content.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
+    if len(_utf8(content, f"{at}content")) > MAX_DOCUMENT_BYTES:
         raise ItemError(f"{at}content: larger than {MAX_DOCUMENT_BYTES} bytes")
     content_type = data.get("content_type", "text/plain")
     if content_type not in DOCUMENT_CONTENT_TYPES:
@@ -48,11 +48,21 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
     return NewItem(kind="document", payload=payload, trace_context=trace_context, **_common(data, at))
 
 
+def _utf8(text: str, field: str) -> bytes:
+    """UTF-8 of a string the store keeps as text; a lone surrogate (JSON "\\ud800") is refused."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ItemError(f"{field}: not valid Unicode (lone surrogate at character {exc.start})") from None
+
+
 def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     source = data.get("source")
     if source is not None and (not isinstance(source, str) or len(source) > MAX_KEY_CHARS):
         raise ItemError(f"{at}source: expected a string of at most {MAX_KEY_CHARS} characters")
+    if source is not None:
+        _utf8(source, f"{at}source")
     out["source"] = source
     priority = data.get("priority", 0)
     if isinstance(priority, float) and priority.is_integer():
@@ -73,5 +83,7 @@ def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
         raise ItemError(
             f"{at}idempotency_key: expected a non-empty string of at most {MAX_KEY_CHARS} characters"
         )
+    if key is not None:
+        _utf8(key, f"{at}idempotency_key")
     out["idempotency_key"] = key
     return out

@@ -85,6 +85,21 @@ SELECT attempt, at, outcome, stage, error_class, message, host
 -- name: get_content
 SELECT * FROM contents WHERE item_id = :id;
 
+-- name: count_enqueued
+-- Items SQLiteStore.enqueue inserted, per kind, in the same transaction (0005_enqueue_stats).
+INSERT INTO stats_items (state, kind, n) VALUES ('queued', ?1, ?2)
+ON CONFLICT (state, kind) DO UPDATE SET n = n + excluded.n;
+
+-- name: recount_items_zero
+-- Rebuilding the item counters from the rows (for rows inserted by hand: tests, benchmarks,
+-- repair) is this and recount_items in one transaction. Pairs that emptied stay as 0 rows, as
+-- the triggers leave them.
+UPDATE stats_items SET n = 0;
+
+-- name: recount_items
+INSERT INTO stats_items (state, kind, n) SELECT state, kind, count(*) FROM items GROUP BY state, kind
+ON CONFLICT (state, kind) DO UPDATE SET n = excluded.n;
+
 -- name: count_by_state
 SELECT state, kind, n FROM stats_items WHERE n > 0;
 

@@ -62,6 +62,25 @@ def test_enqueue_is_durable_and_an_idempotency_key_returns_the_same_item(db: SQL
     assert sum(db.counts().values()) == 3  # a, b, c
 
 
+def test_enqueue_keeps_the_counters_and_values_json_cannot_carry_fast_still_store(db: SQLiteStore) -> None:
+    items = [doc(f"d{i}") for i in range(5)] + [NewItem(kind="url", payload={"url": "http://a/"})]
+    items += [doc("keyed", idempotency_key="k"), doc("keyed again", idempotency_key="k")]  # one item
+    # Outside what orjson encodes (an integer over 64 bits, a lone surrogate): stored all the same.
+    items.append(doc("big", metadata={"n": 2**70, "s": "\ud800"}))
+    results = db.enqueue(items)
+    assert db.counts() == {("queued", "document"): 7, ("queued", "url"): 1}
+    assert db.get_item(results[-1].id).metadata == {"n": 2**70, "s": "\ud800"}  # type: ignore[union-attr]
+    db.enqueue([doc("repeat", idempotency_key="k")])  # a repeat counts nothing
+    with sqlite3.connect(db.path) as conn:  # rows put in by hand are counted by a recount
+        conn.execute(
+            "INSERT INTO items (id, kind, state, payload, next_attempt_at, created_at, updated_at)"
+            " VALUES ('hand', 'feed', 'done', '{}', 0, 0, 0)"
+        )
+    assert ("done", "feed") not in db.counts()
+    db.recount_items()
+    assert db.counts() == {("queued", "document"): 7, ("queued", "url"): 1, ("done", "feed"): 1}
+
+
 def test_two_owners_never_lease_the_same_item(db: SQLiteStore) -> None:
     db.enqueue([doc(f"t{i}") for i in range(500)])
     got: dict[str, list[str]] = {"a": [], "b": []}

@@ -1,4 +1,9 @@
+import json
 from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from atlas.api.guards import json_too_deep
 from atlas.api.keys import KeyChecker, create_key
@@ -12,6 +17,31 @@ def test_json_depth_counts_brackets_but_not_inside_strings() -> None:
     assert not json_too_deep(b'{"a": [[1]], "s": "[[[[[[[["}', 3)
     assert json_too_deep(b'{"a": [[[1]]]}', 3)
     assert not json_too_deep(b'{"s": "\\"[[[[[[", "b": 1}', 1)
+    assert not json_too_deep(b'{"s": "a\\\\", "t": "[[[\\\\\\"[["}', 1)  # \\ then \"
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+# Strings made of the characters that could fool a bracket counter: brackets, quotes, backslashes.
+_tricky = st.text(alphabet='[]{}"\\ab', max_size=8)
+_json_values = st.recursive(
+    st.none() | st.integers() | _tricky,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_json_values, limit=st.integers(0, 6), ascii_only=st.booleans())
+def test_json_depth_agrees_with_the_parsed_depth(value: Any, limit: int, ascii_only: bool) -> None:
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert json_too_deep(body, limit) == (_depth(value) > limit)
 
 
 def test_token_bucket_allows_a_burst_then_paces() -> None:

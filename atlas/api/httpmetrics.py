@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from opentelemetry import trace
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atlas.observability.metrics import ApiMetrics
@@ -25,9 +25,25 @@ MAX_CACHED_PATHS = 4096
 EXCLUDED = frozenset({"/metrics"})
 
 
+def _endpoints(routes: list[BaseRoute]) -> list[Route]:
+    """The app's routes with their full templates. FastAPI (>= 0.16x) keeps an included router as
+    one entry whose own match does not name the route inside, so descend into it. (Atlas includes
+    its routers without an extra prefix: each route's path is its full template.)"""
+    found: list[Route] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            found += _endpoints(inner.routes)
+        elif isinstance(route, Route):
+            found.append(route)
+    return found
+
+
 class HttpMetrics:
     def __init__(self, app: ASGIApp | None, routes: list[BaseRoute], metrics: ApiMetrics) -> None:
-        self.app, self.routes, self.metrics = app, routes, metrics
+        self.app, self.metrics = app, metrics
+        self._all_routes = routes
+        self._routes: list[Route] | None = None  # flattened on first use: routers are added later
         self._templates: dict[tuple[str, str], str] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -35,11 +51,18 @@ class HttpMetrics:
         key = (scope["method"], scope["path"])
         template = self._templates.get(key)
         if template is None:
-            template = "none"
-            for route in self.routes:
-                if route.matches(scope)[0] == Match.FULL:
-                    template = getattr(route, "path", "none")
+            if self._routes is None:
+                self._routes = _endpoints(self._all_routes)
+            template, partial = "none", None
+            for route in self._routes:
+                match = route.matches(scope)[0]
+                if match == Match.FULL:
+                    template = route.path
                     break
+                if match == Match.PARTIAL and partial is None:
+                    partial = route.path  # the path exists, the method does not (405)
+            else:
+                template = partial or "none"
             if len(self._templates) >= MAX_CACHED_PATHS:
                 self._templates.clear()  # ids in paths would otherwise grow it without end
             self._templates[key] = template

@@ -198,8 +198,21 @@ def test_health_metrics_and_security_headers(api: Api) -> None:
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
     assert "strict-transport-security" not in r.headers
     assert httpx.get(f"{api.url}/health/live").json() == {"status": "ok", "reasons": []}
+    read = api.auth("read")
+    assert httpx.get(f"{api.url}/v1/items/{r.json()['id']}", headers=read).status_code == 200
+    assert httpx.get(f"{api.url}/v1/items/nope", headers=read).status_code == 404
+    assert httpx.get(f"{api.url}/no/such/path").status_code == 404
+    assert httpx.delete(f"{api.url}/v1/items/batch", headers=read).status_code == 405
     text = httpx.get(f"{api.url}/metrics").text
-    assert 'http_requests_total{handler="/v1/items",method="POST",status="2xx"}' in text
+    # Handlers are route templates (bounded label sets), including routes of included routers.
+    for series in (
+        'http_requests_total{handler="/v1/items",method="POST",status="2xx"} 1.0',
+        'http_requests_total{handler="/v1/items/{item_id}",method="GET",status="2xx"} 1.0',
+        'http_requests_total{handler="/v1/items/{item_id}",method="GET",status="4xx"} 1.0',
+        'http_requests_total{handler="none",method="GET",status="4xx"} 1.0',
+        'http_requests_total{handler="/v1/items/batch",method="DELETE",status="4xx"} 1.0',
+    ):
+        assert series in text, series
     assert 'atlas_api_items_accepted_total{kind="document"}' in text
     om = httpx.get(f"{api.url}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert om.headers["content-type"].startswith("application/openmetrics-text")

@@ -19,20 +19,37 @@ from atlas.api.guards import ApiError, Disconnected, context_for, read_body, sec
 from atlas.api.httpmetrics import HttpMetrics
 from atlas.api.routes_items import accept_one
 from atlas.api.services import Services
+from atlas.logging import get_logger
 
 ROUTE = "/v1/items"
+log = get_logger("atlas.api")
 
 
 class IngestFastPath:
-    def __init__(self, app: ASGIApp, svc: Services, http_metrics: HttpMetrics, attach_context: bool) -> None:
+    """As a middleware (app given) or called first by AtlasAPI before the whole stack (app None)."""
+
+    def __init__(
+        self, app: ASGIApp | None, svc: Services, http_metrics: HttpMetrics, attach_context: bool
+    ) -> None:
         # attach_context: no OpenTelemetry middleware runs outside this one, so make the caller's
         # trace context (or a fresh one) current here, as TraceContext does for other routes.
         self.app, self.svc, self.http, self.attach_context = app, svc, http_metrics, attach_context
+        self.cors = bool(svc.settings.api_cors_origins)
+
+    def handles(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ROUTE:
+            return False
+        # A browser's cross-origin request needs the CORS middleware's headers: the full stack.
+        return not (self.cors and any(name == b"origin" for name, _ in scope["headers"]))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ROUTE:
+        assert self.app is not None, "as a middleware, IngestFastPath wraps an app"
+        if self.handles(scope):
+            await self.handle(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         gauge = self.http.started(ROUTE, "POST")
         token = otel_context.attach(context_for(scope)) if self.attach_context else None
@@ -65,5 +82,10 @@ class IngestFastPath:
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
             await send_json(send, exc.status, {"error": exc.message, **exc.extra}, headers + extra)
             return exc.status
+        except Exception:
+            # In front of the stack there is no ServerErrorMiddleware: answer 500 as it would.
+            log.exception("ingest fast path failed")
+            await send_json(send, 500, {"error": "internal error"}, extra)
+            return 500
         await send_json(send, status, answer, extra)
         return status

@@ -224,3 +224,18 @@ def test_settings_that_would_open_the_api_are_refused(settings: Settings, store:
         create_app(settings.replace(environment="production", api_auth_disabled=True), store)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="CORS"):
         create_app(settings.replace(api_cors_origins=("*",)), store)  # type: ignore[arg-type]
+
+
+def test_cross_origin_ingest_goes_through_cors_and_same_origin_through_the_fast_path(
+    settings: Settings,
+) -> None:
+    with running_api(settings.replace(api_cors_origins=("https://app.example",))) as api:
+        headers = {**api.auth("ingest"), "Origin": "https://app.example"}
+        r = httpx.post(f"{api.url}/v1/items", json={"content": "from a browser"}, headers=headers)
+        assert r.status_code == 202
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        r = httpx.post(f"{api.url}/v1/items", json={"content": "from a script"}, headers=api.auth("ingest"))
+        assert r.status_code == 202 and "access-control-allow-origin" not in r.headers
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert api.store.counts() == {("queued", "document"): 2}

@@ -69,8 +69,12 @@ class KeyRing:
 def parse_keys(text: str, where: str) -> tuple[bytes, ...]:
     """Keys from a key file's text or ATLAS_SECRETS_KEY (comma or newline separated, # comments)."""
     keys: list[bytes] = []
-    for number, line in enumerate(text.replace(",", "\n").splitlines(), start=1):
-        raw = line.split("#", 1)[0].strip()
+    pieces = [
+        (number, piece.strip())
+        for number, line in enumerate(text.splitlines(), start=1)
+        for piece in line.split("#", 1)[0].split(",")
+    ]
+    for number, raw in pieces:
         if not raw:
             continue
         try:

@@ -482,6 +482,11 @@ class Settings:
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 
+    def secret_values(self) -> list[str]:
+        """Every secret value this configuration holds (for log redaction)."""
+        fields = (getattr(self, f.name) for f in setting_fields() if "secret" in f.metadata)
+        return [v for v in (*self.secrets.values(), *fields) if v]
+
     @property
     def key_file_path(self) -> Path:
         return self.secrets_key_file or self.data_dir / "secrets.key"

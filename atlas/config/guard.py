@@ -21,10 +21,10 @@ def _mode_finding(path: Path, key: str, what: str, *, group_too: bool) -> Findin
     mask = 0o077 if group_too else 0o007
     if not mode & mask:
         return None
-    wanted = "0600" if group_too else "not readable by others (e.g. 0600)"
+    wanted = "0600" if group_too else "not readable by others"
     return Finding(
         key,
-        f"the {what} is readable by others (mode {mode:04o}); expected {wanted}: chmod 600 {path}",
+        f"the {what} is readable by others (mode {mode:04o}); expected {wanted} (chmod 600)",
         Source("file", str(path)),
     )
 

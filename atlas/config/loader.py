@@ -51,7 +51,8 @@ class Finding:
     severity: str = "error"  # error | warning
 
     def __str__(self) -> str:
-        where = f"{self.source}: " if self.source.path else ""
+        # Messages from atlas.secrets name their file themselves ("cannot decrypt config/x.secrets").
+        where = f"{self.source}: " if self.source.path and self.source.path not in self.message else ""
         return f"{where}{self.key + ': ' if self.key else ''}{self.message}"
 
     def as_dict(self) -> dict[str, Any]:

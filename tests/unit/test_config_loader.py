@@ -177,7 +177,8 @@ def production(tmp_path: Path, env_text: str, **extra: str) -> list[str]:
 
 def test_production_refuses_auth_disabled(tmp_path: Path) -> None:
     assert production(tmp_path, "ATLAS_API_AUTH_DISABLED=true\n") == [
-        f"{tmp_path}/production.env:1: ATLAS_API_AUTH_DISABLED: authentication cannot be disabled in production"
+        f"{tmp_path}/production.env:1: ATLAS_API_AUTH_DISABLED: "
+        "authentication cannot be disabled in production"
     ]
 
 

@@ -144,7 +144,7 @@ def _rule(
     enabled = check.boolean(body["enabled"], f"{where}.enabled") if "enabled" in body else True
     if for_s is None or cool is None or enabled is None:
         return None
-    return AlertRule(name, signal, thresholds, for_s, cool, enabled, node.start_mark.line + 1)
+    return AlertRule(name, signal, thresholds, for_s, cool, enabled, check.line(node))
 
 
 # -- monitoring.yaml -----------------------------------------------------------------------------

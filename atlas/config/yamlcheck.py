@@ -36,6 +36,7 @@ class YamlChecker:
         self.path = str(path)
         self.findings: list[Finding] = []
         self._construct = yaml.constructor.SafeConstructor()
+        self._keys: dict[int, yaml.Node] = {}  # id(value node) -> its key node
 
     def load(self) -> yaml.MappingNode | None:
         """The document's top-level mapping, or None (with a finding) if it cannot be read."""
@@ -58,8 +59,14 @@ class YamlChecker:
             return None
         return node
 
+    def line(self, node: yaml.Node) -> int:
+        """The line a person looks at for `node`: its key's line for a nested mapping or list."""
+        if not isinstance(node, yaml.ScalarNode) and id(node) in self._keys:
+            node = self._keys[id(node)]
+        return int(node.start_mark.line) + 1
+
     def error(self, node: yaml.Node | None, key: str, message: str, severity: str = "error") -> None:
-        line = node.start_mark.line + 1 if node is not None else None
+        line = self.line(node) if node is not None else None
         self.findings.append(Finding(key, message, Source("file", self.path, line), severity))
 
     def mapping(
@@ -81,6 +88,7 @@ class YamlChecker:
                 self.error(key_node, path, f"unknown key ({hint})")
             else:
                 out[key] = value_node
+                self._keys[id(value_node)] = key_node
         return out
 
     def value(self, node: yaml.Node) -> Any:

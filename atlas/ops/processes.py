@@ -28,7 +28,6 @@ def start_logging(settings: Settings, process: str) -> None:
     configure_logging(settings.log_level, process=process, secrets=settings.secret_values())
     get_logger("atlas.config").info(
         "settings",
-        environment=settings.environment,
         secrets=sorted(settings.secrets),
         **{f.name: render(getattr(settings, f.name)) for f in setting_fields()},
     )

@@ -152,7 +152,11 @@ def collect(
     try:
         validate(settings)
     except ConfigError as exc:
-        findings.append(Finding("", str(exc)))
+        # Cross-field messages start with the variable at fault: point at where its value came from.
+        key, _, message = str(exc).partition(": ")
+        f = by_env.get(key)
+        source = sources.get(f.name, DEFAULT) if f else DEFAULT
+        findings.append(Finding(key, message, source) if f else Finding("", str(exc)))
         return loaded
     if files and secrets:
         settings = _with_secrets(loaded, settings, environ, values)

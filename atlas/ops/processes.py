@@ -28,7 +28,7 @@ def start_logging(settings: Settings, process: str) -> None:
     configure_logging(settings.log_level, process=process, secrets=settings.secret_values())
     get_logger("atlas.config").info(
         "settings",
-        secrets=sorted(settings.secrets),
+        encrypted_entries=sorted(settings.secrets),  # names only; a key named *secret* is redacted
         **{f.name: render(getattr(settings, f.name)) for f in setting_fields()},
     )
 

@@ -109,9 +109,19 @@ def test_sizes_accept_units(tmp_path: Path) -> None:
     assert (s.memory_budget_bytes, s.disk_low_water_bytes) == (2 << 30, 100_000_000)
 
 
-def test_cross_field_errors_still_name_the_variable(tmp_path: Path) -> None:
-    write(tmp_path, "staging.env", "ATLAS_BACKOFF_BASE_SECONDS=10\nATLAS_BACKOFF_CAP_SECONDS=5\n")
-    assert errors(env_for(tmp_path))[0].startswith("ATLAS_BACKOFF_CAP_SECONDS: must be >=")
+def test_cross_field_errors_name_the_line_of_the_variable_at_fault(tmp_path: Path) -> None:
+    path = write(tmp_path, "staging.env", "ATLAS_BACKOFF_BASE_SECONDS=10\nATLAS_BACKOFF_CAP_SECONDS=5\n")
+    assert errors(env_for(tmp_path)) == [
+        f"{path}:2: ATLAS_BACKOFF_CAP_SECONDS: must be >= ATLAS_BACKOFF_BASE_SECONDS (got 5 < 10)"
+    ]
+    path = write(tmp_path, "staging.env", "# db\nATLAS_DATABASE_URL=mysql://x\n")
+    assert errors(env_for(tmp_path))[0].startswith(f"{path}:2: ATLAS_DATABASE_URL: expected sqlite:///PATH")
+
+
+def test_a_damaged_secrets_file_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "staging.secrets", '{\n  "format": 1,\n  "secrets": {,}\n}\n')
+    found = errors(env_for(tmp_path, ATLAS_SECRETS_KEY=Fernet.generate_key().decode()))
+    assert found == [f"{path}:3: not a secrets file: Expecting property name enclosed in double quotes"]
 
 
 def test_files_false_reads_no_file(tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ _SIZE_UNITS = {"": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 10
 _SIZE_UNITS |= {"g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
 
 
-def _bytes_in(lo: int, hi: int) -> Callable[[str], int]:
+def bytes_in(lo: int, hi: int) -> Callable[[str], int]:
     """Bytes as an integer or with a unit: `512MiB`, `2GB`, `1048576`."""
 
     def parse(raw: str) -> int:
@@ -293,7 +293,7 @@ class Settings:
         "ATLAS_API_RATE_BURST", 200, _int_in(1, 1_000_000), "Requests a key may send at once above its rate."
     )
     api_max_body_bytes: int = _setting(
-        "ATLAS_API_MAX_BODY_BYTES", 32 << 20, _bytes_in(1024, 1 << 31), "Largest request body accepted."
+        "ATLAS_API_MAX_BODY_BYTES", 32 << 20, bytes_in(1024, 1 << 31), "Largest request body accepted."
     )
     api_max_json_depth: int = _setting(
         "ATLAS_API_MAX_JSON_DEPTH", 32, _int_in(2, 1000), "Deepest JSON nesting accepted."
@@ -324,7 +324,7 @@ class Settings:
     disk_low_water_bytes: int = _setting(
         "ATLAS_DISK_LOW_WATER_BYTES",
         512 << 20,
-        _bytes_in(0, 1 << 50),
+        bytes_in(0, 1 << 50),
         "Free space under which writes get 503 and readiness fails.",
     )
     api_max_pending_rows: int = _setting(
@@ -447,7 +447,7 @@ class Settings:
     memory_budget_bytes: int = _setting(
         "ATLAS_MEMORY_BUDGET_BYTES",
         1 << 30,
-        _bytes_in(0, 1 << 50),
+        bytes_in(0, 1 << 50),
         "Resident memory all Atlas processes may use together; health checks warn above it (0 = off).",
     )
     cpu_budget_cores: float = _setting(

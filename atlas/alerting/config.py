@@ -20,7 +20,7 @@ import yaml
 from atlas.config.loader import Finding
 from atlas.config.yamlcheck import YamlChecker
 from atlas.errors import ConfigError
-from atlas.settings import _bytes_in  # the settings' size syntax: 2GiB, 512MB, 1048576
+from atlas.settings import bytes_in  # the settings' size syntax: 2GiB, 512MB, 1048576
 
 SEVERITIES = ("warning", "critical")
 
@@ -77,7 +77,7 @@ def _threshold(check: YamlChecker, node: yaml.Node, where: str, signal: Signal) 
     if signal.unit == "bytes":
         value = check.value(node)
         try:
-            return float(_bytes_in(0, 1 << 60)(str(value)))
+            return float(bytes_in(0, 1 << 60)(str(value)))
         except ValueError as exc:
             check.error(node, where, str(exc))
             return None

@@ -30,6 +30,7 @@ def config() -> None:
 @env_option
 @click.option("--all", "every", is_flag=True, help="Every environment.")
 @format_option
+@clean_errors
 def config_validate(environment: str | None, every: bool, fmt: str) -> None:
     """Check env files, secrets (decryptable), alerting.yaml and monitoring.yaml; exit 2 on errors."""
     chosen = ENVIRONMENTS if every else (environment or os.environ.get("ATLAS_ENVIRONMENT", "development"),)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from atlas.config.loader import Finding, Loaded, Source, collect
@@ -145,11 +144,11 @@ def validate_environment(environ: Mapping[str, str], environment: str) -> list[F
     secret_names: set[str] | None = set(settings.secrets) if loaded.settings else None
     if loaded.settings is not None and not loaded.secrets_path.exists():
         secret_names = set()
-    for path, load in ((settings.alerting_path, "alerting"), (settings.monitoring_path, "monitoring")):
-        if not Path(path).exists():
+    for path in (settings.alerting_path, settings.monitoring_path):
+        if not path.exists():
             findings.append(Finding("", "missing", Source("file", str(path))))
-        elif load == "alerting":
-            findings += load_alerting(path)[1]
-        else:
-            findings += load_monitoring(path, secret_names)[1]
+    if settings.alerting_path.exists():
+        findings += load_alerting(settings.alerting_path)[1]
+    if settings.monitoring_path.exists():
+        findings += load_monitoring(settings.monitoring_path, secret_names)[1]
     return findings

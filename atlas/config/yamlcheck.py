@@ -114,12 +114,12 @@ class YamlChecker:
         if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
             return float(value)
         try:
-            return parse_duration(str(value)) if isinstance(value, str) else parse_duration(self._shown(node))
+            if isinstance(value, str):
+                return parse_duration(value)
         except ValueError:
-            self.error(
-                node, where, f"expected a duration like 30s, 5m, 1h (or seconds), got {self._shown(node)}"
-            )
-            return None
+            pass
+        self.error(node, where, f"expected a duration like 30s, 5m, 1h (or seconds), got {self._shown(node)}")
+        return None
 
     def boolean(self, node: yaml.Node, where: str) -> bool | None:
         value = self.value(node)

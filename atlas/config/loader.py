@@ -218,7 +218,9 @@ def _with_secrets(
     try:
         ring = load_keyring(environ, settings.key_file_path, settings.environment)
     except ConfigError as exc:
-        loaded.findings.append(Finding("", str(exc), Source("file", str(settings.key_file_path))))
+        from_env = bool(environ.get(KEY_VARIABLE, "").strip())
+        source = ENVIRONMENT if from_env else Source("file", str(settings.key_file_path))
+        loaded.findings.append(Finding("", str(exc), source))
         return settings
     loaded.keyring = ring
     if not path.exists():

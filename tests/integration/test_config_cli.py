@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from atlas import secrets as sec
 from atlas.api.keys import _hash
@@ -150,6 +151,8 @@ def test_secrets_set_get_list_rm(tmp_path: Path, config_dir: Path) -> None:
     listed = json.loads(ops(e, "config", "secrets", "list", "--format", "json").stdout)
     assert [r["name"] for r in listed] == ["smtp_password"] and "s3cret" not in json.dumps(listed)
     assert ops(e, "config", "secrets", "set", "Bad-Name", stdin="x").returncode == 2
+    in_env = ops({**e, "ATLAS_SECRETS_KEY": Fernet.generate_key().decode()}, "config", "secrets", "rotate")
+    assert in_env.returncode == 2 and "ATLAS_SECRETS_KEY: rotate maintains the key file" in in_env.stderr
     assert ops(e, "config", "secrets", "rm", "smtp_password").returncode == 0
     assert ops(e, "config", "secrets", "rm", "smtp_password").returncode == 2
 

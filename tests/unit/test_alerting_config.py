@@ -177,6 +177,24 @@ def test_monitoring_errors_name_file_line_and_key(tmp_path: Path, old: str, new:
     assert any(m.startswith(f"{tmp_path}/{expected}") for m in found), found
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- a list\n", "a.yaml:1: expected a mapping at the top of the file"),
+        ("version: 1\n", "a.yaml:1: alerts: missing: the thresholds go under alerts:"),
+        ("alerts: {}\n", "a.yaml:1: version: missing: expected version: 1"),
+        (
+            "version: 1\nalerts:\n  cpu_usage: 70\n",
+            "a.yaml:3: alerts.cpu_usage: expected a mapping, got '70'",
+        ),
+        ("version: 1\nalert: {}\n", "a.yaml:2: alert: unknown key (did you mean 'alerts'?)"),
+    ],
+)
+def test_alerting_structure_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    found = messages(load_alerting, tmp_path / "a.yaml", text)
+    assert any(m.startswith(f"{tmp_path}/{expected}") for m in found), found
+
+
 def test_a_disabled_channel_may_name_a_secret_not_set_yet(tmp_path: Path) -> None:
     text = MONITORING.replace('    channel: "#alerts"', '    channel: "#alerts"\n    enabled: false')
     assert messages(load_monitoring, tmp_path / "m.yaml", text, set()) == []

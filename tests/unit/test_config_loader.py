@@ -103,6 +103,51 @@ def test_file_errors_name_file_line_and_key(tmp_path: Path, line: str, message: 
     assert found[0].startswith(f"{path}:{number}: {message}"), found[0]
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "extra", "message"),
+    [
+        (
+            "staging.env",
+            b"ATLAS_API_PORT=\xff\n",
+            {},
+            "{path}: cannot read the file: 'utf-8' codec can't decode",
+        ),
+        (
+            "staging.secrets",
+            b'{"format": 2}',
+            {"ATLAS_SECRETS_KEY": sec.DEVELOPMENT_KEY.decode()},
+            '{path}: not a secrets file: expected {{"format": 1',
+        ),
+        (
+            "staging.secrets",
+            b'{"format": 1, "secrets": {}}',
+            {"ATLAS_SECRETS_KEY": "short"},
+            "ATLAS_SECRETS_KEY: expected a Fernet key",
+        ),
+        (
+            "staging.secrets",
+            b'{"format": 1, "secrets": {}}',
+            {"ATLAS_SECRETS_KEY_FILE": "{dir}/k"},
+            "{dir}/k: holds no key",
+        ),
+    ],
+)
+def test_unreadable_and_malformed_files_name_the_file(
+    tmp_path: Path, name: str, content: bytes, extra: dict[str, str], message: str
+) -> None:
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / "k").write_text("# no key here\n")
+    extra = {k: v.replace("{dir}", str(tmp_path)) for k, v in extra.items()}
+    found = errors(env_for(tmp_path, **extra))
+    assert found[0].startswith(message.format(path=tmp_path / name, dir=tmp_path)), found
+
+
+def test_a_bad_environment_name_is_an_error() -> None:
+    assert errors({"ATLAS_ENVIRONMENT": "prod"}) == [
+        "ATLAS_ENVIRONMENT: expected one of development, staging, production, got 'prod'"
+    ]
+
+
 def test_sizes_accept_units(tmp_path: Path) -> None:
     write(tmp_path, "staging.env", "ATLAS_MEMORY_BUDGET_BYTES=2GiB\nATLAS_DISK_LOW_WATER_BYTES=100MB\n")
     s = load_settings(env_for(tmp_path))

@@ -1,11 +1,14 @@
-"""Typed, validated settings: built-in defaults < ATLAS_* process environment.
+"""Typed, validated settings: defaults < config/<env>.env (+ secrets) < ATLAS_* process environment.
 
 One frozen `Settings` object is built at start (`load_settings`) and passed to whatever needs it;
 nothing reads the environment at import time. Every field declares its environment variable, its
-parser and a one-line doc, so the reference documentation can be generated from this model.
+parser and a one-line doc, so the reference (`config/REFERENCE.md`, `atlas-ops config schema`) is
+generated from this model. The layering, provenance and file checks live in `atlas.config.loader`.
 
-Per-environment files (`config/<env>.env`) and encrypted secrets layer in between the defaults and
-the process environment (issue 5); `load_settings` is the one entry point either way.
+Field metadata: `env` (the variable), `parse`, `doc`, `category`; `secret` names the entry of
+`config/<env>.secrets` a secret field is read from (never from an env file); `bootstrap` marks the
+variables that choose the files and so can only come from the process environment. Fields without
+`env` metadata (`secrets`) are not settings: code that loops over fields uses `setting_fields()`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,41 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"expected true or false, got {raw!r}")
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()) if raw.strip() else None
+
+
+_SIZE_UNITS = {"": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
+_SIZE_UNITS |= {"g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def bytes_in(lo: int, hi: int) -> Callable[[str], int]:
+    """Bytes as an integer or with a unit: `512MiB`, `2GB`, `1048576`."""
+
+    def parse(raw: str) -> int:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", raw)
+        unit = match.group(2).lower() if match else ""
+        if not match or unit not in _SIZE_UNITS:
+            raise ValueError(f"expected a size in bytes (e.g. 512MiB, 2GB, 1048576), got {raw!r}")
+        value = int(float(match.group(1)) * _SIZE_UNITS[unit])
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a size {lo}-{hi} bytes, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _host_limits(raw: str) -> tuple[tuple[str, int], ...]:
+    """`host=n,host=n`: per-host overrides of the fetch concurrency."""
+    out: list[tuple[str, int]] = []
+    for part in _csv(raw):
+        host, sep, n = part.partition("=")
+        if not sep or not host.strip() or not n.strip().isdigit() or int(n) < 1:
+            raise ValueError(f"expected host=N pairs (N >= 1), comma-separated, got {part!r}")
+        out.append((host.strip().lower(), int(n)))
+    return tuple(out)
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -91,19 +129,65 @@ def _regex(raw: str) -> str:
     return raw
 
 
-def _setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+_category = "general"
+
+
+def _setting(
+    env: str,
+    default: Any,
+    parse: Callable[[str], Any],
+    doc: str,
+    *,
+    secret: str | None = None,
+    bootstrap: bool = False,
+) -> Any:
+    meta = {"env": env, "parse": parse, "doc": doc, "category": _category}
+    meta |= {"secret": secret} if secret else {}
+    meta |= {"bootstrap": True} if bootstrap else {}
+    return field(default=default, metadata=meta, repr=secret is None)
+
+
+def _section(name: str) -> None:
+    """Following `_setting` calls belong to category `name` (for the reference's headings)."""
+    global _category
+    _category = name
+
+
+class SecretValues(Mapping[str, str]):
+    """Decrypted secrets by name; its repr never shows a value."""
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self._values = dict(values or {})
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"SecretValues({sorted(self._values)})"
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every knob Atlas has. Build with `load_settings`; construct directly only in tests."""
 
+    _section("general")
     environment: str = _setting(
-        "ATLAS_ENVIRONMENT", "development", _one_of(*ENVIRONMENTS), "Which environment this is."
+        "ATLAS_ENVIRONMENT",
+        "development",
+        _one_of(*ENVIRONMENTS),
+        "Which environment this is; picks CONFIG_DIR/<environment>.env and .secrets.",
+        bootstrap=True,
     )
     data_dir: Path = _setting("ATLAS_DATA_DIR", Path("var"), _path, "Where the database and state live.")
-    config_dir: Path = _setting("ATLAS_CONFIG_DIR", Path("config"), _path, "Where config files live.")
+    config_dir: Path = _setting(
+        "ATLAS_CONFIG_DIR", Path("config"), _path, "Where config files live.", bootstrap=True
+    )
     database_url: str = _setting(
         "ATLAS_DATABASE_URL", "", _text, "sqlite:///PATH (default: DATA_DIR/atlas.db) or postgresql://..."
     )
@@ -111,6 +195,7 @@ class Settings:
         "ATLAS_LOG_LEVEL", "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "Lowest level logged."
     )
 
+    _section("database")
     # Database. FULL fsyncs the WAL at every commit: an acknowledged item survives power loss.
     # NORMAL survives a process crash but may lose the last commits on power loss.
     db_synchronous: str = _setting(
@@ -120,6 +205,7 @@ class Settings:
         "ATLAS_DB_BUSY_TIMEOUT_MS", 10_000, _int_in(0, 600_000), "How long a writer waits for the lock."
     )
 
+    _section("engine")
     # Engine. The lease must outlive a heartbeat interval (lease/3) several times over.
     lease_seconds: float = _setting(
         "ATLAS_LEASE_SECONDS", 30.0, _float_in(1, 3600), "How long a claim holds an item without heartbeat."
@@ -181,7 +267,7 @@ class Settings:
         "ATLAS_CORE_METRICS_HOST", "127.0.0.1", _text, "Engine /metrics bind address."
     )
 
-    # API
+    _section("api")
     api_host: str = _setting("ATLAS_API_HOST", "127.0.0.1", _text, "API bind address.")
     api_port: int = _setting("ATLAS_API_PORT", 8000, _int_in(1, 65535), "API port.")
     api_auth_disabled: bool = _setting(
@@ -191,7 +277,11 @@ class Settings:
         "Serve without API keys (development only; refused in production).",
     )
     api_key_pepper: str = _setting(
-        "ATLAS_API_KEY_PEPPER", "", _text, "Mixed into API key hashes; keep it secret (a secrets-file value)."
+        "ATLAS_API_KEY_PEPPER",
+        "",
+        _text,
+        "Mixed into API key hashes (empty = none; changing it invalidates existing keys).",
+        secret="api_key_pepper",
     )
     api_rate_limit_per_key: float = _setting(
         "ATLAS_API_RATE_LIMIT_PER_KEY",
@@ -203,7 +293,7 @@ class Settings:
         "ATLAS_API_RATE_BURST", 200, _int_in(1, 1_000_000), "Requests a key may send at once above its rate."
     )
     api_max_body_bytes: int = _setting(
-        "ATLAS_API_MAX_BODY_BYTES", 32 << 20, _int_in(1024, 1 << 31), "Largest request body accepted."
+        "ATLAS_API_MAX_BODY_BYTES", 32 << 20, bytes_in(1024, 1 << 31), "Largest request body accepted."
     )
     api_max_json_depth: int = _setting(
         "ATLAS_API_MAX_JSON_DEPTH", 32, _int_in(2, 1000), "Deepest JSON nesting accepted."
@@ -234,7 +324,7 @@ class Settings:
     disk_low_water_bytes: int = _setting(
         "ATLAS_DISK_LOW_WATER_BYTES",
         512 << 20,
-        _int_in(0, 1 << 50),
+        bytes_in(0, 1 << 50),
         "Free space under which writes get 503 and readiness fails.",
     )
     api_max_pending_rows: int = _setting(
@@ -244,6 +334,7 @@ class Settings:
         "Items waiting for the group commit above which ingest gets 503 (protects accept latency).",
     )
 
+    _section("exporter")
     # Exporter ------------------------------------------------------------------------------------
     # `atlas exporter` (and the exporter thread in `atlas up`). Paths and patterns mirror
     # node_exporter's --path.* and --collector.* flags; the defaults are upstream node_exporter 1.5's.
@@ -298,6 +389,87 @@ class Settings:
     )
     # End of exporter -----------------------------------------------------------------------------
 
+    # Configuration (issue 5): the rest of the operations guide's categories ------------------------
+    _section("api")
+    api_keepalive_timeout_seconds: int = _setting(
+        "ATLAS_API_KEEPALIVE_TIMEOUT_SECONDS", 5, _int_in(1, 3600), "Idle keep-alive connections close after."
+    )
+    api_shutdown_timeout_seconds: int = _setting(
+        "ATLAS_API_SHUTDOWN_TIMEOUT_SECONDS",
+        10,
+        _int_in(0, 3600),
+        "On SIGTERM, requests in flight get this long to finish.",
+    )
+    _section("database")
+    db_pool_size: int = _setting(
+        "ATLAS_DB_POOL_SIZE", 5, _int_in(1, 1000), "Connections per process (PostgreSQL backend)."
+    )
+    backup_dir: Path | None = _setting(
+        "ATLAS_BACKUP_DIR", None, _optional_path, "Where backups are written (empty = DATA_DIR/backups)."
+    )
+    backup_retention_days: float = _setting(
+        "ATLAS_BACKUP_RETENTION_DAYS", 14.0, _float_in(0, 36_500), "Backups older than this are deleted."
+    )
+    _section("engine")
+    fetch_allow_hosts: tuple[str, ...] = _setting(
+        "ATLAS_FETCH_ALLOW_HOSTS",
+        (),
+        _csv,
+        "Hosts or CIDRs exempt from the SSRF guard, comma-separated (e.g. 127.0.0.1 for a test origin).",
+    )
+    fetch_host_concurrency: tuple[tuple[str, int], ...] = _setting(
+        "ATLAS_FETCH_HOST_CONCURRENCY",
+        (),
+        _host_limits,
+        "Per-host overrides of fetches in flight: host=N pairs, comma-separated.",
+    )
+    _section("monitoring")
+    alerting_file: Path | None = _setting(
+        "ATLAS_ALERTING_FILE",
+        None,
+        _optional_path,
+        "Alert thresholds (empty = CONFIG_DIR/alerting.yaml).",
+    )
+    monitoring_file: Path | None = _setting(
+        "ATLAS_MONITORING_FILE",
+        None,
+        _optional_path,
+        "Check intervals and notification channels (empty = CONFIG_DIR/monitoring.yaml).",
+    )
+    router_bearer_token: str = _setting(
+        "ATLAS_ROUTER_BEARER_TOKEN",
+        "",
+        _text,
+        "Bearer token the alert router requires from Alertmanager (empty = none).",
+        secret="router_bearer_token",
+    )
+    _section("resources")
+    memory_budget_bytes: int = _setting(
+        "ATLAS_MEMORY_BUDGET_BYTES",
+        1 << 30,
+        bytes_in(0, 1 << 50),
+        "Resident memory all Atlas processes may use together; health checks warn above it (0 = off).",
+    )
+    cpu_budget_cores: float = _setting(
+        "ATLAS_CPU_BUDGET_CORES", 0.0, _float_in(0, 1024), "CPU cores Atlas may keep busy (0 = all of them)."
+    )
+    open_files_budget: int = _setting(
+        "ATLAS_OPEN_FILES_BUDGET",
+        0,
+        _int_in(0, 1 << 24),
+        "File descriptors per process before health checks warn (0 = 80% of the process limit).",
+    )
+    _section("secrets")
+    secrets_key_file: Path | None = _setting(
+        "ATLAS_SECRETS_KEY_FILE",
+        None,
+        _optional_path,
+        "Key file (mode 0600, one Fernet key a line, primary first; empty = DATA_DIR/secrets.key). "
+        "ATLAS_SECRETS_KEY, when set, is used instead.",
+    )
+    # Not a setting: the decrypted CONFIG_DIR/<environment>.secrets, by name (see atlas.secrets).
+    secrets: SecretValues = field(default_factory=SecretValues, repr=False, compare=False)
+
     @property
     def sqlite_path(self) -> Path:
         """The SQLite database file this configuration names."""
@@ -310,32 +482,53 @@ class Settings:
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 
+    def secret_values(self) -> list[str]:
+        """Every secret value this configuration holds (for log redaction)."""
+        fields = (getattr(self, f.name) for f in setting_fields() if "secret" in f.metadata)
+        return [v for v in (*self.secrets.values(), *fields) if v]
+
+    @property
+    def key_file_path(self) -> Path:
+        return self.secrets_key_file or self.data_dir / "secrets.key"
+
+    @property
+    def alerting_path(self) -> Path:
+        return self.alerting_file or self.config_dir / "alerting.yaml"
+
+    @property
+    def monitoring_path(self) -> Path:
+        return self.monitoring_file or self.config_dir / "monitoring.yaml"
+
+    @property
+    def backup_path(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
 def setting_fields() -> list[dataclasses.Field[Any]]:
-    """The settings model's fields, in declaration order (for docs and `config show`)."""
-    return list(dataclasses.fields(Settings))
+    """The settings model's fields, in declaration order (for docs and `config show`).
 
-
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings from defaults and `environ` (default: the process environment).
-
-    Raises ConfigError naming the variable, the bad value and what was expected.
+    Only fields with an environment variable: non-setting fields (`secrets`) are left out.
     """
+    return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, files: bool = True, secrets: bool = True
+) -> Settings:
+    """Build the settings: defaults < CONFIG_DIR/<env>.env < `environ` (default: os.environ).
+
+    `files=False` skips the env and secrets files (defaults and `environ` only); `secrets=False`
+    skips only the secrets. In production the production guard runs too.
+    Raises ConfigError naming the file, line, variable, the bad value and what was expected.
+    """
+    # Imported here: the loader builds `Settings`, so it imports this module.
+    from atlas.config.loader import load
+
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for f in setting_fields():
-        name = f.metadata["env"]
-        if name in env:
-            try:
-                values[f.name] = f.metadata["parse"](env[name])
-            except ValueError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
-    settings = Settings(**values)
-    validate(settings)
-    return settings
+    return load(env, files=files, secrets=secrets)[0]
 
 
 def validate(settings: Settings) -> None:

@@ -16,11 +16,17 @@ from atlas.settings import Settings, load_settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def error_lines(exc: Exception) -> None:
+    """Print an error on stderr, `error: ` before each of its lines (config errors list several)."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        click.echo(f"error: {line}", err=True)
+
+
 def settings_or_exit() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
+        error_lines(exc)
         sys.exit(2)
 
 
@@ -32,10 +38,10 @@ def clean_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (ConfigError, ItemError) as exc:
-            click.echo(f"error: {exc}", err=True)
+            error_lines(exc)
             sys.exit(2)
         except AtlasError as exc:
-            click.echo(f"error: {exc}", err=True)
+            error_lines(exc)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

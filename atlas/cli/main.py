@@ -12,7 +12,7 @@ from atlas.ops.processes import run_api, run_core, run_exporter, run_up
 @click.group()
 @click.version_option(__version__, prog_name="atlas")
 def atlas() -> None:
-    """Run Atlas processes. Settings come from ATLAS_* variables (see `atlas-ops config schema`)."""
+    """Run Atlas processes. Settings: config/<env>.env < ATLAS_* variables (`atlas-ops config schema`)."""
 
 
 @atlas.command()

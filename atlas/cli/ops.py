@@ -12,6 +12,7 @@ import click
 from atlas import __version__
 from atlas.api.keys import SCOPES, create_key
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
+from atlas.cli.config import config
 from atlas.engine.items import parse_item
 from atlas.store import open_store
 from atlas.store.models import DLQFilter, Item
@@ -21,6 +22,9 @@ from atlas.store.models import DLQFilter, Item
 @click.version_option(__version__, prog_name="atlas-ops")
 def ops() -> None:
     """Operate Atlas."""
+
+
+ops.add_command(config)
 
 
 # -- items ---------------------------------------------------------------------------------------

@@ -8,15 +8,29 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from atlas.config.reference import render
 from atlas.engine.supervisor import DEFAULT_PIPELINE, Engine, run_engine
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
 from atlas.ops.pidfiles import pid_file
-from atlas.settings import Settings
+from atlas.settings import Settings, setting_fields
 from atlas.store import open_store
 
 if TYPE_CHECKING:
     import uvicorn
+
+
+def start_logging(settings: Settings, process: str) -> None:
+    """Configure logging with every secret value redacted; log the effective settings once.
+
+    Secret settings are logged under their own names, which the redactor always masks.
+    """
+    configure_logging(settings.log_level, process=process, secrets=settings.secret_values())
+    get_logger("atlas.config").info(
+        "settings",
+        encrypted_entries=sorted(settings.secrets),  # names only; a key named *secret* is redacted
+        **{f.name: render(getattr(settings, f.name)) for f in setting_fields()},
+    )
 
 
 def _api_server(settings: Settings) -> uvicorn.Server:
@@ -36,14 +50,15 @@ def _api_server(settings: Settings) -> uvicorn.Server:
         workers=1,
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.api_keepalive_timeout_seconds,
+        timeout_graceful_shutdown=settings.api_shutdown_timeout_seconds,
     )
     return uvicorn.Server(config)
 
 
 def run_api(settings: Settings) -> int:
     """Serve the HTTP API in this process until SIGTERM; returns the exit code."""
-    configure_logging(settings.log_level, process="atlas-api")
+    start_logging(settings, "atlas-api")
     setup_tracing("atlas-api", record_unexported=False)
     server = _api_server(settings)
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
@@ -58,7 +73,8 @@ def run_core(settings: Settings, *, pipeline: str | None, process: str, with_exp
     `with_exporter` (atlas up) also serves the node exporter from a thread on ATLAS_EXPORTER_PORT,
     with its own registry so neither /metrics carries the other's families.
     """
-    configure_logging(settings.log_level, process=process)
+    if not with_exporter:  # atlas up configured logging already
+        start_logging(settings, process)
     setup_tracing("atlas-core", record_unexported=False)
     log = get_logger("atlas.ops")
     store = open_store(settings)
@@ -84,7 +100,7 @@ def run_core(settings: Settings, *, pipeline: str | None, process: str, with_exp
 
 def run_up(settings: Settings) -> int:
     """Everything in one process: the API and the exporter in threads, the engine in the main thread."""
-    configure_logging(settings.log_level, process="atlas-up")
+    start_logging(settings, "atlas-up")
     setup_tracing("atlas-up", record_unexported=False)
     server = _api_server(settings)
     thread = threading.Thread(target=server.run, name="atlas-api", daemon=True)
@@ -101,7 +117,7 @@ def run_exporter(settings: Settings) -> int:
     """Run `atlas exporter` until SIGTERM or SIGINT; returns the exit code."""
     from exporters import serve
 
-    configure_logging(settings.log_level, process="atlas-exporter")
+    start_logging(settings, "atlas-exporter")
     log = get_logger("atlas.ops")
     stop = threading.Event()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import importlib
+import inspect
 import os
 import signal
 import sys
@@ -126,7 +127,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def worker_main(conn: Connection, pipeline_path: str, concurrency: int, log_level: str) -> None:
+def build_pipeline(path: str, settings: Any = None) -> Pipeline:
+    """Call the factory at `path`, with the engine's settings when it takes an argument."""
+    factory: Callable[..., Pipeline] = resolve(path)
+    if settings is not None and inspect.signature(factory).parameters:
+        return factory(settings)
+    return factory()
+
+
+def worker_main(
+    conn: Connection, pipeline_path: str, concurrency: int, log_level: str, settings: Any = None
+) -> None:
     """Entry point of a worker process."""
     _die_with_parent()
     # The supervisor drains on SIGTERM and tells us when to stop; a terminal's ^C is its job too.
@@ -134,7 +145,7 @@ def worker_main(conn: Connection, pipeline_path: str, concurrency: int, log_leve
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(log_level, process="atlas-worker")
     setup_tracing("atlas-core", record_unexported=False)
-    pipeline = resolve(pipeline_path)()
+    pipeline = build_pipeline(pipeline_path, settings)
     asyncio.run(_serve(conn, pipeline, concurrency))
 
 

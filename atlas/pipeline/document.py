@@ -130,7 +130,7 @@ class Normalise:
     """Normalise the text and hash it; an item with no text left is a permanent failure."""
 
     name: str = "normalise"
-    kinds: tuple[str, ...] = ("document", "url")
+    kinds: tuple[str, ...] = ("document", "url", "feed")
 
     async def run(self, ctx: ItemContext) -> None:
         text = normalise_text(ctx.text or "")
@@ -145,4 +145,7 @@ class Normalise:
             title=ctx.title,
             canonical_url=ctx.canonical_url,
             language=ctx.language,
+            author=ctx.extra.get("author"),
+            published=ctx.extra.get("published"),
+            url=ctx.payload.get("url"),
         )

@@ -34,6 +34,7 @@ from atlas.store.models import (
     Transition,
 )
 from atlas.store.queries import load_queries
+from atlas.store.sqlite_content import ContentStore
 
 Q = load_queries("atlas.store", "queries.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
@@ -119,7 +120,7 @@ def _dlq_where(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
-class SQLiteStore:
+class SQLiteStore(ContentStore):
     """Store protocol on one SQLite file. Thread-safe: each thread gets its own connection."""
 
     def __init__(
@@ -346,11 +347,20 @@ class SQLiteStore:
             owners = self._select_in(
                 conn, "SELECT content_hash, item_id FROM contents WHERE content_hash IN ({})", hashes
             )
+            # The same page under another spelling of its URL is a duplicate too (atlas.pipeline.dedupe).
+            urls = [t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url]
+            url_owners = self._select_in(
+                conn, "SELECT canonical_url, item_id FROM contents WHERE canonical_url IN ({})", urls
+            )
             updates, attempts, contents, finals = [], [], [], []
             for t in live:
                 err, state, outcome, duplicate_of = t.error, t.state, t.outcome, None
                 if t.result is not None:
                     original = owners.setdefault(t.result.content_hash, t.item_id)
+                    if original == t.item_id and t.result.canonical_url:
+                        original = url_owners.setdefault(t.result.canonical_url, t.item_id)
+                        if original != t.item_id:
+                            del owners[t.result.content_hash]  # this text was not stored after all
                     if original != t.item_id:
                         state = outcome = "duplicate"
                         duplicate_of = original
@@ -604,6 +614,9 @@ def _content_row(item_id: str, r: ContentResult, now: float) -> dict[str, Any]:
         "text": r.text,
         "canonical_url": r.canonical_url,
         "language": r.language,
+        "author": r.author,
+        "published": r.published,
+        "url": r.url,
         "bytes": len(r.text.encode("utf-8")),
         "now": now,
     }

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 from atlas.errors import PermanentStageError, StageError
-from atlas.pipeline import default_pipeline
+from atlas.pipeline import default_pipeline, web_stages
 from atlas.pipeline.base import ItemContext, Pipeline, Stage
+from atlas.pipeline.document import DocumentDecode, Normalise
+from atlas.settings import Settings
 
 
 class _Record:
@@ -98,3 +100,10 @@ def hang() -> Pipeline:
 
 def flaky() -> Pipeline:
     return _with(_Flaky())
+
+
+def web(settings: Settings) -> Pipeline:
+    """The default pipeline with *.test hosts resolved to the local origin (tests.helpers.origin)."""
+    from tests.helpers.origin import origin_resolver
+
+    return Pipeline(stages=(DocumentDecode(), *web_stages(settings, resolver=origin_resolver), Normalise()))

@@ -1,0 +1,208 @@
+"""Per-host reliability for fetches: circuit breaker, politeness bucket, adaptive concurrency.
+
+One HostGate lives in each worker process and wraps every outgoing request:
+
+    async with gate.call(host) as call:
+        ...request...
+        call.ok = True            # left False when the block raises or the host misbehaved
+
+- an open breaker raises Deferred at once, with `until` = when the breaker may half-open, so
+  the engine requeues the item without spending an attempt;
+- the host's token bucket is charged; a short wait is slept, a long one is a Deferred too;
+- the call waits for a free slot under the host's and the global AIMD limits.
+
+Hosts are tracked in an LRU of `max_hosts` entries: memory and metric series stay bounded however
+many hosts the web offers. Each worker process keeps its own gate (workers share nothing), so
+the breaker sees the calls of its own process: with N workers a host may get N probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from atlas.errors import Deferred
+from atlas.observability.metrics import build
+from atlas.reliability.aimd import AdaptiveLimit
+from atlas.reliability.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
+from atlas.reliability.token_bucket import TokenBucket
+from atlas.settings import Settings
+
+# A politeness wait longer than this gives the worker slot back (Deferred) instead of sleeping.
+MAX_POLITE_SLEEP_SECONDS = 2.0
+_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+@dataclass
+class _Host:
+    breaker: CircuitBreaker
+    bucket: TokenBucket
+    limit: AdaptiveLimit
+    in_flight: int = 0
+
+
+@dataclass
+class Call:
+    host: str
+    ok: bool = False
+    started: float = 0.0
+
+
+@dataclass
+class HostPolicy:
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    rate_per_second: float = 2.0
+    burst: int = 4
+    overrides: dict[str, float] = field(default_factory=dict)
+    host_max_concurrency: int = 8
+    global_max_concurrency: int = 64
+    max_hosts: int = 1024
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> HostPolicy:
+        overrides: dict[str, float] = {}
+        for entry in s.host_rate_overrides:
+            host, _, rate = entry.partition("=")
+            overrides[host.strip().lower()] = float(rate)
+        return cls(
+            breaker=BreakerPolicy(
+                window_seconds=s.breaker_window_seconds,
+                min_calls=s.breaker_min_calls,
+                failure_rate=s.breaker_failure_rate,
+                cooldown_seconds=s.breaker_cooldown_seconds,
+                max_cooldown_seconds=s.breaker_max_cooldown_seconds,
+                half_open_probes=s.breaker_half_open_probes,
+            ),
+            rate_per_second=s.host_rate_per_second,
+            burst=s.host_rate_burst,
+            overrides=overrides,
+            host_max_concurrency=s.host_max_concurrency,
+            global_max_concurrency=s.fetch_max_concurrency,
+            max_hosts=s.max_tracked_hosts,
+        )
+
+
+class HostGate:
+    def __init__(
+        self,
+        policy: HostPolicy,
+        *,
+        registry: CollectorRegistry | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy = policy
+        self.monotonic, self.wall = monotonic, wall
+        self._hosts: OrderedDict[str, _Host] = OrderedDict()
+        self._global = AdaptiveLimit(
+            policy.global_max_concurrency, limit=float(policy.global_max_concurrency)
+        )
+        self._in_flight = 0
+        self._changed = asyncio.Condition()
+        registry = registry or CollectorRegistry()
+        self.m_state = build(registry, "atlas_host_breaker_state")
+        self.m_transitions = build(registry, "atlas_host_breaker_transitions_total")
+        self.m_limit = build(registry, "atlas_host_concurrency_limit")
+        self.m_in_flight = build(registry, "atlas_host_in_flight")
+        self.m_rate = build(registry, "atlas_host_rate_limited_total")
+        self.m_global = build(registry, "atlas_fetch_concurrency_limit")
+        self.m_global.set(self._global.current)
+
+    def host(self, host: str) -> _Host:
+        """The host's state, created (and the least recently used evicted) as needed."""
+        state = self._hosts.get(host)
+        if state is not None:
+            self._hosts.move_to_end(host)
+            return state
+        rate = self.policy.overrides.get(host, self.policy.rate_per_second)
+        state = _Host(
+            CircuitBreaker(self.policy.breaker),
+            TokenBucket(rate=rate, burst=float(self.policy.burst)),
+            AdaptiveLimit(self.policy.host_max_concurrency, limit=float(self.policy.host_max_concurrency)),
+        )
+        self._hosts[host] = state
+        while len(self._hosts) > self.policy.max_hosts:
+            old, evicted = next(iter(self._hosts.items()))
+            if evicted.in_flight:  # never forget a host mid-call; the LRU may run over briefly
+                break
+            del self._hosts[old]
+            for metric in (self.m_state, self.m_limit, self.m_in_flight):
+                _forget(metric, old)
+        return state
+
+    @property
+    def tracked(self) -> int:
+        return len(self._hosts)
+
+    @asynccontextmanager
+    async def call(self, host: str) -> AsyncIterator[Call]:
+        """Admit one request to `host` (see the module docstring); raises Deferred when not now."""
+        state = self.host(host)
+        now = self.monotonic()
+        if not state.breaker.allow(now):
+            self.m_state.labels(host).set(_STATE_VALUE[state.breaker.state])
+            raise Deferred(
+                f"circuit breaker for {host} is open after repeated failures",
+                until=self.wall() + max(0.0, state.breaker.retry_at - now),
+                stage="fetch",
+                host=host,
+            )
+        await self._polite(host, state)
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: state.in_flight < state.limit.current and self._in_flight < self._global.current
+            )
+            state.in_flight += 1
+            self._in_flight += 1
+            saturated = state.in_flight >= state.limit.current
+            global_saturated = self._in_flight >= self._global.current
+        self.m_in_flight.labels(host).set(state.in_flight)
+        call = Call(host, started=self.monotonic())
+        try:
+            yield call
+        finally:
+            rtt = self.monotonic() - call.started
+            state.limit.record(rtt, ok=call.ok, saturated=saturated)
+            if call.ok:  # one failing host must not throttle the others: the global limit reads latency
+                self._global.record(rtt, ok=True, saturated=global_saturated)
+            changed = state.breaker.record(self.monotonic(), call.ok)
+            if changed is not None:
+                self.m_transitions.labels(host, changed).inc()
+            self.m_state.labels(host).set(_STATE_VALUE[state.breaker.state])
+            self.m_limit.labels(host).set(state.limit.current)
+            self.m_global.set(self._global.current)
+            async with self._changed:
+                state.in_flight -= 1
+                self._in_flight -= 1
+                self._changed.notify_all()
+            self.m_in_flight.labels(host).set(state.in_flight)
+
+    async def _polite(self, host: str, state: _Host) -> None:
+        while True:
+            wait = state.bucket.take(self.monotonic())
+            if wait <= 0:
+                return
+            if wait > MAX_POLITE_SLEEP_SECONDS:
+                self.m_rate.labels(host, "defer").inc()
+                raise Deferred(
+                    f"politeness: {host} is rate limited to {state.bucket.rate:g}/s",
+                    until=self.wall() + wait,
+                    stage="fetch",
+                    host=host,
+                )
+            self.m_rate.labels(host, "wait").inc()
+            await asyncio.sleep(wait)
+
+
+def _forget(metric: Any, host: str) -> None:
+    try:
+        metric.remove(host)
+    except KeyError:
+        pass

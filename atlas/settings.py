@@ -11,6 +11,7 @@ the process environment (issue 5); `load_settings` is the one entry point either
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -81,6 +82,17 @@ def _bool(raw: str) -> bool:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _hosts_or_cidrs(raw: str) -> tuple[str, ...]:
+    entries = _csv(raw)
+    for entry in entries:
+        if "/" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"expected hosts or CIDRs, got {entry!r}") from None
+    return entries
 
 
 def _regex(raw: str) -> str:
@@ -302,7 +314,7 @@ class Settings:
     fetch_allow_hosts: tuple[str, ...] = _setting(
         "ATLAS_FETCH_ALLOW_HOSTS",
         (),
-        _csv,
+        _hosts_or_cidrs,
         "Hosts or CIDRs exempt from the SSRF guard, comma-separated (e.g. 127.0.0.1 for a test origin).",
     )
     fetch_connect_timeout_seconds: float = _setting(

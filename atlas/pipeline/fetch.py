@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -168,7 +169,10 @@ class Fetcher:
         last_modified: str | None = None,
     ) -> Fetched:
         """GET `url` following at most max_redirects redirects. Raises as the module says."""
-        host = httpx.URL(url).host if "://" in url else None
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
         try:
             async with asyncio.timeout(self.policy.total_timeout_seconds):
                 return await self._follow(url, accept, etag, last_modified)
@@ -202,17 +206,23 @@ class Fetcher:
     async def _hop(
         self, url: str, accept: tuple[str, ...], etag: str | None, last_modified: str | None
     ) -> Fetched | str:
+        # The guard reads the URL as the standard library does, before httpx (which rejects some
+        # numeric forms itself): whatever spelling a host has, it is vetted first.
         try:
-            target = httpx.URL(url)
-        except httpx.InvalidURL as exc:
+            parts = urlsplit(url)
+            scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+        except ValueError as exc:
             raise PermanentStageError(f"invalid URL {url!r}: {exc}", stage="fetch") from None
-        if target.scheme not in ("http", "https") or not target.host:
+        if scheme not in ("http", "https") or not host:
             raise PermanentStageError(
                 f"{url!r}: only http and https URLs with a host are fetched", stage="fetch"
             )
+        address = await vet(host, port or (443 if scheme == "https" else 80), self.resolver, self.allow)
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise PermanentStageError(f"invalid URL {url!r}: {exc}", stage="fetch", host=host) from None
         host = target.host
-        port = target.port or (443 if target.scheme == "https" else 80)
-        address = await vet(host, port, self.resolver, self.allow)
         headers = {"Host": target.netloc.decode("ascii"), "Accept": ", ".join(accept) + ", */*;q=0.1"}
         if etag:
             headers["If-None-Match"] = etag
@@ -307,7 +317,7 @@ class Fetch:
 
     async def run(self, ctx: Any) -> None:
         url = str(ctx.payload["url"])
-        ctx.host = httpx.URL(url).host or None
+        ctx.host = urlsplit(url).hostname
         got = await self.fetcher.fetch(url, accept=FEED_TYPES if ctx.kind == "feed" else PAGE_TYPES)
         ctx.extra["fetched"], ctx.extra["final_url"] = got, got.url
         ctx.content_type = got.content_type

@@ -96,7 +96,10 @@ class AllowList:
                 if address is None:
                     raise ValueError(f"expected a host or CIDR, got {entry!r}")
                 suffix = entry.partition("/")[2]
-                networks.append(ipaddress.ip_network(f"{address}/{suffix}" if suffix else str(address)))
+                try:
+                    networks.append(ipaddress.ip_network(f"{address}/{suffix}" if suffix else str(address)))
+                except ValueError as exc:
+                    raise ValueError(f"expected a host or CIDR, got {entry!r} ({exc})") from None
             else:
                 hosts.add(entry.rstrip("."))
         return cls(frozenset(hosts), tuple(networks))

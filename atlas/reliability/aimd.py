@@ -30,7 +30,8 @@ class AdaptiveLimit:
 
     def record(self, rtt: float, *, ok: bool, saturated: bool) -> None:
         """One finished call: its RTT, whether it succeeded, whether the limit was reached."""
-        high = self.samples >= 3 and rtt >= self.mean + DEVIATIONS * math.sqrt(self.var)
+        # rtt > mean as well: with identical RTTs sigma is 0 and every sample would be an "outlier".
+        high = self.samples >= 3 and rtt > self.mean and rtt >= self.mean + DEVIATIONS * math.sqrt(self.var)
         if not ok or high:
             self.limit = max(1.0, self.limit * DECREASE)
         elif saturated and (self.samples == 0 or rtt <= self.mean):

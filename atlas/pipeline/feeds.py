@@ -47,8 +47,7 @@ class ParsedFeed:
 def parse_feed(body: bytes, url: str) -> ParsedFeed:
     """Entries with an http(s) link; PermanentStageError for a document that is not a feed."""
     parsed: Any = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
-    version = parsed.get("version") or ""
-    if not version and not parsed.entries:
+    if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
         reason = parsed.get("bozo_exception") or "no RSS or Atom structure found"
         raise PermanentStageError(f"{url}: not a valid feed ({reason})", stage="feed")
     entries: list[Entry] = []

@@ -133,7 +133,8 @@ def _handler(origin: Origin) -> type[BaseHTTPRequestHandler]:
             elif path == "/same":
                 self._send(200, article_html("shared.test", 1).encode())
             elif path in ("/feed.rss", "/feed.atom"):
-                body = (rss if path.endswith("rss") else atom)(host, origin.feed_entries).encode()
+                netloc = self.headers.get("Host") or host  # links keep the origin's port
+                body = (rss if path.endswith("rss") else atom)(netloc, origin.feed_entries).encode()
                 etag = f'"{len(origin.feed_entries)}-{origin.feed_entries.stop}"'
                 ctype = "application/rss+xml" if path.endswith("rss") else "application/atom+xml"
                 if self.headers.get("If-None-Match") == etag:

@@ -8,10 +8,13 @@ from atlas.errors import PermanentStageError
 from atlas.pipeline.extract import decode, extract_page
 from tests.helpers.origin import FOOTER, NAV, article_html
 
-BLOG = """<!doctype html><html lang="de"><head><meta charset="utf-8"><title>Sauerteig richtig füttern – Backblog</title>
+BLOG = """<!doctype html><html lang="de"><head><meta charset="utf-8">
+<title>Sauerteig richtig füttern | Backblog</title>
 <meta name="author" content="Karl Bäcker"></head><body>
-<div id="cookie-banner">Wir verwenden Cookies, um Ihr Erlebnis zu verbessern. <button>Akzeptieren</button></div>
-<header><a href="/">Backblog</a><nav><a href="/rezepte">Rezepte</a> <a href="/kontakt">Kontakt</a></nav></header>
+<div id="cookie-banner">Wir verwenden Cookies, um Ihr Erlebnis zu verbessern.
+<button>Akzeptieren</button></div>
+<header><a href="/">Backblog</a>
+<nav><a href="/rezepte">Rezepte</a> <a href="/kontakt">Kontakt</a></nav></header>
 <div class="content"><article class="post">
 <h1>Sauerteig richtig füttern</h1>
 <p>Ein Sauerteig braucht regelmäßig frisches Mehl und Wasser, damit die Hefen und Milchsäurebakterien
@@ -35,7 +38,8 @@ each further retry doubles the wait until it reaches the cap of ten minutes.</p>
 the dead-letter queue, where an operator can inspect and replay it.</p>
 <table><tr><th>Setting</th><th>Default</th></tr><tr><td>WIDGET_MAX_ATTEMPTS</td><td>6</td></tr></table>
 </div>
-<div class="footer">Built with a documentation generator. Last updated on 2026-01-05. Edit this page on GitHub.</div>
+<div class="footer">Built with a documentation generator. Last updated on 2026-01-05.
+Edit this page on GitHub.</div>
 </body></html>"""
 
 CORPUS = [

@@ -150,7 +150,7 @@ class HostGate:
             self.m_state.labels(host).set(_STATE_VALUE[state.breaker.state])
             raise Deferred(
                 f"circuit breaker for {host} is open after repeated failures",
-                until=self.wall() + max(0.0, state.breaker.retry_at - now),
+                until=self.wall() + max(0.0, state.breaker.next_try(now) - now),
                 stage="fetch",
                 host=host,
             )

@@ -52,6 +52,11 @@ class CircuitBreaker:
             self._probes_out += 1
         return True
 
+    def next_try(self, now: float) -> float:
+        """When a refused call may be tried again: the end of the cool-down, or (half-open, probes
+        out) one base cool-down from now, by when the probes have usually answered."""
+        return self.retry_at if self.state == OPEN else now + self.policy.cooldown_seconds
+
     def record(self, now: float, ok: bool) -> str | None:
         """Count an outcome; returns the new state when this outcome changed it."""
         if self.state == HALF_OPEN:

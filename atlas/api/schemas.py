@@ -164,7 +164,8 @@ class Status(BaseModel):
 # -- content pipeline (issue 3): url and feed items, search, feed subscriptions -----------------
 
 # What atlas.engine.items.parse_url accepts, as a pattern the OpenAPI document can state.
-URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,4})?(/[!-~]*)?$"
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:{_PORT})?(/[!-~]*)?$"
 
 
 class UrlIn(_Strict):

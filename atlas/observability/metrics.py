@@ -152,7 +152,7 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec(
             "atlas_feed_polls_total",
             "counter",
-            "Feed polls by outcome (new, not_modified, unchanged, error).",
+            "Feed polls by outcome (new, not_modified, unchanged, error, deferred).",
             ("outcome",),
         ),
         # HTTP metrics keep the names and labels community FastAPI dashboards use (those of

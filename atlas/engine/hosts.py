@@ -12,8 +12,9 @@ One HostGate lives in each worker process and wraps every outgoing request:
 - the call waits for a free slot under the host's and the global AIMD limits.
 
 Hosts are tracked in an LRU of `max_hosts` entries: memory and metric series stay bounded however
-many hosts the web offers. Each worker process keeps its own gate (workers share nothing), so
-the breaker sees the calls of its own process: with N workers a host may get N probes.
+many hosts the web offers. Each worker process keeps its own gate (workers share nothing): the
+politeness rate and per-host concurrency are split evenly between the W worker processes, and
+each process's breaker sees its own calls (with W workers a failing host may get W probes).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ class HostPolicy:
     max_hosts: int = 1024
 
     @classmethod
-    def from_settings(cls, s: Settings) -> HostPolicy:
+    def from_settings(cls, s: Settings, workers: int | None = None) -> HostPolicy:
+        """The policy for one of `workers` processes (default: the engine's worker count)."""
+        workers = max(1, workers or s.worker_count)
         overrides: dict[str, float] = {}
         for entry in s.host_rate_overrides:
             host, _, rate = entry.partition("=")
@@ -80,10 +83,12 @@ class HostPolicy:
                 max_cooldown_seconds=s.breaker_max_cooldown_seconds,
                 half_open_probes=s.breaker_half_open_probes,
             ),
-            rate_per_second=s.host_rate_per_second,
-            burst=s.host_rate_burst,
-            overrides=overrides,
-            host_max_concurrency=s.host_max_concurrency,
+            # Each worker process has its own gate: it gets its share of the politeness budget and
+            # of the per-host concurrency, so a host sees the configured totals, not W times them.
+            rate_per_second=s.host_rate_per_second / workers,
+            burst=max(1, s.host_rate_burst // workers),
+            overrides={host: rate / workers for host, rate in overrides.items()},
+            host_max_concurrency=max(1, s.host_max_concurrency // workers),
             global_max_concurrency=s.fetch_max_concurrency,
             max_hosts=s.max_tracked_hosts,
         )

@@ -88,6 +88,7 @@ _BOMB = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
 class Origin:
     port: int
     hits: Counter[str] = field(default_factory=Counter)  # requests by Host (without port)
+    times: dict[str, list[float]] = field(default_factory=dict)  # arrival (monotonic) by Host
     failing: set[str] = field(default_factory=set)
     latency_seconds: float = 0.0
     feed_entries: range = range(0, 3)
@@ -120,6 +121,7 @@ def _handler(origin: Origin) -> type[BaseHTTPRequestHandler]:
             host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
             with origin.lock:
                 origin.hits[host] += 1
+                origin.times.setdefault(host, []).append(time.monotonic())
             if origin.latency_seconds:
                 time.sleep(origin.latency_seconds)
             parts = urlsplit(self.path)

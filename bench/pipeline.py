@@ -167,13 +167,15 @@ def main() -> None:
     ratio = result["items_per_s"] / floor_rate
     allowed = args.rate + args.burst
     print(
-        f"origin: {len(HOSTS)} hosts, {args.latency_ms:g} ms added latency; politeness {args.rate:g}/s per host"
+        f"origin: {len(HOSTS)} hosts, {args.latency_ms:g} ms added latency; "
+        f"politeness {args.rate:g}/s per host"
     )
     print(f"floor (plain httpx, same politeness and concurrency {conc}): {floor_rate:,.1f} items/s")
     print(f"atlas ({workers} workers x {settings.worker_concurrency}): {result['items_per_s']:,.1f} items/s")
     print(f"busiest host-second: floor {floor_peak}, atlas {atlas_peak} requests (allowed {allowed:g})")
     print(
-        f"CPU per item: extraction {extract_ms:.1f} ms; whole engine {result['engine_cpu_ms_per_item']:.1f} ms"
+        f"CPU per item: extraction {extract_ms:.1f} ms; "
+        f"whole engine {result['engine_cpu_ms_per_item']:.1f} ms"
     )
     print(f"ratio {ratio:.3f}")
     print(

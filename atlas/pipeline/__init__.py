@@ -1,24 +1,33 @@
-"""Pipeline stages. `default_pipeline` is what `atlas core` runs unless told otherwise."""
+"""Pipeline stages. `default_pipeline` is what `atlas core` runs unless told otherwise.
+
+The web stages (httpx, trafilatura, lxml, feedparser) are imported when a pipeline or fetcher is
+built, not with this package: the API and the exporter import atlas.pipeline.document for its
+constants and should not carry an HTML extractor in memory.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING
 
-from atlas.engine.hosts import HostGate, HostPolicy
 from atlas.pipeline.base import ItemContext, Pipeline, Stage
-from atlas.pipeline.dedupe import Dedupe
 from atlas.pipeline.document import DocumentDecode, Normalise
-from atlas.pipeline.extract import Extract
-from atlas.pipeline.feeds import FeedRead
-from atlas.pipeline.fetch import Fetch, Fetcher, FetchPolicy
-from atlas.pipeline.ssrf import AllowList, Resolver, system_resolver
 from atlas.settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from atlas.pipeline.fetch import Fetcher
+    from atlas.pipeline.ssrf import Resolver
 
 
 def build_fetcher(
     settings: Settings, *, resolver: Resolver | None = None, registry: CollectorRegistry | None = None
 ) -> Fetcher:
     """The guarded fetcher with its per-host gate, as configured."""
+    from atlas.engine.hosts import HostGate, HostPolicy
+    from atlas.pipeline.fetch import Fetcher, FetchPolicy
+    from atlas.pipeline.ssrf import AllowList, system_resolver
+
     gate = HostGate(HostPolicy.from_settings(settings), registry=registry)
     return Fetcher(
         FetchPolicy.from_settings(settings),
@@ -30,6 +39,11 @@ def build_fetcher(
 
 def web_stages(settings: Settings, *, resolver: Resolver | None = None) -> tuple[Stage, ...]:
     """fetch -> extract (pages) | feed (feeds) -> dedupe; Normalise then hashes and builds the result."""
+    from atlas.pipeline.dedupe import Dedupe
+    from atlas.pipeline.extract import Extract
+    from atlas.pipeline.feeds import FeedRead
+    from atlas.pipeline.fetch import Fetch
+
     return (Fetch(build_fetcher(settings, resolver=resolver)), Extract(), FeedRead(), Dedupe())
 
 

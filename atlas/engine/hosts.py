@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from atlas.errors import Deferred
-from atlas.observability.metrics import build
 from atlas.reliability.aimd import AdaptiveLimit
 from atlas.reliability.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
 from atlas.reliability.token_bucket import TokenBucket
@@ -38,7 +35,7 @@ from atlas.settings import Settings
 
 # A politeness wait longer than this gives the worker slot back (Deferred) instead of sleeping.
 MAX_POLITE_SLEEP_SECONDS = 2.0
-_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
 @dataclass
@@ -99,7 +96,6 @@ class HostGate:
         self,
         policy: HostPolicy,
         *,
-        registry: CollectorRegistry | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -111,14 +107,9 @@ class HostGate:
         )
         self._in_flight = 0
         self._changed = asyncio.Condition()
-        registry = registry or CollectorRegistry()
-        self.m_state = build(registry, "atlas_host_breaker_state")
-        self.m_transitions = build(registry, "atlas_host_breaker_transitions_total")
-        self.m_limit = build(registry, "atlas_host_concurrency_limit")
-        self.m_in_flight = build(registry, "atlas_host_in_flight")
-        self.m_rate = build(registry, "atlas_host_rate_limited_total")
-        self.m_global = build(registry, "atlas_fetch_concurrency_limit")
-        self.m_global.set(self._global.current)
+        # Cumulative counts, reported to the supervisor with the per-host state (see snapshot).
+        self.transitions: Counter[tuple[str, str]] = Counter()  # (host, state entered)
+        self.rate_limited: Counter[tuple[str, str]] = Counter()  # (host, wait | defer)
 
     def host(self, host: str) -> _Host:
         """The host's state, created (and the least recently used evicted) as needed."""
@@ -138,8 +129,9 @@ class HostGate:
             if evicted.in_flight:  # never forget a host mid-call; the LRU may run over briefly
                 break
             del self._hosts[old]
-            for metric in (self.m_state, self.m_limit, self.m_in_flight):
-                _forget(metric, old)
+            for counter in (self.transitions, self.rate_limited):
+                for key in [k for k in counter if k[0] == old]:
+                    del counter[key]
         return state
 
     @property
@@ -152,7 +144,6 @@ class HostGate:
         state = self.host(host)
         now = self.monotonic()
         if not state.breaker.allow(now):
-            self.m_state.labels(host).set(_STATE_VALUE[state.breaker.state])
             raise Deferred(
                 f"circuit breaker for {host} is open after repeated failures",
                 until=self.wall() + max(0.0, state.breaker.next_try(now) - now),
@@ -168,7 +159,6 @@ class HostGate:
             self._in_flight += 1
             saturated = state.in_flight >= state.limit.current
             global_saturated = self._in_flight >= self._global.current
-        self.m_in_flight.labels(host).set(state.in_flight)
         call = Call(host, started=self.monotonic())
         try:
             yield call
@@ -179,15 +169,24 @@ class HostGate:
                 self._global.record(rtt, ok=True, saturated=global_saturated)
             changed = state.breaker.record(self.monotonic(), call.ok)
             if changed is not None:
-                self.m_transitions.labels(host, changed).inc()
-            self.m_state.labels(host).set(_STATE_VALUE[state.breaker.state])
-            self.m_limit.labels(host).set(state.limit.current)
-            self.m_global.set(self._global.current)
+                self.transitions[(host, changed)] += 1
             async with self._changed:
                 state.in_flight -= 1
                 self._in_flight -= 1
                 self._changed.notify_all()
-            self.m_in_flight.labels(host).set(state.in_flight)
+
+    def snapshot(self) -> dict[str, Any]:
+        """This gate's state for the supervisor's metrics (atlas.engine.host_metrics): per host
+        (breaker state value, concurrency limit, in flight), cumulative counters, the global limit."""
+        return {
+            "hosts": {
+                h: (STATE_VALUE[st.breaker.state], st.limit.current, st.in_flight)
+                for h, st in self._hosts.items()
+            },
+            "transitions": dict(self.transitions),
+            "rate_limited": dict(self.rate_limited),
+            "global_limit": self._global.current,
+        }
 
     async def _polite(self, host: str, state: _Host) -> None:
         while True:
@@ -195,19 +194,12 @@ class HostGate:
             if wait <= 0:
                 return
             if wait > MAX_POLITE_SLEEP_SECONDS:
-                self.m_rate.labels(host, "defer").inc()
+                self.rate_limited[(host, "defer")] += 1
                 raise Deferred(
                     f"politeness: {host} is rate limited to {state.bucket.rate:g}/s",
                     until=self.wall() + wait,
                     stage="fetch",
                     host=host,
                 )
-            self.m_rate.labels(host, "wait").inc()
+            self.rate_limited[(host, "wait")] += 1
             await asyncio.sleep(wait)
-
-
-def _forget(metric: Any, host: str) -> None:
-    try:
-        metric.remove(host)
-    except KeyError:
-        pass

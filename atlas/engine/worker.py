@@ -10,6 +10,7 @@ Messages, supervisor → worker: ("run", [job, ...], deadline) | ("extend", dead
                                | ("ok", item_id, ContentResult, timings)
                                | ("err", item_id, ErrorInfo, permanent, timings)
                                | ("defer", item_id, ErrorInfo, until, timings)
+                               | ("hosts", snapshot)  about once a second, when the pipeline has a probe
 Jobs start in the order sent, at most `concurrency` at a time: the supervisor relies on this to
 know which items a dead worker may have been running.
 
@@ -46,6 +47,7 @@ from atlas.store.models import ErrorInfo
 _PROPAGATOR = TraceContextTextMapPropagator()
 LEASE_LAPSED_EXIT = 75  # EX_TEMPFAIL: not the items' fault
 WATCHDOG_SECONDS = 0.2
+PROBE_SECONDS = 1.0
 log = get_logger("atlas.worker")
 
 
@@ -193,7 +195,7 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
         # Results finished in the same turn of the loop travel in one message.
         if outbox:
             conn.send(outbox[:])
-            held[1] += sum(1 for m in outbox if m[0] != "ready")
+            held[1] += sum(1 for m in outbox if m[0] not in ("ready", "hosts"))
             outbox.clear()
 
     async def run_one(job: dict[str, Any]) -> None:
@@ -205,6 +207,15 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
         finally:
             slots.release()
 
+    async def report() -> None:
+        # The pipeline's per-host state, for the supervisor's metrics (atlas.engine.host_metrics).
+        while pipeline.probe is not None:
+            await asyncio.sleep(PROBE_SECONDS)
+            if not outbox:
+                loop.call_soon(flush)
+            outbox.append(("hosts", pipeline.probe()))
+
+    reporter = asyncio.create_task(report())
     while True:
         message = await inbox.get()
         if message[0] == "stop":
@@ -216,3 +227,4 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
             task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
+    reporter.cancel()

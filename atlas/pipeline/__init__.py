@@ -14,21 +14,17 @@ from atlas.pipeline.document import DocumentDecode, Normalise
 from atlas.settings import Settings
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from atlas.pipeline.fetch import Fetcher
     from atlas.pipeline.ssrf import Resolver
 
 
-def build_fetcher(
-    settings: Settings, *, resolver: Resolver | None = None, registry: CollectorRegistry | None = None
-) -> Fetcher:
+def build_fetcher(settings: Settings, *, resolver: Resolver | None = None) -> Fetcher:
     """The guarded fetcher with its per-host gate, as configured."""
     from atlas.engine.hosts import HostGate, HostPolicy
     from atlas.pipeline.fetch import Fetcher, FetchPolicy
     from atlas.pipeline.ssrf import AllowList, system_resolver
 
-    gate = HostGate(HostPolicy.from_settings(settings), registry=registry)
+    gate = HostGate(HostPolicy.from_settings(settings))
     return Fetcher(
         FetchPolicy.from_settings(settings),
         AllowList.parse(settings.fetch_allow_hosts),
@@ -37,18 +33,33 @@ def build_fetcher(
     )
 
 
-def web_stages(settings: Settings, *, resolver: Resolver | None = None) -> tuple[Stage, ...]:
+def web_stages(fetcher: Fetcher) -> tuple[Stage, ...]:
     """fetch -> extract (pages) | feed (feeds) -> dedupe; Normalise then hashes and builds the result."""
     from atlas.pipeline.dedupe import Dedupe
     from atlas.pipeline.extract import Extract
     from atlas.pipeline.feeds import FeedRead
     from atlas.pipeline.fetch import Fetch
 
-    return (Fetch(build_fetcher(settings, resolver=resolver)), Extract(), FeedRead(), Dedupe())
+    return (Fetch(fetcher), Extract(), FeedRead(), Dedupe())
+
+
+def web_pipeline(settings: Settings, *, resolver: Resolver | None = None) -> Pipeline:
+    """Documents and web items, reporting the fetcher's per-host state to the supervisor."""
+    fetcher = build_fetcher(settings, resolver=resolver)
+    probe = fetcher.gate.snapshot if fetcher.gate is not None else None
+    return Pipeline(stages=(DocumentDecode(), *web_stages(fetcher), Normalise()), probe=probe)
 
 
 def default_pipeline(settings: Settings | None = None) -> Pipeline:
-    return Pipeline(stages=(DocumentDecode(), *web_stages(settings or Settings()), Normalise()))
+    return web_pipeline(settings or Settings())
 
 
-__all__ = ["ItemContext", "Pipeline", "Stage", "build_fetcher", "default_pipeline", "web_stages"]
+__all__ = [
+    "ItemContext",
+    "Pipeline",
+    "Stage",
+    "build_fetcher",
+    "default_pipeline",
+    "web_pipeline",
+    "web_stages",
+]

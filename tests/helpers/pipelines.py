@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 from atlas.errors import PermanentStageError, StageError
-from atlas.pipeline import default_pipeline, web_stages
+from atlas.pipeline import default_pipeline, web_pipeline
 from atlas.pipeline.base import ItemContext, Pipeline, Stage
-from atlas.pipeline.document import DocumentDecode, Normalise
 from atlas.settings import Settings
 
 
@@ -106,4 +105,4 @@ def web(settings: Settings) -> Pipeline:
     """The default pipeline with *.test hosts resolved to the local origin (tests.helpers.origin)."""
     from tests.helpers.origin import origin_resolver
 
-    return Pipeline(stages=(DocumentDecode(), *web_stages(settings, resolver=origin_resolver), Normalise()))
+    return web_pipeline(settings, resolver=origin_resolver)

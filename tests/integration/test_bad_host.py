@@ -23,6 +23,12 @@ def states(store: SQLiteStore, ids: list[str]) -> list[str]:
     return [store.get_item(i).state for i in ids]  # type: ignore[union-attr]
 
 
+def closed(engine: object) -> float:
+    registry = engine.metrics.registry  # type: ignore[attr-defined]
+    value = registry.get_sample_value("atlas_host_breaker_transitions_total", {"host": BAD, "to": "closed"})
+    return float(value or 0)
+
+
 def run(
     settings: Settings, path: Path, origin: Origin, with_bad: bool
 ) -> tuple[float, SQLiteStore, list[str], object]:
@@ -50,6 +56,8 @@ def run(
             wait_for(
                 lambda: all(s == "done" for s in states(store, bad)), 120, "the bad host's items to recover"
             )
+            # The worker reports its gates about once a second: wait for the report after recovery.
+            wait_for(lambda: closed(engine) >= 1, 30, "the breaker of the bad host to be reported closed")
     return elapsed, store, bad, engine
 
 
@@ -96,6 +104,14 @@ def test_one_failing_host_among_ten(settings: Settings, tmp_path: Path) -> None:
     assert failed_calls < PER_HOST // 2, f"{failed_calls} failed calls: the breaker did not stop the traffic"
     registry = engine.metrics.registry  # type: ignore[attr-defined]
     assert (registry.get_sample_value("atlas_engine_deferred_total", {"kind": "url"}) or 0) > 0
+    # The supervisor's per-host metrics, reported by the worker: the breaker opened, later closed.
+    opened = registry.get_sample_value("atlas_host_breaker_transitions_total", {"host": BAD, "to": "open"})
+    closed = registry.get_sample_value("atlas_host_breaker_transitions_total", {"host": BAD, "to": "closed"})
+    assert (opened or 0) >= 1 and (closed or 0) >= 1, (opened, closed)
+    assert not any(
+        registry.get_sample_value("atlas_host_breaker_transitions_total", {"host": h, "to": "open"})
+        for h in GOOD_HOSTS
+    )
     history = [a for i in bad_ids for a in store_b.item_attempts(i)]
     assert all(a.outcome == "retry" and a.host == BAD for a in history)
     store_a.close()

@@ -12,8 +12,9 @@ at most `--host-concurrency` per host):
 
 Politeness is checked from the origin's own arrival log: the most requests any host saw in any
 one-second window, against rate + burst. CPU per item for extraction is measured in-process on
-the fetched pages (trafilatura + charset detection), and the engine's whole CPU (supervisor and
-workers) per item is reported beside it. Last line: one JSON object with "ratio" = Atlas items/s
+the fetched pages (trafilatura + charset detection), and the worker processes' CPU per item (all
+stages) beside it; the supervisor runs in this process beside the origin, so its share is not
+separated out. Last line: one JSON object with "ratio" = Atlas items/s
 over the floor's.
 """
 
@@ -84,27 +85,33 @@ def atlas_run(
     with engine_thread(settings, store, "tests.helpers.pipelines:web") as engine:
         wait_for(lambda: engine.metrics.workers._value.get() == settings.worker_count, 60, "workers")
         assert isinstance(engine, Engine)
-        cpu_before = _tree_cpu(me)
+        # Warm up: workers import their stages (trafilatura, lxml: about a CPU-second each) and
+        # open connections on their first items; neither belongs in a per-item figure.
+        warm = [origin.url(h, f"/article/{1_000_000 + k}?topic=warmup") for k, h in enumerate(HOSTS)]
+        store.enqueue([NewItem(kind="url", payload={"url": u}) for u in warm])
+        wait_for(lambda: _finished(store) >= len(HOSTS), 120, "the warm-up items", poll=0.02)
+        cpu_before = _workers_cpu(me)
         started = time.perf_counter()
         store.enqueue(items)
-        wait_for(lambda: _finished(store) >= len(items), 600, "the URL items", poll=0.02)
+        wait_for(lambda: _finished(store) >= len(items) + len(HOSTS), 600, "the URL items", poll=0.02)
         elapsed = time.perf_counter() - started
-        cpu = _tree_cpu(me) - cpu_before
+        cpu = _workers_cpu(me) - cpu_before
     counts = store.counts()
     store.close()
-    done = counts.get(("done", "url"), 0)
+    done = counts.get(("done", "url"), 0) - len(HOSTS)
     if done != len(items):
         raise SystemExit(f"only {done} of {len(items)} items reached done: {counts}")
-    return {"items_per_s": len(items) / elapsed, "engine_cpu_ms_per_item": cpu * 1000 / len(items)}
+    return {"items_per_s": len(items) / elapsed, "worker_cpu_ms_per_item": cpu * 1000 / len(items)}
 
 
 def _finished(store: SQLiteStore) -> int:
     return sum(n for (state, _), n in store.counts().items() if state in ("done", "duplicate", "dead"))
 
 
-def _tree_cpu(proc: psutil.Process) -> float:
+def _workers_cpu(proc: psutil.Process) -> float:
+    """CPU of the engine's worker processes (the supervisor shares this process with the origin)."""
     total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
+    for p in proc.children(recursive=True):
         try:
             t = p.cpu_times()
             total += t.user + t.system
@@ -175,7 +182,7 @@ def main() -> None:
     print(f"busiest host-second: floor {floor_peak}, atlas {atlas_peak} requests (allowed {allowed:g})")
     print(
         f"CPU per item: extraction {extract_ms:.1f} ms; "
-        f"whole engine {result['engine_cpu_ms_per_item']:.1f} ms"
+        f"worker processes (fetch, extract, dedupe, normalise) {result['worker_cpu_ms_per_item']:.1f} ms"
     )
     print(f"ratio {ratio:.3f}")
     print(
@@ -191,7 +198,7 @@ def main() -> None:
                 "max_requests_per_host_second": atlas_peak,
                 "politeness_respected": atlas_peak <= allowed,
                 "extract_cpu_ms_per_item": round(extract_ms, 2),
-                "engine_cpu_ms_per_item": round(result["engine_cpu_ms_per_item"], 2),
+                "worker_cpu_ms_per_item": round(result["worker_cpu_ms_per_item"], 2),
                 "ratio": round(ratio, 4),
             }
         )

@@ -15,6 +15,7 @@ Deferred (no attempt spent).
 from __future__ import annotations
 
 import asyncio
+import logging
 import zlib
 from dataclasses import dataclass
 from email.message import Message
@@ -141,6 +142,9 @@ class Fetcher:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            # httpx logs every request at INFO: one line per fetch is noise at thousands a minute
+            # (and measurable CPU); failures are logged by the engine with the item and the reason.
+            logging.getLogger("httpx").setLevel(logging.WARNING)
             p = self.policy
             self._client = httpx.AsyncClient(
                 follow_redirects=False,  # every hop is vetted here

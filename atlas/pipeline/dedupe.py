@@ -57,6 +57,8 @@ class Dedupe:
     kinds: tuple[str, ...] = ("url", "feed")
 
     async def run(self, ctx: ItemContext) -> None:
+        if ctx.result is not None:
+            return  # not modified since the fetch that stored it
         final = str(ctx.extra.get("final_url") or ctx.payload["url"])
         claimed = ctx.canonical_url
         chosen = (

@@ -133,6 +133,8 @@ class Normalise:
     kinds: tuple[str, ...] = ("document", "url", "feed")
 
     async def run(self, ctx: ItemContext) -> None:
+        if ctx.result is not None:
+            return  # an earlier stage settled it (a URL not modified since it was stored)
         text = normalise_text(ctx.text or "")
         if not text:
             raise PermanentStageError("no text left after normalisation", stage=self.name)
@@ -148,4 +150,6 @@ class Normalise:
             author=ctx.extra.get("author"),
             published=ctx.extra.get("published"),
             url=ctx.payload.get("url"),
+            etag=ctx.extra.get("etag"),
+            last_modified=ctx.extra.get("last_modified"),
         )

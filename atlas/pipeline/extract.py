@@ -78,6 +78,8 @@ class Extract:
     kinds: tuple[str, ...] = ("url",)
 
     async def run(self, ctx: ItemContext) -> None:
+        if ctx.result is not None:
+            return  # not modified since the fetch that stored it
         got: Fetched = ctx.extra["fetched"]
         text = decode(got.body, got.charset, got.url)
         if got.content_type == "text/plain":

@@ -66,6 +66,8 @@ class FeedRead:
     kinds: tuple[str, ...] = ("feed",)
 
     async def run(self, ctx: ItemContext) -> None:
+        if ctx.result is not None:
+            return  # not modified since the fetch that stored it
         got: Fetched = ctx.extra["fetched"]
         feed = parse_feed(got.body, got.url)
         ctx.title = feed.title

@@ -29,6 +29,7 @@ from atlas.engine.hosts import HostGate
 from atlas.errors import PermanentStageError, StageError
 from atlas.pipeline.ssrf import AllowList, Resolver, system_resolver, vet
 from atlas.settings import Settings
+from atlas.store.models import ContentResult
 
 USER_AGENT = f"Atlas/{__version__} (+https://github.com/atlas-ingest/atlas; self-hosted ingest engine)"
 PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
@@ -322,6 +323,21 @@ class Fetch:
     async def run(self, ctx: Any) -> None:
         url = str(ctx.payload["url"])
         ctx.host = urlsplit(url).hostname
-        got = await self.fetcher.fetch(url, accept=FEED_TYPES if ctx.kind == "feed" else PAGE_TYPES)
+        known: dict[str, Any] = ctx.payload.get("validators") or {}
+        got = await self.fetcher.fetch(
+            url,
+            accept=FEED_TYPES if ctx.kind == "feed" else PAGE_TYPES,
+            etag=known.get("etag"),
+            last_modified=known.get("last_modified"),
+        )
+        if got.not_modified:
+            if not known.get("content_hash"):
+                raise PermanentStageError(
+                    f"{url}: 304 Not Modified to an unconditional request", stage=self.name
+                )
+            # Unchanged since the fetch that stored it: the store makes this item a duplicate of it.
+            ctx.result = ContentResult(content_hash=known["content_hash"], text="", url=url)
+            return
         ctx.extra["fetched"], ctx.extra["final_url"] = got, got.url
+        ctx.extra["etag"], ctx.extra["last_modified"] = got.etag, got.last_modified
         ctx.content_type = got.content_type

@@ -52,3 +52,9 @@ UPDATE feeds
    SET last_polled_at = :now, last_status = :status, last_error = :error,
        failures = failures + :inc, next_poll_at = :next_poll_at
  WHERE id = :id;
+
+-- name: validators_upsert
+INSERT INTO fetch_validators (url, etag, last_modified, item_id, content_hash, updated_at)
+VALUES (:url, :etag, :last_modified, :item_id, :content_hash, :now)
+ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+    item_id = excluded.item_id, content_hash = excluded.content_hash, updated_at = excluded.updated_at;

@@ -72,6 +72,8 @@ class ContentResult:
     author: str | None = None
     published: str | None = None  # as the page states it (ISO 8601 date when extractable)
     url: str | None = None  # the URL the item named (url and feed kinds)
+    etag: str | None = None  # validators the fetch answered with, for the next conditional request
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from atlas.store.models import (
     Transition,
 )
 from atlas.store.queries import load_queries
-from atlas.store.sqlite_content import ContentStore
+from atlas.store.sqlite_content import C, ContentStore
 
 Q = load_queries("atlas.store", "queries.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
@@ -304,7 +304,7 @@ class SQLiteStore(ContentStore):
                 Q["claim"],
                 {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},
             ).fetchall()
-        return [
+        claimed = [
             Claimed(
                 id=r["id"],
                 kind=r["kind"],
@@ -321,6 +321,10 @@ class SQLiteStore(ContentStore):
             )
             for r in rows
         ]
+        if any(c.kind == "url" for c in claimed):
+            with self._read() as conn:
+                self.attach_validators(conn, claimed)
+        return claimed
 
     def heartbeat(self, owner: str, lease_seconds: float) -> int:
         with self._write() as conn:
@@ -352,7 +356,7 @@ class SQLiteStore(ContentStore):
             url_owners = self._select_in(
                 conn, "SELECT canonical_url, item_id FROM contents WHERE canonical_url IN ({})", urls
             )
-            updates, attempts, contents, finals = [], [], [], []
+            updates, attempts, contents, finals, validators = [], [], [], [], []
             for t in live:
                 err, state, outcome, duplicate_of = t.error, t.state, t.outcome, None
                 if t.result is not None:
@@ -364,8 +368,19 @@ class SQLiteStore(ContentStore):
                     if original != t.item_id:
                         state = outcome = "duplicate"
                         duplicate_of = original
-                    else:
+                    elif t.result.text:  # empty: a 304 whose content has since been deleted
                         contents.append(_content_row(t.item_id, t.result, now))
+                    if t.result.url and (t.result.etag or t.result.last_modified):
+                        validators.append(
+                            {
+                                "url": t.result.url,
+                                "etag": t.result.etag,
+                                "last_modified": t.result.last_modified,
+                                "item_id": original,
+                                "content_hash": t.result.content_hash,
+                                "now": now,
+                            }
+                        )
                 params = {
                     "id": t.item_id,
                     "token": t.token,
@@ -397,6 +412,7 @@ class SQLiteStore(ContentStore):
             conn.executemany(Q["insert_attempt"], attempts)
             conn.executemany(Q["insert_content"], contents)
             conn.executemany(Q["insert_completion"], finals)
+            conn.executemany(C["validators_upsert"], validators)
         return applied
 
     @staticmethod

@@ -81,6 +81,21 @@ class ContentStore:
         last = rows[-1] if len(rows) == limit else None
         return hits, encode_cursor(last["rank"], last["seq"]) if last is not None else None
 
+    # -- conditional requests -------------------------------------------------------------------
+
+    def attach_validators(self, conn: sqlite3.Connection, claimed: Sequence[Any]) -> None:
+        """Put what the last fetch of each claimed url item's URL left into payload["validators"]."""
+        urls = [c.payload.get("url") for c in claimed if c.kind == "url"]
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(urls), 500):
+            chunk = urls[start : start + 500]
+            sql = f"SELECT * FROM fetch_validators WHERE url IN ({','.join('?' * len(chunk))})"
+            for row in conn.execute(sql, chunk):
+                found[row["url"]] = {k: row[k] for k in ("etag", "last_modified", "item_id", "content_hash")}
+        for c in claimed:
+            if c.kind == "url" and c.payload.get("url") in found:
+                c.payload["validators"] = found[c.payload["url"]]
+
     # -- feeds ----------------------------------------------------------------------------------
 
     def feed_add(self, url: str, interval_seconds: float | None = None) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class Origin:
     failing: set[str] = field(default_factory=set)
     latency_seconds: float = 0.0
     feed_entries: range = range(0, 3)
+    not_modified: int = 0  # 304s answered to conditional page requests
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: Any = None
 
@@ -132,6 +133,18 @@ def _handler(origin: Origin) -> type[BaseHTTPRequestHandler]:
             if path.startswith("/article/"):
                 n = int(path.rsplit("/", 1)[1])
                 self._send(200, article_html(host, n, topic=query.get("topic", ["library"])[0]).encode())
+            elif path.startswith("/etagged/"):
+                n = int(path.rsplit("/", 1)[1])
+                etag = f'"page-{n}-v1"'
+                if self.headers.get("If-None-Match") == etag:
+                    with origin.lock:
+                        origin.not_modified += 1
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self._send(200, article_html(host, 500 + n).encode(), ETag=etag)
             elif path == "/same":
                 self._send(200, article_html("shared.test", 1).encode())
             elif path in ("/feed.rss", "/feed.atom"):

@@ -158,3 +158,19 @@ def test_feeds_enqueue_only_new_entries_honour_etags_and_back_off_when_failing(
         origin.url("h2.test", "/article/3"),
     }
     assert store.feed_delete(broken["id"]) and not store.feed_delete(broken["id"])
+
+
+def test_a_url_fetched_before_is_fetched_conditionally_and_a_304_is_a_duplicate(
+    web: Settings, store: SQLiteStore, origin: Origin
+) -> None:
+    page = origin.url("h4.test", "/etagged/1")
+    (first,) = [r.id for r in store.enqueue([url(page)])]
+    with engine_thread(web, store, WEB):
+        wait_for(lambda: finished(store) == 1, 60, "the first fetch")
+        (again,) = [r.id for r in store.enqueue([url(page)])]
+        wait_for(lambda: finished(store) == 2, 60, "the second fetch")
+    assert origin.not_modified == 1  # the second request carried If-None-Match and got a 304
+    item = store.get_item(again)
+    assert item is not None and (item.state, item.duplicate_of) == ("duplicate", first)
+    stored = store.get_content(first)
+    assert stored is not None and "Paragraph 1 of story 501" in stored["text"]

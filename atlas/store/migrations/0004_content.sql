@@ -57,6 +57,24 @@ BEGIN
     INSERT INTO contents_fts (rowid, title, text) VALUES (new.seq, new.title, new.text);
 END;
 
+-- What the last fetch of a URL said about its content, for conditional requests: the next url item
+-- for the same URL is fetched with If-None-Match / If-Modified-Since, and a 304 makes it a
+-- duplicate of the item holding the content. Forgotten with that content.
+CREATE TABLE fetch_validators (
+    url           TEXT PRIMARY KEY,
+    etag          TEXT,
+    last_modified TEXT,
+    item_id       TEXT NOT NULL,
+    content_hash  TEXT NOT NULL,
+    updated_at    REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX fetch_validators_hash ON fetch_validators (content_hash);
+
+CREATE TRIGGER fetch_validators_forget AFTER DELETE ON contents
+BEGIN
+    DELETE FROM fetch_validators WHERE content_hash = old.content_hash;
+END;
+
 -- Feed subscriptions. last_status: ok | not_modified | error | new (never polled).
 CREATE TABLE feeds (
     id               TEXT PRIMARY KEY,

@@ -14,6 +14,7 @@ variables that choose the files and so can only come from the process environmen
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -119,6 +120,17 @@ def _host_limits(raw: str) -> tuple[tuple[str, int], ...]:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _hosts_or_cidrs(raw: str) -> tuple[str, ...]:
+    entries = _csv(raw)
+    for entry in entries:
+        if "/" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"expected hosts or CIDRs, got {entry!r}") from None
+    return entries
 
 
 def _regex(raw: str) -> str:
@@ -389,6 +401,90 @@ class Settings:
     )
     # End of exporter -----------------------------------------------------------------------------
 
+    # Content pipeline (issue 3) ----------------------------------------------------------------
+    fetch_allow_hosts: tuple[str, ...] = _setting(
+        "ATLAS_FETCH_ALLOW_HOSTS",
+        (),
+        _hosts_or_cidrs,
+        "Hosts or CIDRs exempt from the SSRF guard, comma-separated (e.g. 127.0.0.1 for a test origin).",
+    )
+    fetch_connect_timeout_seconds: float = _setting(
+        "ATLAS_FETCH_CONNECT_TIMEOUT_SECONDS", 10.0, _float_in(0.01, 300), "Connect timeout per fetch."
+    )
+    fetch_read_timeout_seconds: float = _setting(
+        "ATLAS_FETCH_READ_TIMEOUT_SECONDS", 20.0, _float_in(0.01, 600), "Longest wait for the next bytes."
+    )
+    fetch_total_timeout_seconds: float = _setting(
+        "ATLAS_FETCH_TOTAL_TIMEOUT_SECONDS",
+        60.0,
+        _float_in(0.01, 3600),
+        "Whole-fetch deadline (bounds slow-loris origins that trickle bytes under the read timeout).",
+    )
+    fetch_max_body_bytes: int = _setting(
+        "ATLAS_FETCH_MAX_BODY_BYTES",
+        10 << 20,
+        _int_in(1024, 1 << 31),
+        "Largest decoded response body; enforced while streaming (gzip bombs included).",
+    )
+    fetch_max_redirects: int = _setting(
+        "ATLAS_FETCH_MAX_REDIRECTS", 5, _int_in(0, 50), "Redirects followed per fetch."
+    )
+    host_rate_per_second: float = _setting(
+        "ATLAS_HOST_RATE_PER_SECOND", 2.0, _float_in(0, 1e6), "Politeness: requests per second per host."
+    )
+    host_rate_burst: int = _setting(
+        "ATLAS_HOST_RATE_BURST", 4, _int_in(1, 1_000_000), "Requests a host may get at once above its rate."
+    )
+    host_rate_overrides: tuple[str, ...] = _setting(
+        "ATLAS_HOST_RATE_OVERRIDES",
+        (),
+        _csv,
+        "Per-host politeness rates, comma-separated host=rate (e.g. example.org=0.5).",
+    )
+    host_max_concurrency: int = _setting(
+        "ATLAS_HOST_MAX_CONCURRENCY", 8, _int_in(1, 1024), "Ceiling of the adaptive per-host concurrency."
+    )
+    fetch_max_concurrency: int = _setting(
+        "ATLAS_FETCH_MAX_CONCURRENCY", 64, _int_in(1, 4096), "Ceiling of the adaptive global concurrency."
+    )
+    fetch_host_concurrency: tuple[tuple[str, int], ...] = _setting(
+        "ATLAS_FETCH_HOST_CONCURRENCY",
+        (),
+        _host_limits,
+        "Per-host ceilings of the adaptive concurrency: host=N pairs, comma-separated.",
+    )
+    breaker_window_seconds: float = _setting(
+        "ATLAS_BREAKER_WINDOW_SECONDS", 30.0, _float_in(1, 3600), "Window the failure rate is counted over."
+    )
+    breaker_min_calls: int = _setting(
+        "ATLAS_BREAKER_MIN_CALLS", 10, _int_in(1, 100_000), "Calls in the window before the breaker may trip."
+    )
+    breaker_failure_rate: float = _setting(
+        "ATLAS_BREAKER_FAILURE_RATE", 0.5, _float_in(0.01, 1), "Failure rate that opens a host's breaker."
+    )
+    breaker_cooldown_seconds: float = _setting(
+        "ATLAS_BREAKER_COOLDOWN_SECONDS", 5.0, _float_in(0.01, 86_400), "First open period; doubles per trip."
+    )
+    breaker_max_cooldown_seconds: float = _setting(
+        "ATLAS_BREAKER_MAX_COOLDOWN_SECONDS", 300.0, _float_in(0.01, 86_400), "Longest open period."
+    )
+    breaker_half_open_probes: int = _setting(
+        "ATLAS_BREAKER_HALF_OPEN_PROBES", 2, _int_in(1, 1000), "Probe calls let through when half-open."
+    )
+    max_tracked_hosts: int = _setting(
+        "ATLAS_MAX_TRACKED_HOSTS", 1024, _int_in(1, 1_000_000), "Hosts whose state is kept (LRU beyond)."
+    )
+    feed_poll_interval_seconds: float = _setting(
+        "ATLAS_FEED_POLL_INTERVAL_SECONDS", 900.0, _float_in(1, 86_400 * 7), "Default feed poll interval."
+    )
+    feed_backoff_cap_seconds: float = _setting(
+        "ATLAS_FEED_BACKOFF_CAP_SECONDS",
+        86_400.0,
+        _float_in(1, 86_400 * 30),
+        "Longest wait after failed polls.",
+    )
+    # End of content pipeline ---------------------------------------------------------------------
+
     # Configuration (issue 5): the rest of the operations guide's categories ------------------------
     _section("api")
     api_keepalive_timeout_seconds: int = _setting(
@@ -411,18 +507,6 @@ class Settings:
         "ATLAS_BACKUP_RETENTION_DAYS", 14.0, _float_in(0, 36_500), "Backups older than this are deleted."
     )
     _section("engine")
-    fetch_allow_hosts: tuple[str, ...] = _setting(
-        "ATLAS_FETCH_ALLOW_HOSTS",
-        (),
-        _csv,
-        "Hosts or CIDRs exempt from the SSRF guard, comma-separated (e.g. 127.0.0.1 for a test origin).",
-    )
-    fetch_host_concurrency: tuple[tuple[str, int], ...] = _setting(
-        "ATLAS_FETCH_HOST_CONCURRENCY",
-        (),
-        _host_limits,
-        "Per-host overrides of fetches in flight: host=N pairs, comma-separated.",
-    )
     _section("monitoring")
     alerting_file: Path | None = _setting(
         "ATLAS_ALERTING_FILE",

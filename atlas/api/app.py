@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from atlas import __version__
-from atlas.api import routes_items, routes_ops
+from atlas.api import routes_content, routes_items, routes_ops
 from atlas.api.fastpath import IngestFastPath
 from atlas.api.groupcommit import GroupCommitter
 from atlas.api.guards import ApiError, Authenticator, BodyGuard, SecurityHeaders, TraceContext
@@ -85,6 +85,7 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
     )
     app.state.services = svc
     app.include_router(routes_items.build(svc))
+    app.include_router(routes_content.build(svc))
     app.include_router(routes_ops.build(svc))
 
     @app.exception_handler(ApiError)

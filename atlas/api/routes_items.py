@@ -15,9 +15,9 @@ from atlas.api.groupcommit import Overloaded
 from atlas.api.guards import ApiError
 from atlas.api.schemas import (
     Accepted,
+    AnyItemIn,
     BatchIn,
     BatchResult,
-    DocumentIn,
     Error,
     ItemPage,
     ItemView,
@@ -160,7 +160,7 @@ def build(svc: Services) -> APIRouter:
         "",
         status_code=202,
         response_model=Accepted,
-        openapi_extra=_body_schema(DocumentIn),
+        openapi_extra=_body_schema(AnyItemIn),
         responses={200: {"model": Accepted, "description": "An idempotent repeat"}},
     )
     async def create_item(

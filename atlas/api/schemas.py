@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from atlas.pipeline.document import DOCUMENT_CONTENT_TYPES
 
@@ -29,7 +29,7 @@ class DocumentIn(_Strict):
 
 
 class BatchIn(_Strict):
-    items: list[DocumentIn] = Field(description="Items; each is validated on its own.")
+    items: list[DocumentIn | UrlIn | FeedItemIn] = Field(description="Items; each is validated on its own.")
     atomic: bool = Field(default=False, description="All or nothing: one bad item rejects the batch.")
 
 
@@ -159,3 +159,80 @@ class HealthView(BaseModel):
 class Status(BaseModel):
     status: str
     reasons: list[str] = Field(default_factory=list)
+
+
+# -- content pipeline (issue 3): url and feed items, search, feed subscriptions -----------------
+
+# What atlas.engine.items.parse_url accepts, as a pattern the OpenAPI document can state.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:{_PORT})?(/[!-~]*)?$"
+
+
+class UrlIn(_Strict):
+    url: str = Field(
+        max_length=2048, pattern=URL_PATTERN, description="An http(s) page to fetch and extract."
+    )
+    source: str | None = Field(default=None, max_length=255)
+    priority: int = Field(default=0, ge=-100, le=100)
+    metadata: dict[str, Any] | None = None
+    not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class FeedItemIn(_Strict):
+    feed: str = Field(
+        max_length=2048, pattern=URL_PATTERN, description="An RSS/Atom feed: read now, then polled."
+    )
+    poll_interval_seconds: float | None = Field(default=None, ge=60, le=604_800)
+    source: str | None = Field(default=None, max_length=255)
+    priority: int = Field(default=0, ge=-100, le=100)
+    metadata: dict[str, Any] | None = None
+    not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class AnyItemIn(RootModel[DocumentIn | UrlIn | FeedItemIn]):
+    """One item: a document (content), a web page (url) or a feed subscription (feed)."""
+
+
+class SearchHitView(BaseModel):
+    item_id: str
+    title: str | None
+    url: str | None
+    canonical_url: str | None
+    snippet: str = Field(description="Matching passage; matched words are wrapped in **.")
+    rank: float = Field(description="bm25 score: lower is a better match.")
+
+
+class SearchPage(BaseModel):
+    hits: list[SearchHitView]
+    next_cursor: str | None
+
+
+class FeedIn(_Strict):
+    url: str = Field(max_length=2048, pattern=URL_PATTERN)
+    poll_interval_seconds: float | None = Field(
+        default=None, ge=60, le=604_800, description="Default: ATLAS_FEED_POLL_INTERVAL_SECONDS."
+    )
+
+
+class FeedView(BaseModel):
+    id: str
+    url: str
+    title: str | None
+    poll_interval_seconds: float
+    next_poll_at: float
+    last_polled_at: float | None
+    last_status: str = Field(description="new (never polled), ok, not_modified, error or deferred.")
+    last_error: str | None
+    failures: int = Field(description="Failed polls in a row.")
+    entries_seen: int
+    created_at: float
+
+
+class FeedPage(BaseModel):
+    feeds: list[FeedView]
+    next_cursor: str | None
+
+
+BatchIn.model_rebuild()

@@ -6,7 +6,7 @@ import click
 
 from atlas import __version__
 from atlas.cli.common import clean_errors, settings_or_exit
-from atlas.ops.processes import run_api, run_core, run_exporter, run_up
+from atlas.ops.processes import run_api, run_core, run_exporter, run_services, run_up
 
 
 @click.group()
@@ -42,3 +42,10 @@ def api() -> None:
 def exporter() -> None:
     """The node exporter: system metrics (node_exporter names) and business gauges on /metrics."""
     raise SystemExit(run_exporter(settings_or_exit()))
+
+
+@atlas.command()
+@clean_errors
+def services() -> None:
+    """Scheduled work: feed polling (each feed's new entries become url items)."""
+    raise SystemExit(run_services(settings_or_exit()))

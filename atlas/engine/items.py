@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from atlas.errors import ItemError
 from atlas.pipeline.document import DOCUMENT_CONTENT_TYPES
@@ -12,6 +13,30 @@ MAX_DOCUMENT_BYTES = 10 << 20
 MAX_KEY_CHARS = 255
 _COMMON = {"source", "priority", "metadata", "not_before", "idempotency_key"}
 _DOCUMENT_FIELDS = {"content", "content_type", "title"} | _COMMON
+_URL_FIELDS = {"url"} | _COMMON
+_FEED_FIELDS = {"feed", "poll_interval_seconds"} | _COMMON
+MAX_URL_CHARS = 2048
+MIN_POLL_INTERVAL_SECONDS = 60.0
+
+
+def parse_url(value: Any, field: str) -> str:
+    """An absolute http(s) URL with a host, at most MAX_URL_CHARS long; ItemError naming `field`."""
+    if not isinstance(value, str):
+        raise ItemError(f"{field}: expected a string, got {type(value).__name__}")
+    url = value.strip()
+    if len(url) > MAX_URL_CHARS:
+        raise ItemError(f"{field}: longer than {MAX_URL_CHARS} characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ItemError(f"{field}: not a valid URL ({exc}): {url[:200]!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ItemError(f"{field}: expected an absolute http or https URL, got {url[:200]!r}")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise ItemError(f"{field}: must not contain spaces or control characters")
+    _utf8(url, field)
+    return url
 
 
 def _where(index: int | None) -> str:
@@ -23,8 +48,12 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
     at = _where(index)
     if not isinstance(data, dict):
         raise ItemError(f"{at.rstrip('.') or 'item'}: expected a JSON object, got {type(data).__name__}")
+    if "url" in data:
+        return _parse_kind(data, at, "url", _URL_FIELDS, trace_context)
+    if "feed" in data:
+        return _parse_kind(data, at, "feed", _FEED_FIELDS, trace_context)
     if "content" not in data:
-        raise ItemError(f"{at}content: required for a document item")
+        raise ItemError(f"{at}content: required for a document item (or give url or feed)")
     unknown = sorted(set(data) - _DOCUMENT_FIELDS)
     if unknown:
         raise ItemError(f"{at}{unknown[0]}: unknown field (allowed: {', '.join(sorted(_DOCUMENT_FIELDS))})")
@@ -54,6 +83,30 @@ def _utf8(text: str, field: str) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ItemError(f"{field}: not valid Unicode (lone surrogate at character {exc.start})") from None
+
+
+def _parse_kind(
+    data: dict[str, Any], at: str, kind: str, allowed: set[str], trace_context: str | None
+) -> NewItem:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ItemError(
+            f"{at}{unknown[0]}: unknown field for a {kind} item (allowed: {', '.join(sorted(allowed))})"
+        )
+    payload: dict[str, Any] = {"url": parse_url(data[kind], f"{at}{kind}")}
+    interval = data.get("poll_interval_seconds")
+    if interval is not None:
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not (MIN_POLL_INTERVAL_SECONDS <= interval <= 7 * 86_400)
+        ):
+            raise ItemError(
+                f"{at}poll_interval_seconds: expected a number {MIN_POLL_INTERVAL_SECONDS:g}-{7 * 86_400}, "
+                f"got {interval!r}"
+            )
+        payload["poll_interval_seconds"] = float(interval)
+    return NewItem(kind=kind, payload=payload, trace_context=trace_context, **_common(data, at))
 
 
 def _common(data: dict[str, Any], at: str) -> dict[str, Any]:

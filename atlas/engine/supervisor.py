@@ -30,6 +30,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from atlas.engine import queue
+from atlas.engine.host_metrics import HostMetrics
 from atlas.engine.worker import LEASE_LAPSED_EXIT, WATCHDOG_SECONDS, job_of, worker_main
 from atlas.errors import StoreError
 from atlas.logging import get_logger
@@ -87,6 +88,7 @@ class Engine:
         self.store = store
         self.pipeline = pipeline
         self.metrics = EngineMetrics(registry or CollectorRegistry())
+        self.hosts = HostMetrics(self.metrics.registry)
         self.wall, self.monotonic, self.rand = wall, monotonic, rand
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.policy = queue.RetryPolicy(
@@ -218,7 +220,7 @@ class Engine:
         parent, child = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=worker_main,
-            args=(child, self.pipeline, self.concurrency, self.settings.log_level),
+            args=(child, self.pipeline, self.concurrency, self.settings.log_level, self.settings),
             name=f"atlas-worker-{slot}",
             daemon=True,
         )
@@ -256,6 +258,9 @@ class Engine:
     def _on_result(self, w: _Worker, message: tuple[Any, ...]) -> None:
         if message[0] == "ready":
             w.ready = True
+            return
+        if message[0] == "hosts":
+            self.hosts.update(w.slot, message[1])
             return
         item = w.outstanding.pop(message[1], None)
         if item is None:
@@ -331,6 +336,7 @@ class Engine:
             released=len(unstarted),
         )
         self._forget(w)
+        self.hosts.forget(w.slot)
         self.metrics.workers.set(len(self._live()))
         if now - w.started < 1.0 and not items:
             self._quick_deaths[w.slot] += 1  # crashing at start-up: back off, don't spin

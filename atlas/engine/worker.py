@@ -10,6 +10,7 @@ Messages, supervisor → worker: ("run", [job, ...], deadline) | ("extend", dead
                                | ("ok", item_id, ContentResult, timings)
                                | ("err", item_id, ErrorInfo, permanent, timings)
                                | ("defer", item_id, ErrorInfo, until, timings)
+                               | ("hosts", snapshot)  about once a second, when the pipeline has a probe
 Jobs start in the order sent, at most `concurrency` at a time: the supervisor relies on this to
 know which items a dead worker may have been running.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import importlib
+import inspect
 import os
 import signal
 import sys
@@ -45,6 +47,7 @@ from atlas.store.models import ErrorInfo
 _PROPAGATOR = TraceContextTextMapPropagator()
 LEASE_LAPSED_EXIT = 75  # EX_TEMPFAIL: not the items' fault
 WATCHDOG_SECONDS = 0.2
+PROBE_SECONDS = 1.0
 log = get_logger("atlas.worker")
 
 
@@ -126,7 +129,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def worker_main(conn: Connection, pipeline_path: str, concurrency: int, log_level: str) -> None:
+def build_pipeline(path: str, settings: Any = None) -> Pipeline:
+    """Call the factory at `path`, with the engine's settings when it takes an argument."""
+    factory: Callable[..., Pipeline] = resolve(path)
+    if settings is not None and inspect.signature(factory).parameters:
+        return factory(settings)
+    return factory()
+
+
+def worker_main(
+    conn: Connection, pipeline_path: str, concurrency: int, log_level: str, settings: Any = None
+) -> None:
     """Entry point of a worker process."""
     _die_with_parent()
     # The supervisor drains on SIGTERM and tells us when to stop; a terminal's ^C is its job too.
@@ -134,7 +147,7 @@ def worker_main(conn: Connection, pipeline_path: str, concurrency: int, log_leve
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(log_level, process="atlas-worker")
     setup_tracing("atlas-core", record_unexported=False)
-    pipeline = resolve(pipeline_path)()
+    pipeline = build_pipeline(pipeline_path, settings)
     asyncio.run(_serve(conn, pipeline, concurrency))
 
 
@@ -182,7 +195,7 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
         # Results finished in the same turn of the loop travel in one message.
         if outbox:
             conn.send(outbox[:])
-            held[1] += sum(1 for m in outbox if m[0] != "ready")
+            held[1] += sum(1 for m in outbox if m[0] not in ("ready", "hosts"))
             outbox.clear()
 
     async def run_one(job: dict[str, Any]) -> None:
@@ -194,6 +207,15 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
         finally:
             slots.release()
 
+    async def report() -> None:
+        # The pipeline's per-host state, for the supervisor's metrics (atlas.engine.host_metrics).
+        while pipeline.probe is not None:
+            await asyncio.sleep(PROBE_SECONDS)
+            if not outbox:
+                loop.call_soon(flush)
+            outbox.append(("hosts", pipeline.probe()))
+
+    reporter = asyncio.create_task(report())
     while True:
         message = await inbox.get()
         if message[0] == "stop":
@@ -205,3 +227,4 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
             task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
+    reporter.cancel()

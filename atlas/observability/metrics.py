@@ -122,6 +122,39 @@ CATALOG: dict[str, MetricSpec] = {
             (),
             LATENCY_BUCKETS,
         ),
+        # Per-host reliability of fetches (atlas.engine.hosts); host series are bounded by the LRU of
+        # ATLAS_MAX_TRACKED_HOSTS and removed when a host is evicted.
+        MetricSpec(
+            "atlas_host_breaker_state",
+            "gauge",
+            "Circuit breaker state per upstream host: 0 closed, 1 half-open, 2 open.",
+            ("host",),
+        ),
+        MetricSpec(
+            "atlas_host_breaker_transitions_total",
+            "counter",
+            "Circuit breaker state changes per upstream host, by the state entered.",
+            ("host", "to"),
+        ),
+        MetricSpec(
+            "atlas_host_concurrency_limit", "gauge", "Adaptive (AIMD) concurrency limit per host.", ("host",)
+        ),
+        MetricSpec("atlas_host_in_flight", "gauge", "Requests under way per host.", ("host",)),
+        MetricSpec(
+            "atlas_host_rate_limited_total",
+            "counter",
+            "Requests held back by a host's politeness bucket, by action (wait, defer).",
+            ("host", "action"),
+        ),
+        MetricSpec(
+            "atlas_fetch_concurrency_limit", "gauge", "Adaptive (AIMD) concurrency limit over all hosts."
+        ),
+        MetricSpec(
+            "atlas_feed_polls_total",
+            "counter",
+            "Feed polls by outcome (new, not_modified, unchanged, error, deferred).",
+            ("outcome",),
+        ),
         # HTTP metrics keep the names and labels community FastAPI dashboards use (those of
         # prometheus-fastapi-instrumentator; see atlas.api.httpmetrics for why Atlas keeps them).
         MetricSpec(

@@ -67,11 +67,59 @@ def run_api(settings: Settings) -> int:
     return 0
 
 
-def run_core(settings: Settings, *, pipeline: str | None, process: str, with_exporter: bool = False) -> int:
+def start_feed_poller(
+    settings: Settings, registry: CollectorRegistry | None = None
+) -> tuple[threading.Thread, threading.Event]:
+    """Poll feed subscriptions in a thread (own store connection) until the returned event is set."""
+    from atlas.observability.metrics import build
+    from atlas.pipeline import build_fetcher
+    from atlas.pipeline.feeds import FeedPoller, run_poller
+
+    poller = FeedPoller(
+        open_store(settings),
+        build_fetcher(settings),
+        backoff_cap_seconds=settings.feed_backoff_cap_seconds,
+        default_interval=settings.feed_poll_interval_seconds,
+        metrics=build(registry, "atlas_feed_polls_total") if registry is not None else None,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=run_poller, args=(poller, stop), name="atlas-feeds", daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def run_services(settings: Settings) -> int:
+    """`atlas services`: scheduled work (feed polling) until SIGTERM or SIGINT; returns the exit code."""
+    configure_logging(settings.log_level, process="atlas-services")
+    log = get_logger("atlas.ops")
+    thread, stop = start_feed_poller(settings)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received; stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("services running", feeds="polling")
+    with pid_file(settings.data_dir, "atlas-services"):
+        stop.wait()
+        thread.join(timeout=30)
+    return 0
+
+
+def run_core(
+    settings: Settings,
+    *,
+    pipeline: str | None,
+    process: str,
+    with_exporter: bool = False,
+    with_feeds: bool = False,
+) -> int:
     """Run the engine in this process until SIGTERM; returns the exit code.
 
     `with_exporter` (atlas up) also serves the node exporter from a thread on ATLAS_EXPORTER_PORT,
-    with its own registry so neither /metrics carries the other's families.
+    with its own registry so neither /metrics carries the other's families. `with_feeds` (atlas up)
+    also polls feeds from a thread, as `atlas services` does.
     """
     if not with_exporter:  # atlas up configured logging already
         start_logging(settings, process)
@@ -91,10 +139,14 @@ def run_core(settings: Settings, *, pipeline: str | None, process: str, with_exp
 
         start_exporter(settings)
         log.info("exporter served", url=f"http://{settings.exporter_host}:{settings.exporter_port}/metrics")
+    feeds = start_feed_poller(settings, registry) if with_feeds else None
     try:
         with pid_file(settings.data_dir, process):
             return run_engine(engine)
     finally:
+        if feeds is not None:
+            feeds[1].set()
+            feeds[0].join(timeout=15)
         store.close()
 
 
@@ -107,7 +159,7 @@ def run_up(settings: Settings) -> int:
     thread.start()
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
     try:
-        return run_core(settings, pipeline=None, process="atlas-up", with_exporter=True)
+        return run_core(settings, pipeline=None, process="atlas-up", with_exporter=True, with_feeds=True)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

@@ -8,6 +8,7 @@ de-duplicating by content hash happen in the engine's commit, atomically with th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +48,9 @@ class Stage(Protocol):
 @dataclass(frozen=True)
 class Pipeline:
     stages: tuple[Stage, ...]
+    # Called about once a second in the worker; what it returns goes to the supervisor's per-host
+    # metrics (atlas.engine.host_metrics). None: the pipeline has nothing to report.
+    probe: Callable[[], dict[str, Any]] | None = None
 
     def for_kind(self, kind: str) -> list[Stage]:
         return [s for s in self.stages if kind in s.kinds]

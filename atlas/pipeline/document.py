@@ -130,9 +130,11 @@ class Normalise:
     """Normalise the text and hash it; an item with no text left is a permanent failure."""
 
     name: str = "normalise"
-    kinds: tuple[str, ...] = ("document", "url")
+    kinds: tuple[str, ...] = ("document", "url", "feed")
 
     async def run(self, ctx: ItemContext) -> None:
+        if ctx.result is not None:
+            return  # an earlier stage settled it (a URL not modified since it was stored)
         text = normalise_text(ctx.text or "")
         if not text:
             raise PermanentStageError("no text left after normalisation", stage=self.name)
@@ -145,4 +147,9 @@ class Normalise:
             title=ctx.title,
             canonical_url=ctx.canonical_url,
             language=ctx.language,
+            author=ctx.extra.get("author"),
+            published=ctx.extra.get("published"),
+            url=ctx.payload.get("url"),
+            etag=ctx.extra.get("etag"),
+            last_modified=ctx.extra.get("last_modified"),
         )

@@ -69,6 +69,21 @@ class ContentResult:
     title: str | None = None
     canonical_url: str | None = None
     language: str | None = None
+    author: str | None = None
+    published: str | None = None  # as the page states it (ISO 8601 date when extractable)
+    url: str | None = None  # the URL the item named (url and feed kinds)
+    etag: str | None = None  # validators the fetch answered with, for the next conditional request
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    item_id: str
+    title: str | None
+    url: str | None
+    canonical_url: str | None
+    snippet: str
+    rank: float  # bm25: lower is a better match
 
 
 @dataclass(frozen=True)

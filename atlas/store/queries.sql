@@ -52,8 +52,9 @@ VALUES (:id, (SELECT attempts FROM items WHERE id = :id) + :attempt_offset, :now
 
 -- name: insert_content
 INSERT INTO contents (item_id, content_hash, content_type, title, text, canonical_url, language,
-                      bytes, created_at)
-VALUES (:id, :content_hash, :content_type, :title, :text, :canonical_url, :language, :bytes, :now)
+                      author, published, url, bytes, created_at)
+VALUES (:id, :content_hash, :content_type, :title, :text, :canonical_url, :language,
+        :author, :published, :url, :bytes, :now)
 ON CONFLICT (content_hash) DO NOTHING;
 
 -- name: insert_completion

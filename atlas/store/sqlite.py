@@ -36,6 +36,7 @@ from atlas.store.models import (
     Transition,
 )
 from atlas.store.queries import load_queries
+from atlas.store.sqlite_content import C, ContentStore
 
 Q = load_queries("atlas.store", "queries.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
@@ -129,7 +130,7 @@ def _dlq_where(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
-class SQLiteStore:
+class SQLiteStore(ContentStore):
     """Store protocol on one SQLite file. Thread-safe: each thread gets its own connection."""
 
     def __init__(
@@ -323,7 +324,7 @@ class SQLiteStore:
                 Q["claim"],
                 {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},
             ).fetchall()
-        return [
+        claimed = [
             Claimed(
                 id=r["id"],
                 kind=r["kind"],
@@ -340,6 +341,10 @@ class SQLiteStore:
             )
             for r in rows
         ]
+        if any(c.kind == "url" for c in claimed):
+            with self._read() as conn:
+                self.attach_validators(conn, claimed)
+        return claimed
 
     def heartbeat(self, owner: str, lease_seconds: float) -> int:
         with self._write() as conn:
@@ -366,16 +371,36 @@ class SQLiteStore:
             owners = self._select_in(
                 conn, "SELECT content_hash, item_id FROM contents WHERE content_hash IN ({})", hashes
             )
-            updates, attempts, contents, finals = [], [], [], []
+            # The same page under another spelling of its URL is a duplicate too (atlas.pipeline.dedupe).
+            urls = [t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url]
+            url_owners = self._select_in(
+                conn, "SELECT canonical_url, item_id FROM contents WHERE canonical_url IN ({})", urls
+            )
+            updates, attempts, contents, finals, validators = [], [], [], [], []
             for t in live:
                 err, state, outcome, duplicate_of = t.error, t.state, t.outcome, None
                 if t.result is not None:
                     original = owners.setdefault(t.result.content_hash, t.item_id)
+                    if original == t.item_id and t.result.canonical_url:
+                        original = url_owners.setdefault(t.result.canonical_url, t.item_id)
+                        if original != t.item_id:
+                            del owners[t.result.content_hash]  # this text was not stored after all
                     if original != t.item_id:
                         state = outcome = "duplicate"
                         duplicate_of = original
-                    else:
+                    elif t.result.text:  # empty: a 304 whose content has since been deleted
                         contents.append(_content_row(t.item_id, t.result, now))
+                    if t.result.url and (t.result.etag or t.result.last_modified):
+                        validators.append(
+                            {
+                                "url": t.result.url,
+                                "etag": t.result.etag,
+                                "last_modified": t.result.last_modified,
+                                "item_id": original,
+                                "content_hash": t.result.content_hash,
+                                "now": now,
+                            }
+                        )
                 params = {
                     "id": t.item_id,
                     "token": t.token,
@@ -407,6 +432,7 @@ class SQLiteStore:
             conn.executemany(Q["insert_attempt"], attempts)
             conn.executemany(Q["insert_content"], contents)
             conn.executemany(Q["insert_completion"], finals)
+            conn.executemany(C["validators_upsert"], validators)
         return applied
 
     @staticmethod
@@ -624,6 +650,9 @@ def _content_row(item_id: str, r: ContentResult, now: float) -> dict[str, Any]:
         "text": r.text,
         "canonical_url": r.canonical_url,
         "language": r.language,
+        "author": r.author,
+        "published": r.published,
+        "url": r.url,
         "bytes": len(r.text.encode("utf-8")),
         "now": now,
     }

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from atlas.errors import PermanentStageError, StageError
-from atlas.pipeline import default_pipeline
+from atlas.pipeline import default_pipeline, web_pipeline
 from atlas.pipeline.base import ItemContext, Pipeline, Stage
+from atlas.settings import Settings
 
 
 class _Record:
@@ -98,3 +99,10 @@ def hang() -> Pipeline:
 
 def flaky() -> Pipeline:
     return _with(_Flaky())
+
+
+def web(settings: Settings) -> Pipeline:
+    """The default pipeline with *.test hosts resolved to the local origin (tests.helpers.origin)."""
+    from tests.helpers.origin import origin_resolver
+
+    return web_pipeline(settings, resolver=origin_resolver)

@@ -74,11 +74,11 @@ def test_enqueue_keeps_the_counters_and_values_json_cannot_carry_fast_still_stor
     with sqlite3.connect(db.path) as conn:  # rows put in by hand are counted by a recount
         conn.execute(
             "INSERT INTO items (id, kind, state, payload, next_attempt_at, created_at, updated_at)"
-            " VALUES ('hand', 'feed', 'done', '{}', 0, 0, 0)"
+            " VALUES ('hand', 'url', 'done', '{}', 0, 0, 0)"
         )
-    assert ("done", "feed") not in db.counts()
+    assert ("done", "url") not in db.counts()
     db.recount_items()
-    assert db.counts() == {("queued", "document"): 7, ("queued", "url"): 1, ("done", "feed"): 1}
+    assert db.counts() == {("queued", "document"): 7, ("queued", "url"): 1, ("done", "url"): 1}
 
 
 def test_two_owners_never_lease_the_same_item(db: SQLiteStore) -> None:

@@ -8,7 +8,9 @@ Conventions this module defines for later issues:
 - Last backup: the backup job writes kv key `backup.last` = JSON `{"finished_at": <unix seconds>,
   "bytes": <int>}` after a backup verifies; until then both gauges are 0 ("never").
 - Maintenance mode: kv key `maintenance` = JSON `{"enabled": bool, ...}` as the API writes it.
-- Feeds: the feeds table does not exist yet, so `atlas_feeds{status}` is 0 for every status.
+- Feeds: `atlas_feeds{status}` counts subscriptions (migration 0004's feeds table, read whole:
+  subscriptions number in the thousands at most, unlike items): `failing` when the last poll
+  failed (failures > 0), `active` otherwise; Atlas has no paused feeds yet, so `paused` is 0.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class StoreSnapshot:
         self.contents = 0
         self.content_bytes = 0
         self.kv: dict[str, str] = {}
+        self.feeds: dict[str, int] = {}
 
 
 class StoreReader:
@@ -101,6 +104,7 @@ class StoreReader:
                 row = conn.execute("SELECT n, bytes FROM stats_contents WHERE id = 1").fetchone()
                 if row is not None:
                     snap.contents, snap.content_bytes = row
+                snap.feeds = _feeds(conn)
                 snap.kv = dict(
                     conn.execute(
                         "SELECT key, value FROM kv WHERE key IN (?, ?)", (BACKUP_KEY, MAINTENANCE_KEY)
@@ -119,6 +123,16 @@ class StoreReader:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+def _feeds(conn: sqlite3.Connection) -> dict[str, int]:
+    try:
+        rows = conn.execute("SELECT failures > 0, count(*) FROM feeds GROUP BY 1").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # a store from before migration 0004
+            return {}
+        raise
+    return {("failing" if failing else "active"): n for failing, n in rows}
 
 
 def _file_size(path: Path) -> float | None:
@@ -245,7 +259,7 @@ class BusinessCollector(Collector):
 
         feeds = family("atlas_feeds")
         for status in FEED_STATUSES:
-            feeds.add_metric((status,), 0)
+            feeds.add_metric((status,), snap.feeds.get(status, 0))
         yield feeds
 
         maintenance = family("atlas_maintenance_mode")

@@ -240,7 +240,7 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec(
             "atlas_feeds",
             "gauge",
-            "Feed subscriptions by poll status (all 0 until feeds exist in the store).",
+            "Feed subscriptions by poll status: failing (last poll failed), active, paused (none yet).",
             ("status",),
         ),
         MetricSpec("atlas_maintenance_mode", "gauge", "1 while maintenance mode is on, else 0."),

@@ -209,3 +209,13 @@ def test_own_process_through_a_real_pid_file(tmp_path: Path) -> None:
     assert got[("atlas_process_resident_memory_bytes", (("service", "atlas-exporter"),))] > 1_000_000
     assert got[("atlas_process_threads", (("service", "atlas-exporter"),))] >= 1
     assert not (tmp_path / "run" / "atlas-exporter.pid").exists()
+
+
+def test_feed_subscriptions_are_counted_by_status(store: SQLiteStore) -> None:
+    store.enqueue(
+        [NewItem(kind="feed", payload={"url": f"https://feeds{i}.example/rss"}) for i in range(3)]
+    )  # a feed item subscribes its feed (migration 0004's trigger)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE feeds SET failures = 2, last_status = 'error' WHERE url LIKE '%feeds0%'")
+    got = scrape(BusinessCollector(store.path))
+    assert by_label(got, "atlas_feeds", "status") == {"active": 2, "failing": 1, "paused": 0}

@@ -35,7 +35,7 @@ def parse_url(value: Any, field: str) -> str:
         raise ItemError(f"{field}: expected an absolute http or https URL, got {url[:200]!r}")
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise ItemError(f"{field}: must not contain spaces or control characters")
-    _utf8(url, field)
+    _utf8(url, "", field)
     return url
 
 
@@ -54,15 +54,15 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
         return _parse_kind(data, at, "feed", _FEED_FIELDS, trace_context)
     if "content" not in data:
         raise ItemError(f"{at}content: required for a document item (or give url or feed)")
-    unknown = sorted(set(data) - _DOCUMENT_FIELDS)
-    if unknown:
+    if not _DOCUMENT_FIELDS.issuperset(data):  # checked without building a set: batches are hot
+        unknown = sorted(set(data) - _DOCUMENT_FIELDS)
         raise ItemError(f"{at}{unknown[0]}: unknown field (allowed: {', '.join(sorted(_DOCUMENT_FIELDS))})")
     content = data["content"]
     if not isinstance(content, str):
         raise ItemError(f"{at}content: expected a string, got {type(content).__name__}")
-    if not content.strip():
+    if not content or content.isspace():
         raise ItemError(f"{at}content: must not be empty")
-    if len(_utf8(content, f"{at}content")) > MAX_DOCUMENT_BYTES:
+    if len(_utf8(content, at, "content")) > MAX_DOCUMENT_BYTES:
         raise ItemError(f"{at}content: larger than {MAX_DOCUMENT_BYTES} bytes")
     content_type = data.get("content_type", "text/plain")
     if content_type not in DOCUMENT_CONTENT_TYPES:
@@ -74,15 +74,17 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
         if not isinstance(data["title"], str):
             raise ItemError(f"{at}title: expected a string")
         payload["title"] = data["title"]
+    if _COMMON.isdisjoint(data):  # nothing but the content: the defaults, without _common's checks
+        return NewItem(kind="document", payload=payload, trace_context=trace_context)
     return NewItem(kind="document", payload=payload, trace_context=trace_context, **_common(data, at))
 
 
-def _utf8(text: str, field: str) -> bytes:
+def _utf8(text: str, at: str, field: str) -> bytes:
     """UTF-8 of a string the store keeps as text; a lone surrogate (JSON "\\ud800") is refused."""
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ItemError(f"{field}: not valid Unicode (lone surrogate at character {exc.start})") from None
+        raise ItemError(f"{at}{field}: not valid Unicode (lone surrogate at character {exc.start})") from None
 
 
 def _parse_kind(
@@ -115,7 +117,7 @@ def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
     if source is not None and (not isinstance(source, str) or len(source) > MAX_KEY_CHARS):
         raise ItemError(f"{at}source: expected a string of at most {MAX_KEY_CHARS} characters")
     if source is not None:
-        _utf8(source, f"{at}source")
+        _utf8(source, at, "source")
     out["source"] = source
     priority = data.get("priority", 0)
     if isinstance(priority, float) and priority.is_integer():
@@ -137,6 +139,6 @@ def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
             f"{at}idempotency_key: expected a non-empty string of at most {MAX_KEY_CHARS} characters"
         )
     if key is not None:
-        _utf8(key, f"{at}idempotency_key")
+        _utf8(key, at, "idempotency_key")
     out["idempotency_key"] = key
     return out

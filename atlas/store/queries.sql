@@ -91,6 +91,12 @@ SELECT * FROM contents WHERE item_id = :id;
 INSERT INTO stats_items (state, kind, n) VALUES ('queued', ?1, ?2)
 ON CONFLICT (state, kind) DO UPDATE SET n = n + excluded.n;
 
+-- name: subscribe_feed
+-- A `feed` item subscribes its URL when enqueue inserts it (0006_enqueue_feeds).
+INSERT INTO feeds (id, url, interval_seconds, next_poll_at, created_at)
+VALUES ('f_' || ?1, ?2, ?3, ?4, ?4)
+ON CONFLICT (url) DO NOTHING;
+
 -- name: recount_items_zero
 -- Rebuilding the item counters from the rows (for rows inserted by hand: tests, benchmarks,
 -- repair) is this and recount_items in one transaction. Pairs that emptied stay as 0 rows, as

@@ -236,6 +236,7 @@ class SQLiteStore(ContentStore):
         rows: list[tuple[Any, ...]] = []  # positional: the hot path of every accept, measured
         keyed: dict[str, int] = {}
         kinds: dict[str, int] = {}
+        feeds: list[tuple[str, str, float | None, float]] = []
         with self._write() as conn:
             keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
             existing: dict[str, tuple[str, str | None]] = {}
@@ -276,7 +277,13 @@ class SQLiteStore(ContentStore):
                 )
                 results[index] = EnqueueResult(item_id, True, item.request_hash)
                 kinds[item.kind] = kinds.get(item.kind, 0) + 1
+                if item.kind == "feed":
+                    feeds.append(
+                        (item_id, item.payload["url"], item.payload.get("poll_interval_seconds"), now)
+                    )
             conn.executemany(Q["insert_item"], rows)
+            if feeds:
+                conn.executemany(Q["subscribe_feed"], feeds)
             # The counters the exporter reads, once per kind rather than by a per-row trigger.
             conn.executemany(Q["count_enqueued"], kinds.items())
         return [r for r in results if r is not None]

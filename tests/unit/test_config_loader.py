@@ -91,7 +91,7 @@ def test_unknown_keys_in_the_process_environment_are_errors_too(tmp_path: Path) 
         ),
         ("ATLAS_API_PORT=1\nATLAS_API_PORT=2", "ATLAS_API_PORT: set twice (first at line 2)"),
         ("ATLAS_API_HOST='unclosed", "ATLAS_API_HOST: the value's opening ' is never closed"),
-        ("ATLAS_FETCH_HOST_CONCURRENCY=a.example", "ATLAS_FETCH_HOST_CONCURRENCY: expected host=N pairs"),
+        ("ATLAS_FETCH_HOST_CONCURRENCY=a.example", "ATLAS_FETCH_HOST_CONCURRENCY: 'a.example' is not host=limit"),
         ("ATLAS_MEMORY_BUDGET_BYTES=lots", "ATLAS_MEMORY_BUDGET_BYTES: expected a size in bytes"),
     ],
 )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas.config.parsers import boolean as _bool
-from atlas.config.parsers import bytes_in
+from atlas.config.parsers import bytes_in as bytes_in  # re-exported: alerting.yaml sizes use it
 from atlas.config.parsers import float_in as _float_in
 from atlas.config.parsers import host_limits as _host_limits
 from atlas.config.parsers import host_rates as _host_rates

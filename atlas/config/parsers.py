@@ -111,20 +111,23 @@ def _hostname(entry: str) -> str | None:
     return name
 
 
-def _numeric(entry: str) -> bool:
-    """True for an address in any notation the SSRF guard reads (`127.1`, `0x7f.1`, `::1`)."""
+def _address(entry: str) -> str | None:
+    """The canonical address for one in any notation the SSRF guard reads (`127.1`, `0x7f.1`, `::1`)."""
     try:
-        ipaddress.ip_address(entry)
-        return True
+        return str(ipaddress.ip_address(entry))
     except ValueError:
         pass
     if not entry or not all(c in "0123456789abcdefxABCDEFX." for c in entry):
-        return False
+        return None
     try:
-        socket.inet_aton(entry)  # the legacy forms atlas.pipeline.ssrf.numeric_address accepts
-        return True
+        # the legacy forms atlas.pipeline.ssrf.numeric_address accepts too
+        return str(ipaddress.IPv4Address(socket.inet_aton(entry)))
     except OSError:
-        return False
+        return None
+
+
+def _numeric(entry: str) -> bool:
+    return _address(entry) is not None
 
 
 def hosts_or_cidrs(raw: str) -> tuple[str, ...]:
@@ -134,9 +137,7 @@ def hosts_or_cidrs(raw: str) -> tuple[str, ...]:
         address, slash, prefix = entry.partition("/")
         if slash:
             try:
-                if not _numeric(address):
-                    raise ValueError
-                ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+                ipaddress.ip_network(f"{_address(address)}/{prefix}", strict=False)
             except ValueError:
                 raise ValueError(f"{entry!r} is not a CIDR network (e.g. 10.0.0.0/8, fd00::/8)") from None
         elif not _numeric(entry) and _hostname(entry) is None:

@@ -246,8 +246,7 @@ class SQLiteStore(ContentStore):
             self.close()
             fix = "run `atlas-ops database migrate`" if current < latest else "upgrade Atlas"
             raise DatabaseNotReady(
-                f"the database at {self.path} is at schema version {current}, this Atlas uses "
-                f"{latest}: {fix}"
+                f"the database at {self.path} is at schema version {current}, this Atlas uses {latest}: {fix}"
             )
 
     def migrate(self) -> int:

@@ -142,8 +142,8 @@ def test_unreadable_and_malformed_files_name_the_file(
     assert found[0].startswith(message.format(path=tmp_path / name, dir=tmp_path)), found
 
 
-def test_a_bad_environment_name_is_an_error() -> None:
-    assert errors({"ATLAS_ENVIRONMENT": "prod"}) == [
+def test_a_bad_environment_name_is_an_error(tmp_path: Path) -> None:
+    assert errors({"ATLAS_CONFIG_DIR": str(tmp_path), "ATLAS_ENVIRONMENT": "prod"}) == [
         "ATLAS_ENVIRONMENT: expected one of development, staging, production, got 'prod'"
     ]
 

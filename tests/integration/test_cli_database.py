@@ -129,7 +129,9 @@ def test_database_migrate_creates_or_migrates_and_then_commands_work(
     assert (again["created"], again["migrations_applied"]) == (False, 0)
 
 
-def test_a_newer_schema_is_refused_too(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_newer_schema_is_refused_too(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ATLAS_DATA_DIR", str(tmp_path))
     SQLiteStore(tmp_path / "atlas.db").close()
     conn = sqlite3.connect(tmp_path / "atlas.db")

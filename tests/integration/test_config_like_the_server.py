@@ -81,7 +81,9 @@ def test_validate_sees_the_process_environment_as_the_server_does(tmp_path: Path
     ]
     unknown = ops({**e, "ATLAS_WORKERS": "2", "ATLAS_WORKRES": "2"}, "config", "validate")
     assert unknown.returncode == 2
-    assert "ATLAS_WORKRES" in unknown.stdout and "not a setting (did you mean ATLAS_WORKERS?)" in unknown.stdout
+    assert (
+        "ATLAS_WORKRES" in unknown.stdout and "not a setting (did you mean ATLAS_WORKERS?)" in unknown.stdout
+    )
 
 
 def test_validate_finds_the_key_file_under_atlas_data_dir_after_a_rotation(

@@ -38,9 +38,7 @@ def test_the_development_file_of_the_config_dir_is_read(tmp_path: Path) -> None:
 def test_values_come_from_atlas_variables(tmp_path: Path) -> None:
     (tmp_path / "development.env").write_text("ATLAS_LEASE_SECONDS=12\nATLAS_DATA_DIR=elsewhere\n")
     s = load_settings(
-        environ(
-            tmp_path, ATLAS_DB_SYNCHRONOUS="normal", ATLAS_LEASE_SECONDS="5", ATLAS_DATA_DIR="/tmp/x"
-        )
+        environ(tmp_path, ATLAS_DB_SYNCHRONOUS="normal", ATLAS_LEASE_SECONDS="5", ATLAS_DATA_DIR="/tmp/x")
     )
     assert (s.db_synchronous, s.lease_seconds, str(s.sqlite_path)) == ("NORMAL", 5.0, "/tmp/x/atlas.db")
 

@@ -36,9 +36,9 @@ def _accessors(name: str) -> set[str]:
     """The field and every Settings property whose body reads it."""
     found = {name}
     for attr, value in vars(Settings).items():
-        if isinstance(value, property) and value.fget is not None:
-            if re.search(rf"\bself\.{name}\b", inspect.getsource(value.fget)):
-                found.add(attr)
+        getter = value.fget if isinstance(value, property) else None
+        if getter is not None and re.search(rf"\bself\.{name}\b", inspect.getsource(getter)):
+            found.add(attr)
     return found
 
 

@@ -2,7 +2,7 @@
 
 One frozen `Settings` object is built at start (`load_settings`) and passed to whatever needs it;
 nothing reads the environment at import time. Every field declares its environment variable, its
-parser and a one-line doc, so the reference (`config/REFERENCE.md`, `atlas-ops config schema`) is
+parser (atlas.config.parsers), a one-line doc and its category, so the reference (`config/REFERENCE.md`, `atlas-ops config schema`) is
 generated from this model. The layering, provenance and file checks live in `atlas.config.loader`.
 
 Field metadata: `env` (the variable), `parse`, `doc`, `category`; `secret` names the entry of
@@ -612,7 +612,7 @@ class Settings:
         "ATLAS_CPU_BUDGET_CORES",
         0.0,
         _float_in(0, 1024),
-        "CPU cores Atlas may keep busy (0 = all of them).",
+        "CPU cores Atlas may keep busy; /health degrades above it (0 = all of them).",
         category="resources",
     )
     open_files_budget: int = _setting(

@@ -3,7 +3,8 @@
 One frozen `Settings` object is built at start (`load_settings`) and passed to whatever needs it;
 nothing reads the environment at import time. Every field declares its environment variable, its
 parser (atlas.config.parsers), a one-line doc and its category, so the reference
-(`config/REFERENCE.md`, `atlas-ops config schema`) is generated from this model. The layering, provenance and file checks live in `atlas.config.loader`.
+(`config/REFERENCE.md`, `atlas-ops config schema`) is generated from this model. The layering,
+provenance and file checks live in `atlas.config.loader`.
 
 Field metadata: `env` (the variable), `parse`, `doc`, `category`; `secret` names the entry of
 `config/<env>.secrets` a secret field is read from (never from an env file); `bootstrap` marks the

@@ -3,7 +3,8 @@
     AtlasError                      root: every error Atlas raises on purpose
     ├── ConfigError                 a setting or config file is wrong (exit code 2 at the CLI)
     ├── StoreError                  the database failed; the driver's error is kept as __cause__
-    │   └── MigrationError          the schema could not be brought to the current version
+    │   ├── MigrationError          the schema could not be brought to the current version
+    │   └── DatabaseNotReady        opened without migrating: missing, or not at this schema (exit 2)
     ├── ItemError                   one item is invalid (names the field or item at fault)
     │   └── ItemNotFound            no item with that id
     ├── StageError                  a pipeline stage failed on an item (retryable unless said)
@@ -31,6 +32,10 @@ class StoreError(AtlasError):
 
 class MigrationError(StoreError):
     """The database schema could not be migrated."""
+
+
+class DatabaseNotReady(StoreError):
+    """The database is missing or not at this version's schema; nothing was created or migrated."""
 
 
 class ItemError(AtlasError):

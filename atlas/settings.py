@@ -2,8 +2,9 @@
 
 One frozen `Settings` object is built at start (`load_settings`) and passed to whatever needs it;
 nothing reads the environment at import time. Every field declares its environment variable, its
-parser and a one-line doc, so the reference (`config/REFERENCE.md`, `atlas-ops config schema`) is
-generated from this model. The layering, provenance and file checks live in `atlas.config.loader`.
+parser (atlas.config.parsers), a one-line doc and its category, so the reference
+(`config/REFERENCE.md`, `atlas-ops config schema`) is generated from this model. The layering,
+provenance and file checks live in `atlas.config.loader`.
 
 Field metadata: `env` (the variable), `parse`, `doc`, `category`; `secret` names the entry of
 `config/<env>.secrets` a secret field is read from (never from an env file); `bootstrap` marks the
@@ -14,134 +15,45 @@ variables that choose the files and so can only come from the process environmen
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atlas.config.parsers import boolean as _bool
+from atlas.config.parsers import bytes_in as bytes_in  # re-exported: alerting.yaml sizes use it
+from atlas.config.parsers import float_in as _float_in
+from atlas.config.parsers import host_limits as _host_limits
+from atlas.config.parsers import host_rates as _host_rates
+from atlas.config.parsers import hosts_or_cidrs as _hosts_or_cidrs
+from atlas.config.parsers import int_in as _int_in
+from atlas.config.parsers import one_of as _one_of
+from atlas.config.parsers import optional_path as _optional_path
+from atlas.config.parsers import origins as _origins
+from atlas.config.parsers import path as _path
+from atlas.config.parsers import regex as _regex
+from atlas.config.parsers import text as _text
 from atlas.errors import ConfigError
 
 ENVIRONMENTS = ("development", "staging", "production")
 
 
-def _int_in(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"expected an integer {lo}-{hi}, got {raw!r}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"expected an integer {lo}-{hi}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _float_in(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"expected a number {lo:g}-{hi:g}, got {raw!r}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"expected a number {lo:g}-{hi:g}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _one_of(*choices: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip()
-        for choice in choices:
-            if value.lower() == choice.lower():
-                return choice
-        raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
-
-    return parse
-
-
-def _path(raw: str) -> Path:
-    if not raw.strip():
-        raise ValueError("expected a path, got an empty value")
-    return Path(raw.strip())
-
-
-def _text(raw: str) -> str:
-    return raw.strip()
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
-
-
-def _optional_path(raw: str) -> Path | None:
-    return Path(raw.strip()) if raw.strip() else None
-
-
-_SIZE_UNITS = {"": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
-_SIZE_UNITS |= {"g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
-
-
-def bytes_in(lo: int, hi: int) -> Callable[[str], int]:
-    """Bytes as an integer or with a unit: `512MiB`, `2GB`, `1048576`."""
-
-    def parse(raw: str) -> int:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", raw)
-        unit = match.group(2).lower() if match else ""
-        if not match or unit not in _SIZE_UNITS:
-            raise ValueError(f"expected a size in bytes (e.g. 512MiB, 2GB, 1048576), got {raw!r}")
-        value = int(float(match.group(1)) * _SIZE_UNITS[unit])
-        if not lo <= value <= hi:
-            raise ValueError(f"expected a size {lo}-{hi} bytes, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _host_limits(raw: str) -> tuple[tuple[str, int], ...]:
-    """`host=n,host=n`: per-host overrides of the fetch concurrency."""
-    out: list[tuple[str, int]] = []
-    for part in _csv(raw):
-        host, sep, n = part.partition("=")
-        if not sep or not host.strip() or not n.strip().isdigit() or int(n) < 1:
-            raise ValueError(f"expected host=N pairs (N >= 1), comma-separated, got {part!r}")
-        out.append((host.strip().lower(), int(n)))
-    return tuple(out)
-
-
-def _csv(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _hosts_or_cidrs(raw: str) -> tuple[str, ...]:
-    entries = _csv(raw)
-    for entry in entries:
-        if "/" in entry:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"expected hosts or CIDRs, got {entry!r}") from None
-    return entries
-
-
-def _regex(raw: str) -> str:
-    try:
-        re.compile(raw)
-    except re.error as exc:
-        raise ValueError(f"expected a regular expression, got {raw!r}: {exc}") from None
-    return raw
-
-
-_category = "general"
+# Category -> heading of the reference (config/REFERENCE.md), in the reference's order. Every
+# setting names its category; `_setting` refuses one that is not here, so none drops out of the docs.
+CATEGORIES = {
+    "general": "General",
+    "api": "API",
+    "database": "Database",
+    "engine": "Engine",
+    "fetch": "Fetching",
+    "hosts": "Per-host politeness and circuit breakers",
+    "feeds": "Feeds",
+    "exporter": "Exporter",
+    "monitoring": "Monitoring",
+    "resources": "Resource budgets",
+    "secrets": "Secrets",
+}
 
 
 def _setting(
@@ -150,19 +62,16 @@ def _setting(
     parse: Callable[[str], Any],
     doc: str,
     *,
+    category: str,
     secret: str | None = None,
     bootstrap: bool = False,
 ) -> Any:
-    meta = {"env": env, "parse": parse, "doc": doc, "category": _category}
+    if category not in CATEGORIES:
+        raise ValueError(f"{env}: category {category!r} is not one of {', '.join(CATEGORIES)}")
+    meta = {"env": env, "parse": parse, "doc": doc, "category": category}
     meta |= {"secret": secret} if secret else {}
     meta |= {"bootstrap": True} if bootstrap else {}
     return field(default=default, metadata=meta, repr=secret is None)
-
-
-def _section(name: str) -> None:
-    """Following `_setting` calls belong to category `name` (for the reference's headings)."""
-    global _category
-    _category = name
 
 
 class SecretValues(Mapping[str, str]):
@@ -188,105 +97,172 @@ class SecretValues(Mapping[str, str]):
 class Settings:
     """Every knob Atlas has. Build with `load_settings`; construct directly only in tests."""
 
-    _section("general")
     environment: str = _setting(
         "ATLAS_ENVIRONMENT",
         "development",
         _one_of(*ENVIRONMENTS),
         "Which environment this is; picks CONFIG_DIR/<environment>.env and .secrets.",
         bootstrap=True,
+        category="general",
     )
-    data_dir: Path = _setting("ATLAS_DATA_DIR", Path("var"), _path, "Where the database and state live.")
+    data_dir: Path = _setting(
+        "ATLAS_DATA_DIR", Path("var"), _path, "Where the database and state live.", category="general"
+    )
     config_dir: Path = _setting(
-        "ATLAS_CONFIG_DIR", Path("config"), _path, "Where config files live.", bootstrap=True
+        "ATLAS_CONFIG_DIR",
+        Path("config"),
+        _path,
+        "Where config files live.",
+        bootstrap=True,
+        category="general",
     )
     database_url: str = _setting(
-        "ATLAS_DATABASE_URL", "", _text, "sqlite:///PATH (default: DATA_DIR/atlas.db) or postgresql://..."
+        "ATLAS_DATABASE_URL",
+        "",
+        _text,
+        "sqlite:///PATH (default: DATA_DIR/atlas.db) or postgresql://...",
+        category="general",
     )
     log_level: str = _setting(
-        "ATLAS_LOG_LEVEL", "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "Lowest level logged."
+        "ATLAS_LOG_LEVEL",
+        "INFO",
+        _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+        "Lowest level logged.",
+        category="general",
     )
 
-    _section("database")
     # Database. FULL fsyncs the WAL at every commit: an acknowledged item survives power loss.
     # NORMAL survives a process crash but may lose the last commits on power loss.
     db_synchronous: str = _setting(
-        "ATLAS_DB_SYNCHRONOUS", "FULL", _one_of("FULL", "NORMAL"), "SQLite synchronous level."
+        "ATLAS_DB_SYNCHRONOUS",
+        "FULL",
+        _one_of("FULL", "NORMAL"),
+        "SQLite synchronous level.",
+        category="database",
     )
     db_busy_timeout_ms: int = _setting(
-        "ATLAS_DB_BUSY_TIMEOUT_MS", 10_000, _int_in(0, 600_000), "How long a writer waits for the lock."
+        "ATLAS_DB_BUSY_TIMEOUT_MS",
+        10_000,
+        _int_in(0, 600_000),
+        "How long a writer waits for the lock.",
+        category="database",
     )
 
-    _section("engine")
     # Engine. The lease must outlive a heartbeat interval (lease/3) several times over.
     lease_seconds: float = _setting(
-        "ATLAS_LEASE_SECONDS", 30.0, _float_in(1, 3600), "How long a claim holds an item without heartbeat."
+        "ATLAS_LEASE_SECONDS",
+        30.0,
+        _float_in(1, 3600),
+        "How long a claim holds an item without heartbeat.",
+        category="engine",
     )
-    workers: int = _setting("ATLAS_WORKERS", 0, _int_in(0, 256), "Worker processes (0 = one per CPU core).")
+    workers: int = _setting(
+        "ATLAS_WORKERS", 0, _int_in(0, 256), "Worker processes (0 = one per CPU core).", category="engine"
+    )
     worker_concurrency: int = _setting(
-        "ATLAS_WORKER_CONCURRENCY", 8, _int_in(1, 1024), "Items one worker process runs at once."
+        "ATLAS_WORKER_CONCURRENCY",
+        8,
+        _int_in(1, 1024),
+        "Items one worker process runs at once.",
+        category="engine",
     )
     item_timeout_seconds: float = _setting(
         "ATLAS_ITEM_TIMEOUT_SECONDS",
         120.0,
         _float_in(1, 86_400),
         "A worker that makes no progress this long is killed; its items count a timeout.",
+        category="engine",
     )
     claim_batch_size: int = _setting(
-        "ATLAS_CLAIM_BATCH_SIZE", 256, _int_in(1, 10_000), "Most items one claim transaction takes."
+        "ATLAS_CLAIM_BATCH_SIZE",
+        256,
+        _int_in(1, 10_000),
+        "Most items one claim transaction takes.",
+        category="engine",
     )
     commit_interval_ms: float = _setting(
         "ATLAS_COMMIT_INTERVAL_MS",
         20.0,
         _float_in(0, 10_000),
         "Completions are gathered this long into one transaction.",
+        category="engine",
     )
     poll_interval_ms: float = _setting(
-        "ATLAS_POLL_INTERVAL_MS", 100.0, _float_in(1, 60_000), "How often an idle engine looks for work."
+        "ATLAS_POLL_INTERVAL_MS",
+        100.0,
+        _float_in(1, 60_000),
+        "How often an idle engine looks for work.",
+        category="engine",
     )
     # Retries: capped exponential backoff with full jitter (AWS Architecture Blog, "Exponential
     # Backoff And Jitter", 2015): sleep = uniform(0, min(cap, base * 2**attempt)). With base 2 s,
     # cap 10 min and 6 attempts an item that keeps failing is retried over roughly a quarter hour
     # on average, long enough to ride out a deploy or a short upstream outage.
     max_attempts: int = _setting(
-        "ATLAS_MAX_ATTEMPTS", 6, _int_in(1, 100), "Failed attempts before an item is dead-lettered."
+        "ATLAS_MAX_ATTEMPTS",
+        6,
+        _int_in(1, 100),
+        "Failed attempts before an item is dead-lettered.",
+        category="engine",
     )
     backoff_base_seconds: float = _setting(
-        "ATLAS_BACKOFF_BASE_SECONDS", 2.0, _float_in(0, 3600), "First retry's backoff ceiling."
+        "ATLAS_BACKOFF_BASE_SECONDS",
+        2.0,
+        _float_in(0, 3600),
+        "First retry's backoff ceiling.",
+        category="engine",
     )
     backoff_cap_seconds: float = _setting(
-        "ATLAS_BACKOFF_CAP_SECONDS", 600.0, _float_in(0, 86_400), "Largest backoff ceiling."
+        "ATLAS_BACKOFF_CAP_SECONDS",
+        600.0,
+        _float_in(0, 86_400),
+        "Largest backoff ceiling.",
+        category="engine",
     )
     max_deaths: int = _setting(
         "ATLAS_MAX_DEATHS",
         2,
         _int_in(1, 100),
         "Worker deaths or timeouts on one item before it is quarantined in the DLQ.",
+        category="engine",
     )
     max_lease_expiries: int = _setting(
         "ATLAS_MAX_LEASE_EXPIRIES",
         5,
         _int_in(1, 1000),
         "Expired leases (engine crashed while holding it) before an item is quarantined.",
+        category="engine",
     )
     dlq_retention_days: float = _setting(
-        "ATLAS_DLQ_RETENTION_DAYS", 30.0, _float_in(0, 36_500), "Dead items older than this are purged."
+        "ATLAS_DLQ_RETENTION_DAYS",
+        30.0,
+        _float_in(0, 36_500),
+        "Dead items older than this are purged.",
+        category="engine",
     )
     core_metrics_port: int = _setting(
-        "ATLAS_CORE_METRICS_PORT", 9112, _int_in(0, 65535), "Engine /metrics port (0 = off)."
+        "ATLAS_CORE_METRICS_PORT",
+        9112,
+        _int_in(0, 65535),
+        "Engine /metrics port (0 = off).",
+        category="engine",
     )
     core_metrics_host: str = _setting(
-        "ATLAS_CORE_METRICS_HOST", "127.0.0.1", _text, "Engine /metrics bind address."
+        "ATLAS_CORE_METRICS_HOST",
+        "127.0.0.1",
+        _text,
+        "Engine /metrics bind address.",
+        category="engine",
     )
 
-    _section("api")
-    api_host: str = _setting("ATLAS_API_HOST", "127.0.0.1", _text, "API bind address.")
-    api_port: int = _setting("ATLAS_API_PORT", 8000, _int_in(1, 65535), "API port.")
+    api_host: str = _setting("ATLAS_API_HOST", "127.0.0.1", _text, "API bind address.", category="api")
+    api_port: int = _setting("ATLAS_API_PORT", 8000, _int_in(1, 65535), "API port.", category="api")
     api_auth_disabled: bool = _setting(
         "ATLAS_API_AUTH_DISABLED",
         False,
         _bool,
         "Serve without API keys (development only; refused in production).",
+        category="api",
     )
     api_key_pepper: str = _setting(
         "ATLAS_API_KEY_PEPPER",
@@ -294,30 +270,56 @@ class Settings:
         _text,
         "Mixed into API key hashes (empty = none; changing it invalidates existing keys).",
         secret="api_key_pepper",
+        category="api",
     )
     api_rate_limit_per_key: float = _setting(
         "ATLAS_API_RATE_LIMIT_PER_KEY",
         0.0,
         _float_in(0, 1e6),
         "Requests per second per API key (0 = unlimited).",
+        category="api",
     )
     api_rate_burst: int = _setting(
-        "ATLAS_API_RATE_BURST", 200, _int_in(1, 1_000_000), "Requests a key may send at once above its rate."
+        "ATLAS_API_RATE_BURST",
+        200,
+        _int_in(1, 1_000_000),
+        "Requests a key may send at once above its rate.",
+        category="api",
     )
     api_max_body_bytes: int = _setting(
-        "ATLAS_API_MAX_BODY_BYTES", 32 << 20, bytes_in(1024, 1 << 31), "Largest request body accepted."
+        "ATLAS_API_MAX_BODY_BYTES",
+        32 << 20,
+        bytes_in(1024, 1 << 31),
+        "Largest request body accepted.",
+        category="api",
     )
     api_max_json_depth: int = _setting(
-        "ATLAS_API_MAX_JSON_DEPTH", 32, _int_in(2, 1000), "Deepest JSON nesting accepted."
+        "ATLAS_API_MAX_JSON_DEPTH",
+        32,
+        _int_in(2, 1000),
+        "Deepest JSON nesting accepted.",
+        category="api",
     )
     api_batch_max_items: int = _setting(
-        "ATLAS_API_BATCH_MAX_ITEMS", 1000, _int_in(1, 100_000), "Most items in one batch request."
+        "ATLAS_API_BATCH_MAX_ITEMS",
+        1000,
+        _int_in(1, 100_000),
+        "Most items in one batch request.",
+        category="api",
     )
     api_cors_origins: tuple[str, ...] = _setting(
-        "ATLAS_API_CORS_ORIGINS", (), _csv, "Origins allowed by CORS, comma-separated (empty = CORS off)."
+        "ATLAS_API_CORS_ORIGINS",
+        (),
+        _origins,
+        "Origins allowed by CORS, comma-separated (empty = CORS off).",
+        category="api",
     )
     api_behind_tls: bool = _setting(
-        "ATLAS_API_BEHIND_TLS", False, _bool, "A TLS proxy fronts the API: send HSTS."
+        "ATLAS_API_BEHIND_TLS",
+        False,
+        _bool,
+        "A TLS proxy fronts the API: send HSTS.",
+        category="api",
     )
     # Backpressure. The defaults protect the disk and the accept latency, not the queue's length:
     # a million-item bulk import into a stopped engine is accepted. Set the marks to shed earlier.
@@ -326,53 +328,73 @@ class Settings:
         0,
         _int_in(0, 1 << 40),
         "Queued items above which ingest gets 429 (0 = off).",
+        category="api",
     )
     api_oldest_queued_high_water_seconds: float = _setting(
         "ATLAS_API_OLDEST_QUEUED_HIGH_WATER_SECONDS",
         0.0,
         _float_in(0, 1e9),
         "Age of the oldest queued item above which ingest gets 429 (0 = off).",
+        category="api",
     )
     disk_low_water_bytes: int = _setting(
         "ATLAS_DISK_LOW_WATER_BYTES",
         512 << 20,
         bytes_in(0, 1 << 50),
         "Free space under which writes get 503 and readiness fails.",
+        category="api",
     )
     api_max_pending_rows: int = _setting(
         "ATLAS_API_MAX_PENDING_ROWS",
         50_000,
         _int_in(1, 10_000_000),
         "Items waiting for the group commit above which ingest gets 503 (protects accept latency).",
+        category="api",
     )
 
-    _section("exporter")
-    # Exporter ------------------------------------------------------------------------------------
     # `atlas exporter` (and the exporter thread in `atlas up`). Paths and patterns mirror
     # node_exporter's --path.* and --collector.* flags; the defaults are upstream node_exporter 1.5's.
     exporter_port: int = _setting(
-        "ATLAS_EXPORTER_PORT", 9110, _int_in(0, 65535), "Exporter /metrics port (0 = off in `atlas up`)."
+        "ATLAS_EXPORTER_PORT",
+        9110,
+        _int_in(0, 65535),
+        "Exporter /metrics port (0 = off in `atlas up`).",
+        category="exporter",
     )
     exporter_host: str = _setting(
-        "ATLAS_EXPORTER_HOST", "127.0.0.1", _text, "Exporter bind address (0.0.0.0 for a remote Prometheus)."
+        "ATLAS_EXPORTER_HOST",
+        "127.0.0.1",
+        _text,
+        "Exporter bind address (0.0.0.0 for a remote Prometheus).",
+        category="exporter",
     )
     exporter_rootfs: Path = _setting(
         "ATLAS_EXPORTER_ROOTFS",
         Path("/"),
         _path,
         "Host root as seen by the exporter (like --path.rootfs); filesystems are measured under it.",
+        category="exporter",
     )
     exporter_procfs: Path = _setting(
-        "ATLAS_EXPORTER_PROCFS", Path("/proc"), _path, "procfs mount point (like --path.procfs)."
+        "ATLAS_EXPORTER_PROCFS",
+        Path("/proc"),
+        _path,
+        "procfs mount point (like --path.procfs).",
+        category="exporter",
     )
     exporter_sysfs: Path = _setting(
-        "ATLAS_EXPORTER_SYSFS", Path("/sys"), _path, "sysfs mount point (like --path.sysfs)."
+        "ATLAS_EXPORTER_SYSFS",
+        Path("/sys"),
+        _path,
+        "sysfs mount point (like --path.sysfs).",
+        category="exporter",
     )
     exporter_mount_points_exclude: str = _setting(
         "ATLAS_EXPORTER_MOUNT_POINTS_EXCLUDE",
         r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
         _regex,
         "Mount points not reported (regex, searched).",
+        category="exporter",
     )
     exporter_fs_types_exclude: str = _setting(
         "ATLAS_EXPORTER_FS_TYPES_EXCLUDE",
@@ -380,176 +402,234 @@ class Settings:
         r"|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$",
         _regex,
         "Filesystem types not reported (regex).",
+        category="exporter",
     )
     exporter_disk_devices_exclude: str = _setting(
         "ATLAS_EXPORTER_DISK_DEVICES_EXCLUDE",
         r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$",
         _regex,
         "Block devices not reported: partitions and virtual devices (regex).",
+        category="exporter",
     )
     exporter_net_devices_exclude: str = _setting(
         "ATLAS_EXPORTER_NET_DEVICES_EXCLUDE",
         "",
         _regex,
         "Network devices not reported (regex; empty = none).",
+        category="exporter",
     )
     exporter_dlq_top_n: int = _setting(
         "ATLAS_EXPORTER_DLQ_TOP_N",
         20,
         _int_in(1, 1000),
         'DLQ fingerprints exported one by one; the rest are summed as fingerprint="other".',
+        category="exporter",
     )
-    # End of exporter -----------------------------------------------------------------------------
 
-    # Content pipeline (issue 3) ----------------------------------------------------------------
     fetch_allow_hosts: tuple[str, ...] = _setting(
         "ATLAS_FETCH_ALLOW_HOSTS",
         (),
         _hosts_or_cidrs,
         "Hosts or CIDRs exempt from the SSRF guard, comma-separated (e.g. 127.0.0.1 for a test origin).",
+        category="fetch",
     )
     fetch_connect_timeout_seconds: float = _setting(
-        "ATLAS_FETCH_CONNECT_TIMEOUT_SECONDS", 10.0, _float_in(0.01, 300), "Connect timeout per fetch."
+        "ATLAS_FETCH_CONNECT_TIMEOUT_SECONDS",
+        10.0,
+        _float_in(0.01, 300),
+        "Connect timeout per fetch.",
+        category="fetch",
     )
     fetch_read_timeout_seconds: float = _setting(
-        "ATLAS_FETCH_READ_TIMEOUT_SECONDS", 20.0, _float_in(0.01, 600), "Longest wait for the next bytes."
+        "ATLAS_FETCH_READ_TIMEOUT_SECONDS",
+        20.0,
+        _float_in(0.01, 600),
+        "Longest wait for the next bytes.",
+        category="fetch",
     )
     fetch_total_timeout_seconds: float = _setting(
         "ATLAS_FETCH_TOTAL_TIMEOUT_SECONDS",
         60.0,
         _float_in(0.01, 3600),
         "Whole-fetch deadline (bounds slow-loris origins that trickle bytes under the read timeout).",
+        category="fetch",
     )
     fetch_max_body_bytes: int = _setting(
         "ATLAS_FETCH_MAX_BODY_BYTES",
         10 << 20,
-        _int_in(1024, 1 << 31),
+        bytes_in(1024, 1 << 31),
         "Largest decoded response body; enforced while streaming (gzip bombs included).",
+        category="fetch",
     )
     fetch_max_redirects: int = _setting(
-        "ATLAS_FETCH_MAX_REDIRECTS", 5, _int_in(0, 50), "Redirects followed per fetch."
+        "ATLAS_FETCH_MAX_REDIRECTS",
+        5,
+        _int_in(0, 50),
+        "Redirects followed per fetch.",
+        category="fetch",
     )
     host_rate_per_second: float = _setting(
-        "ATLAS_HOST_RATE_PER_SECOND", 2.0, _float_in(0, 1e6), "Politeness: requests per second per host."
+        "ATLAS_HOST_RATE_PER_SECOND",
+        2.0,
+        _float_in(0, 1e6),
+        "Politeness: requests per second per host.",
+        category="hosts",
     )
     host_rate_burst: int = _setting(
-        "ATLAS_HOST_RATE_BURST", 4, _int_in(1, 1_000_000), "Requests a host may get at once above its rate."
+        "ATLAS_HOST_RATE_BURST",
+        4,
+        _int_in(1, 1_000_000),
+        "Requests a host may get at once above its rate.",
+        category="hosts",
     )
-    host_rate_overrides: tuple[str, ...] = _setting(
+    host_rate_overrides: tuple[tuple[str, float], ...] = _setting(
         "ATLAS_HOST_RATE_OVERRIDES",
         (),
-        _csv,
+        _host_rates,
         "Per-host politeness rates, comma-separated host=rate (e.g. example.org=0.5).",
+        category="hosts",
     )
     host_max_concurrency: int = _setting(
-        "ATLAS_HOST_MAX_CONCURRENCY", 8, _int_in(1, 1024), "Ceiling of the adaptive per-host concurrency."
+        "ATLAS_HOST_MAX_CONCURRENCY",
+        8,
+        _int_in(1, 1024),
+        "Ceiling of the adaptive per-host concurrency.",
+        category="hosts",
     )
     fetch_max_concurrency: int = _setting(
-        "ATLAS_FETCH_MAX_CONCURRENCY", 64, _int_in(1, 4096), "Ceiling of the adaptive global concurrency."
+        "ATLAS_FETCH_MAX_CONCURRENCY",
+        64,
+        _int_in(1, 4096),
+        "Ceiling of the adaptive global concurrency.",
+        category="fetch",
     )
     fetch_host_concurrency: tuple[tuple[str, int], ...] = _setting(
         "ATLAS_FETCH_HOST_CONCURRENCY",
         (),
         _host_limits,
         "Per-host ceilings of the adaptive concurrency: host=N pairs, comma-separated.",
+        category="hosts",
     )
     breaker_window_seconds: float = _setting(
-        "ATLAS_BREAKER_WINDOW_SECONDS", 30.0, _float_in(1, 3600), "Window the failure rate is counted over."
+        "ATLAS_BREAKER_WINDOW_SECONDS",
+        30.0,
+        _float_in(1, 3600),
+        "Window the failure rate is counted over.",
+        category="hosts",
     )
     breaker_min_calls: int = _setting(
-        "ATLAS_BREAKER_MIN_CALLS", 10, _int_in(1, 100_000), "Calls in the window before the breaker may trip."
+        "ATLAS_BREAKER_MIN_CALLS",
+        10,
+        _int_in(1, 100_000),
+        "Calls in the window before the breaker may trip.",
+        category="hosts",
     )
     breaker_failure_rate: float = _setting(
-        "ATLAS_BREAKER_FAILURE_RATE", 0.5, _float_in(0.01, 1), "Failure rate that opens a host's breaker."
+        "ATLAS_BREAKER_FAILURE_RATE",
+        0.5,
+        _float_in(0.01, 1),
+        "Failure rate that opens a host's breaker.",
+        category="hosts",
     )
     breaker_cooldown_seconds: float = _setting(
-        "ATLAS_BREAKER_COOLDOWN_SECONDS", 5.0, _float_in(0.01, 86_400), "First open period; doubles per trip."
+        "ATLAS_BREAKER_COOLDOWN_SECONDS",
+        5.0,
+        _float_in(0.01, 86_400),
+        "First open period; doubles per trip.",
+        category="hosts",
     )
     breaker_max_cooldown_seconds: float = _setting(
-        "ATLAS_BREAKER_MAX_COOLDOWN_SECONDS", 300.0, _float_in(0.01, 86_400), "Longest open period."
+        "ATLAS_BREAKER_MAX_COOLDOWN_SECONDS",
+        300.0,
+        _float_in(0.01, 86_400),
+        "Longest open period.",
+        category="hosts",
     )
     breaker_half_open_probes: int = _setting(
-        "ATLAS_BREAKER_HALF_OPEN_PROBES", 2, _int_in(1, 1000), "Probe calls let through when half-open."
+        "ATLAS_BREAKER_HALF_OPEN_PROBES",
+        2,
+        _int_in(1, 1000),
+        "Probe calls let through when half-open.",
+        category="hosts",
     )
     max_tracked_hosts: int = _setting(
-        "ATLAS_MAX_TRACKED_HOSTS", 1024, _int_in(1, 1_000_000), "Hosts whose state is kept (LRU beyond)."
+        "ATLAS_MAX_TRACKED_HOSTS",
+        1024,
+        _int_in(1, 1_000_000),
+        "Hosts whose state is kept (LRU beyond).",
+        category="hosts",
     )
     feed_poll_interval_seconds: float = _setting(
-        "ATLAS_FEED_POLL_INTERVAL_SECONDS", 900.0, _float_in(1, 86_400 * 7), "Default feed poll interval."
+        "ATLAS_FEED_POLL_INTERVAL_SECONDS",
+        900.0,
+        _float_in(1, 86_400 * 7),
+        "Default feed poll interval.",
+        category="feeds",
     )
     feed_backoff_cap_seconds: float = _setting(
         "ATLAS_FEED_BACKOFF_CAP_SECONDS",
         86_400.0,
         _float_in(1, 86_400 * 30),
         "Longest wait after failed polls.",
+        category="feeds",
     )
-    # End of content pipeline ---------------------------------------------------------------------
 
-    # Configuration (issue 5): the rest of the operations guide's categories ------------------------
-    _section("api")
     api_keepalive_timeout_seconds: int = _setting(
-        "ATLAS_API_KEEPALIVE_TIMEOUT_SECONDS", 5, _int_in(1, 3600), "Idle keep-alive connections close after."
+        "ATLAS_API_KEEPALIVE_TIMEOUT_SECONDS",
+        5,
+        _int_in(1, 3600),
+        "Idle keep-alive connections close after.",
+        category="api",
     )
     api_shutdown_timeout_seconds: int = _setting(
         "ATLAS_API_SHUTDOWN_TIMEOUT_SECONDS",
         10,
         _int_in(0, 3600),
         "On SIGTERM, requests in flight get this long to finish.",
+        category="api",
     )
-    _section("database")
-    db_pool_size: int = _setting(
-        "ATLAS_DB_POOL_SIZE", 5, _int_in(1, 1000), "Connections per process (PostgreSQL backend)."
-    )
-    backup_dir: Path | None = _setting(
-        "ATLAS_BACKUP_DIR", None, _optional_path, "Where backups are written (empty = DATA_DIR/backups)."
-    )
-    backup_retention_days: float = _setting(
-        "ATLAS_BACKUP_RETENTION_DAYS", 14.0, _float_in(0, 36_500), "Backups older than this are deleted."
-    )
-    _section("engine")
-    _section("monitoring")
     alerting_file: Path | None = _setting(
         "ATLAS_ALERTING_FILE",
         None,
         _optional_path,
         "Alert thresholds (empty = CONFIG_DIR/alerting.yaml).",
+        category="monitoring",
     )
     monitoring_file: Path | None = _setting(
         "ATLAS_MONITORING_FILE",
         None,
         _optional_path,
         "Check intervals and notification channels (empty = CONFIG_DIR/monitoring.yaml).",
+        category="monitoring",
     )
-    router_bearer_token: str = _setting(
-        "ATLAS_ROUTER_BEARER_TOKEN",
-        "",
-        _text,
-        "Bearer token the alert router requires from Alertmanager (empty = none).",
-        secret="router_bearer_token",
-    )
-    _section("resources")
     memory_budget_bytes: int = _setting(
         "ATLAS_MEMORY_BUDGET_BYTES",
         1 << 30,
         bytes_in(0, 1 << 50),
         "Resident memory all Atlas processes may use together; health checks warn above it (0 = off).",
+        category="resources",
     )
     cpu_budget_cores: float = _setting(
-        "ATLAS_CPU_BUDGET_CORES", 0.0, _float_in(0, 1024), "CPU cores Atlas may keep busy (0 = all of them)."
+        "ATLAS_CPU_BUDGET_CORES",
+        0.0,
+        _float_in(0, 1024),
+        "CPU cores Atlas may keep busy; /health degrades above it (0 = all of them).",
+        category="resources",
     )
     open_files_budget: int = _setting(
         "ATLAS_OPEN_FILES_BUDGET",
         0,
         _int_in(0, 1 << 24),
         "File descriptors per process before health checks warn (0 = 80% of the process limit).",
+        category="resources",
     )
-    _section("secrets")
     secrets_key_file: Path | None = _setting(
         "ATLAS_SECRETS_KEY_FILE",
         None,
         _optional_path,
         "Key file (mode 0600, one Fernet key a line, primary first; empty = DATA_DIR/secrets.key). "
         "ATLAS_SECRETS_KEY, when set, is used instead.",
+        category="secrets",
     )
     # Not a setting: the decrypted CONFIG_DIR/<environment>.secrets, by name (see atlas.secrets).
     secrets: SecretValues = field(default_factory=SecretValues, repr=False, compare=False)
@@ -582,10 +662,6 @@ class Settings:
     @property
     def monitoring_path(self) -> Path:
         return self.monitoring_file or self.config_dir / "monitoring.yaml"
-
-    @property
-    def backup_path(self) -> Path:
-        return self.backup_dir or self.data_dir / "backups"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -12,7 +12,7 @@ from atlas.api.guards import ApiError
 from atlas.api.routes_items import ERRORS, item_view
 from atlas.api.schemas import DLQView, HealthView, MaintenanceIn, MaintenanceView, ReplayIn, ReplayOut, Status
 from atlas.api.services import Services
-from atlas.observability import health
+from atlas.observability import budgets, health
 from atlas.store.models import DLQFilter
 
 
@@ -93,6 +93,16 @@ def build(svc: Services) -> APIRouter:
             return JSONResponse(Status(status="unready", reasons=reasons).model_dump(), status_code=503)
         return Status(status="ready")
 
+    processes = budgets.AtlasProcesses(svc.settings.data_dir)
+
+    def budget_checks() -> list[health.Component]:
+        usage, s = processes.sample(), svc.settings
+        return [
+            budgets.memory_budget(usage, s.memory_budget_bytes),
+            budgets.cpu_budget(usage, s.cpu_budget_cores),
+            budgets.open_files_budget(usage, s.open_files_budget),
+        ]
+
     @router.get("/health", response_model=HealthView, tags=["health"], responses={503: {"model": HealthView}})
     async def full_health() -> Any:
         """Every component with its status, measured value, threshold and a message."""
@@ -104,6 +114,7 @@ def build(svc: Services) -> APIRouter:
             health.engine(svc.store, s.lease_seconds),
             health.backlog(p.queued, p.oldest_queued_age, s.api_backlog_high_water, p.drain_rate),
             health.maintenance(p.maintenance),
+            *budget_checks(),
         ]
         body = health.report(components)
         return JSONResponse(body, status_code=503 if body["status"] == "unhealthy" else 200)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from atlas.errors import AtlasError, ConfigError, ItemError
+from atlas.errors import AtlasError, ConfigError, DatabaseNotReady, ItemError
 from atlas.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,13 +31,14 @@ def settings_or_exit() -> Settings:
 
 
 def clean_errors(fn: F) -> F:
-    """Turn Atlas errors into one line on stderr, no traceback: exit 2 for bad input, 1 otherwise."""
+    """Turn Atlas errors into one line on stderr, no traceback: exit 2 for bad input (a bad setting,
+    item, or a database that is missing or needs migrating), 1 otherwise."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, ItemError) as exc:
+        except (ConfigError, ItemError, DatabaseNotReady) as exc:
             error_lines(exc)
             sys.exit(2)
         except AtlasError as exc:

@@ -1,4 +1,9 @@
-"""`atlas-ops`: operate Atlas (queue, dead-letter queue; more groups arrive with their issues)."""
+"""`atlas-ops`: operate Atlas (queue, dead-letter queue; more groups arrive with their issues).
+
+Every command here opens the database without creating or migrating it (`migrate=False`): a
+missing database (a mistyped ATLAS_DATA_DIR) or an older schema exits 2 naming the path; only
+`atlas up|core|api` and `atlas-ops database migrate` create or migrate.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from atlas import __version__
 from atlas.api.keys import SCOPES, create_key
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
+from atlas.cli.database import database
 from atlas.engine.items import parse_item
 from atlas.store import open_store
 from atlas.store.models import DLQFilter, Item
@@ -25,6 +31,7 @@ def ops() -> None:
 
 
 ops.add_command(config)
+ops.add_command(database)
 
 
 # -- items ---------------------------------------------------------------------------------------
@@ -60,7 +67,7 @@ def items_add(
             "idempotency_key": idempotency_key,
         }
     )
-    store = open_store(settings_or_exit())
+    store = open_store(settings_or_exit(), migrate=False)
     result = store.enqueue([item])[0]
     emit(fmt, {"id": result.id, "created": result.created, "state": "queued"})
 
@@ -70,7 +77,7 @@ def items_add(
 @clean_errors
 def items_get(item_id: str) -> None:
     """Show one item with its attempt history (JSON)."""
-    store = open_store(settings_or_exit())
+    store = open_store(settings_or_exit(), migrate=False)
     item = store.get_item(item_id)
     if item is None:
         click.echo(f"error: no item {item_id!r}", err=True)
@@ -85,7 +92,7 @@ def items_get(item_id: str) -> None:
 @clean_errors
 def queue_status(fmt: str) -> None:
     """Items by state and kind."""
-    counts = open_store(settings_or_exit()).counts()
+    counts = open_store(settings_or_exit(), migrate=False).counts()
     emit(fmt, [{"state": s, "kind": k, "count": n} for (s, k), n in sorted(counts.items())])
 
 
@@ -150,7 +157,7 @@ def dlq() -> None:
 @clean_errors
 def dlq_list(limit: int, fmt: str, **f: Any) -> None:
     """Dead items matching the filters."""
-    rows = open_store(settings_or_exit()).dlq_list(_flt(**f), limit=limit)
+    rows = open_store(settings_or_exit(), migrate=False).dlq_list(_flt(**f), limit=limit)
     data = [_item_dict(i) for i in rows]
     if fmt == "table":
         data = [
@@ -172,7 +179,7 @@ def dlq_list(limit: int, fmt: str, **f: Any) -> None:
 @clean_errors
 def dlq_groups(fmt: str, **f: Any) -> None:
     """Dead items grouped by error fingerprint (stage, error class, host)."""
-    groups = open_store(settings_or_exit()).dlq_groups(_flt(**f))
+    groups = open_store(settings_or_exit(), migrate=False).dlq_groups(_flt(**f))
     emit(fmt, [vars(g) for g in groups], ["count", "stage", "error_class", "host", "sample_message"])
 
 
@@ -183,7 +190,7 @@ def dlq_groups(fmt: str, **f: Any) -> None:
 @clean_errors
 def dlq_replay(dry_run: bool, fmt: str, **f: Any) -> None:
     """Put matching dead items back in the queue with fresh attempts."""
-    n = open_store(settings_or_exit()).dlq_replay(_flt(**f), dry_run=dry_run)
+    n = open_store(settings_or_exit(), migrate=False).dlq_replay(_flt(**f), dry_run=dry_run)
     emit(fmt, {"matched" if dry_run else "replayed": n, "dry_run": dry_run})
 
 
@@ -194,7 +201,7 @@ def dlq_replay(dry_run: bool, fmt: str, **f: Any) -> None:
 @clean_errors
 def dlq_purge(dry_run: bool, fmt: str, **f: Any) -> None:
     """Delete matching dead items and their history."""
-    n = open_store(settings_or_exit()).dlq_purge(_flt(**f), dry_run=dry_run)
+    n = open_store(settings_or_exit(), migrate=False).dlq_purge(_flt(**f), dry_run=dry_run)
     emit(fmt, {"matched" if dry_run else "purged": n, "dry_run": dry_run})
 
 
@@ -206,7 +213,7 @@ def dlq_retention(dry_run: bool, fmt: str) -> None:
     """Purge dead items older than ATLAS_DLQ_RETENTION_DAYS."""
     settings = settings_or_exit()
     flt = DLQFilter(dead_before=time.time() - settings.dlq_retention_days * 86400)
-    n = open_store(settings).dlq_purge(flt, dry_run=dry_run)
+    n = open_store(settings, migrate=False).dlq_purge(flt, dry_run=dry_run)
     emit(
         fmt,
         {
@@ -240,7 +247,7 @@ def apikey() -> None:
 def apikey_create(name: str, scopes: tuple[str, ...], fmt: str) -> None:
     """Create a key and print it once; only its hash is stored."""
     settings = settings_or_exit()
-    key = create_key(open_store(settings), settings.api_key_pepper, name, scopes)
+    key = create_key(open_store(settings, migrate=False), settings.api_key_pepper, name, scopes)
     emit(fmt, key)
 
 
@@ -251,7 +258,7 @@ def apikey_list(fmt: str) -> None:
     """Keys with their scopes and state (never the keys themselves)."""
     emit(
         fmt,
-        open_store(settings_or_exit()).api_key_list(),
+        open_store(settings_or_exit(), migrate=False).api_key_list(),
         ["id", "name", "scopes", "created_at", "revoked_at", "last_used_at"],
     )
 
@@ -262,7 +269,7 @@ def apikey_list(fmt: str) -> None:
 @clean_errors
 def apikey_revoke(key_id: str, fmt: str) -> None:
     """Revoke a key by id; API processes stop accepting it within seconds."""
-    if not open_store(settings_or_exit()).api_key_revoke(key_id):
+    if not open_store(settings_or_exit(), migrate=False).api_key_revoke(key_id):
         click.echo(f"error: no active key {key_id!r}", err=True)
         sys.exit(1)
     emit(fmt, {"id": key_id, "revoked": True})

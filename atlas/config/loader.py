@@ -249,7 +249,11 @@ def _with_secrets(
 
 
 def load(environ: Mapping[str, str], *, files: bool = True, secrets: bool = True) -> tuple[Settings, Loaded]:
-    """`collect`, raising ConfigError listing every error (one a line) when there is any."""
+    """`collect`, raising ConfigError listing every error (one a line) when there is any.
+
+    `atlas-ops config validate` calls `collect` with the same arguments (see
+    `atlas.config.reference.validate_environment`): what it passes, a process starts with.
+    """
     loaded = collect(environ, files=files, secrets=secrets)
     if loaded.errors or loaded.settings is None:
         raise ConfigError("\n".join(str(f) for f in loaded.errors) or "invalid configuration")

@@ -10,18 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from atlas.config.loader import Finding, Loaded, Source, collect
-from atlas.settings import ENVIRONMENTS, Settings, setting_fields
+from atlas.settings import CATEGORIES, ENVIRONMENTS, Settings, setting_fields
 
-CATEGORIES = {
-    "general": "General",
-    "api": "API",
-    "database": "Database",
-    "engine": "Engine",
-    "monitoring": "Monitoring",
-    "resources": "Resource limits",
-    "secrets": "Secrets",
-    "exporter": "Exporter",
-}
 MASK = "********"
 
 
@@ -124,10 +114,15 @@ def diff(environ: Mapping[str, str], first: str, second: str) -> tuple[list[dict
 
 
 def validate_environment(environ: Mapping[str, str], environment: str) -> list[Finding]:
-    """Every finding for one environment: env file, secrets (decryptable), alerting and monitoring."""
+    """Every finding for one environment: env file, secrets (decryptable), alerting and monitoring.
+
+    The settings are read exactly as a process started with `environ` would read them (the same
+    `collect` call as `atlas.config.loader.load`, ATLAS_* overrides and key file included), so what
+    validates clean starts clean; only the environment's name comes from the argument.
+    """
     from atlas.alerting.config import load_alerting, load_monitoring
 
-    loaded = collect(environ, environment=environment, overrides=False)
+    loaded = collect(environ, environment=environment)
     findings = list(loaded.findings)
     if not loaded.env_path.exists():
         findings.append(

@@ -68,10 +68,7 @@ class HostPolicy:
     def from_settings(cls, s: Settings, workers: int | None = None) -> HostPolicy:
         """The policy for one of `workers` processes (default: the engine's worker count)."""
         workers = max(1, workers or s.worker_count)
-        overrides: dict[str, float] = {}
-        for entry in s.host_rate_overrides:
-            host, _, rate = entry.partition("=")
-            overrides[host.strip().lower()] = float(rate)
+        overrides = dict(s.host_rate_overrides)  # host=rate pairs, checked when settings load
         return cls(
             breaker=BreakerPolicy(
                 window_seconds=s.breaker_window_seconds,

@@ -40,7 +40,7 @@ def _api_server(settings: Settings) -> uvicorn.Server:
 
     from atlas.api.app import create_app
 
-    app = create_app(settings, open_store(settings))
+    app = create_app(settings, open_store(settings, migrate=True))
     # One worker per process: one process is one scrape target (see DESIGN.md); scale with more
     # processes on more ports rather than forked workers sharing a registry.
     config = uvicorn.Config(
@@ -76,7 +76,8 @@ def start_feed_poller(
     from atlas.pipeline.feeds import FeedPoller, run_poller
 
     poller = FeedPoller(
-        open_store(settings),
+        # `atlas services` owns no schema: it polls into a database `atlas core` created.
+        open_store(settings, migrate=False),
         build_fetcher(settings),
         backoff_cap_seconds=settings.feed_backoff_cap_seconds,
         default_interval=settings.feed_poll_interval_seconds,
@@ -125,7 +126,7 @@ def run_core(
         start_logging(settings, process)
     setup_tracing("atlas-core", record_unexported=False)
     log = get_logger("atlas.ops")
-    store = open_store(settings)
+    store = open_store(settings, migrate=True)
     registry = CollectorRegistry()
     engine = Engine(settings, store, pipeline=pipeline or DEFAULT_PIPELINE, registry=registry)
     if settings.core_metrics_port:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from atlas.errors import MigrationError, StoreError
+from atlas.errors import DatabaseNotReady, MigrationError, StoreError
 from atlas.store.ids import new_id
 from atlas.store.models import (
     FINAL_STATES,
@@ -140,7 +140,14 @@ class SQLiteStore(ContentStore):
         synchronous: str = "FULL",
         busy_timeout_ms: int = 10_000,
         clock: Callable[[], float] = time.time,
+        migrate: bool = True,
     ) -> None:
+        """Open the database at `path`; with `migrate` (the default) create and migrate it first.
+
+        `migrate=False` (what read and write commands of the CLI use) never creates a file or
+        changes the schema: it raises DatabaseNotReady when the file is missing or its schema is
+        not the one this version of Atlas ships.
+        """
         self.path = Path(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
@@ -148,8 +155,13 @@ class SQLiteStore(ContentStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.migrate()
+        self._create = migrate
+        self.migrations_applied = 0
+        if migrate:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.migrations_applied = self.migrate()
+        else:
+            self._check_schema()
 
     # -- connections and transactions ---------------------------------------------------------
 
@@ -157,9 +169,16 @@ class SQLiteStore(ContentStore):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        # Without `_create`, mode=rw: SQLite itself refuses to create a missing file (no race with
+        # an existence check).
+        target = self.path if self._create else f"{self.path.resolve().as_uri()}?mode=rw"
         try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000
+                target,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
+                uri=not self._create,
             )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -210,6 +229,25 @@ class SQLiteStore(ContentStore):
     def schema_version(self) -> int:
         with self._read() as conn:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _check_schema(self) -> None:
+        if not self.path.is_file():
+            raise DatabaseNotReady(
+                f"no database at {self.path}: check ATLAS_DATA_DIR (or ATLAS_DATABASE_URL); "
+                "`atlas-ops database migrate` creates it"
+            )
+        try:
+            current = self.schema_version()
+        except StoreError as exc:
+            self.close()
+            raise DatabaseNotReady(f"cannot open the database at {self.path}: {exc.__cause__}") from exc
+        latest = migrations()[-1][0]
+        if current != latest:
+            self.close()
+            fix = "run `atlas-ops database migrate`" if current < latest else "upgrade Atlas"
+            raise DatabaseNotReady(
+                f"the database at {self.path} is at schema version {current}, this Atlas uses {latest}: {fix}"
+            )
 
     def migrate(self) -> int:
         """Apply every migration newer than the database, each in its own transaction."""

@@ -43,6 +43,7 @@ def dead_letter(store: SQLiteStore, n: int, error: ErrorInfo) -> list[str]:
 
 
 def test_items_add_and_get_show_state_and_history(runner: CliRunner) -> None:
+    assert runner.invoke(ops, ["database", "migrate"]).exit_code == 0  # items add never creates it
     added = runner.invoke(ops, ["items", "add", "--format", "json"], input="hello world")
     assert added.exit_code == 0, added.output
     item_id = json.loads(added.output)["id"]

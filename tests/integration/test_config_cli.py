@@ -132,8 +132,8 @@ def test_show_and_diff_name_sources_and_mask_secrets(tmp_path: Path, config_dir:
     assert shown["ATLAS_MAX_DEATHS"]["source"] == "default"
     diff = json.loads(ops(e, "config", "diff", "staging", "production", "--format", "json").stdout)
     keys = {r["key"]: r for r in diff}
-    assert keys["ATLAS_BACKUP_RETENTION_DAYS"]["staging"] == "7"
-    assert keys["ATLAS_BACKUP_RETENTION_DAYS"]["production"] == "30"
+    assert keys["ATLAS_API_RATE_LIMIT_PER_KEY"]["staging"] == "50"
+    assert keys["ATLAS_API_RATE_LIMIT_PER_KEY"]["production"] == "100"
     assert "ATLAS_API_PORT" not in keys  # the process environment is not part of a file diff
 
 
@@ -223,6 +223,7 @@ def test_a_full_run_logs_no_secret_value(tmp_path: Path, config_dir: Path) -> No
     port = free_port()
     e = env(tmp_path, config_dir, "development", ATLAS_API_PORT=str(port), ATLAS_LOG_LEVEL="DEBUG")
     e["ATLAS_DATA_DIR"] = str(tmp_path / "data")
+    assert ops(e, "database", "migrate").returncode == 0  # apikey create never creates a database
     created = ops(e, "apikey", "create", "--name", "t", "--scope", "admin", "--format", "json")
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)

@@ -13,7 +13,7 @@ from atlas import secrets as sec
 from atlas.config.loader import collect
 from atlas.config.reference import reference_markdown
 from atlas.errors import ConfigError
-from atlas.settings import load_settings
+from atlas.settings import CATEGORIES, _setting, load_settings, setting_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,7 +91,10 @@ def test_unknown_keys_in_the_process_environment_are_errors_too(tmp_path: Path) 
         ),
         ("ATLAS_API_PORT=1\nATLAS_API_PORT=2", "ATLAS_API_PORT: set twice (first at line 2)"),
         ("ATLAS_API_HOST='unclosed", "ATLAS_API_HOST: the value's opening ' is never closed"),
-        ("ATLAS_FETCH_HOST_CONCURRENCY=a.example", "ATLAS_FETCH_HOST_CONCURRENCY: expected host=N pairs"),
+        (
+            "ATLAS_FETCH_HOST_CONCURRENCY=a.example",
+            "ATLAS_FETCH_HOST_CONCURRENCY: 'a.example' is not host=limit",
+        ),
         ("ATLAS_MEMORY_BUDGET_BYTES=lots", "ATLAS_MEMORY_BUDGET_BYTES: expected a size in bytes"),
     ],
 )
@@ -142,8 +145,8 @@ def test_unreadable_and_malformed_files_name_the_file(
     assert found[0].startswith(message.format(path=tmp_path / name, dir=tmp_path)), found
 
 
-def test_a_bad_environment_name_is_an_error() -> None:
-    assert errors({"ATLAS_ENVIRONMENT": "prod"}) == [
+def test_a_bad_environment_name_is_an_error(tmp_path: Path) -> None:
+    assert errors({"ATLAS_CONFIG_DIR": str(tmp_path), "ATLAS_ENVIRONMENT": "prod"}) == [
         "ATLAS_ENVIRONMENT: expected one of development, staging, production, got 'prod'"
     ]
 
@@ -281,3 +284,35 @@ def test_the_shipped_env_files_validate_clean(environment: str) -> None:
 def test_reference_md_is_generated_from_the_model() -> None:
     shipped = (ROOT / "config" / "REFERENCE.md").read_text(encoding="utf-8")
     assert shipped == reference_markdown(), "regenerate: atlas-ops config schema > config/REFERENCE.md"
+
+
+def _reference_sections() -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in reference_markdown().splitlines():
+        if line.startswith("## "):
+            current = line[3:]
+            sections[current] = []
+        elif current and line.startswith("| `ATLAS_"):
+            sections[current].append(line.split("`")[1])
+    return sections
+
+
+def test_the_reference_groups_settings_by_their_own_category() -> None:
+    sections = _reference_sections()
+    assert list(sections) == list(CATEGORIES.values())
+    by_category = {
+        CATEGORIES[c]: [f.metadata["env"] for f in setting_fields() if f.metadata["category"] == c]
+        for c in CATEGORIES
+    }
+    assert sections == by_category
+    assert sum(map(len, sections.values())) == len(setting_fields())  # none dropped
+    assert all(v.startswith("ATLAS_EXPORTER_") for v in sections["Exporter"])
+    assert "ATLAS_FETCH_ALLOW_HOSTS" in sections["Fetching"]
+    assert "ATLAS_HOST_RATE_OVERRIDES" in sections["Per-host politeness and circuit breakers"]
+    assert "ATLAS_FEED_POLL_INTERVAL_SECONDS" in sections["Feeds"]
+
+
+def test_a_setting_must_name_a_known_category() -> None:
+    with pytest.raises(ValueError, match="ATLAS_X: category 'nope' is not one of general, api"):
+        _setting("ATLAS_X", 1, int, "x", category="nope")

@@ -1,0 +1,140 @@
+"""Compound settings (lists, host=value maps, sizes, patterns) are checked entry by entry at load,
+with file:line, so nothing a worker parses later can fail: every value the loader accepts is
+handed to the code that consumes it here and must be taken. Real files in tmp_path."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atlas.config.envfile import quote_env
+from atlas.config.loader import collect
+from atlas.engine.hosts import HostGate, HostPolicy
+from atlas.errors import ConfigError
+from atlas.pipeline.ssrf import AllowList
+from atlas.settings import Settings, load_settings, setting_fields
+
+# variable -> ([(good value, parsed)], [(bad value, start of the message after "VARIABLE: ")])
+CASES: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, str]]]] = {
+    "ATLAS_HOST_RATE_OVERRIDES": (
+        [
+            ("example.org=0.5, Slow.Example.=2", (("example.org", 0.5), ("slow.example", 2.0))),
+            ("10.0.0.7=0", (("10.0.0.7", 0.0),)),
+            ("", ()),
+        ],
+        [
+            ("example.org=fast", "'example.org=fast' is not a rate: expected host=rate with requests per"),
+            ("example.org", "'example.org' is not host=rate (expected e.g. example.org=0.5"),
+            ("example.org=-1", "'example.org=-1' is not a rate"),
+            ("example.org=nan", "'example.org=nan' is not a rate"),
+            ("example.org=inf", "'example.org=inf' is not a rate"),
+            ("=1", "'=1' is not host=rate"),
+            ("bad host=1", "'bad host=1': 'bad host' is not a host name"),
+            ("a.example=1,A.example=2", "'A.example=2': 'A.example' is given twice"),
+        ],
+    ),
+    "ATLAS_FETCH_HOST_CONCURRENCY": (
+        [("big.example=32,small.example=1", (("big.example", 32), ("small.example", 1)))],
+        [
+            ("big.example", "'big.example' is not host=limit"),
+            ("big.example=0", "'big.example=0' is not a limit: expected host=limit with concurrent"),
+            ("big.example=2.5", "'big.example=2.5' is not a limit"),
+            ("-bad-.example=2", "'-bad-.example=2': '-bad-.example' is not a host name"),
+        ],
+    ),
+    "ATLAS_FETCH_ALLOW_HOSTS": (
+        [
+            (
+                "127.0.0.1, wiki.intranet,10.0.0.0/8,fd00::/8,127.1,0x7f.1/32",
+                ("127.0.0.1", "wiki.intranet", "10.0.0.0/8", "fd00::/8", "127.1", "0x7f.1/32"),
+            )
+        ],
+        [
+            ("10.0.0.0/33", "'10.0.0.0/33' is not a CIDR network"),
+            ("wiki.intranet/8", "'wiki.intranet/8' is not a CIDR network"),
+            ("http://wiki.intranet", "'http://wiki.intranet' is not a CIDR network"),
+            ("wiki intranet", "'wiki intranet' is not a host name, an address or a CIDR network"),
+            ("a..b", "'a..b' is not a host name"),
+        ],
+    ),
+    "ATLAS_API_CORS_ORIGINS": (
+        [("https://a.example,http://127.0.0.1:3000", ("https://a.example", "http://127.0.0.1:3000"))],
+        [
+            ("a.example", "'a.example' is not an origin (expected scheme://host[:port]"),
+            ("https://a.example/app", "'https://a.example/app' is not an origin"),
+        ],
+    ),
+    "ATLAS_API_MAX_BODY_BYTES": (
+        [("32MiB", 32 << 20), ("2048", 2048), ("1.5k", 1500)],
+        [("lots", "expected a size in bytes"), ("1PB", "expected a size in bytes"), ("1", "expected a size")],
+    ),
+    "ATLAS_FETCH_MAX_BODY_BYTES": (
+        [("10MiB", 10 << 20)],
+        [("10 parsecs", "expected a size in bytes"), ("3GiB", "expected a size 1024-2147483648 bytes")],
+    ),
+    "ATLAS_DISK_LOW_WATER_BYTES": ([("1GiB", 1 << 30)], [("-1", "expected a size in bytes")]),
+    "ATLAS_MEMORY_BUDGET_BYTES": ([("4GB", 4 * 1000**3)], [("4 gigs", "expected a size in bytes")]),
+    "ATLAS_EXPORTER_MOUNT_POINTS_EXCLUDE": ([("^/boot", "^/boot")], [("^(/boot", "expected a regular")]),
+    "ATLAS_EXPORTER_FS_TYPES_EXCLUDE": ([("^tmpfs$", "^tmpfs$")], [("[", "expected a regular expression")]),
+    "ATLAS_EXPORTER_DISK_DEVICES_EXCLUDE": ([("^loop", "^loop")], [("(?P<", "expected a regular")]),
+    "ATLAS_EXPORTER_NET_DEVICES_EXCLUDE": ([("^veth", "^veth")], [("*", "expected a regular expression")]),
+}
+
+
+def _compound(f: dataclasses.Field[Any]) -> bool:
+    parse = f.metadata["parse"]
+    name = getattr(parse, "__qualname__", "")
+    return isinstance(f.default, tuple) or name.split(".")[0] in ("bytes_in", "regex")
+
+
+def test_every_compound_setting_has_cases_here() -> None:
+    compound = {f.metadata["env"] for f in setting_fields() if _compound(f)}
+    assert compound == set(CASES)
+
+
+def _env_file(tmp_path: Path, key: str, value: str) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "staging.env"
+    path.write_text(f"# staging\n\n{key}={quote_env(value)}\n")
+    return path, {"ATLAS_CONFIG_DIR": str(tmp_path), "ATLAS_ENVIRONMENT": "staging"}
+
+
+def _field(key: str) -> str:
+    return next(f.name for f in setting_fields() if f.metadata["env"] == key)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "parsed"), [(k, v, p) for k, (good, _) in CASES.items() for v, p in good]
+)
+def test_good_values_parse_to_typed_values(tmp_path: Path, key: str, value: str, parsed: Any) -> None:
+    _, environ = _env_file(tmp_path, key, value)
+    loaded = collect(environ)
+    assert [str(f) for f in loaded.errors] == []
+    assert loaded.settings is not None and getattr(loaded.settings, _field(key)) == parsed
+    assert str(loaded.sources[_field(key)]) == f"{tmp_path}/staging.env:3"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"), [(k, v, m) for k, (_, bad) in CASES.items() for v, m in bad]
+)
+def test_bad_values_are_refused_at_load_with_file_and_line(
+    tmp_path: Path, key: str, value: str, message: str
+) -> None:
+    path, environ = _env_file(tmp_path, key, value)
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ)
+    assert str(exc.value).startswith(f"{path}:3: {key}: {message}"), str(exc.value)
+
+
+def test_what_the_loader_accepts_the_workers_accept() -> None:
+    """The per-host policy and the SSRF allow list take every good value above without raising."""
+    good = {k: good[0][0] for k, (good, _) in CASES.items()}
+    settings = load_settings({**good, "ATLAS_WORKERS": "2"}, files=False)
+    policy = HostPolicy.from_settings(settings)
+    assert policy.overrides == {"example.org": 0.25, "slow.example": 1.0}  # each worker's share
+    assert HostGate(policy).host("big.example").limit.max_limit == 16
+    allow = AllowList.parse(settings.fetch_allow_hosts)
+    assert allow.allows_host("wiki.intranet") and len(allow.networks) == 5
+    assert isinstance(settings, Settings)

@@ -575,7 +575,9 @@ class SQLiteStore(ContentStore):
 
     # -- API keys -------------------------------------------------------------------------------
 
-    def api_key_insert(self, key_id: str, name: str, scopes: Sequence[str], secret_hash: str) -> None:
+    def api_key_insert(
+        self, key_id: str, name: str, scopes: Sequence[str], secret_hash: str, pepper_id: str | None = None
+    ) -> None:
         with self._write() as conn:
             conn.execute(
                 Q["api_key_insert"],
@@ -584,6 +586,7 @@ class SQLiteStore(ContentStore):
                     "name": name,
                     "scopes": ",".join(scopes),
                     "secret_hash": secret_hash,
+                    "pepper_id": pepper_id,
                     "now": self.clock(),
                 },
             )
@@ -602,8 +605,20 @@ class SQLiteStore(ContentStore):
             return conn.execute(Q["api_key_revoke"], {"id": key_id, "now": self.clock()}).rowcount == 1
 
     def api_key_touch(self, key_id: str) -> None:
+        self.api_key_record_use([(key_id, self.clock())], [])
+
+    def api_key_record_use(
+        self, touches: Sequence[tuple[str, float]], rehashes: Sequence[tuple[str, str, str, str]]
+    ) -> None:
+        """In one transaction: last_used_at for each (key id, time) in `touches`, and for each
+        (key id, hash verified, new hash, pepper id) in `rehashes` the new hash, unless the stored
+        hash has changed since it was verified."""
         with self._write() as conn:
-            conn.execute(Q["api_key_touch"], {"id": key_id, "now": self.clock()})
+            conn.executemany(Q["api_key_touch"], [{"id": k, "now": at} for k, at in touches])
+            conn.executemany(
+                Q["api_key_rehash"],
+                [{"id": k, "old_hash": o, "new_hash": n, "pepper_id": p} for k, o, n, p in rehashes],
+            )
 
     # -- shared state ---------------------------------------------------------------------------
 

@@ -122,7 +122,8 @@ def secrets_set(name: str, environment: str | None) -> None:
         click.echo(
             f"{name}: the previous value is kept in {kept}, so existing API keys keep working; each is "
             "re-hashed with the new pepper when next used (restart the API processes to load it). "
-            f"Once `atlas-ops apikey list` shows no key on an old pepper: `atlas-ops config secrets rm {kept}`",
+            "Once `atlas-ops apikey list` shows no key on an old pepper: "
+            f"`atlas-ops config secrets rm {kept}`",
             err=True,
         )
 

@@ -12,13 +12,14 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from atlas.api import keys
 from atlas.api.keys import _hash, pepper_id
 from atlas.store import SQLiteStore
 from tests.conftest import ROOT, atlas_env
@@ -48,7 +49,9 @@ def env(tmp_path: Path) -> dict[str, str]:
 def atlas_api(env: dict[str, str], log: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{env['ATLAS_API_PORT']}"
     with log.open("a") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "atlas", "api"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "atlas", "api"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_for(lambda: _ready(base) or proc.poll() is not None, 60, "atlas api to be ready")
         assert proc.poll() is None, log.read_text()
@@ -92,7 +95,9 @@ def row(tmp_path: Path, key_id: str) -> dict[str, object]:
     return got
 
 
-def test_a_pepper_change_keeps_keys_working_and_key_use_is_recorded(tmp_path: Path, env: dict[str, str]) -> None:
+def test_a_pepper_change_keeps_keys_working_and_key_use_is_recorded(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     """One run for two things, as each `atlas api` start costs seconds: keys outlive a pepper change
     (verified with the old pepper, re-hashed with the new one, the old pepper then dropped), and
     last_used_at is written off the request path and shown by `apikey list`."""
@@ -144,3 +149,38 @@ def test_secrets_set_refuses_an_empty_value_naming_the_entry(tmp_path: Path, env
         assert "Traceback" not in result.stderr
     listing = ops(env, "config", "secrets", "list", "--format", "json")
     assert json.loads(listing.stdout) == []  # nothing was stored
+
+
+class RecordingStore(SQLiteStore):
+    """The real store, noting every key-use write it makes."""
+
+    writes: list[tuple[list[tuple[str, float]], list[tuple[str, str, str, str]]]]
+
+    def api_key_record_use(
+        self, touches: Sequence[tuple[str, float]], rehashes: Sequence[tuple[str, str, str, str]]
+    ) -> None:
+        self.writes.append((list(touches), list(rehashes)))
+        super().api_key_record_use(touches, rehashes)
+
+
+def test_key_use_is_written_at_most_once_a_minute_per_key(tmp_path: Path) -> None:
+    wall, mono = [1_700_000_000.0], [0.0]
+    store = RecordingStore(tmp_path / "a.db", synchronous="NORMAL", clock=lambda: wall[0])
+    store.writes = []
+    a, b = (str(keys.create_key(store, "p", n, ["ingest"])["key"]) for n in ("a", "b"))
+    checker = keys.KeyChecker(store, "p", clock=lambda: mono[0])
+    for step in (0.0, 10.0, 30.0, 59.0, 61.0):
+        mono[0], wall[0] = step, 1_700_000_000.0 + step
+        assert checker.check(a) is not None
+        if step == 0.0:
+            wait_for(lambda: store.writes, 30, "the first use to be written")
+    assert checker.check(b) is not None
+    checker.close()  # writes what is still waiting
+    touches = [t for written, _ in store.writes for t in written]
+    a_id, b_id = a.split("_")[1], b.split("_")[1]
+    # Uses at +10, +30 and +59 s are not written: within a minute of the one at +0.
+    assert [at - 1_700_000_000.0 for k, at in touches if k == a_id] == [0.0, 61.0]
+    assert [at for k, at in touches if k == b_id] == [1_700_000_061.0]
+    assert [r for _, rehashed in store.writes for r in rehashed] == []  # made with this pepper: no re-hash
+    assert store.api_key_get(a.split("_")[1])["last_used_at"] == 1_700_000_061.0  # type: ignore[index]
+    store.close()

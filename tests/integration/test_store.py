@@ -211,7 +211,9 @@ def test_driver_errors_become_store_errors_naming_the_file(tmp_path: Path) -> No
         SQLiteStore(tmp_path / "dir.db")
 
 
-def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(db: SQLiteStore, clock: Clock) -> None:
+def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(
+    db: SQLiteStore, clock: Clock
+) -> None:
     big = [r.id for r in db.enqueue([doc(f"big{i}") for i in range(12)])]
     small = [r.id for r in db.enqueue([doc(f"small{i}") for i in range(2)])]
     batch = {c.id: c for c in db.claim("o", 20, 30)}
@@ -219,7 +221,14 @@ def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(db: S
     err_small = ErrorInfo("extract", "NoText", "empty page", None)
     db.apply(
         [
-            queue.failed(c, err_big if i in big else err_small, permanent=True, policy=POLICY, now=clock.now, rand=lambda: 0.0)
+            queue.failed(
+                c,
+                err_big if i in big else err_small,
+                permanent=True,
+                policy=POLICY,
+                now=clock.now,
+                rand=lambda: 0.0,
+            )
             for i, c in batch.items()
         ]
     )

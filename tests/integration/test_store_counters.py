@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from atlas.engine import queue
 from atlas.store import SQLiteStore
 from atlas.store.models import Claimed, ContentResult, DLQFilter, ErrorInfo, NewItem
+from atlas.store.sqlite import _split_sql, migrations
 
 POLICY = queue.RetryPolicy(max_attempts=2, max_deaths=2)
 ERRORS = [ErrorInfo("fetch", "ConnectError", "refused", "a.example"), ErrorInfo("extract", "NoText", "empty")]
@@ -188,16 +189,23 @@ def test_a_queued_url_and_a_polled_feed_item_both_leased_leave_no_negative_count
 
 
 def test_migration_0007_rebuilds_counters_a_feed_poll_left_wrong(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "a.db", synchronous="NORMAL")
-    store.enqueue([NewItem(kind="url", payload={"url": "http://a.test/"})])
-    store.claim("o", 10, 30)
-    store.close()
-    with sqlite3.connect(tmp_path / "a.db") as conn:  # what a database before the fix holds
-        conn.execute("UPDATE stats_items SET n = -1 WHERE state = 'queued' AND kind = 'url'")
-        conn.execute("UPDATE stats_items SET n = 2 WHERE state = 'leased' AND kind = 'url'")
+    path = tmp_path / "v6.db"
+    with sqlite3.connect(path) as conn:  # a database as the release before the fix left it
+        for version, _, sql in migrations():
+            if version <= 6:
+                for statement in _split_sql(sql):
+                    conn.execute(statement)
         conn.execute("PRAGMA user_version = 6")
-    reopened = SQLiteStore(tmp_path / "a.db", synchronous="NORMAL")
-    assert reopened.schema_version() >= 7
-    kept, counted = kept_and_counted(reopened.path)
-    assert kept == counted == {("items", "leased", "url"): 1}
-    reopened.close()
+        conn.execute(
+            "INSERT INTO items (id, kind, state, payload, next_attempt_at, created_at, updated_at)"
+            " VALUES ('a', 'url', 'leased', '{}', 0, 0, 0), ('b', 'url', 'leased', '{}', 0, 0, 0)"
+        )
+        # One url enqueued (counted) and one from a feed poll (not counted), both leased.
+        conn.execute(
+            "INSERT INTO stats_items (state, kind, n) VALUES ('queued', 'url', -1), ('leased', 'url', 2)"
+        )
+    store = SQLiteStore(path, synchronous="NORMAL")
+    assert store.schema_version() >= 7
+    kept, counted = kept_and_counted(store.path)
+    assert kept == counted == {("items", "leased", "url"): 2}
+    store.close()

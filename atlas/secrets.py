@@ -187,13 +187,41 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def set_secret(path: Path, ring: KeyRing, name: str, value: str) -> None:
-    """Encrypt `value` under the primary key and store it as `name`."""
+# Secrets whose replaced values stay on as verifiers under a second entry, newest first: API keys
+# are stored as hashes made with the pepper, so a changed pepper must still verify the keys hashed
+# with the old one (the API re-hashes each key with the new pepper when it is next used).
+KEEP_PREVIOUS = {"api_key_pepper": "api_key_pepper_previous"}
+MAX_PREVIOUS = 5
+
+
+def previous_values(raw: str | None) -> list[str]:
+    """The values kept in a KEEP_PREVIOUS entry (one a line, newest first)."""
+    return [line.strip() for line in (raw or "").splitlines() if line.strip()]
+
+
+def set_secret(path: Path, ring: KeyRing, name: str, value: str) -> str | None:
+    """Encrypt `value` under the primary key and store it as `name`.
+
+    Raises ConfigError for an empty value. For a name in KEEP_PREVIOUS whose value changes, the
+    old value is kept (newest first, at most MAX_PREVIOUS) in its previous-values entry, whose
+    name is returned; otherwise returns None.
+    """
+    check_name(name)
+    if not value.strip():
+        raise ConfigError(f"{name}: refusing to store an empty value (nothing was changed)")
     entries = read_secrets(path)
-    decrypt_all(path, ring)  # refuse to mix keys: a file this ring cannot read stays untouched
-    token = ring.fernet().encrypt(value.encode("utf-8")).decode()
-    entries[check_name(name)] = StoredSecret(token, key_id(ring.keys[0]), _now())
+    old = decrypt_all(path, ring)  # refuse to mix keys: a file this ring cannot read stays untouched
+    fernet, primary, now = ring.fernet(), key_id(ring.keys[0]), _now()
+    kept = KEEP_PREVIOUS.get(name)
+    if kept is not None and old.get(name) and old[name] != value:
+        previous = [old[name], *(v for v in previous_values(old.get(kept)) if v not in (old[name], value))]
+        text = "\n".join(previous[:MAX_PREVIOUS])
+        entries[kept] = StoredSecret(fernet.encrypt(text.encode("utf-8")).decode(), primary, now)
+    else:
+        kept = None
+    entries[name] = StoredSecret(fernet.encrypt(value.encode("utf-8")).decode(), primary, now)
     write_secrets(path, entries)
+    return kept
 
 
 def remove_secret(path: Path, name: str) -> bool:

@@ -268,7 +268,8 @@ class Settings:
         "ATLAS_API_KEY_PEPPER",
         "",
         _text,
-        "Mixed into API key hashes (empty = none; changing it invalidates existing keys).",
+        "Mixed into API key hashes (empty = none; on a change the old one is kept as a verifier in "
+        "api_key_pepper_previous until keys are re-hashed on use).",
         secret="api_key_pepper",
         category="api",
     )

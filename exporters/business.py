@@ -1,16 +1,20 @@
 """Business gauges read from the store at scrape time, correct when the API and engine are down.
 
-Every read is an index seek or a read of a small counter table maintained by triggers (migration
-0003_stats), never a scan of items or contents, so a scrape costs the same at 1,000,000 items as
-at 1,000. All store reads of one scrape run in one read transaction: the figures are a snapshot.
+Every read is an index seek or a read of a small counter table kept in the same transaction as
+each change (triggers of migration 0003_stats; inserts count themselves, atlas.store.sqlite_items),
+never a scan of items or contents, so a scrape costs the same at 1,000,000 items as at 1,000. All
+store reads of one scrape run in one read transaction: the figures are a snapshot.
 
-Conventions this module defines for later issues:
-- Last backup: the backup job writes kv key `backup.last` = JSON `{"finished_at": <unix seconds>,
-  "bytes": <int>}` after a backup verifies; until then both gauges are 0 ("never").
+What it reads besides the counters:
 - Maintenance mode: kv key `maintenance` = JSON `{"enabled": bool, ...}` as the API writes it.
 - Feeds: `atlas_feeds{status}` counts subscriptions (migration 0004's feeds table, read whole:
   subscriptions number in the thousands at most, unlike items): `failing` when the last poll
-  failed (failures > 0), `active` otherwise; Atlas has no paused feeds yet, so `paused` is 0.
+  failed (failures > 0), `active` otherwise.
+
+Not exported until something feeds them (a gauge that cannot move must not look like a
+measurement; issue 10): `atlas_feeds{status="paused"}` comes with feed pausing, and the last-backup
+gauges (`atlas_backup_last_success_timestamp_seconds`, `atlas_backup_last_size_bytes`) with the
+backup job, which a later issue adds.
 """
 
 from __future__ import annotations
@@ -31,8 +35,7 @@ from atlas.logging import get_logger
 from atlas.observability.metrics import family
 from atlas.store.models import MAINTENANCE_KEY
 
-BACKUP_KEY = "backup.last"
-FEED_STATUSES = ("active", "failing", "paused")
+FEED_STATUSES = ("active", "failing")
 
 # The same definition the API's backpressure uses (atlas.api.pressure, queries.sql
 # oldest_queued): time since acceptance of the oldest queued item, one seek on the partial index
@@ -106,9 +109,7 @@ class StoreReader:
                     snap.contents, snap.content_bytes = row
                 snap.feeds = _feeds(conn)
                 snap.kv = dict(
-                    conn.execute(
-                        "SELECT key, value FROM kv WHERE key IN (?, ?)", (BACKUP_KEY, MAINTENANCE_KEY)
-                    ).fetchall()
+                    conn.execute("SELECT key, value FROM kv WHERE key = ?", (MAINTENANCE_KEY,)).fetchall()
                 )
             finally:
                 conn.execute("COMMIT")
@@ -153,18 +154,8 @@ def _maintenance_on(raw: str | None) -> bool:
         return False  # unreadable: the engine does not pause on it either
 
 
-def _backup(raw: str | None) -> tuple[float, float]:
-    if not raw:
-        return 0.0, 0.0
-    try:
-        value: Any = json.loads(raw)
-        return float(value.get("finished_at", 0)), float(value.get("bytes", 0))
-    except (ValueError, TypeError, AttributeError):
-        return 0.0, 0.0  # unreadable record: report "never" rather than fail the scrape
-
-
 class BusinessCollector(Collector):
-    """atlas_items, DLQ, completions, contents, DB/WAL size, backup, feeds, maintenance gauges,
+    """atlas_items, DLQ, completions, contents, DB/WAL size, feeds, maintenance gauges,
     plus atlas_exporter_store_up and the last store read's duration."""
 
     def __init__(
@@ -249,13 +240,6 @@ class BusinessCollector(Collector):
         content_bytes = family("atlas_contents_size_bytes")
         content_bytes.add_metric((), snap.content_bytes)
         yield from (contents, content_bytes)
-
-        finished_at, size = _backup(snap.kv.get(BACKUP_KEY))
-        backup_ts = family("atlas_backup_last_success_timestamp_seconds")
-        backup_ts.add_metric((), finished_at)
-        backup_size = family("atlas_backup_last_size_bytes")
-        backup_size.add_metric((), size)
-        yield from (backup_ts, backup_size)
 
         feeds = family("atlas_feeds")
         for status in FEED_STATUSES:

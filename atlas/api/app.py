@@ -56,7 +56,7 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
         committer=GroupCommitter(store, settings.api_max_pending_rows),
         pressure=Pressure(settings, store),
         auth=Authenticator(
-            KeyChecker(store, settings.api_key_pepper),
+            KeyChecker.for_settings(store, settings),
             settings.api_auth_disabled,
             settings.api_rate_limit_per_key,
             settings.api_rate_burst,
@@ -73,6 +73,7 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
         finally:
             svc.pressure.stop()
             svc.committer.stop()
+            svc.auth.checker.close()  # writes the key use still waiting
 
     app = AtlasAPI(
         # FastAPI's own telemetry would trace every request a second time beside the

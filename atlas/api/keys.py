@@ -3,6 +3,11 @@
 A key reads `atlas_<id>_<secret>`. The id finds the row; only the secret's hash is stored, so a
 copy of the database does not hand out working keys. Lookups are cached briefly, so a revocation
 takes effect within CACHE_SECONDS on every API process.
+
+Changing the pepper keeps keys working: the previous peppers (secret `api_key_pepper_previous`,
+kept by `atlas-ops config secrets set api_key_pepper`) still verify, and a key verified with one is
+re-hashed with the current pepper. That write and `last_used_at` (at most once per TOUCH_SECONDS
+per key and process) are handed to a background thread (KeyUsage): a request never waits for them.
 """
 
 from __future__ import annotations
@@ -10,16 +15,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from atlas.errors import ItemError
+from atlas.errors import ItemError, StoreError
+from atlas.logging import get_logger
+from atlas.secrets import KEEP_PREVIOUS, previous_values
+from atlas.settings import Settings
 from atlas.store.sqlite import SQLiteStore
 
 SCOPES = ("ingest", "read", "admin")
 CACHE_SECONDS = 5.0
+TOUCH_SECONDS = 60.0  # last_used_at is a "when roughly", not an access log: one write a minute at most
 _PREFIX = "atlas_"
+log = get_logger("atlas.api.keys")
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,16 @@ def _hash(pepper: str, secret: str) -> str:
     return hashlib.sha256(f"{pepper}\x00{secret}".encode()).hexdigest()
 
 
+def pepper_id(pepper: str) -> str:
+    """A short public fingerprint of a pepper (8 hex digits of a SHA-256): names it, reveals nothing."""
+    return hashlib.sha256(f"atlas-api-key-pepper\x00{pepper}".encode()).hexdigest()[:8]
+
+
+def previous_peppers(settings: Settings) -> list[str]:
+    """The peppers that still verify keys: the `api_key_pepper_previous` secret, newest first."""
+    return previous_values(settings.secrets.get(KEEP_PREVIOUS["api_key_pepper"]))
+
+
 def create_key(store: SQLiteStore, pepper: str, name: str, scopes: Sequence[str]) -> dict[str, object]:
     """Create a key; the returned dict holds the only copy of the key itself."""
     if not name.strip():
@@ -45,7 +66,7 @@ def create_key(store: SQLiteStore, pepper: str, name: str, scopes: Sequence[str]
         raise ItemError(f"scope: expected one or more of {', '.join(SCOPES)}, got {', '.join(bad) or 'none'}")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    store.api_key_insert(key_id, name.strip(), sorted(set(scopes)), _hash(pepper, secret))
+    store.api_key_insert(key_id, name.strip(), sorted(set(scopes)), _hash(pepper, secret), pepper_id(pepper))
     return {
         "id": key_id,
         "key": f"{_PREFIX}{key_id}_{secret}",
@@ -54,12 +75,99 @@ def create_key(store: SQLiteStore, pepper: str, name: str, scopes: Sequence[str]
     }
 
 
+class KeyUsage:
+    """Records key use off the request path: `touch` and `rehash` only note what to write (a dict
+    update under a lock); a daemon thread writes it in one transaction, woken when there is work."""
+
+    def __init__(self, store: SQLiteStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.clock = store, clock
+        self._touched: dict[str, float] = {}  # key id -> clock() of the last touch noted
+        self._touches: dict[str, float] = {}  # key id -> wall time, waiting to be written
+        self._rehashes: dict[str, tuple[str, str, str]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def touch(self, key_id: str) -> None:
+        now = self.clock()
+        last = self._touched.get(key_id)
+        if last is not None and now - last < TOUCH_SECONDS:
+            return  # the hot path: one dict read
+        if len(self._touched) > 10_000:
+            self._touched.clear()
+        self._touched[key_id] = now
+        with self._lock:
+            self._touches[key_id] = self.store.clock()
+        self._notify()
+
+    def rehash(self, key_id: str, old_hash: str, new_hash: str, new_pepper_id: str) -> None:
+        with self._lock:
+            self._rehashes[key_id] = (old_hash, new_hash, new_pepper_id)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stopping:
+                    self._thread = threading.Thread(target=self._run, name="atlas-key-usage", daemon=True)
+                    self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait()
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is waiting. A failed write is logged and dropped: the next use notes it again."""
+        with self._lock:
+            touches, self._touches = self._touches, {}
+            rehashes, self._rehashes = self._rehashes, {}
+        if not touches and not rehashes:
+            return
+        try:
+            self.store.api_key_record_use(
+                list(touches.items()), [(k, o, n, p) for k, (o, n, p) in rehashes.items()]
+            )
+        except StoreError as exc:
+            for key_id in touches:
+                self._touched.pop(key_id, None)
+            log.warning("recording API key use failed", error=str(exc))
+
+    def stop(self) -> None:
+        """Stop the writer after writing what is waiting."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.flush()
+
+
 class KeyChecker:
     """Verifies presented keys against the store, with a short cache."""
 
-    def __init__(self, store: SQLiteStore, pepper: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        pepper: str,
+        clock: Callable[[], float] = time.monotonic,
+        previous: Sequence[str] = (),
+    ) -> None:
         self.store, self.pepper, self.clock = store, pepper, clock
+        self.pepper_id = pepper_id(pepper)
+        # Verifiers: the current pepper first, then the previous ones, newest first.
+        self.peppers = (pepper, *(p for p in previous if p != pepper))
+        self.usage = KeyUsage(store, clock)
         self._cache: dict[str, tuple[float, dict[str, object] | None]] = {}
+
+    @classmethod
+    def for_settings(cls, store: SQLiteStore, settings: Settings) -> KeyChecker:
+        return cls(store, settings.api_key_pepper, previous=previous_peppers(settings))
+
+    def close(self) -> None:
+        self.usage.stop()
 
     def check(self, presented: str) -> Principal | None:
         """The key's principal, or None for a malformed, unknown, revoked or wrong key."""
@@ -78,7 +186,15 @@ class KeyChecker:
         row = cached[1]
         expected = str(row["secret_hash"]) if row else _hash(self.pepper, "-")
         # Compare even for unknown ids so timing does not tell which ids exist.
-        matches = hmac.compare_digest(_hash(self.pepper, secret), expected)
+        current = _hash(self.pepper, secret)
+        matches = hmac.compare_digest(current, expected)
+        if not matches:
+            matches = any(hmac.compare_digest(_hash(p, secret), expected) for p in self.peppers[1:])
         if row is None or not matches or row["revoked_at"] is not None:
             return None
+        if current != expected or row.get("pepper_id") != self.pepper_id:
+            # Verified with an old pepper (or made before pepper ids): re-hash with the current one.
+            self.usage.rehash(key_id, expected, current, self.pepper_id)
+            self._cache[key_id] = (cached[0], {**row, "secret_hash": current, "pepper_id": self.pepper_id})
+        self.usage.touch(key_id)
         return Principal(key_id, str(row["name"]), frozenset(str(row["scopes"]).split(",")))

@@ -116,8 +116,16 @@ def secrets_set(name: str, environment: str | None) -> None:
         value = click.prompt(f"value of {name}", hide_input=True, confirmation_prompt=True)
     else:
         value = sys.stdin.read().removesuffix("\n")
-    sec.set_secret(path, ring, sec.check_name(name), value)
+    kept = sec.set_secret(path, ring, sec.check_name(name), value)
     click.echo(f"{name}: stored in {path} (key id {ring.ids[0]})", err=True)
+    if kept is not None:
+        click.echo(
+            f"{name}: the previous value is kept in {kept}, so existing API keys keep working; each is "
+            "re-hashed with the new pepper when next used (restart the API processes to load it). "
+            "Once `atlas-ops apikey list` shows no key on an old pepper: "
+            f"`atlas-ops config secrets rm {kept}`",
+            err=True,
+        )
 
 
 @secrets_group.command("get")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from atlas import __version__
-from atlas.api.keys import SCOPES, create_key
+from atlas.api.keys import SCOPES, create_key, pepper_id
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
 from atlas.cli.database import database
@@ -255,12 +256,33 @@ def apikey_create(name: str, scopes: tuple[str, ...], fmt: str) -> None:
 @format_option
 @clean_errors
 def apikey_list(fmt: str) -> None:
-    """Keys with their scopes and state (never the keys themselves)."""
-    emit(
-        fmt,
-        open_store(settings_or_exit(), migrate=False).api_key_list(),
-        ["id", "name", "scopes", "created_at", "revoked_at", "last_used_at"],
-    )
+    """Keys with their scopes, state, last use (to the minute) and pepper (never the keys themselves).
+
+    pepper: `current`, `old` (hashed with a previous pepper: re-hashed when next used; it stops
+    working once api_key_pepper_previous is removed) or `unknown` (not used since before Atlas
+    recorded peppers).
+    """
+    settings = settings_or_exit()
+    current = pepper_id(settings.api_key_pepper)
+    rows = open_store(settings, migrate=False).api_key_list()
+    for row in rows:
+        row["pepper"] = (
+            "unknown" if row["pepper_id"] is None else "current" if row["pepper_id"] == current else "old"
+        )
+    if fmt == "json":
+        emit(fmt, rows)
+        return
+    for row in rows:
+        for column in ("created_at", "revoked_at", "last_used_at"):
+            row[column] = _when(row[column], "never" if column == "last_used_at" else "")
+    emit(fmt, rows, ["id", "name", "scopes", "created_at", "revoked_at", "last_used_at", "pepper"])
+
+
+def _when(at: float | None, missing: str) -> str:
+    """Unix seconds as UTC ISO-8601 to the second, for people."""
+    if at is None:
+        return missing
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @apikey.command("revoke")

@@ -124,20 +124,26 @@ DELETE FROM kv WHERE key = :key;
 DELETE FROM kv WHERE key LIKE :prefix || '%' AND updated_at < :before;
 
 -- name: api_key_insert
-INSERT INTO api_keys (id, name, scopes, secret_hash, created_at)
-VALUES (:id, :name, :scopes, :secret_hash, :now);
+INSERT INTO api_keys (id, name, scopes, secret_hash, pepper_id, created_at)
+VALUES (:id, :name, :scopes, :secret_hash, :pepper_id, :now);
 
 -- name: api_key_get
 SELECT * FROM api_keys WHERE id = :id;
 
 -- name: api_key_list
-SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at;
+SELECT id, name, scopes, created_at, revoked_at, last_used_at, pepper_id FROM api_keys ORDER BY created_at;
 
 -- name: api_key_revoke
 UPDATE api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL;
 
 -- name: api_key_touch
-UPDATE api_keys SET last_used_at = :now WHERE id = :id;
+UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), :now) WHERE id = :id;
+
+-- name: api_key_rehash
+-- Only if the hash is still the one the key was verified against: a concurrent revoke-and-recreate
+-- or another API process's re-hash is never overwritten.
+UPDATE api_keys SET secret_hash = :new_hash, pepper_id = :pepper_id
+ WHERE id = :id AND secret_hash = :old_hash;
 
 -- name: queued_count
 SELECT coalesce(sum(n), 0) FROM stats_items WHERE state = 'queued';

@@ -18,8 +18,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
 from atlas.store.ids import new_id
 from atlas.store.models import (
@@ -37,6 +35,8 @@ from atlas.store.models import (
 )
 from atlas.store.queries import load_queries
 from atlas.store.sqlite_content import C, ContentStore
+from atlas.store.sqlite_items import insert_items, item_row
+from atlas.store.sqlite_items import to_json as _json
 
 Q = load_queries("atlas.store", "queries.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
@@ -50,18 +50,6 @@ def migrations() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
     return sorted(found)
-
-
-def _json(value: Any) -> str | None:
-    """Compact JSON text; orjson (~10x faster than json.dumps, measured per enqueued item) with the
-    standard library as the fallback for what orjson refuses (integers over 64 bits, lone
-    surrogates, which it writes as escapes), so every value json.loads accepted can be stored."""
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # orjson.JSONEncodeError subclasses TypeError
-        return json.dumps(value, separators=(",", ":"))
 
 
 def _row_to_item(row: sqlite3.Row) -> Item:
@@ -128,6 +116,35 @@ def _dlq_where(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
             names.append(f":id{i}")
         clauses.append(f"id IN ({', '.join(names)})")
     return " AND ".join(clauses), params
+
+
+DLQ_SAMPLE_IDS = 5
+
+
+def dlq_groups_query(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
+    """The DLQ grouping statement and its parameters (`:limit` still to bind): per (stage, error
+    class, host), the size, time range and a sample message, largest groups first, and the first
+    DLQ_SAMPLE_IDS ids in id order.
+
+    The ids come from a correlated subquery with LIMIT, run only for the groups returned: a
+    group_concat over the whole group held every id of a million-item group in memory to keep five.
+    """
+    where, params = _dlq_where(flt)
+    same_group = (
+        "last_error_stage IS g.stage AND last_error_class IS g.error_class AND last_error_host IS g.host"
+    )
+    sql = (
+        "SELECT g.*, (SELECT group_concat(id) FROM"
+        f" (SELECT id FROM items WHERE {where} AND {same_group} ORDER BY id LIMIT {DLQ_SAMPLE_IDS})) AS ids"
+        " FROM (SELECT last_error_stage AS stage, last_error_class AS error_class,"
+        " last_error_host AS host, count(*) AS n, min(updated_at) AS oldest, max(updated_at) AS newest,"
+        " max(last_error_message) AS sample_message"
+        f" FROM items WHERE {where}"
+        " GROUP BY last_error_stage, last_error_class, last_error_host"
+        " ORDER BY n DESC, stage, error_class, host LIMIT :limit) AS g"
+        " ORDER BY g.n DESC, g.stage, g.error_class, g.host"
+    )
+    return sql, params
 
 
 class SQLiteStore(ContentStore):
@@ -273,8 +290,6 @@ class SQLiteStore(ContentStore):
         results: list[EnqueueResult | None] = [None] * len(items)
         rows: list[tuple[Any, ...]] = []  # positional: the hot path of every accept, measured
         keyed: dict[str, int] = {}
-        kinds: dict[str, int] = {}
-        feeds: list[tuple[str, str, float | None, float]] = []
         with self._write() as conn:
             keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
             existing: dict[str, tuple[str, str | None]] = {}
@@ -298,32 +313,9 @@ class SQLiteStore(ContentStore):
                         continue
                     keyed[key] = len(rows)
                 item_id = new_id(now)
-                rows.append(
-                    (
-                        item_id,
-                        item.kind,
-                        item.source,
-                        key,
-                        item.priority,
-                        _json(item.payload),
-                        _json(item.metadata),
-                        max(now, item.not_before or now),
-                        item.trace_context,
-                        item.request_hash,
-                        now,
-                    )
-                )
+                rows.append(item_row(item_id, item, key, now))
                 results[index] = EnqueueResult(item_id, True, item.request_hash)
-                kinds[item.kind] = kinds.get(item.kind, 0) + 1
-                if item.kind == "feed":
-                    feeds.append(
-                        (item_id, item.payload["url"], item.payload.get("poll_interval_seconds"), now)
-                    )
-            conn.executemany(Q["insert_item"], rows)
-            if feeds:
-                conn.executemany(Q["subscribe_feed"], feeds)
-            # The counters the exporter reads, once per kind rather than by a per-row trigger.
-            conn.executemany(Q["count_enqueued"], kinds.items())
+            insert_items(conn, rows, now)
         return [r for r in results if r is not None]
 
     def recount_items(self) -> None:
@@ -541,16 +533,7 @@ class SQLiteStore(ContentStore):
         return [_row_to_item(r) for r in rows]
 
     def dlq_groups(self, flt: DLQFilter, limit: int = 50) -> list[DLQGroup]:
-        where, params = _dlq_where(flt)
-        sql = (
-            "SELECT last_error_stage AS stage, last_error_class AS error_class, last_error_host AS host,"
-            " count(*) AS n, min(updated_at) AS oldest, max(updated_at) AS newest,"
-            " max(last_error_message) AS sample_message,"
-            " group_concat(id) AS ids"
-            f" FROM items WHERE {where}"
-            " GROUP BY last_error_stage, last_error_class, last_error_host"
-            " ORDER BY n DESC LIMIT :limit"
-        )
+        sql, params = dlq_groups_query(flt)
         with self._read() as conn:
             rows = conn.execute(sql, {**params, "limit": limit}).fetchall()
         return [
@@ -561,7 +544,7 @@ class SQLiteStore(ContentStore):
                 count=r["n"],
                 oldest=r["oldest"],
                 newest=r["newest"],
-                sample_ids=(r["ids"] or "").split(",")[:5],
+                sample_ids=(r["ids"] or "").split(",")[:DLQ_SAMPLE_IDS],
                 sample_message=r["sample_message"],
             )
             for r in rows
@@ -630,7 +613,9 @@ class SQLiteStore(ContentStore):
 
     # -- API keys -------------------------------------------------------------------------------
 
-    def api_key_insert(self, key_id: str, name: str, scopes: Sequence[str], secret_hash: str) -> None:
+    def api_key_insert(
+        self, key_id: str, name: str, scopes: Sequence[str], secret_hash: str, pepper_id: str | None = None
+    ) -> None:
         with self._write() as conn:
             conn.execute(
                 Q["api_key_insert"],
@@ -639,6 +624,7 @@ class SQLiteStore(ContentStore):
                     "name": name,
                     "scopes": ",".join(scopes),
                     "secret_hash": secret_hash,
+                    "pepper_id": pepper_id,
                     "now": self.clock(),
                 },
             )
@@ -657,8 +643,20 @@ class SQLiteStore(ContentStore):
             return conn.execute(Q["api_key_revoke"], {"id": key_id, "now": self.clock()}).rowcount == 1
 
     def api_key_touch(self, key_id: str) -> None:
+        self.api_key_record_use([(key_id, self.clock())], [])
+
+    def api_key_record_use(
+        self, touches: Sequence[tuple[str, float]], rehashes: Sequence[tuple[str, str, str, str]]
+    ) -> None:
+        """In one transaction: last_used_at for each (key id, time) in `touches`, and for each
+        (key id, hash verified, new hash, pepper id) in `rehashes` the new hash, unless the stored
+        hash has changed since it was verified."""
         with self._write() as conn:
-            conn.execute(Q["api_key_touch"], {"id": key_id, "now": self.clock()})
+            conn.executemany(Q["api_key_touch"], [{"id": k, "now": at} for k, at in touches])
+            conn.executemany(
+                Q["api_key_rehash"],
+                [{"id": k, "old_hash": o, "new_hash": n, "pepper_id": p} for k, o, n, p in rehashes],
+            )
 
     # -- shared state ---------------------------------------------------------------------------
 

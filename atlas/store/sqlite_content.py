@@ -16,6 +16,7 @@ from atlas.errors import ItemError
 from atlas.store.ids import new_id
 from atlas.store.models import NewItem, SearchHit
 from atlas.store.queries import load_queries
+from atlas.store.sqlite_items import insert_items, item_row
 
 C = load_queries("atlas.store", "content.sql")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -143,35 +144,18 @@ class ContentStore:
         title: str | None = None,
     ) -> int:
         """Record a successful poll; enqueue the items of entries not seen before. Returns how many."""
-        from atlas.store.sqlite import Q, _json  # the items table's own insert, shared
-
         now = self.clock()
-        added = 0
+        rows = []
         with self._write() as conn:
             for key, item in entries:
                 item_id = new_id(now)
                 cur = conn.execute(
                     C["feed_entry_insert"], {"feed_id": feed_id, "key": key, "item_id": item_id, "now": now}
                 )
-                if cur.rowcount != 1:
-                    continue  # seen on an earlier poll
-                conn.execute(
-                    Q["insert_item"],
-                    (
-                        item_id,
-                        item.kind,
-                        item.source,
-                        None,
-                        item.priority,
-                        _json(item.payload),
-                        _json(item.metadata),
-                        now,
-                        None,
-                        None,
-                        now,
-                    ),
-                )
-                added += 1
+                if cur.rowcount == 1:  # else: seen on an earlier poll
+                    rows.append(item_row(item_id, item, None, now))
+            insert_items(conn, rows, now)  # inserts and counts, as enqueue does
+            added = len(rows)
             conn.execute(
                 C["feed_polled"],
                 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from atlas.cli.ops import ops
 from atlas.engine import queue
@@ -105,9 +107,20 @@ def test_atlas_core_serves_engine_metrics_and_records_a_heartbeat(tmp_path: Path
     )
     try:
         wait_for(lambda: finished(store) == 20, 60, "20 items to finish")
-        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        assert 'atlas_engine_items_processed_total{kind="document",outcome="done"} 20.0' in body
-        assert "atlas_engine_workers " in body
+
+        def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(body)
+                for s in family.samples
+            }
+
+        processed = ("atlas_engine_items_processed_total", (("kind", "document"), ("outcome", "done")))
+        assert samples()[processed] == 20
+        # ATLAS_WORKERS=0: one worker process per core, each counted once alive.
+        cores = max(1, os.cpu_count() or 1)
+        wait_for(lambda: samples()[("atlas_engine_workers", ())] == cores, 30, f"{cores} workers alive")
         assert any(k.startswith("engine.heartbeat.") for k in _kv_keys(tmp_path))
     finally:
         core.terminate()

@@ -73,8 +73,6 @@ ATLAS_METRICS = [
     "atlas_contents_size_bytes",
     "atlas_db_size_bytes",
     "atlas_db_wal_size_bytes",
-    "atlas_backup_last_success_timestamp_seconds",
-    "atlas_backup_last_size_bytes",
     "atlas_feeds",
     "atlas_maintenance_mode",
 ]

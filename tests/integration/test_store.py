@@ -12,6 +12,7 @@ from atlas.engine import queue
 from atlas.errors import StoreError
 from atlas.store import SQLiteStore
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem
+from atlas.store.sqlite import migrations
 
 
 class Clock:
@@ -42,7 +43,7 @@ POLICY = queue.RetryPolicy(max_attempts=2, max_deaths=2)
 
 
 def test_the_database_is_wal_and_migrations_are_idempotent(db: SQLiteStore, tmp_path: Path) -> None:
-    assert db.schema_version() >= 1
+    assert db.schema_version() == max(version for version, _, _ in migrations())  # all applied
     assert db.migrate() == 0
     conn = sqlite3.connect(tmp_path / "a.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -209,3 +210,59 @@ def test_driver_errors_become_store_errors_naming_the_file(tmp_path: Path) -> No
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(StoreError, match=r"dir\.db"):
         SQLiteStore(tmp_path / "dir.db")
+
+
+def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(
+    db: SQLiteStore, clock: Clock
+) -> None:
+    big = [r.id for r in db.enqueue([doc(f"big{i}") for i in range(12)])]
+    small = [r.id for r in db.enqueue([doc(f"small{i}") for i in range(2)])]
+    batch = {c.id: c for c in db.claim("o", 20, 30)}
+    err_big = ErrorInfo("fetch", "ConnectError", "refused", "a.example")
+    err_small = ErrorInfo("extract", "NoText", "empty page", None)
+    db.apply(
+        [
+            queue.failed(
+                c,
+                err_big if i in big else err_small,
+                permanent=True,
+                policy=POLICY,
+                now=clock.now,
+                rand=lambda: 0.0,
+            )
+            for i, c in batch.items()
+        ]
+    )
+    groups = db.dlq_groups(DLQFilter())
+    assert [(g.stage, g.error_class, g.host, g.count) for g in groups] == [
+        ("fetch", "ConnectError", "a.example", 12),
+        ("extract", "NoText", None, 2),
+    ]
+    assert groups[0].sample_ids == sorted(big)[:5]  # the first five of the group, in id order
+    assert sorted(groups[1].sample_ids) == sorted(small)
+    assert db.dlq_groups(DLQFilter(host="a.example"))[0].sample_ids == sorted(big)[:5]
+
+    # The statement's shape: group_concat sees at most five ids per group returned, however big
+    # the group. Counted by a group_concat of our own, which SQLite lets a connection define.
+    from atlas.store.sqlite import dlq_groups_query
+
+    seen = [0]
+
+    class CountingConcat:
+        def __init__(self) -> None:
+            self.ids: list[str] = []
+
+        def step(self, value: str) -> None:
+            seen[0] += 1
+            self.ids.append(value)
+
+        def finalize(self) -> str:
+            return ",".join(self.ids)
+
+    sql, params = dlq_groups_query(DLQFilter())
+    with sqlite3.connect(db.path) as conn:
+        conn.create_aggregate("group_concat", 1, CountingConcat)  # type: ignore[arg-type]
+        rows = conn.execute(sql, {**params, "limit": 50}).fetchall()
+        assert len(rows) == 2 and seen[0] == 5 + 2
+        plan = " | ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", {**params, "limit": 50}))
+    assert "CORRELATED SCALAR SUBQUERY" in plan, plan

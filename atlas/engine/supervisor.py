@@ -220,7 +220,7 @@ class Engine:
         parent, child = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=worker_main,
-            args=(child, self.pipeline, self.concurrency, self.settings.log_level, self.settings),
+            args=(child, self.pipeline, self.concurrency, self.settings),
             name=f"atlas-worker-{slot}",
             daemon=True,
         )

@@ -90,7 +90,7 @@ def start_feed_poller(
 
 def run_services(settings: Settings) -> int:
     """`atlas services`: scheduled work (feed polling) until SIGTERM or SIGINT; returns the exit code."""
-    configure_logging(settings.log_level, process="atlas-services")
+    start_logging(settings, "atlas-services")
     log = get_logger("atlas.ops")
     thread, stop = start_feed_poller(settings)
 

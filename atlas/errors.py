@@ -4,6 +4,7 @@
     ├── ConfigError                 a setting or config file is wrong (exit code 2 at the CLI)
     ├── StoreError                  the database failed; the driver's error is kept as __cause__
     │   └── MigrationError          the schema could not be brought to the current version
+    ├── PipelineError               the engine's pipeline cannot be imported or built (at start)
     ├── ItemError                   one item is invalid (names the field or item at fault)
     │   └── ItemNotFound            no item with that id
     ├── StageError                  a pipeline stage failed on an item (retryable unless said)
@@ -31,6 +32,10 @@ class StoreError(AtlasError):
 
 class MigrationError(StoreError):
     """The database schema could not be migrated."""
+
+
+class PipelineError(AtlasError):
+    """The engine's pipeline cannot be imported or built."""
 
 
 class ItemError(AtlasError):

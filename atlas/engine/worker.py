@@ -38,6 +38,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from atlas.engine.pool import LEASE_LAPSED_EXIT  # EX_TEMPFAIL: not the items' fault
 from atlas.errors import Deferred, PermanentStageError, StageError
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
@@ -46,7 +47,6 @@ from atlas.settings import Settings
 from atlas.store.models import ErrorInfo
 
 _PROPAGATOR = TraceContextTextMapPropagator()
-LEASE_LAPSED_EXIT = 75  # EX_TEMPFAIL: not the items' fault
 WATCHDOG_SECONDS = 0.2
 PROBE_SECONDS = 1.0
 log = get_logger("atlas.worker")

@@ -3,10 +3,14 @@ the engine's health.
 
 A worker that cannot start (an import error, a bad setting the pipeline reads) or keeps dying
 without finishing anything would otherwise be restarted in a tight loop while the API goes on
-accepting items nobody processes. Each slot keeps its streak of restarts with no finished item in
-between; the wait before the next restart doubles with the streak (capped), and a streak past
-`UNHEALTHY_STREAK` makes the engine report itself degraded (some slots) or unhealthy (all of
-them) in its heartbeat, which the API's /health and /health/ready read.
+accepting items nobody processes. Each slot keeps its streak of restarts with no finished item and
+no stable stretch in between; the wait before the next restart doubles with the streak (capped),
+and a streak of `UNHEALTHY_STREAK` makes the engine report itself degraded (some slots failing) or
+unhealthy (all of them) in its heartbeat, which the API's /health and /health/ready read.
+
+A worker that dies while running items is not counted in the streak and comes back at once: the
+items are the suspects, the death accounting dead-letters a poison item after a few deaths, and
+isolating suspects one by one needs a fresh worker without delay.
 
 Pure logic: the caller passes the clock's readings in.
 """
@@ -17,13 +21,12 @@ import json
 import signal
 from dataclasses import dataclass
 
-# The first restart is immediate: one crash (a poison item) is what the death accounting is for,
-# and the isolation of suspects depends on a fresh worker coming back at once.
+# The first restart is immediate (one crash is not a loop); the wait doubles from the second.
 RESTART_BACKOFF_BASE_SECONDS = 0.5
 RESTART_BACKOFF_CAP_SECONDS = 30.0
 # Restarts in a row, with nothing finished in between, after which a slot counts as failing.
 UNHEALTHY_STREAK = 3
-# A worker that lived this long was not crash-looping, even if it finished nothing (an idle queue).
+# A worker alive this long is not crash-looping, even if it finished nothing (an idle queue).
 STABLE_WORKER_SECONDS = 60.0
 
 LEASE_LAPSED_EXIT = 75  # EX_TEMPFAIL: the worker exits because our heartbeats stopped landing
@@ -55,6 +58,7 @@ def describe_exit(exitcode: int | None) -> str:
 class _Slot:
     streak: int = 0
     restart_at: float = 0.0  # 0: no restart pending
+    started_at: float | None = None  # when its current worker started; None: none running
     last: str = ""
 
 
@@ -64,15 +68,21 @@ class Restarts:
     def __init__(self, slots: int) -> None:
         self._slots = [_Slot() for _ in range(slots)]
 
+    def started(self, slot: int, now: float) -> None:
+        self._slots[slot].started_at = now
+
     def finished_item(self, slot: int) -> None:
         """The slot's worker finished an item: whatever came before, the pipeline works."""
         self._slots[slot].streak = 0
 
-    def lost(self, slot: int, *, now: float, lived_seconds: float, what: str) -> float:
+    def lost(self, slot: int, *, now: float, running_items: bool, what: str) -> float:
         """Record the loss of the slot's worker; returns the delay before its restart."""
         s = self._slots[slot]
-        if lived_seconds >= STABLE_WORKER_SECONDS:
-            s.streak = 0
+        self._settle(s, now)
+        s.started_at = None
+        if running_items:
+            s.restart_at = now
+            return 0.0
         s.streak += 1
         s.last = what
         delay = (
@@ -82,6 +92,11 @@ class Restarts:
         )
         s.restart_at = now + delay
         return delay
+
+    @staticmethod
+    def _settle(s: _Slot, now: float) -> None:
+        if s.started_at is not None and now - s.started_at >= STABLE_WORKER_SECONDS:
+            s.streak = 0
 
     def due(self, now: float) -> list[int]:
         """Slots whose restart is due now (each is returned once)."""
@@ -93,15 +108,17 @@ class Restarts:
     def next_at(self) -> list[float]:
         return [s.restart_at for s in self._slots if s.restart_at]
 
-    def status(self) -> tuple[str, str]:
+    def status(self, now: float) -> tuple[str, str]:
         """(healthy | degraded | unhealthy, why) from the slots' streaks."""
+        for s in self._slots:
+            self._settle(s, now)
         failing = [(i, s) for i, s in enumerate(self._slots) if s.streak >= UNHEALTHY_STREAK]
         if not failing:
             return "healthy", "workers running"
         worst = max(failing, key=lambda f: f[1].streak)[1]
         message = (
             f"{len(failing)} of {len(self._slots)} worker(s) failing: {worst.streak} restarts in a row"
-            f" with no item finished (last: {worst.last})"
+            f" with no item finished (last: {worst.last}); restarting with backoff"
         )
         return ("unhealthy" if len(failing) == len(self._slots) else "degraded"), message
 

@@ -251,6 +251,7 @@ class Engine:
         child.close()
         now = self.monotonic()
         w = _Worker(slot, process, parent, started=now, last_progress=now)
+        self._restarts.started(slot, now)
         self._workers[slot] = w
         self._selector.register(parent.fileno(), selectors.EVENT_READ, ("conn", w))
         self._selector.register(process.sentinel, selectors.EVENT_READ, ("sentinel", w))
@@ -349,7 +350,7 @@ class Engine:
         if not self._draining:
             how = "timed out" if timed_out else describe_exit(code)
             delay = self._restarts.lost(
-                w.slot, now=now, lived_seconds=now - w.started, what=f"{restart}, {how}"
+                w.slot, now=now, running_items=bool(suspects), what=f"{restart}, {how}"
             )
             self.metrics.worker_restarts.labels(restart).inc()
         log.warning(
@@ -366,7 +367,7 @@ class Engine:
         self._forget(w)
         self.hosts.forget(w.slot)
         self.metrics.workers.set(len(self._live()))
-        self._publish_health()
+        self._publish_health(now)
         self._flush(force=True)  # deaths are rare; record them at once
 
     def _kill_hung(self, now: float) -> None:
@@ -465,16 +466,22 @@ class Engine:
 
     # -- leases ---------------------------------------------------------------------------------
 
-    def _publish_health(self, *, force: bool = False) -> None:
-        """Write the engine's health into its heartbeat key when it changed (the API reads it)."""
-        health = self._restarts.status()
-        if health == self._health and not force:
-            return
+    def _note_health(self, now: float) -> bool:
+        """Recompute the engine's health; returns True when it is what was last published."""
+        health = self._restarts.status(now)
+        if health == self._health:
+            return True
         if health[0] != self._health[0]:
             log.warning("engine health changed", status=health[0], why=health[1])
         self._health = health
+        return False
+
+    def _publish_health(self, now: float) -> None:
+        """Write the engine's health into its heartbeat key when it changed (the API reads it)."""
+        if self._note_health(now):
+            return
         try:
-            self.store.kv_set(HEARTBEAT_KEY_PREFIX + self.owner, heartbeat_value(self.wall(), *health))
+            self.store.kv_set(HEARTBEAT_KEY_PREFIX + self.owner, heartbeat_value(self.wall(), *self._health))
         except StoreError as exc:
             log.error("publishing engine health failed", error=str(exc))
 
@@ -483,7 +490,7 @@ class Engine:
         sent_at = self.wall()
         try:
             self.store.heartbeat(self.owner, self.settings.lease_seconds)
-            self._health = self._restarts.status()
+            self._note_health(now)
             self.store.kv_set(HEARTBEAT_KEY_PREFIX + self.owner, heartbeat_value(self.wall(), *self._health))
         except StoreError as exc:
             log.error("heartbeat failed", error=str(exc))

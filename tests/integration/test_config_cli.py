@@ -300,7 +300,7 @@ def test_a_full_run_logs_no_secret_value(tmp_path: Path, config_dir: Path) -> No
             assert store.feed_get(feed.json()["id"])["last_polled_at"]  # `atlas up` polled its feed
         finally:
             up.terminate()
-            up.wait(timeout=60)
+            up_code = up.wait(timeout=60)
             store.close()
     for process, path in logs_of.items():
         logs = path.read_text()
@@ -308,6 +308,7 @@ def test_a_full_run_logs_no_secret_value(tmp_path: Path, config_dir: Path) -> No
         assert leaked == [], f"atlas {process} logged secrets {leaked}"
         assert "[REDACTED]" in logs  # the redactor ran where the secret would have been
     up_logs = logs_of["up"].read_text()
+    assert up_code == 0, up_logs[-3000:]  # SIGTERM is a clean stop
     assert '"event": "settings"' in up_logs and '"api_key_pepper": "[REDACTED]"' in up_logs
     assert "extraction: http://127.0.0.1" in up_logs  # the workers' output is in there too (trafilatura's)
     # The pepper from the secrets file is what the API key's hash was made with.

@@ -5,6 +5,7 @@
     ├── StoreError                  the database failed; the driver's error is kept as __cause__
     │   ├── MigrationError          the schema could not be brought to the current version
     │   └── DatabaseNotReady        opened without migrating: missing, or not at this schema (exit 2)
+    ├── PipelineError               the engine's pipeline cannot be imported or built (at start)
     ├── ItemError                   one item is invalid (names the field or item at fault)
     │   └── ItemNotFound            no item with that id
     ├── StageError                  a pipeline stage failed on an item (retryable unless said)
@@ -36,6 +37,10 @@ class MigrationError(StoreError):
 
 class DatabaseNotReady(StoreError):
     """The database is missing or not at this version's schema; nothing was created or migrated."""
+
+
+class PipelineError(AtlasError):
+    """The engine's pipeline cannot be imported or built."""
 
 
 class ItemError(AtlasError):

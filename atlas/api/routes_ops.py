@@ -81,7 +81,8 @@ def build(svc: Services) -> APIRouter:
 
     @router.get("/health/ready", response_model=Status, tags=["health"], responses={503: {"model": Status}})
     async def ready() -> Any:
-        """200 once this process can accept writes: store readable, disk above the mark, no maintenance."""
+        """200 once this process can accept writes: store readable, disk above the mark, no maintenance,
+        no engine reporting its workers failing."""
         reasons = []
         if not svc.pressure.store_ok or time.time() - svc.pressure.sampled_at > 10:
             reasons.append("store not reachable")
@@ -89,6 +90,10 @@ def build(svc: Services) -> APIRouter:
             reasons.append("disk under the low-water mark")
         if svc.pressure.maintenance.get("enabled"):
             reasons.append("maintenance")
+        # An engine whose workers keep failing would leave every accepted item unprocessed.
+        engine = health.engine(svc.store, svc.settings.lease_seconds) if not reasons else None
+        if engine is not None and engine.status == "unhealthy":
+            reasons.append(f"engine unhealthy: {engine.message}")
         if reasons:
             return JSONResponse(Status(status="unready", reasons=reasons).model_dump(), status_code=503)
         return Status(status="ready")

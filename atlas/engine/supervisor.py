@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import random
 import selectors
-import signal
 import socket
 import time
 import uuid
@@ -31,8 +30,9 @@ from prometheus_client import CollectorRegistry
 
 from atlas.engine import queue
 from atlas.engine.host_metrics import HostMetrics
-from atlas.engine.worker import LEASE_LAPSED_EXIT, WATCHDOG_SECONDS, job_of, worker_main
-from atlas.errors import StoreError
+from atlas.engine.pool import LEASE_LAPSED_EXIT, Restarts, describe_exit, heartbeat_value, restart_reason
+from atlas.engine.worker import WATCHDOG_SECONDS, build_pipeline, job_of, worker_main
+from atlas.errors import AtlasError, ConfigError, PipelineError, StoreError
 from atlas.logging import get_logger
 from atlas.observability.metrics import EngineMetrics
 from atlas.settings import Settings
@@ -44,7 +44,6 @@ log = get_logger("atlas.engine")
 DEFAULT_PIPELINE = "atlas.pipeline:default_pipeline"
 MAX_COMMIT_BATCH = 512
 STORE_RETRY_SECONDS = 1.0
-MAX_RESPAWN_DELAY_SECONDS = 30.0
 MAINTENANCE_CHECK_SECONDS = 1.0
 # An engine that has not beaten for a day is gone (its own stop deletes its key): forget it.
 STALE_HEARTBEAT_SECONDS = 86_400.0
@@ -102,8 +101,9 @@ class Engine:
         self.capacity = max(settings.claim_batch_size, settings.worker_count * self.per_worker)
         self._mp = multiprocessing.get_context("forkserver")
         self._workers: list[_Worker | None] = [None] * settings.worker_count
-        self._respawn_at = [0.0] * settings.worker_count
-        self._quick_deaths = [0] * settings.worker_count
+        self._restarts = Restarts(settings.worker_count)
+        self._health = ("healthy", "workers running")  # as last published in the heartbeat
+        self._pipeline_checked = False
         self._backlog: deque[Claimed] = deque()
         self._pending: list[tuple[Transition, Claimed]] = []
         self._pending_since = 0.0
@@ -134,8 +134,31 @@ class Engine:
         except OSError:
             pass
 
+    def check_pipeline(self) -> None:
+        """Build the pipeline once here, before any worker is forked, so that a pipeline that
+        cannot be imported or built stops the engine at start with the reason instead of
+        workers dying and being restarted forever. Raises ConfigError (a bad setting) or
+        PipelineError (anything else), both naming the pipeline."""
+        if self._pipeline_checked:
+            return
+        try:
+            build_pipeline(self.pipeline, self.settings)
+        except ConfigError as exc:
+            raise ConfigError(f"pipeline {self.pipeline}: {exc}") from exc
+        except AtlasError as exc:
+            raise PipelineError(f"pipeline {self.pipeline} cannot be built: {exc}") from exc
+        except Exception as exc:  # an import error, a bug in a factory: the start fails, with why
+            raise PipelineError(
+                f"pipeline {self.pipeline} cannot be built: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._pipeline_checked = True
+
     def run(self) -> int:
-        """Serve until stopped; returns the process exit code (0 after a clean drain)."""
+        """Serve until stopped; returns the process exit code (0 after a clean drain).
+
+        Raises ConfigError or PipelineError when the pipeline cannot be built (see check_pipeline).
+        """
+        self.check_pipeline()
         log.info(
             "engine starting",
             owner=self.owner,
@@ -197,7 +220,7 @@ class Engine:
         for w in self._live():
             if w.outstanding:
                 deadlines.append(w.last_progress + self.settings.item_timeout_seconds)
-        deadlines.extend(t for t in self._respawn_at if t)
+        deadlines.extend(self._restarts.next_at())
         return min(deadlines)
 
     def _on_ready(self, data: tuple[str, _Worker] | None) -> None:
@@ -220,7 +243,7 @@ class Engine:
         parent, child = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=worker_main,
-            args=(child, self.pipeline, self.concurrency, self.settings.log_level, self.settings),
+            args=(child, self.pipeline, self.concurrency, self.settings),
             name=f"atlas-worker-{slot}",
             daemon=True,
         )
@@ -228,10 +251,10 @@ class Engine:
         child.close()
         now = self.monotonic()
         w = _Worker(slot, process, parent, started=now, last_progress=now)
+        self._restarts.started(slot, now)
         self._workers[slot] = w
         self._selector.register(parent.fileno(), selectors.EVENT_READ, ("conn", w))
         self._selector.register(process.sentinel, selectors.EVENT_READ, ("sentinel", w))
-        self._respawn_at[slot] = 0.0
         self.metrics.workers.set(len(self._live()))
 
     def _forget(self, w: _Worker) -> None:
@@ -243,8 +266,8 @@ class Engine:
     def _respawn_due(self, now: float) -> None:
         if self._draining:
             return
-        for slot, at in enumerate(self._respawn_at):
-            if at and now >= at and self._workers[slot] is None:
+        for slot in self._restarts.due(now):
+            if self._workers[slot] is None:
                 self._spawn(slot)
 
     def _read_results(self, w: _Worker) -> None:
@@ -267,6 +290,7 @@ class Engine:
             return
         now = self.monotonic()
         w.last_progress = now
+        self._restarts.finished_item(w.slot)
         if not w.outstanding:
             w.isolating = False
         for stage, seconds in message[-1].items():
@@ -307,12 +331,7 @@ class Engine:
             what = f"worker pid {w.process.pid} made no progress for {self.settings.item_timeout_seconds:g}s"
         else:
             reason, cls = "died", "WorkerDied"
-            how = (
-                f"signal {signal.Signals(-code).name}"
-                if code is not None and code < 0
-                else f"exit code {code}"
-            )
-            what = f"worker pid {w.process.pid} died ({how})"
+            what = f"worker pid {w.process.pid} died ({describe_exit(code)})"
         alone = len(suspects) == 1
         now, wall = self.monotonic(), self.wall()
         for item in suspects:
@@ -326,28 +345,29 @@ class Engine:
         for item in unstarted:
             self._add_pending(queue.released(item, wall), item, now)
         self.metrics.worker_deaths.labels(reason).inc()
+        restart = restart_reason(ready=w.ready, exitcode=code, timed_out=timed_out)
+        delay = None
+        if not self._draining:
+            how = "timed out" if timed_out else describe_exit(code)
+            delay = self._restarts.lost(
+                w.slot, now=now, running_items=bool(suspects), what=f"{restart}, {how}"
+            )
+            self.metrics.worker_restarts.labels(restart).inc()
         log.warning(
             "worker lost",
             slot=w.slot,
             pid=w.process.pid,
             exitcode=code,
             reason=reason,
+            restart_reason=restart,
+            restart_in_seconds=delay,
             suspects=[i.id for i in suspects],
             released=len(unstarted),
         )
         self._forget(w)
         self.hosts.forget(w.slot)
         self.metrics.workers.set(len(self._live()))
-        if now - w.started < 1.0 and not items:
-            self._quick_deaths[w.slot] += 1  # crashing at start-up: back off, don't spin
-        else:
-            self._quick_deaths[w.slot] = 0
-        delay = (
-            min(MAX_RESPAWN_DELAY_SECONDS, 0.5 * 2 ** self._quick_deaths[w.slot])
-            if self._quick_deaths[w.slot]
-            else 0
-        )
-        self._respawn_at[w.slot] = now + delay
+        self._publish_health(now)
         self._flush(force=True)  # deaths are rare; record them at once
 
     def _kill_hung(self, now: float) -> None:
@@ -446,12 +466,32 @@ class Engine:
 
     # -- leases ---------------------------------------------------------------------------------
 
+    def _note_health(self, now: float) -> bool:
+        """Recompute the engine's health; returns True when it is what was last published."""
+        health = self._restarts.status(now)
+        if health == self._health:
+            return True
+        if health[0] != self._health[0]:
+            log.warning("engine health changed", status=health[0], why=health[1])
+        self._health = health
+        return False
+
+    def _publish_health(self, now: float) -> None:
+        """Write the engine's health into its heartbeat key when it changed (the API reads it)."""
+        if self._note_health(now):
+            return
+        try:
+            self.store.kv_set(HEARTBEAT_KEY_PREFIX + self.owner, heartbeat_value(self.wall(), *self._health))
+        except StoreError as exc:
+            log.error("publishing engine health failed", error=str(exc))
+
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.settings.lease_seconds / 3
         sent_at = self.wall()
         try:
             self.store.heartbeat(self.owner, self.settings.lease_seconds)
-            self.store.kv_set(HEARTBEAT_KEY_PREFIX + self.owner, str(self.wall()))
+            self._note_health(now)
+            self.store.kv_set(HEARTBEAT_KEY_PREFIX + self.owner, heartbeat_value(self.wall(), *self._health))
         except StoreError as exc:
             log.error("heartbeat failed", error=str(exc))
             self._next_heartbeat = now + STORE_RETRY_SECONDS
@@ -590,15 +630,3 @@ class Engine:
             log.error("releasing leases at stop failed; they will expire", error=str(exc))
         os.close(self._wake_r)
         os.close(self._wake_w)
-
-
-def run_engine(engine: Engine) -> int:
-    """Run `engine` in the main thread with SIGTERM and SIGINT mapped to a drain."""
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal received; draining", signal=signal.Signals(signum).name)
-        engine.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return engine.run()

@@ -38,14 +38,15 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from atlas.engine.pool import LEASE_LAPSED_EXIT  # EX_TEMPFAIL: not the items' fault
 from atlas.errors import Deferred, PermanentStageError, StageError
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
 from atlas.pipeline.base import ItemContext, Pipeline
+from atlas.settings import Settings
 from atlas.store.models import ErrorInfo
 
 _PROPAGATOR = TraceContextTextMapPropagator()
-LEASE_LAPSED_EXIT = 75  # EX_TEMPFAIL: not the items' fault
 WATCHDOG_SECONDS = 0.2
 PROBE_SECONDS = 1.0
 log = get_logger("atlas.worker")
@@ -137,15 +138,15 @@ def build_pipeline(path: str, settings: Any = None) -> Pipeline:
     return factory()
 
 
-def worker_main(
-    conn: Connection, pipeline_path: str, concurrency: int, log_level: str, settings: Any = None
-) -> None:
+def worker_main(conn: Connection, pipeline_path: str, concurrency: int, settings: Settings) -> None:
     """Entry point of a worker process."""
     _die_with_parent()
     # The supervisor drains on SIGTERM and tells us when to stop; a terminal's ^C is its job too.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_logging(log_level, process="atlas-worker")
+    # The worker logs what it fetches (libraries quote URLs): it redacts the same secrets as the
+    # supervisor, which it gets with the settings, since it has no other way to know them.
+    configure_logging(settings.log_level, process="atlas-worker", secrets=settings.secret_values())
     setup_tracing("atlas-core", record_unexported=False)
     pipeline = build_pipeline(pipeline_path, settings)
     asyncio.run(_serve(conn, pipeline, concurrency))

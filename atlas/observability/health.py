@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from atlas.engine.pool import parse_heartbeat
 from atlas.settings import Settings
 from atlas.store.models import HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
 from atlas.store.sqlite import SQLiteStore
@@ -56,16 +57,25 @@ def memory() -> Component:
 
 
 def engine(store: SQLiteStore, lease_seconds: float, now: float | None = None) -> Component:
+    """The engines' own word on their health (see atlas.engine.pool), from their heartbeats.
+
+    The worst engine that beat within a lease counts: one reporting its workers failing makes
+    this unhealthy even while it beats.
+    """
     now = time.time() if now is None else now
-    beats = [float(v) for k, v in store.kv_items(HEARTBEAT_KEY_PREFIX)]
+    beats = [parse_heartbeat(v) for _, v in store.kv_items(HEARTBEAT_KEY_PREFIX)]
     if not beats:
         return Component("engine", "degraded", None, lease_seconds, "no engine has reported a heartbeat")
-    age = now - max(beats)
+    age = now - max(at for at, _, _ in beats)
     if age > lease_seconds:
         return Component(
             "engine", "degraded", round(age, 1), lease_seconds, "newest engine heartbeat is stale"
         )
-    return Component("engine", "healthy", round(age, 1), lease_seconds, f"{len(beats)} engine(s) alive")
+    alive = [b for b in beats if now - b[0] <= lease_seconds]
+    _, status, message = max(alive, key=lambda b: ORDER.get(b[1], 0))
+    if status in ("degraded", "unhealthy"):
+        return Component("engine", status, round(age, 1), lease_seconds, message)
+    return Component("engine", "healthy", round(age, 1), lease_seconds, f"{len(alive)} engine(s) alive")
 
 
 def backlog(queued: int, oldest_age: float, high_water: int, drain_rate: float) -> Component:

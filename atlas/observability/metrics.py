@@ -99,6 +99,13 @@ CATALOG: dict[str, MetricSpec] = {
             "Worker processes that died or were killed for hanging.",
             ("reason",),
         ),
+        MetricSpec(
+            "atlas_engine_worker_restarts_total",
+            "counter",
+            "Worker processes restarted, by why the last one ended: start_failed (before its pipeline"
+            " was built), exit, signal, timeout (killed for no progress), heartbeat (leases lapsed).",
+            ("reason",),
+        ),
         MetricSpec("atlas_engine_in_flight", "gauge", "Items this engine holds leases on."),
         MetricSpec("atlas_engine_workers", "gauge", "Worker processes alive."),
         MetricSpec(
@@ -304,6 +311,7 @@ class EngineMetrics:
         self.deferred = build(registry, "atlas_engine_deferred_total")
         self.leases_expired = build(registry, "atlas_engine_leases_expired_total")
         self.worker_deaths = build(registry, "atlas_engine_worker_deaths_total")
+        self.worker_restarts = build(registry, "atlas_engine_worker_restarts_total")
         self.in_flight = build(registry, "atlas_engine_in_flight")
         self.workers = build(registry, "atlas_engine_workers")
         self.claim_batch = build(registry, "atlas_engine_claim_batch_size")

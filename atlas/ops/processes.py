@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from atlas.config.reference import render
-from atlas.engine.supervisor import DEFAULT_PIPELINE, Engine, run_engine
+from atlas.engine.supervisor import DEFAULT_PIPELINE, Engine
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
 from atlas.ops.pidfiles import pid_file
+from atlas.ops.preflight import check_ports, listens
+from atlas.ops.shutdown import Shutdown
 from atlas.settings import Settings, setting_fields
 from atlas.store import open_store
 
@@ -57,13 +58,20 @@ def _api_server(settings: Settings) -> uvicorn.Server:
 
 
 def run_api(settings: Settings) -> int:
-    """Serve the HTTP API in this process until SIGTERM; returns the exit code."""
+    """Serve the HTTP API in this process until SIGTERM or SIGINT; returns the exit code.
+
+    Raises ConfigError (before starting anything) when ATLAS_API_PORT cannot be bound.
+    """
+    shutdown = Shutdown().install()
+    check_ports(listens(settings, api=True))
     start_logging(settings, "atlas-api")
     setup_tracing("atlas-api", record_unexported=False)
     server = _api_server(settings)
+    shutdown.on_stop(lambda: setattr(server, "should_exit", True))
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
     with pid_file(settings.data_dir, "atlas-api"):
-        server.run()
+        if not shutdown.requested.is_set():
+            server.run()
     return 0
 
 
@@ -91,44 +99,34 @@ def start_feed_poller(
 
 def run_services(settings: Settings) -> int:
     """`atlas services`: scheduled work (feed polling) until SIGTERM or SIGINT; returns the exit code."""
-    configure_logging(settings.log_level, process="atlas-services")
-    log = get_logger("atlas.ops")
+    shutdown = Shutdown().install()
+    start_logging(settings, "atlas-services")
     thread, stop = start_feed_poller(settings)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal received; stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    log.info("services running", feeds="polling")
+    shutdown.on_stop(stop.set)
+    get_logger("atlas.ops").info("services running", feeds="polling")
     with pid_file(settings.data_dir, "atlas-services"):
         stop.wait()
         thread.join(timeout=30)
     return 0
 
 
-def run_core(
+def _serve_engine(
     settings: Settings,
+    engine: Engine,
+    shutdown: Shutdown,
     *,
-    pipeline: str | None,
     process: str,
     with_exporter: bool = False,
     with_feeds: bool = False,
 ) -> int:
-    """Run the engine in this process until SIGTERM; returns the exit code.
+    """Start the engine's companions, then run the engine in the main thread until a stop signal.
 
     `with_exporter` (atlas up) also serves the node exporter from a thread on ATLAS_EXPORTER_PORT,
     with its own registry so neither /metrics carries the other's families. `with_feeds` (atlas up)
     also polls feeds from a thread, as `atlas services` does.
     """
-    if not with_exporter:  # atlas up configured logging already
-        start_logging(settings, process)
-    setup_tracing("atlas-core", record_unexported=False)
     log = get_logger("atlas.ops")
-    store = open_store(settings, migrate=True)
-    registry = CollectorRegistry()
-    engine = Engine(settings, store, pipeline=pipeline or DEFAULT_PIPELINE, registry=registry)
+    registry = engine.metrics.registry
     if settings.core_metrics_port:
         start_http_server(settings.core_metrics_port, settings.core_metrics_host, registry=registry)
         log.info(
@@ -141,45 +139,75 @@ def run_core(
         start_exporter(settings)
         log.info("exporter served", url=f"http://{settings.exporter_host}:{settings.exporter_port}/metrics")
     feeds = start_feed_poller(settings, registry) if with_feeds else None
+    shutdown.on_stop(engine.stop)
     try:
         with pid_file(settings.data_dir, process):
-            return run_engine(engine)
+            return engine.run()
     finally:
         if feeds is not None:
             feeds[1].set()
             feeds[0].join(timeout=15)
+
+
+def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
+    """Run the engine in this process until SIGTERM or SIGINT; returns the exit code.
+
+    Before starting anything: raises ConfigError when ATLAS_CORE_METRICS_PORT cannot be bound or
+    the pipeline's settings are wrong, PipelineError when the pipeline cannot be built.
+    """
+    shutdown = Shutdown().install()
+    check_ports(listens(settings, core_metrics=True))
+    start_logging(settings, process)
+    setup_tracing("atlas-core", record_unexported=False)
+    store = open_store(settings, migrate=True)
+    try:
+        engine = Engine(settings, store, pipeline=pipeline or DEFAULT_PIPELINE, registry=CollectorRegistry())
+        engine.check_pipeline()
+        return _serve_engine(settings, engine, shutdown, process=process)
+    finally:
         store.close()
 
 
 def run_up(settings: Settings) -> int:
-    """Everything in one process: the API and the exporter in threads, the engine in the main thread."""
+    """Everything in one process: the API and the exporter in threads, the engine in the main thread.
+
+    Every port is checked and the pipeline built before the API starts (see run_core).
+    """
+    shutdown = Shutdown().install()
+    check_ports(listens(settings, api=True, core_metrics=True, exporter=True))
     start_logging(settings, "atlas-up")
     setup_tracing("atlas-up", record_unexported=False)
-    server = _api_server(settings)
-    thread = threading.Thread(target=server.run, name="atlas-api", daemon=True)
-    thread.start()
-    get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
+    store = open_store(settings, migrate=True)
     try:
-        return run_core(settings, pipeline=None, process="atlas-up", with_exporter=True, with_feeds=True)
+        engine = Engine(settings, store, pipeline=DEFAULT_PIPELINE, registry=CollectorRegistry())
+        engine.check_pipeline()
+        server = _api_server(settings)
+        thread = threading.Thread(target=server.run, name="atlas-api", daemon=True)
+        thread.start()
+        get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
+        try:
+            return _serve_engine(
+                settings, engine, shutdown, process="atlas-up", with_exporter=True, with_feeds=True
+            )
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+        store.close()
 
 
 def run_exporter(settings: Settings) -> int:
-    """Run `atlas exporter` until SIGTERM or SIGINT; returns the exit code."""
+    """Run `atlas exporter` until SIGTERM or SIGINT; returns the exit code.
+
+    Raises ConfigError (before starting anything) when ATLAS_EXPORTER_PORT cannot be bound.
+    """
     from exporters import serve
 
+    shutdown = Shutdown().install()
+    check_ports(listens(settings, exporter=True))
     start_logging(settings, "atlas-exporter")
-    log = get_logger("atlas.ops")
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal received; stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    log.info("exporter serving", url=f"http://{settings.exporter_host}:{settings.exporter_port}/metrics")
+    get_logger("atlas.ops").info(
+        "exporter serving", url=f"http://{settings.exporter_host}:{settings.exporter_port}/metrics"
+    )
     with pid_file(settings.data_dir, "atlas-exporter"):
-        return serve(settings, stop)
+        return serve(settings, shutdown.requested)

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from atlas.errors import PermanentStageError, StageError
 from atlas.pipeline import default_pipeline, web_pipeline
@@ -106,3 +107,20 @@ def web(settings: Settings) -> Pipeline:
     from tests.helpers.origin import origin_resolver
 
     return web_pipeline(settings, resolver=origin_resolver)
+
+
+def broken_build(settings: Settings) -> Pipeline:
+    """The real pipeline's factory failing as one with a bug does: at build, in every process."""
+    web_pipeline(settings)
+    raise RuntimeError("the test pipeline refuses to build")
+
+
+def crash_after_start(settings: Settings) -> Pipeline:
+    """The real web pipeline, whose per-host probe (run only in workers, about once a second
+    after they report ready) exits the worker: a worker that starts, then keeps dying idle."""
+    real = web_pipeline(settings)
+
+    def probe() -> dict[str, Any]:
+        os._exit(3)
+
+    return Pipeline(stages=real.stages, probe=probe)

@@ -8,7 +8,6 @@ and a full `atlas up` run whose logs contain no secret value.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
@@ -25,6 +24,7 @@ from atlas.store import SQLiteStore
 from tests.conftest import ROOT, atlas_env
 from tests.helpers.api import free_port
 from tests.helpers.engine import wait_for
+from tests.helpers.origin import running_origin
 
 OPS = [sys.executable, "-c", "from atlas.cli.ops import ops; ops()"]
 
@@ -208,7 +208,9 @@ def test_rotation_keeps_every_process_working_and_tells_an_old_one_which_key_it_
 
 
 def test_a_full_run_logs_no_secret_value(tmp_path: Path, config_dir: Path) -> None:
-    """`atlas up` with secrets configured serves requests; its logs hold none of the secrets."""
+    """`atlas services` then `atlas up` (API, engine, workers, feed poller, exporter) with secrets
+    configured serve documents, URLs and feeds, some failing with a secret in their URL: no
+    process of either tree (workers included: their output is inherited) logs a secret value."""
     for name in ("staging.env", "production.env"):
         (config_dir / name).unlink()
     ring = sec.KeyRing((sec.DEVELOPMENT_KEY,), "dev")
@@ -221,36 +223,95 @@ def test_a_full_run_logs_no_secret_value(tmp_path: Path, config_dir: Path) -> No
     for name, value in secrets.items():
         sec.set_secret(config_dir / "development.secrets", ring, name, value)
     port = free_port()
-    e = env(tmp_path, config_dir, "development", ATLAS_API_PORT=str(port), ATLAS_LOG_LEVEL="DEBUG")
+    e = env(
+        tmp_path,
+        config_dir,
+        "development",
+        ATLAS_API_PORT=str(port),
+        ATLAS_LOG_LEVEL="DEBUG",
+        ATLAS_FETCH_ALLOW_HOSTS="127.0.0.1",
+    )
     e["ATLAS_DATA_DIR"] = str(tmp_path / "data")
     assert ops(e, "database", "migrate").returncode == 0  # apikey create never creates a database
     created = ops(e, "apikey", "create", "--name", "t", "--scope", "admin", "--format", "json")
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)
-    log_path = tmp_path / "up.log"
-    with log_path.open("w") as log:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "atlas", "up"], env=e, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ready(base) or up.poll() is not None, 60, "atlas up to be ready")
-        assert up.poll() is None, log_path.read_text()
-        auth = {"Authorization": f"Bearer {key['key']}"}
-        item = httpx.post(f"{base}/v1/items", json={"content": "hello"}, headers=auth)
-        assert item.status_code == 202, item.text
-        assert httpx.get(f"{base}/v1/items/{item.json()['id']}", headers=auth).status_code == 200
-        wrong = {"Authorization": f"Bearer {secrets['router_bearer_token']}"}
-        assert httpx.post(f"{base}/v1/items", json={"content": "x"}, headers=wrong).status_code == 401
-        item_url = f"{base}/v1/items/{item.json()['id']}"
-        wait_for(lambda: httpx.get(item_url, headers=auth).json()["state"] != "queued", 30, "the item to run")
-    finally:
-        up.terminate()
-        up.wait(timeout=60)
-    logs = log_path.read_text()
-    leaked = [name for name, value in secrets.items() if value in logs]
-    assert leaked == []
-    assert '"event": "settings"' in logs and '"api_key_pepper": "[REDACTED]"' in logs  # the redactor ran
+    secret = secrets["smtp_password"]  # what a careless user puts in a URL's query string
+    logs_of = {"services": tmp_path / "services.log", "up": tmp_path / "up.log"}
+    with running_origin() as origin:
+        # `atlas services` alone polls the feeds subscribed before it starts: the failing one logs
+        # its URL, the good one enqueues its entries for the engine.
+        store = SQLiteStore(tmp_path / "data" / "atlas.db", synchronous="NORMAL")
+        good_feed = store.feed_add(origin.url("127.0.0.1", f"/feed.rss?key={secret}"))
+        bad_feed = store.feed_add(origin.url("127.0.0.1", f"/notafeed?key={secret}"))
+        with logs_of["services"].open("w") as log:
+            services = subprocess.Popen(
+                [sys.executable, "-m", "atlas", "services"], env=e, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            polled = (good_feed["id"], bad_feed["id"])
+            wait_for(
+                lambda: (
+                    all((store.feed_get(f) or {}).get("last_polled_at") for f in polled)
+                    or services.poll() is not None
+                ),
+                60,
+                "atlas services to poll both feeds",
+            )
+            assert services.poll() is None, logs_of["services"].read_text()
+        finally:
+            services.terminate()
+            services.wait(timeout=60)
+        with logs_of["up"].open("w") as log:
+            up = subprocess.Popen(
+                [sys.executable, "-m", "atlas", "up"], env=e, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_for(lambda: _ready(base) or up.poll() is not None, 60, "atlas up to be ready")
+            assert up.poll() is None, logs_of["up"].read_text()
+            auth = {"Authorization": f"Bearer {key['key']}"}
+            ids = []
+            for body in (
+                {"content": "hello"},
+                {"url": origin.url("127.0.0.1", "/article/1")},
+                {"url": origin.url("127.0.0.1", f"/status?code=500&token={secret}")},  # fails, retried
+                {"url": origin.url("127.0.0.1", f"/status?code=404&token={secret}")},  # fails for good
+                # fetched, then no main text: the worker's extractor logs the URL as it gives up
+                {"url": origin.url("127.0.0.1", f"/empty?token={secret}")},
+            ):
+                item = httpx.post(f"{base}/v1/items", json=body, headers=auth)
+                assert item.status_code == 202, item.text
+                ids.append(item.json()["id"])
+            feed = httpx.post(
+                f"{base}/v1/feeds", json={"url": origin.url("127.0.0.1", f"/empty?t={secret}")}, headers=auth
+            )
+            assert feed.status_code == 201, feed.text
+            assert httpx.get(f"{base}/v1/items/{ids[0]}", headers=auth).status_code == 200
+            wrong = {"Authorization": f"Bearer {secrets['router_bearer_token']}"}
+            assert httpx.post(f"{base}/v1/items", json={"content": "x"}, headers=wrong).status_code == 401
+
+            def ran(item_id: str) -> bool:
+                got = httpx.get(f"{base}/v1/items/{item_id}", headers=auth).json()
+                return got["state"] not in ("queued", "leased") or got["attempts"] > 0
+
+            wait_for(lambda: all(ran(i) for i in ids), 60, "every item to be attempted")
+            feed_items = httpx.get(f"{base}/v1/items", params={"kind": "url"}, headers=auth).json()
+            assert len(feed_items["items"]) > 5, feed_items  # the good feed's entries were enqueued
+            assert store.feed_get(feed.json()["id"])["last_polled_at"]  # `atlas up` polled its feed
+        finally:
+            up.terminate()
+            up_code = up.wait(timeout=60)
+            store.close()
+    for process, path in logs_of.items():
+        logs = path.read_text()
+        leaked = [name for name, value in secrets.items() if value in logs]
+        assert leaked == [], f"atlas {process} logged secrets {leaked}"
+        assert "[REDACTED]" in logs  # the redactor ran where the secret would have been
+    up_logs = logs_of["up"].read_text()
+    assert up_code == 0, up_logs[-3000:]  # SIGTERM is a clean stop
+    assert '"event": "settings"' in up_logs and '"api_key_pepper": "[REDACTED]"' in up_logs
+    assert "extraction: http://127.0.0.1" in up_logs  # the workers' output is in there too (trafilatura's)
     # The pepper from the secrets file is what the API key's hash was made with.
     store = SQLiteStore(tmp_path / "data" / "atlas.db", synchronous="NORMAL")
     row = store.api_key_get(key["id"])
@@ -258,7 +319,6 @@ def test_a_full_run_logs_no_secret_value(tmp_path: Path, config_dir: Path) -> No
         secrets["api_key_pepper"], key["key"].split("_", 2)[2]
     )
     store.close()
-    assert os.path.getsize(log_path) > 0
 
 
 def _ready(base: str) -> bool:

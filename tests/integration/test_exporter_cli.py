@@ -64,6 +64,6 @@ def test_a_port_in_use_is_a_config_error_naming_the_setting(tmp_path: Path) -> N
             [sys.executable, "-m", "atlas", "exporter"], env=env, capture_output=True, text=True, timeout=60
         )
     assert out.returncode == 2, out.stderr
-    assert f"ATLAS_EXPORTER_PORT/ATLAS_EXPORTER_HOST: cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert out.stderr == f"error: ATLAS_EXPORTER_PORT={port}: address 127.0.0.1:{port} already in use\n"
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "run" / "atlas-exporter.pid").exists()

@@ -543,6 +543,14 @@ class Settings:
         _int_in(0, 1 << 24),
         "File descriptors per process before health checks warn (0 = 80% of the process limit).",
     )
+    _section("operations")
+    service_backend: str = _setting(
+        "ATLAS_SERVICE_BACKEND",
+        "auto",
+        _one_of("auto", "systemd", "local"),
+        "How atlas-ops runs services: systemd units, the local supervisor, or auto"
+        " (systemd when its units are installed).",
+    )
     _section("secrets")
     secrets_key_file: Path | None = _setting(
         "ATLAS_SECRETS_KEY_FILE",

@@ -93,6 +93,11 @@ def run_services(settings: Settings) -> int:
     configure_logging(settings.log_level, process="atlas-services")
     log = get_logger("atlas.ops")
     thread, stop = start_feed_poller(settings)
+    # Backup schedules (atlas-ops backup schedule): due backups now, then checked every minute.
+    from atlas.ops.backup_schedule import run_scheduler
+
+    backups = threading.Thread(target=run_scheduler, args=(settings, stop), name="atlas-backups", daemon=True)
+    backups.start()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal received; stopping", signal=signal.Signals(signum).name)
@@ -100,10 +105,11 @@ def run_services(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("services running", feeds="polling")
+    log.info("services running", feeds="polling", backups="scheduled")
     with pid_file(settings.data_dir, "atlas-services"):
         stop.wait()
         thread.join(timeout=30)
+        backups.join(timeout=30)
     return 0
 
 

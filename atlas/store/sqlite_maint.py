@@ -100,6 +100,12 @@ def schema_version(path: Path) -> int:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
+def get_kv(path: Path, key: str) -> str | None:
+    with _open(path) as conn:
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 def set_kv(path: Path, key: str, value: str, now: float) -> None:
     """Write one kv row into a database file that no store has open (a restore's staged copy)."""
     with _open(path) as conn:

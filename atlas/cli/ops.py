@@ -14,6 +14,7 @@ from atlas.api.keys import SCOPES, create_key
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
 from atlas.cli.ops_backup import backup
+from atlas.cli.ops_maint import database, maintenance, system
 from atlas.cli.ops_service import service
 from atlas.engine.items import parse_item
 from atlas.store import open_store
@@ -29,6 +30,9 @@ def ops() -> None:
 ops.add_command(config)
 ops.add_command(service)
 ops.add_command(backup)
+ops.add_command(maintenance)
+ops.add_command(system)
+ops.add_command(database)
 
 
 # -- items ---------------------------------------------------------------------------------------

@@ -156,6 +156,8 @@ def vacuum(
     `reserve_bytes` (the disk low-water mark the API sheds writes under) still free afterwards.
     Raises StoreError naming the figures when it refuses.
     """
+    if not path.is_file():
+        raise StoreError(f"no database at {path}")
     before = file_bytes(path)
     needed = 2 * before + reserve_bytes
     free = free_bytes(path.parent)

@@ -14,6 +14,7 @@ from atlas.api.keys import SCOPES, create_key
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
 from atlas.cli.ops_backup import backup
+from atlas.cli.ops_logs import logs
 from atlas.cli.ops_maint import database, maintenance, system
 from atlas.cli.ops_service import service
 from atlas.engine.items import parse_item
@@ -33,6 +34,7 @@ ops.add_command(backup)
 ops.add_command(maintenance)
 ops.add_command(system)
 ops.add_command(database)
+ops.add_command(logs)
 
 
 # -- items ---------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def verify(path: Path, fmt: str) -> None:
 
 
 @backup.command("restore")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--database",
     "database_only",
@@ -101,6 +101,9 @@ def restore(path: Path, database_only: bool, by: str | None, fmt: str) -> None:
     """Verify PATH, then restore it into ATLAS_DATA_DIR; services running there under the local
     supervisor are stopped (in maintenance) and restarted. The current database is kept as
     atlas.db.pre-restore-<time>."""
+    if not path.is_file():
+        click.echo(f"error: {path}: no such file", err=True)
+        sys.exit(2)
     settings = settings_or_exit()
     supervisor = LocalSupervisor(settings, installed=atlas_has_command)
     emit(fmt, restore_backup(settings, path, supervisor, by=by, database_only=database_only))

@@ -52,6 +52,7 @@ CATEGORIES = {
     "exporter": "Exporter",
     "monitoring": "Monitoring",
     "resources": "Resource budgets",
+    "operations": "Operations (atlas-ops)",
     "secrets": "Secrets",
 }
 
@@ -624,6 +625,21 @@ class Settings:
         "File descriptors per process before health checks warn (0 = 80% of the process limit).",
         category="resources",
     )
+    backup_dir: Path | None = _setting(
+        "ATLAS_BACKUP_DIR",
+        None,
+        _optional_path,
+        "Where `atlas-ops backup create` and scheduled backups write archives (empty = DATA_DIR/backups).",
+        category="operations",
+    )
+    service_backend: str = _setting(
+        "ATLAS_SERVICE_BACKEND",
+        "auto",
+        _one_of("auto", "systemd", "local"),
+        "How atlas-ops runs services: systemd units, the local supervisor, or auto"
+        " (systemd when its units are installed).",
+        category="operations",
+    )
     secrets_key_file: Path | None = _setting(
         "ATLAS_SECRETS_KEY_FILE",
         None,
@@ -634,6 +650,11 @@ class Settings:
     )
     # Not a setting: the decrypted CONFIG_DIR/<environment>.secrets, by name (see atlas.secrets).
     secrets: SecretValues = field(default_factory=SecretValues, repr=False, compare=False)
+
+    @property
+    def backup_path(self) -> Path:
+        """The directory backups go to."""
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def sqlite_path(self) -> Path:

@@ -140,6 +140,7 @@ class MaintenanceView(BaseModel):
     enabled: bool
     reason: str | None = None
     since: float | None = None
+    by: str | None = None  # who turned it on or off, when atlas-ops did (user@host)
 
 
 class ComponentView(BaseModel):

@@ -20,6 +20,10 @@ from atlas.api.keys import SCOPES, create_key, pepper_id
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
 from atlas.cli.database import database
+from atlas.cli.ops_backup import backup
+from atlas.cli.ops_logs import logs
+from atlas.cli.ops_maint import maintenance, system
+from atlas.cli.ops_service import service
 from atlas.engine.items import parse_item
 from atlas.store import open_store
 from atlas.store.models import DLQFilter, Item
@@ -32,7 +36,12 @@ def ops() -> None:
 
 
 ops.add_command(config)
+ops.add_command(service)
+ops.add_command(backup)
+ops.add_command(maintenance)
+ops.add_command(system)
 ops.add_command(database)
+ops.add_command(logs)
 
 
 # -- items ---------------------------------------------------------------------------------------

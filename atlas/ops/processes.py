@@ -103,10 +103,16 @@ def run_services(settings: Settings) -> int:
     start_logging(settings, "atlas-services")
     thread, stop = start_feed_poller(settings)
     shutdown.on_stop(stop.set)
-    get_logger("atlas.ops").info("services running", feeds="polling")
+    # Backup schedules (atlas-ops backup schedule): due backups now, then checked every minute.
+    from atlas.ops.backup_schedule import run_scheduler
+
+    backups = threading.Thread(target=run_scheduler, args=(settings, stop), name="atlas-backups", daemon=True)
+    backups.start()
+    get_logger("atlas.ops").info("services running", feeds="polling", backups="scheduled")
     with pid_file(settings.data_dir, "atlas-services"):
         stop.wait()
         thread.join(timeout=30)
+        backups.join(timeout=30)
     return 0
 
 

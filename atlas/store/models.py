@@ -11,6 +11,7 @@ FINAL_STATES = ("done", "duplicate", "dead")
 # Shared keys in the kv table, read by every process.
 MAINTENANCE_KEY = "maintenance"  # JSON {"enabled", "reason", "since"}
 HEARTBEAT_KEY_PREFIX = "engine.heartbeat."  # + engine owner -> Unix time of its last heartbeat
+BACKUP_KEY = "backup.last"  # JSON {"finished_at": unix seconds, "bytes", "path"}; the exporter reads it
 
 
 @dataclass(frozen=True)

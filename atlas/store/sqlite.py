@@ -21,6 +21,7 @@ from typing import Any
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
 from atlas.store.ids import new_id
 from atlas.store.models import (
+    BACKUP_KEY,
     FINAL_STATES,
     AttemptRecord,
     Claimed,
@@ -682,6 +683,11 @@ class SQLiteStore(ContentStore):
         with self._write() as conn:
             cur = conn.execute(Q["kv_prune"], {"prefix": prefix, "before": self.clock() - older_than_seconds})
             return cur.rowcount
+
+    def record_backup(self, finished_at: float, size_bytes: int, path: str) -> None:
+        """Remember the last verified backup (kv BACKUP_KEY), which the exporter's gauges report."""
+        value = json.dumps({"finished_at": finished_at, "bytes": size_bytes, "path": path})
+        self.kv_set(BACKUP_KEY, value)
 
 
 def _content_row(item_id: str, r: ContentResult, now: float) -> dict[str, Any]:

@@ -31,7 +31,27 @@ COMMANDS = [
     ["apikey", "list"],
     ["apikey", "create", "--name", "n", "--scope", "read"],
     ["apikey", "revoke", "k"],
+    ["maintenance", "mode", "--status"],
+    ["database", "optimize"],
+    ["database", "vacuum"],
 ]
+
+# Commands that open no database, or check for it themselves with their own verdict (each tested in
+# its own file): services and logs, the archive commands (`restore` into an empty data dir is how
+# a machine is rebuilt; `create` refuses a missing database itself), the health report.
+OWN_RULES = {
+    "backup create",
+    "backup list",
+    "backup restore",
+    "backup schedule",
+    "backup verify",
+    "logs",
+    "service restart",
+    "service start",
+    "service status",
+    "service stop",
+    "system check",
+}
 
 
 @pytest.fixture
@@ -54,8 +74,8 @@ def test_every_command_that_opens_the_database_is_listed_here() -> None:
         return out
 
     listed = {" ".join(c[:2]) if c[0] != "queue" else "queue" for c in COMMANDS}
-    opening = {c for c in leaves(ops, []) if not c.startswith(("config", "database"))}
-    assert opening == listed
+    opening = {c for c in leaves(ops, []) if not c.startswith(("config", "database migrate"))}
+    assert opening - OWN_RULES == listed
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:2]))

@@ -1,0 +1,114 @@
+"""`atlas-ops maintenance mode`, `system check --health`, `database optimize|vacuum`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
+from atlas.cli.database import database
+from atlas.cli.ops_service import atlas_has_command
+from atlas.ops.checks import EXIT_CODES, health_report
+from atlas.ops.maintenance import get_mode, set_mode
+from atlas.ops.services import pick_manager
+from atlas.settings import Settings
+from atlas.store import open_store
+from atlas.store.sqlite import SQLiteStore
+from atlas.store.sqlite_maint import optimize, vacuum
+
+
+def existing_store(settings: Settings) -> SQLiteStore:
+    """The store as it is: a missing database or an older schema is an error (DatabaseNotReady,
+    exit 2), never a fresh empty installation or a migration (`atlas-ops database migrate` does that)."""
+    return open_store(settings, migrate=False)
+
+
+@click.group()
+def maintenance() -> None:
+    """Maintenance mode: writes get 503, engines stop claiming, /health/ready fails."""
+
+
+@maintenance.command("mode")
+@click.option("--enable", "action", flag_value="enable", help="Turn maintenance on.")
+@click.option("--disable", "action", flag_value="disable", help="Turn maintenance off.")
+@click.option("--status", "action", flag_value="status", default=True, help="Show it (the default).")
+@click.option("--reason", default=None, help="Why (recorded, shown by the API and health checks).")
+@click.option("--by", default=None, help="Who [default: user@host].")
+@format_option
+@clean_errors
+def mode(action: str, reason: str | None, by: str | None, fmt: str) -> None:
+    """Turn maintenance mode on or off, or show it with who set it, when and why.
+
+    Every Atlas process sees a change within about two seconds.
+    """
+    store = existing_store(settings_or_exit())
+    try:
+        if action == "status":
+            state = get_mode(store)
+        else:
+            state = set_mode(store, action == "enable", reason=reason, by=by)
+    finally:
+        store.close()
+    emit(fmt, state)
+
+
+@click.group()
+def system() -> None:
+    """Checks of the whole installation."""
+
+
+@system.command("check")
+@click.option(
+    "--health", "health_", is_flag=True, default=True, help="Health of every component (the default)."
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "systemd", "local"]),
+    default=None,
+    help="Service backend [default: ATLAS_SERVICE_BACKEND].",
+)
+@format_option
+@clean_errors
+def check(health_: bool, backend: str | None, fmt: str) -> None:
+    """Database, engine heartbeat, backlog, maintenance, disk, memory and services.
+
+    \b
+    Exit codes (as monitoring plugins read them): 0 healthy, 1 degraded, 2 unhealthy.
+    """
+    settings = settings_or_exit()
+    manager = pick_manager(settings, backend or settings.service_backend, installed=atlas_has_command)
+    report = health_report(settings, manager)
+    if fmt == "json":
+        emit(fmt, report)
+    else:
+        emit(fmt, report["components"], ["name", "status", "value", "threshold", "message"])
+        click.echo(f"overall: {report['status']}")
+    sys.exit(EXIT_CODES[report["status"]])
+
+
+@database.command("optimize")
+@format_option
+@clean_errors
+def optimize_cmd(fmt: str) -> None:
+    """PRAGMA optimize, ANALYZE and a TRUNCATE WAL checkpoint (safe while Atlas runs)."""
+    settings = settings_or_exit()
+    existing_store(settings).close()  # a missing database or an older schema: exit 2, nothing created
+    emit(fmt, optimize(settings.sqlite_path))
+
+
+@database.command("vacuum")
+@format_option
+@clean_errors
+def vacuum_cmd(fmt: str) -> None:
+    """Rebuild the database file to give free pages back; reports bytes reclaimed.
+
+    Refused (exit 1) unless twice the database's size is free with the disk low-water mark
+    (ATLAS_DISK_LOW_WATER_BYTES) to spare. Writers wait for it: run it in a quiet hour or in
+    maintenance mode.
+    """
+    settings = settings_or_exit()
+    existing_store(settings).close()  # a missing database or an older schema: exit 2, nothing created
+    result: dict[str, Any] = vacuum(settings.sqlite_path, reserve_bytes=settings.disk_low_water_bytes)
+    emit(fmt, result)

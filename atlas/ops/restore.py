@@ -1,0 +1,140 @@
+"""Restoring a backup into the configured data directory, with Atlas running there or not.
+
+Order, when the local supervisor runs services on this data dir:
+  1. verify the archive (refuse a bad one) and stage its database next to the live one
+  2. maintenance on (writes get 503, engines stop claiming), then stop the services: writers, and
+     readers too, since they hold the live database's WAL open
+  3. keep the current database as atlas.db.pre-restore-<stamp> (an online copy: WAL included)
+  4. atomic swap: rename the staged file over atlas.db (its stale -wal/-shm removed first)
+  5. restart what was running (in maintenance: the staged copy carries the flag), maintenance off
+A process running on the data dir outside the supervisor (a foreground `atlas up`) cannot be
+stopped safely from here: the restore refuses and names it.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from atlas.ops.backup import BackupError, verify_backup
+from atlas.ops.maintenance import default_actor, mode_json, set_mode
+from atlas.ops.pidfiles import read_pid_files
+from atlas.ops.services import SERVICES
+from atlas.ops.services.local import LocalSupervisor
+from atlas.settings import Settings
+from atlas.store import open_store
+from atlas.store.models import BACKUP_KEY, MAINTENANCE_KEY
+from atlas.store.sqlite_maint import checkpoint, get_kv, online_copy, set_kv
+
+
+def _unmanaged(settings: Settings, managed: dict[str, int]) -> list[str]:
+    pids = set(managed.values())
+    return [
+        f"{service} (pid {pid})"
+        for service, pid in read_pid_files(settings.data_dir)
+        if pid not in pids and psutil.pid_exists(pid) and pid != os.getpid()
+    ]
+
+
+def _extract_config(archive: Path, dest: Path) -> list[str]:
+    names = []
+    with tarfile.open(archive, "r:gz") as tar:
+        for info in tar:
+            if info.isfile() and info.name.startswith("config/"):
+                names.append(info.name)
+                tar.extract(info, dest, filter="data")  # "data": no absolute paths, links or ..
+    return names
+
+
+def restore_backup(
+    settings: Settings,
+    archive: Path,
+    supervisor: LocalSupervisor,
+    *,
+    by: str | None = None,
+    database_only: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Restore `archive` into settings' database; returns what was done. Raises BackupError."""
+    by = by or default_actor()
+    db = settings.sqlite_path
+    db.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
+    staged = db.parent / f".{db.name}.restore-{stamp}"
+    report = verify_backup(archive, extract_db_to=staged)
+    if not report.ok:
+        staged.unlink(missing_ok=True)
+        raise BackupError(f"refusing to restore {archive}: {report.failures()}")
+    try:
+        running = supervisor.running_pids()
+        others = _unmanaged(settings, running)
+        if others:
+            raise BackupError(
+                f"Atlas runs on {settings.data_dir} outside atlas-ops's supervisor: {', '.join(others)};"
+                " stop it, then restore"
+            )
+        config_dir = None
+        if not database_only and report.manifest.get("kind") == "full":
+            # Config is put beside the data, not over the live config: an operator compares first.
+            config_dir = settings.data_dir / f"restored-config-{stamp}"
+            _extract_config(archive, config_dir)
+        was_running = [name for name in SERVICES if name in running]
+        if was_running and db.exists():
+            store = open_store(settings, migrate=False)
+            try:
+                set_mode(store, True, reason=f"restoring {archive.name}", by=by, clock=clock)
+            finally:
+                store.close()
+        for name in reversed(was_running):
+            supervisor.stop(name)
+        pre_restore = None
+        if db.exists():
+            # The backup just restored was recorded after its snapshot: carry the record over so
+            # the exporter's last-backup gauges do not go back to an older backup (or "never").
+            last = get_kv(db, BACKUP_KEY)
+            if last is not None:
+                set_kv(staged, BACKUP_KEY, last, clock())
+            checkpoint(db)
+            pre_restore = db.with_name(f"{db.name}.pre-restore-{stamp}")
+            online_copy(db, pre_restore)
+        reason = f"restored from {archive.name}"
+        set_kv(staged, MAINTENANCE_KEY, mode_json(bool(was_running), reason, by, clock()), clock())
+        _fsync(staged)
+        # The old database's WAL must not be replayed into the restored file.
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        os.replace(staged, db)
+        _fsync(db.parent)
+    finally:
+        staged.unlink(missing_ok=True)
+    restarted = [supervisor.start(name).name for name in was_running]
+    if was_running:
+        store = open_store(settings, migrate=True)  # the restarted services run this schema
+        try:
+            set_mode(store, False, reason=reason, by=by, clock=clock)
+        finally:
+            store.close()
+    return {
+        "restored": str(archive),
+        "database": str(db),
+        "pre_restore_copy": str(pre_restore) if pre_restore else None,
+        "config_extracted_to": str(config_dir) if config_dir else None,
+        "restarted": restarted,
+        "items": report.manifest.get("items"),
+        "schema_version": report.manifest.get("schema_version"),
+        "created_at": report.manifest.get("created_at"),
+    }
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

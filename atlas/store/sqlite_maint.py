@@ -1,0 +1,173 @@
+"""SQLite file operations for backups and database care: online copy, integrity, optimize, vacuum.
+
+These work on a database *file* with their own short-lived connection, never through a running
+store's connections, so `atlas-ops` can run them while the API and engine keep writing. They live
+in store/ because nothing outside it imports sqlite3 (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from atlas.errors import StoreError
+
+
+@contextmanager
+def _open(
+    path: Path, *, must_exist: bool = True, busy_timeout_ms: int = 10_000
+) -> Iterator[sqlite3.Connection]:
+    # mode=rw never creates a missing file: a typo in a path is an error, not a new empty database.
+    if must_exist and not path.is_file():
+        raise StoreError(f"no database at {path}")
+    uri = f"{path.resolve().as_uri()}?mode={'rw' if must_exist else 'rwc'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        yield conn
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def online_copy(source: Path, dest: Path) -> None:
+    """Copy `source` to `dest` with SQLite's backup API while other processes keep writing.
+
+    One step (pages=-1): the copy is one read transaction, a consistent snapshot of every commit
+    made before it began. In WAL mode writers are not blocked by it; a stepwise copy would instead
+    restart whenever a writer commits between steps and, under sustained ingest, might never end.
+    The copy is switched to rollback-journal mode so it is one self-contained file.
+    Raises StoreError (a missing source included).
+    """
+    dest.unlink(missing_ok=True)
+    with _open(source) as src, _open(dest, must_exist=False) as dst:
+        src.backup(dst, pages=-1)
+        dst.execute("PRAGMA journal_mode = DELETE")
+    _fsync(dest)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class DatabaseFacts:
+    schema_version: int
+    items: dict[str, int]  # by state
+    contents: int
+
+
+def facts(path: Path) -> DatabaseFacts:
+    """Schema version and item counts of a database file (for a backup's manifest)."""
+    with _open(path) as conn:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        items = dict(conn.execute("SELECT state, count(*) FROM items GROUP BY state").fetchall())
+        try:
+            contents = int(conn.execute("SELECT count(*) FROM contents").fetchone()[0])
+        except sqlite3.OperationalError:
+            contents = 0  # a store from before migration 0004 has no contents table
+    return DatabaseFacts(version, {str(k): int(v) for k, v in items.items()}, contents)
+
+
+def integrity_check(path: Path) -> list[str]:
+    """PRAGMA integrity_check; [] when the file is sound, else SQLite's findings (at most 20).
+
+    A file that is not a database at all is reported as a finding, not raised.
+    """
+    try:
+        with _open(path) as conn:
+            rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
+    except StoreError as exc:
+        return [str(exc)]
+    return [] if rows == ["ok"] else rows
+
+
+def schema_version(path: Path) -> int:
+    with _open(path) as conn:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def get_kv(path: Path, key: str) -> str | None:
+    with _open(path) as conn:
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_kv(path: Path, key: str, value: str, now: float) -> None:
+    """Write one kv row into a database file that no store has open (a restore's staged copy)."""
+    with _open(path) as conn:
+        conn.execute(
+            "INSERT INTO kv(key, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, value, now),
+        )
+
+
+def checkpoint(path: Path) -> tuple[int, int, int]:
+    """PRAGMA wal_checkpoint(TRUNCATE): (busy, wal frames, frames checkpointed)."""
+    with _open(path) as conn:
+        busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return int(busy), int(log), int(done)
+
+
+def wal_path(path: Path) -> Path:
+    return Path(f"{path}-wal")
+
+
+def file_bytes(path: Path) -> int:
+    """The database's size on disk, its WAL included."""
+    return sum(p.stat().st_size for p in (path, wal_path(path)) if p.exists())
+
+
+def optimize(path: Path) -> dict[str, int]:
+    """PRAGMA optimize, ANALYZE, then a TRUNCATE checkpoint; returns the WAL's size before and after."""
+    wal_before = wal_path(path).stat().st_size if wal_path(path).exists() else 0
+    with _open(path) as conn:
+        conn.execute("PRAGMA optimize")
+        conn.execute("ANALYZE")
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    wal_after = wal_path(path).stat().st_size if wal_path(path).exists() else 0
+    return {"wal_bytes_before": wal_before, "wal_bytes_after": wal_after, "checkpoint_busy": int(busy)}
+
+
+def vacuum(
+    path: Path,
+    *,
+    reserve_bytes: int,
+    free_bytes: Callable[[Path], int] = lambda p: shutil.disk_usage(p).free,
+) -> dict[str, int]:
+    """VACUUM the file; returns its size before and after and the bytes reclaimed.
+
+    VACUUM writes a whole new copy of the database (and as much again through the WAL) before it
+    frees anything, so it is refused unless twice the database's size fits on its filesystem with
+    `reserve_bytes` (the disk low-water mark the API sheds writes under) still free afterwards.
+    Raises StoreError naming the figures when it refuses.
+    """
+    if not path.is_file():
+        raise StoreError(f"no database at {path}")
+    before = file_bytes(path)
+    needed = 2 * before + reserve_bytes
+    free = free_bytes(path.parent)
+    if free < needed:
+        raise StoreError(
+            f"vacuum refused: {free} bytes free on {path.parent}, needs {needed}"
+            f" (2 x database {before} + low-water reserve {reserve_bytes})"
+        )
+    with _open(path) as conn:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    after = file_bytes(path)
+    return {"bytes_before": before, "bytes_after": after, "bytes_reclaimed": max(0, before - after)}

@@ -181,11 +181,13 @@ def create_app(
 def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
     """Every method some route serves on this path: one path is often several routes (GET and POST
     /v1/items), and Starlette's 405 names only the first route's methods in its Allow header."""
-    methods: set[str] = set()
-    for route in endpoints(routes):
-        if route.matches(scope)[0] != Match.NONE:
-            methods |= route.methods or set()
-    return sorted(methods)
+    matching = [r for r in endpoints(routes) if r.matches(scope)[0] != Match.NONE]
+    if not matching:
+        return []
+    # The resource is the template the router picks first (/v1/items/batch, not /v1/items/{item_id}),
+    # as the OpenAPI document lists methods per template.
+    template = matching[0].path
+    return sorted({m for r in matching if r.path == template for m in r.methods or ()})
 
 
 def validation_message(request: Request, exc: RequestValidationError) -> str:

@@ -99,12 +99,15 @@ async def accept_one(svc: Services, body: bytes, idempotency_key: str | None) ->
         raise ApiError(422, "Idempotency-Key: expected 1 to 255 characters")
     svc.check_writable()
     data = parse_json(body)
-    if isinstance(data, dict) and idempotency_key is not None:
-        data = {**data, "idempotency_key": idempotency_key}  # the header, when sent, is the key
     try:
+        # The body is validated as sent (a wrongly typed idempotency_key too), then the header,
+        # when sent, is the key.
         item = parse_item(data, trace_context=current_traceparent())
     except ItemError as exc:
         raise ApiError(422, str(exc)) from None
+    if idempotency_key is not None:
+        data = {**data, "idempotency_key": idempotency_key}
+        item = replace(item, idempotency_key=idempotency_key)
     item = _with_hash(item, data)
     (result,) = await commit(svc, [item])
     if not result.created:

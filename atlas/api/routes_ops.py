@@ -64,7 +64,7 @@ def build(svc: Services) -> APIRouter:
     def replay(body: ReplayIn, _: Any = admin) -> ReplayOut:
         """Requeue dead items by ids or filter; dry_run only counts them."""
         flt = DLQFilter(
-            ids=tuple(body.ids),
+            ids=tuple(dict.fromkeys(body.ids)),  # a repeated id is one item (and SQLite is slow on them)
             stage=body.stage,
             error_class=body.error_class,
             host=body.host,

@@ -30,7 +30,8 @@ def rss(base: str, n: int) -> str:
         f"<item><title>Story {i}</title><link>{base}/article/{i}</link><guid>{base}/article/{i}</guid></item>"
         for i in range(n)
     )
-    return f'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel><title>Files</title>{items}</channel></rss>'
+    head = '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel><title>Files</title>'
+    return f"{head}{items}</channel></rss>"
 
 
 class Files(SimpleHTTPRequestHandler):

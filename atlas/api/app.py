@@ -13,7 +13,9 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Match
 from starlette.types import Receive, Scope, Send
 
 from atlas import __version__
@@ -21,7 +23,7 @@ from atlas.api import routes_content, routes_items, routes_ops
 from atlas.api.fastpath import IngestFastPath
 from atlas.api.groupcommit import GroupCommitter
 from atlas.api.guards import ApiError, Authenticator, BodyGuard, SecurityHeaders, TraceContext
-from atlas.api.httpmetrics import HttpMetrics
+from atlas.api.httpmetrics import HttpMetrics, endpoints
 from atlas.api.keys import KeyChecker
 from atlas.api.pressure import Pressure
 from atlas.api.services import Services
@@ -44,8 +46,19 @@ class AtlasAPI(FastAPI):
             await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegistry | None = None) -> FastAPI:
-    """Build the app. Background parts (group commit, pressure sampler) start with its lifespan."""
+def create_app(
+    settings: Settings,
+    store: SQLiteStore,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> FastAPI:
+    """Build the app. Background parts (group commit, pressure sampler) start with its lifespan.
+
+    `tracer_provider` defaults to the global one (set from OTEL_* by atlas.observability.tracing);
+    spans are recorded and exported when it is an SDK TracerProvider. Tests pass their own
+    rather than set the process-wide provider, which would change every later app.
+    """
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if settings.api_auth_disabled and settings.environment == "production":
         raise ConfigError("ATLAS_API_AUTH_DISABLED: authentication cannot be disabled in production")
     registry = registry or CollectorRegistry()
@@ -53,7 +66,7 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
     svc = Services(
         settings=settings,
         store=store,
-        committer=GroupCommitter(store, settings.api_max_pending_rows),
+        committer=GroupCommitter(store, settings.api_max_pending_rows, api_metrics.commit_rows),
         pressure=Pressure(settings, store),
         auth=Authenticator(
             KeyChecker.for_settings(store, settings),
@@ -94,10 +107,28 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
-        return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Malformed JSON is 400 on every route (the items routes parse their bodies themselves).
+        malformed = any(e["type"] == "json_invalid" for e in exc.errors()[:1])
+        return JSONResponse(
+            {"error": validation_message(request, exc)}, status_code=400 if malformed else 422
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's 404/405 and FastAPI's 400 for an unreadable body, in Atlas's error shape.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:
+            message = f"no such path: {request.url.path}"
+        elif exc.status_code == 405:
+            allowed = allowed_methods(app.router.routes, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed on {request.url.path} (allowed: {', '.join(allowed)})"
+        elif exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            message = f"request body is not valid UTF-8 (byte {exc.__cause__.start})"
+        else:
+            message = str(exc.detail)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint(request: Request) -> Response:
@@ -126,13 +157,16 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
     # FastAPI route (see atlas.api.fastpath). The outermost layer makes the request's trace
     # context current in everything inside, exemplars included.
     fast_path_metrics = HttpMetrics(None, app.routes, api_metrics)
-    if isinstance(trace.get_tracer_provider(), TracerProvider):
+    if isinstance(provider, TracerProvider):
         # Spans are exported: the fast path sits inside the OpenTelemetry FastAPI instrumentation,
         # which records one server span per request (per-message send/receive spans would double
         # the cost for detail nobody reads).
         app.add_middleware(IngestFastPath, svc=svc, http_metrics=fast_path_metrics, attach_context=False)
         FastAPIInstrumentor.instrument_app(
-            app, excluded_urls="metrics,health/live", exclude_spans=["receive", "send"]
+            app,
+            excluded_urls="metrics,health/live",
+            exclude_spans=["receive", "send"],
+            tracer_provider=provider,
         )
     else:
         # Nothing exports spans: the fast path answers in front of everything, Starlette's error
@@ -143,3 +177,48 @@ def create_app(settings: Settings, store: SQLiteStore, registry: CollectorRegist
         app.fast_path = IngestFastPath(None, svc, fast_path_metrics, attach_context=True)
         app.add_middleware(TraceContext)
     return app
+
+
+def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves on this path: one path is often several routes (GET and POST
+    /v1/items), and Starlette's 405 names only the first route's methods in its Allow header."""
+    matching = [r for r in endpoints(routes) if r.matches(scope)[0] != Match.NONE]
+    if not matching:
+        return []
+    # The resource is the template the router picks first (/v1/items/batch, not /v1/items/{item_id}),
+    # as the OpenAPI document lists methods per template.
+    template = matching[0].path
+    return sorted({m for r in matching if r.path == template for m in r.methods or ()})
+
+
+def validation_message(request: Request, exc: RequestValidationError) -> str:
+    """The first error, as `field: what is wrong`, in the wording the items routes use."""
+    errors = exc.errors()
+    if not errors:
+        return "request: invalid"
+    first = errors[0]
+    if first["type"] == "json_invalid":  # answered 400, as the items routes answer it
+        # FastAPI's location is a character offset; say line and column as atlas's own parser does.
+        doc = exc.body if isinstance(exc.body, str) else ""
+        pos = int(first["loc"][-1]) if first["loc"] and isinstance(first["loc"][-1], int) else 0
+        line = doc.count("\n", 0, pos) + 1
+        column = pos - doc.rfind("\n", 0, pos)
+        return (
+            f"malformed JSON at line {line} column {column}: {first.get('ctx', {}).get('error', 'invalid')}"
+        )
+    where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
+    if first["type"] == "extra_forbidden":
+        allowed = body_fields(request, first["loc"])
+        return f"{where}: unknown field" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    return f"{where}: {first['msg']}"
+
+
+def body_fields(request: Request, loc: tuple[int | str, ...]) -> list[str]:
+    """The fields the route's body model accepts, for an unknown field at its top level."""
+    route = request.scope.get("route")
+    field = getattr(route, "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    fields = getattr(model, "model_fields", None)
+    if len(loc) != 2 or loc[0] != "body" or not isinstance(fields, dict):
+        return []
+    return sorted(fields)

@@ -13,6 +13,7 @@ import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from atlas.errors import StoreError
 from atlas.logging import get_logger
@@ -35,9 +36,11 @@ class Overloaded(StoreError):
 
 
 class GroupCommitter:
-    def __init__(self, store: SQLiteStore, max_pending_rows: int) -> None:
+    def __init__(self, store: SQLiteStore, max_pending_rows: int, rows_histogram: Any = None) -> None:
+        """`rows_histogram`: atlas_api_commit_batch_rows from the catalog, observed per commit."""
         self.store = store
         self.max_pending_rows = max_pending_rows
+        self.rows_histogram = rows_histogram
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._pending_rows = 0
         self._lock = threading.Lock()
@@ -105,6 +108,8 @@ class GroupCommitter:
         else:
             self.commits += 1
             self.rows += rows
+            if self.rows_histogram is not None:
+                self.rows_histogram.observe(rows)
             # One wake-up per event loop for the whole batch, not one per request.
             answers: dict[asyncio.AbstractEventLoop, list[tuple[_Request, list[EnqueueResult]]]] = {}
             start = 0

@@ -91,12 +91,28 @@ class Disconnected(Exception):
     """The client went away before sending its whole body."""
 
 
+def json_media_type(header: bytes | None) -> bool:
+    """True for a body Atlas parses as JSON: application/json or application/*+json, or no type.
+
+    A body without a Content-Type is read as JSON (what every route takes); one that declares
+    another type (text/plain, a form) is refused rather than parsed as what it says it is not.
+    """
+    if header is None:
+        return True
+    media = header.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
 async def read_body(scope: Scope, receive: Receive, max_bytes: int, max_depth: int) -> bytes:
-    """The request body, refused (ApiError) when over `max_bytes` or nested deeper than `max_depth`."""
+    """The request body, refused (ApiError) when over `max_bytes`, nested deeper than `max_depth`
+    (400) or sent with a Content-Type other than JSON (415)."""
     too_big = f"request body larger than {max_bytes} bytes"
+    content_type: bytes | None = None
     for name, value in scope["headers"]:
         if name == b"content-length" and (not value.isdigit() or int(value) > max_bytes):
             raise ApiError(413, too_big)
+        if name == b"content-type":
+            content_type = value
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -110,6 +126,9 @@ async def read_body(scope: Scope, receive: Receive, max_bytes: int, max_depth: i
         if not message.get("more_body"):
             break
     body = b"".join(chunks)
+    if body and not json_media_type(content_type):
+        shown = (content_type or b"").decode("latin-1")[:100]
+        raise ApiError(415, f"Content-Type: expected application/json, got {shown!r}")
     if json_too_deep(body, max_depth):
         raise ApiError(400, f"JSON nested deeper than {max_depth} levels")
     return body

@@ -25,7 +25,7 @@ MAX_CACHED_PATHS = 4096
 EXCLUDED = frozenset({"/metrics"})
 
 
-def _endpoints(routes: list[BaseRoute]) -> list[Route]:
+def endpoints(routes: list[BaseRoute]) -> list[Route]:
     """The app's routes with their full templates. FastAPI (>= 0.16x) keeps an included router as
     one entry whose own match does not name the route inside, so descend into it. (Atlas includes
     its routers without an extra prefix: each route's path is its full template.)"""
@@ -33,7 +33,7 @@ def _endpoints(routes: list[BaseRoute]) -> list[Route]:
     for route in routes:
         inner = getattr(route, "original_router", None)
         if inner is not None:
-            found += _endpoints(inner.routes)
+            found += endpoints(inner.routes)
         elif isinstance(route, Route):
             found.append(route)
     return found
@@ -52,7 +52,7 @@ class HttpMetrics:
         template = self._templates.get(key)
         if template is None:
             if self._routes is None:
-                self._routes = _endpoints(self._all_routes)
+                self._routes = endpoints(self._all_routes)
             template, partial = "none", None
             for route in self._routes:
                 match = route.matches(scope)[0]

@@ -1,4 +1,9 @@
-"""Search and feed subscriptions: GET /v1/search, POST/GET /v1/feeds, DELETE /v1/feeds/{id}."""
+"""Search and feed subscriptions: GET /v1/search, POST/GET /v1/feeds, DELETE /v1/feeds/{id},
+POST /v1/feeds/{id}/poll.
+
+Every route here queries the store, so each is a plain `def`, run in FastAPI's thread pool: a slow
+query must not hold up the event loop ingest is answered on.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from atlas.api.guards import ApiError
 from atlas.api.routes_items import ERRORS
-from atlas.api.schemas import FeedIn, FeedPage, FeedView, SearchHitView, SearchPage
+from atlas.api.schemas import FEED_ID_PATTERN, FeedIn, FeedPage, FeedView, SearchHitView, SearchPage
 from atlas.api.services import Services
 from atlas.engine.items import parse_url
 from atlas.errors import ItemError
@@ -41,7 +46,7 @@ def build(svc: Services) -> APIRouter:
     default_interval = svc.settings.feed_poll_interval_seconds
 
     @router.get("/v1/search", response_model=SearchPage, tags=["search"])
-    async def search(
+    def search(
         q: str = Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S", description="Words to find."),
         limit: int = Query(default=20, ge=1, le=100),
         cursor: str | None = Query(default=None, max_length=64, pattern=CURSOR_PATTERN),
@@ -55,8 +60,9 @@ def build(svc: Services) -> APIRouter:
         return SearchPage(hits=[SearchHitView(**vars(h)) for h in hits], next_cursor=next_cursor)
 
     @router.post("/v1/feeds", status_code=201, response_model=FeedView, tags=["feeds"])
-    async def subscribe(body: FeedIn, _: Any = ingest) -> Any:
-        """Subscribe to an RSS/Atom feed (a repeat updates the interval); polling starts at once."""
+    def subscribe(body: FeedIn, _: Any = ingest) -> Any:
+        """Subscribe to an RSS/Atom feed; polling starts at once. A repeat updates the interval and,
+        for a feed in error backoff, resets the backoff so it is polled again now."""
         svc.check_writable()
         try:
             url = parse_url(body.url, "url")
@@ -66,8 +72,10 @@ def build(svc: Services) -> APIRouter:
         return JSONResponse(feed_view(row, default_interval).model_dump(), status_code=201)
 
     @router.get("/v1/feeds", response_model=FeedPage, tags=["feeds"])
-    async def list_feeds(
-        cursor: str | None = Query(default=None, max_length=64),
+    def list_feeds(
+        cursor: str | None = Query(
+            default=None, pattern=FEED_ID_PATTERN, description="next_cursor of the previous page."
+        ),
         limit: int = Query(default=100, ge=1, le=1000),
         _: Any = read,
     ) -> FeedPage:
@@ -78,8 +86,24 @@ def build(svc: Services) -> APIRouter:
             next_cursor=rows[-1]["id"] if len(rows) == limit else None,
         )
 
+    @router.post(
+        "/v1/feeds/{feed_id}/poll",
+        status_code=202,
+        response_model=FeedView,
+        tags=["feeds"],
+        responses={202: {"description": "Due now: the poller (atlas services / atlas up) reads it next."}},
+    )
+    def poll_now(feed_id: str, _: Any = ingest) -> Any:
+        """Poll a feed at once: it becomes due now and its error backoff is reset. The poll itself
+        is run by the feed poller within its next tick; GET /v1/feeds shows the outcome."""
+        svc.check_writable()
+        row = svc.store.feed_poll_now(feed_id)
+        if row is None:
+            raise ApiError(404, f"no feed {feed_id!r}")
+        return JSONResponse(feed_view(row, default_interval).model_dump(), status_code=202)
+
     @router.delete("/v1/feeds/{feed_id}", status_code=204, tags=["feeds"])
-    async def unsubscribe(feed_id: str, _: Any = ingest) -> None:
+    def unsubscribe(feed_id: str, _: Any = ingest) -> None:
         """Stop polling a feed; the items it produced stay."""
         if not svc.store.feed_delete(feed_id):
             raise ApiError(404, f"no feed {feed_id!r}")

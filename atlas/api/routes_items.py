@@ -14,13 +14,16 @@ from fastapi.responses import JSONResponse
 from atlas.api.groupcommit import Overloaded
 from atlas.api.guards import ApiError
 from atlas.api.schemas import (
+    ID_PATTERN,
     Accepted,
     AnyItemIn,
+    AttemptView,
     BatchIn,
     BatchResult,
     Error,
     ItemPage,
     ItemView,
+    ResultView,
 )
 from atlas.api.services import Services, current_traceparent
 from atlas.engine.items import parse_item
@@ -29,7 +32,7 @@ from atlas.store.models import EnqueueResult, Item, NewItem
 from atlas.store.sqlite import SQLiteStore
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+    code: {"model": Error} for code in (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 503)
 }
 
 
@@ -65,6 +68,8 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, f"request body is not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:  # e.g. an integer literal over Python's 4,300-digit limit
+        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}") from None
 
 
 async def commit(svc: Services, items: list[NewItem]) -> list[EnqueueResult]:
@@ -94,12 +99,15 @@ async def accept_one(svc: Services, body: bytes, idempotency_key: str | None) ->
         raise ApiError(422, "Idempotency-Key: expected 1 to 255 characters")
     svc.check_writable()
     data = parse_json(body)
-    if isinstance(data, dict) and idempotency_key is not None:
-        data = {**data, "idempotency_key": idempotency_key}  # the header, when sent, is the key
     try:
+        # The body is validated as sent (a wrongly typed idempotency_key too), then the header,
+        # when sent, is the key.
         item = parse_item(data, trace_context=current_traceparent())
     except ItemError as exc:
         raise ApiError(422, str(exc)) from None
+    if idempotency_key is not None:
+        data = {**data, "idempotency_key": idempotency_key}
+        item = replace(item, idempotency_key=idempotency_key)
     item = _with_hash(item, data)
     (result,) = await commit(svc, [item])
     if not result.created:
@@ -118,7 +126,20 @@ async def accept_one(svc: Services, body: bytes, idempotency_key: str | None) ->
 
 
 def item_view(store: SQLiteStore, item: Item, full: bool) -> ItemView:
-    view = ItemView(
+    """The item as the API shows it; `full` adds its attempt history and result (more queries)."""
+    history, result = None, None
+    if full:
+        history = [AttemptView(**vars(a)) for a in store.item_attempts(item.id)]
+        content = store.get_content(item.id) if item.state == "done" else None
+        if item.state in ("done", "duplicate"):
+            result = ResultView(
+                title=content["title"] if content else None,
+                canonical_url=content["canonical_url"] if content else None,
+                content_hash=item.content_hash,
+                duplicate_of=item.duplicate_of,
+                bytes=content["bytes"] if content else None,
+            )
+    return ItemView(
         id=item.id,
         kind=item.kind,
         state=item.state,
@@ -133,19 +154,9 @@ def item_view(store: SQLiteStore, item: Item, full: bool) -> ItemView:
         last_error=vars(item.last_error) if item.last_error else None,
         metadata=item.metadata,
         timings=item.timings,
+        history=history,
+        result=result,
     )
-    if full:
-        view.history = [vars(a) for a in store.item_attempts(item.id)]  # type: ignore[misc]
-        content = store.get_content(item.id) if item.state == "done" else None
-        if item.state in ("done", "duplicate"):
-            view.result = {  # type: ignore[assignment]
-                "title": content["title"] if content else None,
-                "canonical_url": content["canonical_url"] if content else None,
-                "content_hash": item.content_hash,
-                "duplicate_of": item.duplicate_of,
-                "bytes": content["bytes"] if content else None,
-            }
-    return view
 
 
 def build(svc: Services) -> APIRouter:
@@ -235,8 +246,11 @@ def build(svc: Services) -> APIRouter:
             media_type="application/json",
         )
 
+    # Routes that query the store are plain `def`: FastAPI runs them in its thread pool, so a slow
+    # query does not hold up the event loop the ingest routes answer on (the store keeps one
+    # SQLite connection per thread).
     @router.get("/{item_id}", response_model=ItemView)
-    async def get_item(item_id: str, _: Any = read) -> ItemView:
+    def get_item(item_id: str, _: Any = read) -> ItemView:
         """One item: state, attempts with their errors, stage timings, result."""
         item = svc.store.get_item(item_id)
         if item is None:
@@ -244,11 +258,13 @@ def build(svc: Services) -> APIRouter:
         return item_view(svc.store, item, full=True)
 
     @router.get("", response_model=ItemPage)
-    async def list_items(
+    def list_items(
         state: str | None = Query(default=None, pattern="^(queued|leased|done|duplicate|dead)$"),
         kind: str | None = Query(default=None, max_length=32),
         source: str | None = Query(default=None, max_length=255),
-        cursor: str | None = Query(default=None, max_length=64),
+        cursor: str | None = Query(
+            default=None, pattern=ID_PATTERN, description="next_cursor of the previous page."
+        ),
         limit: int = Query(default=100, ge=1, le=1000),
         _: Any = read,
     ) -> ItemPage:

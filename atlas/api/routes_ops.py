@@ -1,4 +1,9 @@
-"""Operating Atlas over HTTP: dead-letter queue, maintenance mode, health."""
+"""Operating Atlas over HTTP: dead-letter queue, maintenance mode, health.
+
+Routes that query the store are plain `def` (run in FastAPI's thread pool): a DLQ listing over a
+large queue must not hold up the event loop ingest is answered on. The probes that read only
+memory stay `async`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,16 @@ from fastapi.responses import JSONResponse
 
 from atlas.api.guards import ApiError
 from atlas.api.routes_items import ERRORS, item_view
-from atlas.api.schemas import DLQView, HealthView, MaintenanceIn, MaintenanceView, ReplayIn, ReplayOut, Status
+from atlas.api.schemas import (
+    ID_PATTERN,
+    DLQView,
+    HealthView,
+    MaintenanceIn,
+    MaintenanceView,
+    ReplayIn,
+    ReplayOut,
+    Status,
+)
 from atlas.api.services import Services
 from atlas.observability import budgets, health
 from atlas.store.models import DLQFilter
@@ -21,14 +35,16 @@ def build(svc: Services) -> APIRouter:
     admin = Depends(svc.auth.require("admin"))
 
     @router.get("/v1/dlq", response_model=DLQView, tags=["dlq"])
-    async def dlq(
+    def dlq(
         stage: str | None = Query(default=None, max_length=64),
         error_class: str | None = Query(default=None, max_length=128),
         host: str | None = Query(default=None, max_length=255),
         kind: str | None = Query(default=None, max_length=32),
         source: str | None = Query(default=None, max_length=255),
         reason: str | None = Query(default=None, max_length=32),
-        cursor: str | None = Query(default=None, max_length=64),
+        cursor: str | None = Query(
+            default=None, pattern=ID_PATTERN, description="next_cursor of the previous page."
+        ),
         limit: int = Query(default=100, ge=1, le=1000),
         _: Any = admin,
     ) -> DLQView:
@@ -45,10 +61,10 @@ def build(svc: Services) -> APIRouter:
         )
 
     @router.post("/v1/dlq/replay", response_model=ReplayOut, tags=["dlq"])
-    async def replay(body: ReplayIn, _: Any = admin) -> ReplayOut:
+    def replay(body: ReplayIn, _: Any = admin) -> ReplayOut:
         """Requeue dead items by ids or filter; dry_run only counts them."""
         flt = DLQFilter(
-            ids=tuple(body.ids),
+            ids=tuple(dict.fromkeys(body.ids)),  # a repeated id is one item (and SQLite is slow on them)
             stage=body.stage,
             error_class=body.error_class,
             host=body.host,
@@ -61,7 +77,7 @@ def build(svc: Services) -> APIRouter:
         return ReplayOut(matched=matched, replayed=replayed, dry_run=body.dry_run)
 
     @router.delete("/v1/dlq/{item_id}", status_code=204, tags=["dlq"])
-    async def purge(item_id: str, _: Any = admin) -> None:
+    def purge(item_id: str, _: Any = admin) -> None:
         """Delete one dead item and its history."""
         if svc.store.dlq_purge(DLQFilter(ids=(item_id,))) == 0:
             raise ApiError(404, f"no dead item {item_id!r}")
@@ -71,7 +87,7 @@ def build(svc: Services) -> APIRouter:
         return MaintenanceView(**svc.pressure.maintenance)  # type: ignore[arg-type]
 
     @router.post("/v1/admin/maintenance", response_model=MaintenanceView, tags=["admin"])
-    async def set_maintenance(body: MaintenanceIn, _: Any = admin) -> MaintenanceView:
+    def set_maintenance(body: MaintenanceIn, _: Any = admin) -> MaintenanceView:
         """Turn maintenance on (writes get 503, engines stop claiming) or off; every process sees it."""
         return MaintenanceView(**svc.pressure.set_maintenance(body.enabled, body.reason))  # type: ignore[arg-type]
 
@@ -109,7 +125,7 @@ def build(svc: Services) -> APIRouter:
         ]
 
     @router.get("/health", response_model=HealthView, tags=["health"], responses={503: {"model": HealthView}})
-    async def full_health() -> Any:
+    def full_health() -> Any:
         """Every component with its status, measured value, threshold and a message."""
         p, s = svc.pressure, svc.settings
         components = [

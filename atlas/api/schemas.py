@@ -10,11 +10,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from atlas.engine.items import PRIORITY_MAX, PRIORITY_MIN
 from atlas.pipeline.document import DOCUMENT_CONTENT_TYPES
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Request bodies: no unknown fields, and no coercion ("true" is not a boolean, "5" not a
+    # number), as atlas.engine.items validates items; a float field still takes an integer.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# Item ids (atlas.store.ids) and feed ids ("f_" + an item id): what a cursor may be.
+ID_PATTERN = r"^[0-9a-f]{32}$"
+FEED_ID_PATTERN = r"^f_[0-9a-f]{32}$"
+
+
+def _priority() -> Any:
+    return Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="Higher is processed first.")
 
 
 class DocumentIn(_Strict):
@@ -22,7 +34,7 @@ class DocumentIn(_Strict):
     content_type: Literal[DOCUMENT_CONTENT_TYPES] = "text/plain"  # type: ignore[valid-type]
     title: str | None = None
     source: str | None = Field(default=None, max_length=255)
-    priority: int = Field(default=0, ge=-100, le=100)
+    priority: int = _priority()
     metadata: dict[str, Any] | None = None
     not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
@@ -174,7 +186,7 @@ class UrlIn(_Strict):
         max_length=2048, pattern=URL_PATTERN, description="An http(s) page to fetch and extract."
     )
     source: str | None = Field(default=None, max_length=255)
-    priority: int = Field(default=0, ge=-100, le=100)
+    priority: int = _priority()
     metadata: dict[str, Any] | None = None
     not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
@@ -186,7 +198,7 @@ class FeedItemIn(_Strict):
     )
     poll_interval_seconds: float | None = Field(default=None, ge=60, le=604_800)
     source: str | None = Field(default=None, max_length=255)
-    priority: int = Field(default=0, ge=-100, le=100)
+    priority: int = _priority()
     metadata: dict[str, Any] | None = None
     not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)

@@ -26,7 +26,7 @@ from atlas.cli.ops_maint import maintenance, system
 from atlas.cli.ops_service import service
 from atlas.engine.items import parse_item
 from atlas.store import open_store
-from atlas.store.models import DLQFilter, Item
+from atlas.store.models import MAINTENANCE_KEY, DLQFilter, Item
 
 
 @click.group()
@@ -78,6 +78,16 @@ def items_add(
         }
     )
     store = open_store(settings_or_exit(), migrate=False)
+    # Maintenance refuses writes from every door, as the API does with its 503.
+    maintenance = json.loads(store.kv_get(MAINTENANCE_KEY) or "{}")
+    if maintenance.get("enabled"):
+        click.echo(
+            f"error: maintenance mode is on ({maintenance.get('reason') or 'no reason given'}): "
+            "items are refused until it is turned off "
+            "(atlas-ops maintenance mode --disable)",
+            err=True,
+        )
+        sys.exit(1)
     result = store.enqueue([item])[0]
     emit(fmt, {"id": result.id, "created": result.created, "state": "queued"})
 
@@ -304,3 +314,37 @@ def apikey_revoke(key_id: str, fmt: str) -> None:
         click.echo(f"error: no active key {key_id!r}", err=True)
         sys.exit(1)
     emit(fmt, {"id": key_id, "revoked": True})
+
+
+# -- feeds ---------------------------------------------------------------------------------------
+
+
+@ops.group()
+def feeds() -> None:
+    """Feed subscriptions: list, poll now."""
+
+
+@feeds.command("list")
+@format_option
+@clean_errors
+def feeds_list(fmt: str) -> None:
+    """Subscriptions with their last poll's status and error."""
+    emit(
+        fmt,
+        open_store(settings_or_exit(), migrate=False).feed_list(limit=10_000),
+        ["id", "url", "last_status", "failures", "next_poll_at", "last_error"],
+    )
+
+
+@feeds.command("poll")
+@click.argument("feed_id")
+@format_option
+@clean_errors
+def feeds_poll(feed_id: str, fmt: str) -> None:
+    """Poll a feed at once: it becomes due now and its error backoff is reset; the feed poller
+    (atlas services / atlas up) reads it within a second."""
+    row = open_store(settings_or_exit(), migrate=False).feed_poll_now(feed_id)
+    if row is None:
+        click.echo(f"error: no feed {feed_id!r}", err=True)
+        sys.exit(1)
+    emit(fmt, {k: row[k] for k in ("id", "url", "next_poll_at", "failures", "last_status", "last_error")})

@@ -17,6 +17,8 @@ _URL_FIELDS = {"url"} | _COMMON
 _FEED_FIELDS = {"feed", "poll_interval_seconds"} | _COMMON
 MAX_URL_CHARS = 2048
 MIN_POLL_INTERVAL_SECONDS = 60.0
+# The documented bound of `priority` (the OpenAPI document states it from here).
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
 
 def parse_url(value: Any, field: str) -> str:
@@ -111,6 +113,12 @@ def _parse_kind(
     return NewItem(kind=kind, payload=payload, trace_context=trace_context, **_common(data, at))
 
 
+def _quote(value: Any, limit: int = 40) -> str:
+    """A value for an error message, cut short: a 300-digit number is not worth echoing whole."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"
+
+
 def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     source = data.get("source")
@@ -119,11 +127,17 @@ def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
     if source is not None:
         _utf8(source, at, "source")
     out["source"] = source
-    priority = data.get("priority", 0)
-    if isinstance(priority, float) and priority.is_integer():
+    sent = priority = data.get("priority", 0)
+    if isinstance(priority, float) and priority.is_integer() and PRIORITY_MIN <= priority <= PRIORITY_MAX:
         priority = int(priority)  # JSON has one number type: 3.0 is the integer 3
-    if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
-        raise ItemError(f"{at}priority: expected an integer -100..100, got {priority!r}")
+    if (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not PRIORITY_MIN <= priority <= PRIORITY_MAX
+    ):
+        raise ItemError(
+            f"{at}priority: expected an integer {PRIORITY_MIN}..{PRIORITY_MAX}, got {_quote(sent)}"
+        )
     out["priority"] = priority
     metadata = data.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):

@@ -5,13 +5,19 @@ subscribes when accepted). The poller, run by `atlas services` and `atlas up`, f
 feed through the same guarded fetcher as pages, with If-None-Match / If-Modified-Since from the
 last answer; the store enqueues a `url` item only for entries it has not seen (by entry id, else
 link) in the same transaction that records them. A failing feed is polled again after a capped,
-jittered exponential backoff.
+jittered exponential backoff; POST /v1/feeds/{id}/poll (or subscribing again) resets it.
+
+Feeds are taken when served with any type feeds really come with (fetch.FEED_TYPES); served with a
+type that says nothing (text/plain, application/octet-stream, text/html, none), the body is
+sniffed first. JSON Feed (jsonfeed.org) is read here; feedparser reads RSS, Atom and RDF.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,12 +29,18 @@ import feedparser
 from atlas.errors import AtlasError, Deferred, PermanentStageError, StageError
 from atlas.logging import get_logger
 from atlas.pipeline.base import ItemContext
-from atlas.pipeline.fetch import FEED_TYPES, Fetched, Fetcher
+from atlas.pipeline.fetch import FEED_GENERIC_TYPES, FEED_TYPES, Fetched, Fetcher
 from atlas.reliability.backoff import full_jitter
 from atlas.store.models import NewItem
 
 log = get_logger("atlas.feeds")
 MAX_ENTRIES_PER_POLL = 500
+SNIFF_BYTES = 4096
+# What may come before an XML document's root element: declaration, processing instructions,
+# comments, doctype. The root of a feed is rss, feed (Atom) or RDF (RSS 1.0), perhaps prefixed.
+_XML_PROLOG = re.compile(rb"\s*(<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)", re.DOTALL | re.IGNORECASE)
+_FEED_ROOT = re.compile(rb"\s*<([A-Za-z_][\w.-]*:)?(rss|feed|RDF)[\s/>]")
+_JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,50 @@ class ParsedFeed:
     entries: list[Entry]
 
 
+def sniff_feed(body: bytes) -> bool:
+    """True when `body` starts like RSS, Atom, RDF or JSON Feed (for a body served as a generic type)."""
+    head = body[:SNIFF_BYTES].removeprefix(b"\xef\xbb\xbf")
+    if head.lstrip().startswith(b"{"):
+        return _json_feed(body) is not None
+    pos = 0
+    while match := _XML_PROLOG.match(head, pos):
+        pos = match.end()
+    return _FEED_ROOT.match(head, pos) is not None
+
+
+def _json_feed(body: bytes) -> dict[str, Any] | None:
+    """The JSON Feed document in `body`, or None when it is not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and str(doc.get("version", "")).startswith(_JSON_FEED_VERSION):
+        return doc
+    return None
+
+
+def read_feed(got: Fetched) -> ParsedFeed:
+    """The feed a fetch brought; PermanentStageError when it is not one (a generic type is sniffed)."""
+    if got.content_type not in FEED_TYPES and not sniff_feed(got.body):
+        served = got.content_type or "no Content-Type"
+        raise PermanentStageError(
+            f"{got.url}: served as {served} and the body is not RSS, Atom, RDF or JSON Feed "
+            f"(feeds are taken as {', '.join(FEED_TYPES)}; "
+            f"{', '.join(t for t in FEED_GENERIC_TYPES if t)} are sniffed)",
+            stage="feed",
+        )
+    return parse_feed(got.body, got.url)
+
+
 def parse_feed(body: bytes, url: str) -> ParsedFeed:
     """Entries with an http(s) link; PermanentStageError for a document that is not a feed."""
+    if body.lstrip().startswith(b"{"):
+        doc = _json_feed(body)
+        if doc is None:
+            raise PermanentStageError(
+                f"{url}: not a valid feed (JSON without a JSON Feed version)", stage="feed"
+            )
+        return _parse_json_feed(doc)
     parsed: Any = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
     if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
         reason = parsed.get("bozo_exception") or "no RSS or Atom structure found"
@@ -59,6 +113,24 @@ def parse_feed(body: bytes, url: str) -> ParsedFeed:
     return ParsedFeed(title=parsed.feed.get("title"), entries=entries)
 
 
+def _parse_json_feed(doc: dict[str, Any]) -> ParsedFeed:
+    """JSON Feed 1.x: items with an id and a url (external_url when url is absent)."""
+    entries: list[Entry] = []
+    items = doc.get("items")
+    for item in (items if isinstance(items, list) else [])[:MAX_ENTRIES_PER_POLL]:
+        if not isinstance(item, dict):
+            continue
+        link = item.get("url") or item.get("external_url") or ""
+        if not isinstance(link, str) or not link.startswith(("http://", "https://")):
+            continue
+        title = item.get("title")
+        entries.append(
+            Entry(key=str(item.get("id") or link), link=link, title=title if isinstance(title, str) else None)
+        )
+    title = doc.get("title")
+    return ParsedFeed(title=title if isinstance(title, str) else None, entries=entries)
+
+
 class FeedRead:
     """Stage for `feed` items: the feed must parse; its title and entry titles become its text."""
 
@@ -69,7 +141,7 @@ class FeedRead:
         if ctx.result is not None:
             return  # not modified since the fetch that stored it
         got: Fetched = ctx.extra["fetched"]
-        feed = parse_feed(got.body, got.url)
+        feed = read_feed(got)
         ctx.title = feed.title
         ctx.text = "\n".join([feed.title or got.url, *(e.title or e.link for e in feed.entries)])
 
@@ -103,14 +175,18 @@ class FeedPoller:
         now = self.clock()
         try:
             got = await self.fetcher.fetch(
-                feed["url"], accept=FEED_TYPES, etag=feed["etag"], last_modified=feed["last_modified"]
+                feed["url"],
+                accept=FEED_TYPES,
+                generic=FEED_GENERIC_TYPES,
+                etag=feed["etag"],
+                last_modified=feed["last_modified"],
             )
             if got.not_modified:
                 self.store.feed_polled(
                     feed["id"], [], status="not_modified", next_poll_at=now + feed["interval"]
                 )
                 return self._count("not_modified")
-            parsed = parse_feed(got.body, got.url)
+            parsed = read_feed(got)
         except Deferred as exc:
             self.store.feed_failed(feed["id"], str(exc), next_poll_at=exc.until, count=False)
             return self._count("deferred")

@@ -33,13 +33,28 @@ from atlas.store.models import ContentResult
 
 USER_AGENT = f"Atlas/{__version__} (+https://github.com/atlas-ingest/atlas; self-hosted ingest engine)"
 PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
+# The types feeds are really served with: the registered ones, the x- forms servers still send
+# (Debian's /etc/mime.types and so Python's http.server say application/x-rss+xml for .rss), and
+# generic XML.
 FEED_TYPES = (
     "application/rss+xml",
     "application/atom+xml",
+    "application/feed+json",
+    "application/rdf+xml",
+    "application/x-rss+xml",
+    "application/x-atom+xml",
     "application/xml",
     "text/xml",
-    "application/rdf+xml",
-    "application/feed+json",
+)
+# Types that say nothing about the document (or no type at all, ""): a feed served so is taken
+# only when its body looks like one (atlas.pipeline.feeds.sniff_feed).
+FEED_GENERIC_TYPES = (
+    "",
+    "text/plain",
+    "text/html",
+    "application/octet-stream",
+    "binary/octet-stream",
+    "application/json",
 )
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -172,15 +187,20 @@ class Fetcher:
         accept: tuple[str, ...] = PAGE_TYPES,
         etag: str | None = None,
         last_modified: str | None = None,
+        generic: tuple[str, ...] = (),
     ) -> Fetched:
-        """GET `url` following at most max_redirects redirects. Raises as the module says."""
+        """GET `url` following at most max_redirects redirects. Raises as the module says.
+
+        `accept` are the media types asked for and taken; `generic` are taken too (not asked
+        for) and left to the caller to sniff: Fetched.content_type says which it was.
+        """
         try:
             host = urlsplit(url).hostname
         except ValueError:
             host = None
         try:
             async with asyncio.timeout(self.policy.total_timeout_seconds):
-                return await self._follow(url, accept, etag, last_modified)
+                return await self._follow(url, accept, etag, last_modified, generic)
         except TimeoutError:
             raise StageError(
                 f"{url}: fetch took longer than {self.policy.total_timeout_seconds:g}s",
@@ -189,7 +209,12 @@ class Fetcher:
             ) from None
 
     async def _follow(
-        self, url: str, accept: tuple[str, ...], etag: str | None, last_modified: str | None
+        self,
+        url: str,
+        accept: tuple[str, ...],
+        etag: str | None,
+        last_modified: str | None,
+        generic: tuple[str, ...],
     ) -> Fetched:
         seen: list[str] = []
         current = url
@@ -203,13 +228,20 @@ class Fetcher:
                     f"{url}: more than {self.policy.max_redirects} redirects", stage="fetch"
                 )
             seen.append(current)
-            result = await self._hop(current, accept, etag if len(seen) == 1 else None, last_modified)
+            result = await self._hop(
+                current, accept, etag if len(seen) == 1 else None, last_modified, generic
+            )
             if isinstance(result, Fetched):
                 return result
             current = result
 
     async def _hop(
-        self, url: str, accept: tuple[str, ...], etag: str | None, last_modified: str | None
+        self,
+        url: str,
+        accept: tuple[str, ...],
+        etag: str | None,
+        last_modified: str | None,
+        generic: tuple[str, ...],
     ) -> Fetched | str:
         # The guard reads the URL as the standard library does, before httpx (which rejects some
         # numeric forms itself): whatever spelling a host has, it is vetted first.
@@ -240,9 +272,9 @@ class Fetcher:
             extensions={"sni_hostname": host} if target.scheme == "https" else {},
         )
         if self.gate is None:
-            return await self._send(request, url, host, accept, None)
+            return await self._send(request, url, host, accept + generic, None)
         async with self.gate.call(host) as call:
-            return await self._send(request, url, host, accept, call)
+            return await self._send(request, url, host, accept + generic, call)
 
     async def _send(
         self, request: httpx.Request, url: str, host: str, accept: tuple[str, ...], call: Any
@@ -271,9 +303,10 @@ class Fetcher:
             if status >= 400 or status < 200:
                 raise PermanentStageError(f"{url}: HTTP {status}", stage="fetch", host=host)
             media, charset = _media_type(response.headers.get("content-type"))
-            if media not in accept:
+            if (media or "") not in accept:
                 raise PermanentStageError(
-                    f"{url}: content type {media or 'missing'!s} is not one of {', '.join(accept)}",
+                    f"{url}: content type {media or 'missing'!s} is not one of "
+                    f"{', '.join(a for a in accept if a)}",
                     stage="fetch",
                     host=host,
                 )
@@ -329,6 +362,7 @@ class Fetch:
             accept=FEED_TYPES if ctx.kind == "feed" else PAGE_TYPES,
             etag=known.get("etag"),
             last_modified=known.get("last_modified"),
+            generic=FEED_GENERIC_TYPES if ctx.kind == "feed" else (),
         )
         if got.not_modified:
             if not known.get("content_hash"):

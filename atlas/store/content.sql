@@ -15,10 +15,18 @@ SELECT c.item_id, c.title, c.url, c.canonical_url, c.seq,
  LIMIT :limit;
 
 -- name: feed_insert
+-- Subscribing again to a feed in error backoff asks for it now: the backoff is reset (SET
+-- expressions all read the row as it was, so the CASE sees the old failure count).
 INSERT INTO feeds (id, url, interval_seconds, next_poll_at, created_at)
 VALUES (:id, :url, :interval, :now, :now)
-ON CONFLICT (url) DO UPDATE SET interval_seconds = coalesce(excluded.interval_seconds, interval_seconds)
+ON CONFLICT (url) DO UPDATE SET interval_seconds = coalesce(excluded.interval_seconds, interval_seconds),
+    next_poll_at = CASE WHEN failures > 0 THEN min(next_poll_at, excluded.next_poll_at) ELSE next_poll_at END,
+    failures = 0
 RETURNING id;
+
+-- name: feed_poll_now
+-- Due at once, backoff forgotten; last_status and last_error keep describing the last poll.
+UPDATE feeds SET next_poll_at = min(next_poll_at, :now), failures = 0 WHERE id = :id;
 
 -- name: feed_get
 SELECT * FROM feeds WHERE id = :id;

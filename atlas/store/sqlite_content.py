@@ -100,7 +100,8 @@ class ContentStore:
     # -- feeds ----------------------------------------------------------------------------------
 
     def feed_add(self, url: str, interval_seconds: float | None = None) -> dict[str, Any]:
-        """Subscribe to `url` (or update its interval if subscribed); returns the feed row."""
+        """Subscribe to `url` (or update its interval if subscribed, and reset an error backoff so it
+        is polled now); returns the feed row."""
         with self._write() as conn:
             now = self.clock()
             (feed_id,) = conn.execute(
@@ -117,6 +118,13 @@ class ContentStore:
     def feed_list(self, after: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         with self._read() as conn:
             return [dict(r) for r in conn.execute(C["feed_list"], {"after": after or "", "limit": limit})]
+
+    def feed_poll_now(self, feed_id: str) -> dict[str, Any] | None:
+        """Make a feed due now and reset its error backoff; the feed row, or None if unknown."""
+        with self._write() as conn:
+            conn.execute(C["feed_poll_now"], {"id": feed_id, "now": self.clock()})
+            row = conn.execute(C["feed_get"], {"id": feed_id}).fetchone()
+        return dict(row) if row else None
 
     def feed_delete(self, feed_id: str) -> bool:
         """Unsubscribe; items the feed produced stay. Returns False when there was no such feed."""

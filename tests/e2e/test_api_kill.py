@@ -34,8 +34,11 @@ def ready(url: str) -> bool:
         return False
 
 
-async def load(url: str, key: str, acked: list[str]) -> None:
-    """CLIENTS closed-loop producers; each stops when the server goes away (bounded in count and time)."""
+async def load(url: str, key: str, acked: list[str], refused: list[str]) -> None:
+    """CLIENTS closed-loop producers; each stops when the server goes away (bounded in count and time).
+
+    Nothing sheds with the default settings: every answer is a 202 (in `acked`) or the connection
+    fails; any other answer lands in `refused`."""
     sent = 0
     deadline = time.monotonic() + 30
 
@@ -50,6 +53,8 @@ async def load(url: str, key: str, acked: list[str]) -> None:
                     return  # the server is gone
                 if r.status_code == 202:
                     acked.append(r.json()["id"])
+                else:
+                    refused.append(f"{r.status_code} {r.text[:200]}")
 
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
 
@@ -63,10 +68,11 @@ def test_every_acknowledged_item_survives_a_sigkill_of_the_api(tmp_path: Path) -
     api = start_api(env, tmp_path / "api.log")
     wait_for(lambda: ready(url), 60, "the API to be ready")
     acked: list[str] = []
+    refused: list[str] = []
     kill_at = random.Random(4).uniform(0.0, 0.3)
 
     async def run() -> None:
-        loader = asyncio.create_task(load(url, key, acked))
+        loader = asyncio.create_task(load(url, key, acked, refused))
         # Kill at a random moment once the load is well under way (bounded wait).
         deadline = time.monotonic() + 30
         while len(acked) < 300 and time.monotonic() < deadline and not loader.done():
@@ -78,6 +84,7 @@ def test_every_acknowledged_item_survives_a_sigkill_of_the_api(tmp_path: Path) -
 
     asyncio.run(run())
     assert len(acked) > 100, "the load never got going"
+    assert refused == [], f"answers other than 202 before the kill: {refused[:5]}"
 
     api = start_api(env, tmp_path / "api.log")
     try:

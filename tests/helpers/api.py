@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 
 from atlas.api.app import create_app
 from atlas.api.keys import create_key
@@ -52,12 +53,19 @@ class Api:
 
 
 @contextmanager
-def running_api(settings: Settings) -> Iterator[Api]:
-    store = SQLiteStore(settings.sqlite_path, synchronous=settings.db_synchronous)
+def running_api(
+    settings: Settings,
+    *,
+    store_class: type[SQLiteStore] = SQLiteStore,
+    tracer_provider: TracerProvider | None = None,
+) -> Iterator[Api]:
+    """`store_class`: the real store or a subclass wrapping a method to inject a fault or a delay;
+    `tracer_provider`: handed to create_app (never set globally, which would change later apps)."""
+    store = store_class(settings.sqlite_path, synchronous=settings.db_synchronous)
     keys = {
         scope: str(create_key(store, settings.api_key_pepper, f"test-{scope}", [scope])["key"])
         for scope in ("ingest", "read", "admin")
     }
-    with serve(create_app(settings, store)) as url:
+    with serve(create_app(settings, store, tracer_provider=tracer_provider)) as url:
         yield Api(url, store, settings, keys)
     store.close()

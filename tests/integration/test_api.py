@@ -8,6 +8,8 @@ import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from atlas.api.app import create_app
 from atlas.api.keys import create_key
@@ -165,14 +167,12 @@ def test_backpressure_sheds_with_a_retry_after_from_the_drain_rate_and_recovers(
         assert "backlog" in shed.json()["error"]
         assert shed.headers["retry-after"] == "60"  # nothing drains yet: come back in a minute
         with engine_thread(tuned, api.store, "tests.helpers.pipelines:slow"):
-            wait_for(
-                lambda: (
-                    post(api, {"content": "probe 2"}).status_code in (202, 429)
-                    and api.store.counts().get(("done", "document"), 0) > 0
-                ),
-                30,
-                "draining to start",
-            )
+            wait_for(lambda: api.store.counts().get(("done", "document"), 0) > 0, 30, "draining to start")
+            probe = post(api, {"content": "probe 2"})
+            if probe.status_code == 429:  # still over the mark: shed, naming the backlog
+                assert "backlog" in probe.json()["error"] and int(probe.headers["retry-after"]) >= 1
+            else:  # already under it: accepted
+                assert probe.status_code == 202, probe.text
             wait_for(lambda: post(api, {"content": "after"}).status_code == 202, 60, "the API to recover")
         health = httpx.get(f"{api.url}/health").json()
         assert {c["name"] for c in health["components"]} >= {
@@ -184,10 +184,26 @@ def test_backpressure_sheds_with_a_retry_after_from_the_drain_rate_and_recovers(
         }
 
 
-def test_health_metrics_and_security_headers(api: Api) -> None:
-    trace.set_tracer_provider(TracerProvider()) if not isinstance(
-        trace.get_tracer_provider(), TracerProvider
-    ) else None
+@pytest.mark.parametrize("recording", [False, True], ids=["lean", "recording"])
+def test_health_metrics_and_security_headers(settings: Settings, recording: bool) -> None:
+    # Both middleware paths of create_app: spans recorded by an SDK provider handed to the app
+    # (never the process-wide one, which would switch every later test's app), or the lean one.
+    spans = InMemorySpanExporter()
+    provider = None
+    if recording:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+    with running_api(settings, tracer_provider=provider) as api:
+        check_health_metrics_and_security_headers(api)
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider), "the global provider was set"
+    server_spans = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    if recording:
+        assert {s.context.trace_id for s in server_spans} >= {0x4BF92F3577B34DA6A3CE929D0E0E4736}
+    else:
+        assert server_spans == []
+
+
+def check_health_metrics_and_security_headers(api: Api) -> None:
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     r = post(api, {"content": "traced"}, traceparent=parent)
     stored = api.store.get_item(r.json()["id"])
@@ -214,6 +230,8 @@ def test_health_metrics_and_security_headers(api: Api) -> None:
     ):
         assert series in text, series
     assert 'atlas_api_items_accepted_total{kind="document"}' in text
+    # One item in one group commit: the histogram of rows per commit saw exactly that.
+    assert "atlas_api_commit_batch_rows_count 1.0" in text and "atlas_api_commit_batch_rows_sum 1.0" in text
     om = httpx.get(f"{api.url}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert om.headers["content-type"].startswith("application/openmetrics-text")
     assert '# {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"}' in om.text

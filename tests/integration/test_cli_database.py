@@ -32,6 +32,8 @@ COMMANDS = [
     ["apikey", "create", "--name", "n", "--scope", "read"],
     ["apikey", "revoke", "k"],
     ["maintenance", "mode", "--status"],
+    ["feeds", "list"],
+    ["feeds", "poll", "0123"],
     ["database", "optimize"],
     ["database", "vacuum"],
 ]

@@ -3,6 +3,7 @@ its own families, and node_scrape_collector_{duration_seconds,success}{collector
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -25,8 +26,16 @@ PART_ERRORS = (OSError, ValueError, IndexError, KeyError, NoData)
 
 
 def read_text(path: Path) -> str:
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read()
+    """A procfs/sysfs file's text. os.open/os.read instead of open(): a scrape opens ~200 small
+    files, and the io stack's buffered text wrapper costs several times the read itself."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from exporters.collectors.base import read_text
+
 # (metric name, sysfs file, type), in node_exporter 1.5's order.
 _ATTRIBUTES = (
     ("address_assign_type", "addr_assign_type", "gauge"),
@@ -37,8 +39,7 @@ _INFO_FILES = ("address", "broadcast", "duplex", "operstate", "ifalias")
 
 def _attr(device_dir: Path, name: str) -> str | None:
     try:
-        with open(device_dir / name, encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
+        return read_text(device_dir / name).strip()
     except OSError:  # EINVAL for carrier/speed/duplex of a device that is down, ENOENT, ...
         return None
 

@@ -420,6 +420,45 @@ class Settings:
         "Network devices not reported (regex; empty = none).",
         category="exporter",
     )
+    # Added by issue 16 (node_exporter parity): textfile directory, netstat field filter, netclass
+    # and arp device filters, collectors turned off one by one. Upstream defaults; Debian's
+    # prometheus-node-exporter package differs in netdev (^lo$), mount points (adds run, mnt,
+    # media) and the textfile directory (/var/lib/prometheus/node-exporter): README, Monitoring.
+    exporter_textfile_dir: Path | None = _setting(
+        "ATLAS_EXPORTER_TEXTFILE_DIR",
+        None,
+        _optional_path,
+        "Directory of *.prom files exported as-is (like --collector.textfile.directory; empty = none).",
+    )
+    exporter_netstat_fields: str = _setting(
+        "ATLAS_EXPORTER_NETSTAT_FIELDS",
+        r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)"
+        r"|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts)"
+        r"|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)"
+        r"|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$",
+        _regex,
+        "/proc/net/{netstat,snmp,snmp6} fields exported as node_netstat_* (like --collector.netstat.fields).",
+    )
+    exporter_netclass_devices_exclude: str = _setting(
+        "ATLAS_EXPORTER_NETCLASS_DEVICES_EXCLUDE",
+        "",
+        _regex,
+        "Network devices left out of node_network_{up,info,mtu_bytes,...} (like"
+        " --collector.netclass.ignored-devices; empty = none).",
+    )
+    exporter_arp_devices_exclude: str = _setting(
+        "ATLAS_EXPORTER_ARP_DEVICES_EXCLUDE",
+        "",
+        _regex,
+        "Network devices left out of node_arp_entries (like --collector.arp.device-exclude; empty = none).",
+    )
+    exporter_collectors_disabled: tuple[str, ...] = _setting(
+        "ATLAS_EXPORTER_COLLECTORS_DISABLED",
+        (),
+        _csv,
+        "Collectors turned off, comma-separated node_exporter names (like --no-collector.<name>),"
+        " e.g. textfile,arp; `business` and `services` turn off Atlas's own.",
+    )
     exporter_dlq_top_n: int = _setting(
         "ATLAS_EXPORTER_DLQ_TOP_N",
         20,

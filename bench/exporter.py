@@ -151,6 +151,21 @@ def scrape(port: int) -> float:
     return elapsed * 1000
 
 
+def collector_costs(port: int, scrapes: int) -> dict[str, float]:
+    """Median node_scrape_collector_duration_seconds per collector over `scrapes` scrapes, in ms."""
+    seen: dict[str, list[float]] = {}
+    for _ in range(scrapes):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics", headers={"Accept": "text/plain"})
+        body = conn.getresponse().read().decode()
+        conn.close()
+        for line in body.splitlines():
+            if line.startswith('node_scrape_collector_duration_seconds{collector="'):
+                name = line.split('"')[1]
+                seen.setdefault(name, []).append(float(line.rsplit(" ", 1)[1]) * 1000)
+    return {name: round(statistics.median(v), 4) for name, v in sorted(seen.items())}
+
+
 def wait_serving(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -234,8 +249,13 @@ def main() -> None:
             f"scrape p99: atlas {p99[0]:.2f} ms, node_exporter {p99[1]:.2f} ms, ratio {p99[0] / p99[1]:.2f}"
         )
 
+        costs = {"atlas": collector_costs(atlas_port, 50), "node_exporter": collector_costs(node_port, 50)}
+        print("per-collector median ms (atlas / node_exporter):")
+        for name, ms in costs["atlas"].items():
+            print(f"  {name:12s} {ms:8.3f} / {costs['node_exporter'].get(name, float('nan')):8.3f}")
+
         rss = psutil.Process(atlas.pid)
-        done = 20 + args.scrapes + 1
+        done = 20 + args.scrapes + 1 + 50
         while done < 100:
             scrape(atlas_port)
             done += 1
@@ -266,6 +286,7 @@ def main() -> None:
                     "p50_ms": {"atlas": round(p50[0], 3), "node_exporter": round(p50[1], 3)},
                     "p99_ms": {"atlas": round(p99[0], 3), "node_exporter": round(p99[1], 3)},
                     "scrapes": args.scrapes,
+                    "collector_ms": costs,
                     "items": args.items,
                     "rss_bytes_after_100": rss_100,
                     "rss_bytes_after_10000": rss_10k,

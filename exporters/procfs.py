@@ -23,6 +23,8 @@ class Stat:
     """/proc/stat: per-CPU times in seconds by mode, and the kernel-wide counters."""
 
     cpus: list[tuple[str, tuple[float, ...]]]
+    # (cpu, (guest, guest_nice)) seconds: time spent running virtual CPUs, also counted in user/nice.
+    guests: list[tuple[str, tuple[float, float]]]
     boot_time: float
     context_switches: float
     forks: float
@@ -33,6 +35,7 @@ class Stat:
 
 def parse_stat(text: str) -> Stat:
     cpus: list[tuple[str, tuple[float, ...]]] = []
+    guests: list[tuple[str, tuple[float, float]]] = []
     fields: dict[str, float] = {}
     for line in text.splitlines():
         parts = line.split()
@@ -44,10 +47,13 @@ def parse_stat(text: str) -> Stat:
             ticks = [float(v) / USER_HZ for v in parts[1 : 1 + len(CPU_MODES)]]
             ticks += [0.0] * (len(CPU_MODES) - len(ticks))
             cpus.append((key[3:], tuple(ticks)))
+            guest = [float(v) / USER_HZ for v in parts[9:11]] + [0.0, 0.0]
+            guests.append((key[3:], (guest[0], guest[1])))
         elif key in ("btime", "ctxt", "processes", "procs_running", "procs_blocked", "intr"):
             fields[key] = float(parts[1])
     return Stat(
         cpus=cpus,
+        guests=guests,
         boot_time=fields.get("btime", 0.0),
         context_switches=fields.get("ctxt", 0.0),
         forks=fields.get("processes", 0.0),
@@ -98,18 +104,43 @@ def parse_netdev(text: str) -> list[tuple[str, list[float]]]:
     return out
 
 
+# /proc/diskstats columns after major, minor and name, with node_exporter's metric name, the
+# factor to its base unit and its type; kernels print 11 (< 4.18), 15 (discards) or 17 (flushes)
+# of them, and node_exporter exports as many as the kernel prints.
+MS = -1000.0  # a negative factor divides: milliseconds / 1000 is exact where * 0.001 is not
+DISKSTATS_COLUMNS: tuple[tuple[str, float, str], ...] = (
+    ("reads_completed_total", 1.0, "counter"),
+    ("reads_merged_total", 1.0, "counter"),
+    ("read_bytes_total", SECTOR_BYTES, "counter"),
+    ("read_time_seconds_total", MS, "counter"),
+    ("writes_completed_total", 1.0, "counter"),
+    ("writes_merged_total", 1.0, "counter"),
+    ("written_bytes_total", SECTOR_BYTES, "counter"),
+    ("write_time_seconds_total", MS, "counter"),
+    ("io_now", 1.0, "gauge"),
+    ("io_time_seconds_total", MS, "counter"),
+    ("io_time_weighted_seconds_total", MS, "counter"),
+    ("discards_completed_total", 1.0, "counter"),
+    ("discards_merged_total", 1.0, "counter"),
+    ("discarded_sectors_total", 1.0, "counter"),  # node_exporter keeps these in sectors
+    ("discard_time_seconds_total", MS, "counter"),
+    ("flush_requests_total", 1.0, "counter"),
+    ("flush_requests_time_seconds_total", MS, "counter"),
+)
+
+
 @dataclass(frozen=True)
 class DiskStats:
     device: str
-    reads_completed: float
-    read_bytes: float
-    read_time_seconds: float
-    writes_completed: float
-    written_bytes: float
-    write_time_seconds: float
-    io_now: float
-    io_time_seconds: float
-    io_time_weighted_seconds: float
+    major: str
+    minor: str
+    values: tuple[float, ...]  # DISKSTATS_COLUMNS' values in base units, as many as the kernel prints
+
+    def value(self, column: str) -> float:
+        for (name, _, _), v in zip(DISKSTATS_COLUMNS, self.values, strict=False):
+            if name == column:
+                return v
+        raise KeyError(column)
 
 
 def parse_diskstats(text: str) -> list[DiskStats]:
@@ -118,20 +149,11 @@ def parse_diskstats(text: str) -> list[DiskStats]:
         p = line.split()
         if len(p) < 14:
             continue
-        out.append(
-            DiskStats(
-                device=p[2],
-                reads_completed=float(p[3]),
-                read_bytes=float(p[5]) * SECTOR_BYTES,
-                read_time_seconds=float(p[6]) / 1000,
-                writes_completed=float(p[7]),
-                written_bytes=float(p[9]) * SECTOR_BYTES,
-                write_time_seconds=float(p[10]) / 1000,
-                io_now=float(p[11]),
-                io_time_seconds=float(p[12]) / 1000,
-                io_time_weighted_seconds=float(p[13]) / 1000,
-            )
+        values = tuple(
+            float(raw) / -factor if factor < 0 else float(raw) * factor
+            for raw, (_, factor, _) in zip(p[3:], DISKSTATS_COLUMNS, strict=False)
         )
+        out.append(DiskStats(device=p[2], major=p[0], minor=p[1], values=values))
     return out
 
 

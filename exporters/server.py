@@ -10,10 +10,11 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
@@ -22,6 +23,12 @@ from atlas.errors import ConfigError
 from atlas.observability.metrics import family
 from atlas.settings import Settings
 from exporters.business import BusinessCollector
+from exporters.collectors import kernel, net
+from exporters.collectors.base import NodeCollector, Part
+from exporters.collectors.disk import DiskstatsCollector
+from exporters.collectors.netclass import NetclassCollector
+from exporters.collectors.process import NodeBuildInfoCollector, VirtualMemoryMaxCollector
+from exporters.collectors.textfile import TextfileCollector
 from exporters.services import ServiceProcessCollector
 from exporters.system import Filters, SystemCollector, SystemPaths
 
@@ -52,27 +59,72 @@ class BuildInfoCollector(Collector):
         yield info
 
 
-def build_registry(settings: Settings, *, commit: str | None = None) -> CollectorRegistry:
-    """A fresh registry with the system, service process, business and build info collectors."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(BuildInfoCollector(__version__, commit if commit is not None else build_commit()))
-    registry.register(
-        SystemCollector(
-            SystemPaths(
-                procfs=settings.exporter_procfs,
-                sysfs=settings.exporter_sysfs,
-                rootfs=settings.exporter_rootfs,
-            ),
-            Filters(
-                mount_points_exclude=settings.exporter_mount_points_exclude,
-                fs_types_exclude=settings.exporter_fs_types_exclude,
-                disk_devices_exclude=settings.exporter_disk_devices_exclude,
-                net_devices_exclude=settings.exporter_net_devices_exclude,
-            ),
-        )
+def node_parts(settings: Settings) -> dict[str, Part]:
+    """Every node_exporter collector Atlas implements, by node_exporter's name, in its order."""
+    paths = SystemPaths(
+        procfs=settings.exporter_procfs, sysfs=settings.exporter_sysfs, rootfs=settings.exporter_rootfs
     )
-    registry.register(ServiceProcessCollector(settings.data_dir, settings.exporter_procfs))
-    registry.register(BusinessCollector(settings.sqlite_path, dlq_top_n=settings.exporter_dlq_top_n))
+    system = SystemCollector(
+        paths,
+        Filters(
+            mount_points_exclude=settings.exporter_mount_points_exclude,
+            fs_types_exclude=settings.exporter_fs_types_exclude,
+            net_devices_exclude=settings.exporter_net_devices_exclude,
+        ),
+    )
+    proc, sysfs, rootfs = paths.procfs, paths.sysfs, paths.rootfs
+    parts: dict[str, Part] = {
+        "arp": net.ArpCollector(proc, settings.exporter_arp_devices_exclude),
+        "conntrack": partial(net.conntrack, proc),
+        "diskstats": DiskstatsCollector(
+            proc, rootfs / "run/udev/data", settings.exporter_disk_devices_exclude
+        ),
+        "entropy": partial(kernel.entropy, proc),
+        "netclass": NetclassCollector(sysfs, settings.exporter_netclass_devices_exclude),
+        "netstat": net.NetstatCollector(proc, settings.exporter_netstat_fields),
+        "os": kernel.OSCollector(rootfs),
+        "pressure": partial(kernel.pressure, proc),
+        "selinux": kernel.SelinuxCollector(sysfs, rootfs),
+        "sockstat": partial(net.sockstat, proc),
+        "softnet": partial(net.softnet, proc),
+        "textfile": TextfileCollector(settings.exporter_textfile_dir),
+        "time": kernel.TimeCollector(sysfs),
+        "timex": kernel.timex,
+        "udp_queues": partial(net.udp_queues, proc),
+        **system.parts(),
+    }
+    return dict(sorted(parts.items()))
+
+
+ATLAS_COLLECTORS = ("business", "services")
+
+
+def build_registry(settings: Settings, *, commit: str | None = None) -> CollectorRegistry:
+    """A fresh registry with the node collectors (minus ATLAS_EXPORTER_COLLECTORS_DISABLED), the
+    exporter's own process and build info, service processes and business gauges.
+
+    Raises ConfigError naming ATLAS_EXPORTER_COLLECTORS_DISABLED for a collector name it does not know.
+    """
+    parts = node_parts(settings)
+    disabled = set(settings.exporter_collectors_disabled)
+    unknown = sorted(disabled - set(parts) - set(ATLAS_COLLECTORS))
+    if unknown:
+        raise ConfigError(
+            f"ATLAS_EXPORTER_COLLECTORS_DISABLED: unknown collector {', '.join(unknown)}"
+            f" (known: {', '.join(sorted([*parts, *ATLAS_COLLECTORS]))})"
+        )
+    revision = commit if commit is not None else build_commit()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BuildInfoCollector(__version__, revision))
+    registry.register(NodeBuildInfoCollector(__version__, revision))
+    # The exporter's own process under the standard names ("exporter process" panels).
+    ProcessCollector(registry=registry, proc=str(settings.exporter_procfs))
+    registry.register(VirtualMemoryMaxCollector(settings.exporter_procfs))
+    registry.register(NodeCollector({k: v for k, v in parts.items() if k not in disabled}))
+    if "services" not in disabled:
+        registry.register(ServiceProcessCollector(settings.data_dir, settings.exporter_procfs))
+    if "business" not in disabled:
+        registry.register(BusinessCollector(settings.sqlite_path, dlq_top_n=settings.exporter_dlq_top_n))
     return registry
 
 

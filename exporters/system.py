@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporters import procfs
+from exporters.collectors.base import read_text
 from exporters.procfs import CPU_MODES, NETDEV_RECEIVE, NETDEV_TRANSMIT
 
 # Which netdev columns become metrics, with node_exporter's names.
@@ -47,9 +47,7 @@ class Filters:
     net_devices_exclude: str = ""
 
 
-def _read(path: Path) -> str:
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read()
+_read = read_text  # see read_text: cheaper than open() for the many small procfs files
 
 
 def _compile(pattern: str) -> re.Pattern[str] | None:
@@ -57,50 +55,48 @@ def _compile(pattern: str) -> re.Pattern[str] | None:
 
 
 class SystemCollector(Collector):
-    """node_exporter-compatible cpu, loadavg, meminfo, filesystem, netdev, diskstats, filefd,
-    stat (procs, boot time), vmstat, uname and time families."""
+    """node_exporter-compatible cpu, stat (procs, boot time), loadavg, meminfo, filesystem, netdev,
+    filefd, vmstat and uname families (diskstats, time and the rest: exporters.collectors)."""
 
     def __init__(
         self,
         paths: SystemPaths | None = None,
         filters: Filters | None = None,
         *,
-        clock: Callable[[], float] = time.time,
         statvfs: Callable[[str], os.statvfs_result] = os.statvfs,
     ) -> None:
         self.paths = paths or SystemPaths()
         filters = filters or Filters()
         self._mount_exclude = _compile(filters.mount_points_exclude)
         self._fstype_exclude = _compile(filters.fs_types_exclude)
-        self._disk_exclude = _compile(filters.disk_devices_exclude)
         self._net_exclude = _compile(filters.net_devices_exclude)
-        self._clock = clock
         self._statvfs = statvfs
 
+    def parts(self) -> dict[str, Callable[[], Iterator[Metric]]]:
+        """node_exporter's collector names -> the functions that read them (see NodeCollector)."""
+        return {
+            "cpu": self._cpu,
+            "stat": self._stat,
+            "loadavg": self._loadavg,
+            "meminfo": self._meminfo,
+            "filesystem": self._filesystems,
+            "netdev": self._netdev,
+            "filefd": self._filefd,
+            "vmstat": self._vmstat,
+            "uname": self._uname_info,
+        }
+
     def collect(self) -> Iterator[Metric]:
-        for part in (
-            self._stat,
-            self._loadavg,
-            self._meminfo,
-            self._filesystems,
-            self._netdev,
-            self._diskstats,
-            self._filefd,
-            self._vmstat,
-            self._uname_info,
-        ):
+        for part in self.parts().values():
             try:
-                yield from part()
+                yield from list(part())
             except (OSError, ValueError, IndexError):
                 # A missing or malformed source drops only its own families (see module doc).
                 continue
-        yield GaugeMetricFamily(
-            "node_time_seconds", "System time in seconds since epoch (1970).", value=self._clock()
-        )
 
     # -- /proc/stat ------------------------------------------------------------------------------
 
-    def _stat(self) -> Iterator[Metric]:
+    def _cpu(self) -> Iterator[Metric]:
         stat = procfs.parse_stat(_read(self.paths.procfs / "stat"))
         cpu = CounterMetricFamily(
             "node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", labels=("cpu", "mode")
@@ -108,7 +104,18 @@ class SystemCollector(Collector):
         for name, seconds in stat.cpus:
             for mode, value in zip(CPU_MODES, seconds, strict=True):
                 cpu.add_metric((name, mode), value)
-        yield cpu
+        guest = CounterMetricFamily(
+            "node_cpu_guest_seconds_total",
+            "Seconds the CPUs spent in guests (VMs) for each mode.",
+            labels=("cpu", "mode"),
+        )
+        for name, (user, nice) in stat.guests:
+            guest.add_metric((name, "user"), user)
+            guest.add_metric((name, "nice"), nice)
+        yield from (cpu, guest)
+
+    def _stat(self) -> Iterator[Metric]:
+        stat = procfs.parse_stat(_read(self.paths.procfs / "stat"))
         yield GaugeMetricFamily(
             "node_boot_time_seconds", "Node boot time, in unixtime.", value=stat.boot_time
         )
@@ -235,53 +242,27 @@ class SystemCollector(Collector):
             )
             for name, column in _NET_COLUMNS
         ]
+        nohandler = CounterMetricFamily(
+            "node_network_receive_nohandler_total",
+            "Network device statistic receive_nohandler.",
+            labels=("device",),
+        )
         for device, values in procfs.parse_netdev(_read(self.paths.procfs / "net/dev")):
             if self._net_exclude and self._net_exclude.search(device):
                 continue
             for fam, column in fams:
                 fam.add_metric((device,), values[column])
+            # /proc/net/dev lacks rx_nohandler, which node_exporter reads over netlink; sysfs has it.
+            try:
+                nohandler.add_metric(
+                    (device,),
+                    float(_read(self.paths.sysfs / "class/net" / device / "statistics/rx_nohandler")),
+                )
+            except (OSError, ValueError):
+                pass
         for fam, _ in fams:
             yield fam
-
-    def _diskstats(self) -> Iterator[Metric]:
-        def counter(name: str, doc: str) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, labels=("device",))
-
-        reads = counter(
-            "node_disk_reads_completed_total", "The total number of reads completed successfully."
-        )
-        read_bytes = counter("node_disk_read_bytes_total", "The total number of bytes read successfully.")
-        read_time = counter(
-            "node_disk_read_time_seconds_total", "The total number of seconds spent by all reads."
-        )
-        writes = counter(
-            "node_disk_writes_completed_total", "The total number of writes completed successfully."
-        )
-        written = counter("node_disk_written_bytes_total", "The total number of bytes written successfully.")
-        write_time = counter(
-            "node_disk_write_time_seconds_total", "This is the total number of seconds spent by all writes."
-        )
-        io_time = counter("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.")
-        weighted = counter(
-            "node_disk_io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os."
-        )
-        io_now = GaugeMetricFamily(
-            "node_disk_io_now", "The number of I/Os currently in progress.", labels=("device",)
-        )
-        for d in procfs.parse_diskstats(_read(self.paths.procfs / "diskstats")):
-            if self._disk_exclude and self._disk_exclude.search(d.device):
-                continue
-            key = (d.device,)
-            reads.add_metric(key, d.reads_completed)
-            read_bytes.add_metric(key, d.read_bytes)
-            read_time.add_metric(key, d.read_time_seconds)
-            writes.add_metric(key, d.writes_completed)
-            written.add_metric(key, d.written_bytes)
-            write_time.add_metric(key, d.write_time_seconds)
-            io_time.add_metric(key, d.io_time_seconds)
-            weighted.add_metric(key, d.io_time_weighted_seconds)
-            io_now.add_metric(key, d.io_now)
-        yield from (reads, read_bytes, read_time, writes, written, write_time, io_time, weighted, io_now)
+        yield nohandler
 
     # -- identity --------------------------------------------------------------------------------
 

@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from atlas.settings import Settings
+from exporters.collectors.base import NodeCollector
+from exporters.collectors.disk import DiskstatsCollector
+from exporters.collectors.kernel import TimeCollector
 from exporters.system import Filters, SystemCollector, SystemPaths
 from tests.helpers.procfs_tree import write_tree
 
@@ -34,7 +38,7 @@ def fake_statvfs(calls: list[str]) -> object:
     return statvfs
 
 
-def scrape(collector: SystemCollector) -> Samples:
+def scrape(collector: Collector) -> Samples:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     text = generate_latest(registry).decode()
@@ -50,12 +54,19 @@ def proc(tmp_path: Path) -> Path:
     return write_tree(tmp_path)
 
 
-def collector(proc: Path, rootfs: Path = Path("/"), calls: list[str] | None = None) -> SystemCollector:
-    return SystemCollector(
+def collector(proc: Path, rootfs: Path = Path("/"), calls: list[str] | None = None) -> NodeCollector:
+    """The system collector's parts plus diskstats and time, as the exporter runs them."""
+    system = SystemCollector(
         SystemPaths(procfs=proc, sysfs=proc.parent / "sys", rootfs=rootfs),
         NODE_FILTERS,
-        clock=lambda: 1_800_000_000.5,
         statvfs=fake_statvfs([] if calls is None else calls),  # type: ignore[arg-type]
+    )
+    return NodeCollector(
+        {
+            **system.parts(),
+            "diskstats": DiskstatsCollector(proc, proc / "udev", NODE_FILTERS.disk_devices_exclude),
+            "time": TimeCollector(proc.parent / "sys", clock=lambda: 1_800_000_000.5),
+        }
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from atlas.config.parsers import boolean as _bool
 from atlas.config.parsers import bytes_in as bytes_in  # re-exported: alerting.yaml sizes use it
+from atlas.config.parsers import csv as _csv
 from atlas.config.parsers import float_in as _float_in
 from atlas.config.parsers import host_limits as _host_limits
 from atlas.config.parsers import host_rates as _host_rates
@@ -429,6 +430,7 @@ class Settings:
         None,
         _optional_path,
         "Directory of *.prom files exported as-is (like --collector.textfile.directory; empty = none).",
+        category="exporter",
     )
     exporter_netstat_fields: str = _setting(
         "ATLAS_EXPORTER_NETSTAT_FIELDS",
@@ -438,6 +440,7 @@ class Settings:
         r"|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$",
         _regex,
         "/proc/net/{netstat,snmp,snmp6} fields exported as node_netstat_* (like --collector.netstat.fields).",
+        category="exporter",
     )
     exporter_netclass_devices_exclude: str = _setting(
         "ATLAS_EXPORTER_NETCLASS_DEVICES_EXCLUDE",
@@ -445,12 +448,14 @@ class Settings:
         _regex,
         "Network devices left out of node_network_{up,info,mtu_bytes,...} (like"
         " --collector.netclass.ignored-devices; empty = none).",
+        category="exporter",
     )
     exporter_arp_devices_exclude: str = _setting(
         "ATLAS_EXPORTER_ARP_DEVICES_EXCLUDE",
         "",
         _regex,
         "Network devices left out of node_arp_entries (like --collector.arp.device-exclude; empty = none).",
+        category="exporter",
     )
     exporter_collectors_disabled: tuple[str, ...] = _setting(
         "ATLAS_EXPORTER_COLLECTORS_DISABLED",
@@ -458,6 +463,7 @@ class Settings:
         _csv,
         "Collectors turned off, comma-separated node_exporter names (like --no-collector.<name>),"
         " e.g. textfile,arp; `business` and `services` turn off Atlas's own.",
+        category="exporter",
     )
     exporter_dlq_top_n: int = _setting(
         "ATLAS_EXPORTER_DLQ_TOP_N",

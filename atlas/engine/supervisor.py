@@ -385,6 +385,11 @@ class Engine:
     def _can_claim(self) -> bool:
         return not self._draining and not self._paused and self._held() <= self.capacity // 2
 
+    @property
+    def paused(self) -> bool:
+        """True while maintenance mode holds claiming (seen within MAINTENANCE_CHECK_SECONDS)."""
+        return self._paused
+
     def _check_maintenance(self, now: float) -> None:
         self._next_maintenance_check = now + MAINTENANCE_CHECK_SECONDS
         try:

@@ -151,7 +151,7 @@ def test_maintenance_refuses_writes_pauses_the_engine_and_reports_unready(settin
             ]
         )
         with engine_thread(fast, api.store, "atlas.pipeline:default_pipeline") as engine:
-            wait_for(lambda: engine._paused, 10, "the engine to see maintenance mode")
+            wait_for(lambda: engine.paused, 10, "the engine to see maintenance mode")
             assert api.store.counts() == {("queued", "document"): 1}
             httpx.post(f"{api.url}/v1/admin/maintenance", json={"enabled": False}, headers=api.auth("admin"))
             wait_for(lambda: api.store.counts() == {("done", "document"): 1}, 30, "the engine to resume")

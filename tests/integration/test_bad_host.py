@@ -42,7 +42,8 @@ def run(
         for h in hosts
     ]
     with engine_thread(settings, store, WEB) as engine:
-        wait_for(lambda: engine.metrics.workers._value.get() == 1, 30, "the worker")  # type: ignore[attr-defined]
+        registry = engine.metrics.registry  # type: ignore[attr-defined]
+        wait_for(lambda: registry.get_sample_value("atlas_engine_workers") == 1, 30, "the worker")
         started = time.monotonic()
         ids = [r.id for r in store.enqueue(items)]
         good = [i for i, it in zip(ids, items, strict=True) if BAD not in it.payload["url"]]

@@ -13,6 +13,7 @@ from atlas import __version__
 from atlas.api.keys import SCOPES, create_key
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
+from atlas.cli.outbox import outbox
 from atlas.engine.items import parse_item
 from atlas.store import open_store
 from atlas.store.models import DLQFilter, Item
@@ -25,6 +26,14 @@ def ops() -> None:
 
 
 ops.add_command(config)
+
+
+@ops.group()
+def alerts() -> None:
+    """Alerting: the alert router's outbox."""
+
+
+alerts.add_command(outbox)
 
 
 # -- items ---------------------------------------------------------------------------------------

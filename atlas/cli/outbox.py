@@ -40,7 +40,9 @@ def outbox_list(state: str | None, channel: str | None, limit: int, fmt: str) ->
 
 
 @outbox.command("retry")
-@click.option("--id", "ids", type=int, multiple=True, help="Delivery id (repeatable; default: every dead one).")
+@click.option(
+    "--id", "ids", type=int, multiple=True, help="Delivery id (repeatable; default: every dead one)."
+)
 @click.option("--channel", default=None)
 @format_option
 @clean_errors

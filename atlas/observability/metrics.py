@@ -285,7 +285,10 @@ CATALOG: dict[str, MetricSpec] = {
             LATENCY_BUCKETS,
         ),
         MetricSpec(
-            "atlas_router_outbox_depth", "gauge", "Deliveries pending in the outbox, by channel.", ("channel",)
+            "atlas_router_outbox_depth",
+            "gauge",
+            "Deliveries pending in the outbox, by channel.",
+            ("channel",),
         ),
         MetricSpec(
             "atlas_router_outbox_oldest_pending_seconds",

@@ -47,7 +47,9 @@ class HttpReceiver:
                 with receiver._lock:
                     answer = receiver.script.pop(0) if receiver.script else receiver.default
                     receiver.requests.append(
-                        Received(time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                        Received(
+                            time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                        )
                     )
                 if answer == "hang":
                     receiver._release.wait(60)
@@ -89,10 +91,19 @@ class SmtpSink:
 
         self.port = port
         self.messages: list[EmailMessage] = []
+        self.rcpt_answer = ""  # e.g. "550 5.1.1 no such user": refuse every recipient with it
         self._lock = threading.Lock()
         sink = self
 
         class Handler:
+            async def handle_RCPT(
+                self, server: Any, session: Any, envelope: Any, address: str, options: Any
+            ) -> str:
+                if sink.rcpt_answer:
+                    return sink.rcpt_answer
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 with sink._lock:

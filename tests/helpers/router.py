@@ -88,7 +88,9 @@ def config_dir(
             f"    bearer_token_secret: webhook_token\n    hmac_secret: webhook_hmac\n{webhook_extra}"
         )
     if slack_url is not None:
-        parts.append(f"  slack:\n    webhook_url_secret: slack_webhook_url\n    channel: '#alerts'\n{slack_extra}")
+        parts.append(
+            f"  slack:\n    webhook_url_secret: slack_webhook_url\n    channel: '#alerts'\n{slack_extra}"
+        )
     (cfg / "monitoring.yaml").write_text("\n".join(parts) + "\n", encoding="utf-8")
     ring = sec.KeyRing((sec.DEVELOPMENT_KEY,), "dev")
     values = {
@@ -141,7 +143,9 @@ class RouterProcess:
             return False
 
     def post(self, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-        return httpx.post(f"{self.base}/v1/alertmanager", json=body, headers=AUTH if headers is None else headers)
+        return httpx.post(
+            f"{self.base}/v1/alertmanager", json=body, headers=AUTH if headers is None else headers
+        )
 
     def notifications(self, **params: str) -> list[dict[str, Any]]:
         r = httpx.get(f"{self.base}/v1/notifications", params={"limit": "1000", **params}, headers=AUTH)

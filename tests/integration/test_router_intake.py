@@ -27,7 +27,9 @@ def hook() -> Iterator[HttpReceiver]:
 
 @pytest.fixture
 def router(tmp_path: Path, hook: HttpReceiver) -> Iterator[RouterProcess]:
-    proc = RouterProcess(tmp_path, config_dir(tmp_path, webhook_url=hook.url), ATLAS_ROUTER_MAX_BODY_BYTES="64KiB")
+    proc = RouterProcess(
+        tmp_path, config_dir(tmp_path, webhook_url=hook.url), ATLAS_ROUTER_MAX_BODY_BYTES="64KiB"
+    )
     proc.start()
     yield proc
     proc.stop()
@@ -100,7 +102,9 @@ def test_a_notification_is_delivered_once_per_copy_signed_and_audited(
     assert health["status"] == "healthy" and health["channels"] == ["webhook"]
 
 
-def test_a_notification_that_cannot_be_stored_gets_503_and_is_not_lost(tmp_path: Path, hook: HttpReceiver) -> None:
+def test_a_notification_that_cannot_be_stored_gets_503_and_is_not_lost(
+    tmp_path: Path, hook: HttpReceiver
+) -> None:
     """The outbox is locked by another writer (a real SQLite lock): the router answers 503 so
     Alertmanager retries, and the retry after the lock is gone is stored and delivered."""
     proc = RouterProcess(tmp_path, config_dir(tmp_path, webhook_url=hook.url), ATLAS_DB_BUSY_TIMEOUT_MS="100")

@@ -80,7 +80,8 @@ def config_dir(
     if smtp_port is not None:
         parts.append(
             f"  email:\n    smtp_server: 127.0.0.1\n    smtp_port: {smtp_port}\n    starttls: false\n"
-            f"    from: atlas@example.org\n    to: [ops@example.org]\n    min_severity: warning\n{email_extra}"
+            f"    from: atlas@example.org\n    to: [ops@example.org]\n    min_severity: warning\n"
+            f"{email_extra}"
         )
     if webhook_url is not None:
         parts.append(

@@ -28,6 +28,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    answered: int = 0  # the status code sent back (0 while hanging)
 
 
 @dataclass
@@ -46,15 +47,15 @@ class HttpReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
                     answer = receiver.script.pop(0) if receiver.script else receiver.default
-                    receiver.requests.append(
-                        Received(
-                            time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()}, body
-                        )
+                    got = Received(
+                        time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()}, body
                     )
+                    receiver.requests.append(got)
                 if answer == "hang":
                     receiver._release.wait(60)
                     return
                 status, headers = answer if isinstance(answer, tuple) else (int(answer), {})
+                got.answered = status
                 payload = b"ok" if status < 300 else b"no"
                 self.send_response(status)
                 for k, v in headers.items():
@@ -76,8 +77,9 @@ class HttpReceiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def ok(self) -> list[Received]:
-        """Requests answered 2xx (the script consumed in order, so count by position)."""
-        return list(self.requests)
+        """Requests answered 2xx."""
+        with self._lock:
+            return [r for r in self.requests if 200 <= r.answered < 300]
 
     def close(self) -> None:
         self._release.set()

@@ -151,17 +151,30 @@ def run_core(
 
 
 def run_up(settings: Settings) -> int:
-    """Everything in one process: the API and the exporter in threads, the engine in the main thread."""
+    """Everything in one process: the API, the exporter and the alert router in threads, the engine
+    in the main thread."""
     start_logging(settings, "atlas-up")
     setup_tracing("atlas-up", record_unexported=False)
     server = _api_server(settings)
     thread = threading.Thread(target=server.run, name="atlas-api", daemon=True)
     thread.start()
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
+    router = None
+    if settings.router_port:  # the alert router too (ATLAS_ROUTER_PORT=0 leaves it out)
+        from atlas.alerting.router.process import start_router_thread
+
+        router = start_router_thread(settings)
+        get_logger("atlas.ops").info(
+            "alert router serving", url=f"http://{settings.router_host}:{settings.router_port}"
+        )
     try:
         return run_core(settings, pipeline=None, process="atlas-up", with_exporter=True, with_feeds=True)
     finally:
         server.should_exit = True
+        if router is not None:
+            router[1].should_exit = True
+            router[0].join(timeout=15)
+            router[2].stop()
         thread.join(timeout=15)
 
 

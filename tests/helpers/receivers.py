@@ -93,6 +93,7 @@ class SmtpSink:
 
         self.port = port
         self.messages: list[EmailMessage] = []
+        self.arrived: list[float] = []  # time.monotonic() of each message, in step with `messages`
         self.rcpt_answer = ""  # e.g. "550 5.1.1 no such user": refuse every recipient with it
         self._lock = threading.Lock()
         sink = self
@@ -110,6 +111,7 @@ class SmtpSink:
                 msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
                 with sink._lock:
                     sink.messages.append(msg)  # type: ignore[arg-type]
+                    sink.arrived.append(time.monotonic())
                 return "250 OK"
 
         self._make: Callable[[], Any] = lambda: Controller(Handler(), hostname="127.0.0.1", port=port)

@@ -32,6 +32,7 @@ from atlas.store.outbox import Delivery, Outbox
 
 log = get_logger("atlas.router")
 _IDLE_POLL_SECONDS = 1.0  # a worker re-checks the outbox at least this often (retries fall due)
+_QUEUED_PER_SLOT = 4
 
 
 @dataclass(frozen=True)
@@ -81,23 +82,28 @@ class ChannelWorker:
     def run(self, stop: threading.Event) -> None:
         pool = ThreadPoolExecutor(self.channel.concurrency, thread_name_prefix=f"router-{self.channel.name}")
         try:
+            # Up to _QUEUED_PER_SLOT deliveries per pool thread are leased ahead, so one claim
+            # (a scan of the channel's pending rows) feeds several sends.
+            capacity = self.channel.concurrency * _QUEUED_PER_SLOT
             while not stop.is_set():
                 self.wake.clear()
                 with self._lock:
-                    free = self.channel.concurrency - self._in_flight
-                try:
-                    batch = self.outbox.claim(self.channel.name, free, self.clock(), self.lease_seconds)
-                except StoreError as exc:
-                    log.error("outbox claim failed", channel=self.channel.name, error=str(exc))
-                    batch = []
+                    free = capacity - self._in_flight
+                    idle = self._in_flight == 0
+                batch = []
+                if idle or free >= self.channel.concurrency:
+                    try:
+                        batch = self.outbox.claim(self.channel.name, free, self.clock(), self.lease_seconds)
+                    except StoreError as exc:
+                        log.error("outbox claim failed", channel=self.channel.name, error=str(exc))
                 for delivery in batch:
                     with self._lock:
                         self._in_flight += 1
                     pool.submit(self._deliver, delivery)
                 if batch and len(batch) == free:
-                    self.wake.wait(_IDLE_POLL_SECONDS)  # every slot busy: a finished send wakes us
+                    self.wake.wait(_IDLE_POLL_SECONDS)  # full: a finished send wakes us
                 elif not batch:
-                    self.wake.wait(self._idle_wait())
+                    self.wake.wait(self._idle_wait() if idle else _IDLE_POLL_SECONDS)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

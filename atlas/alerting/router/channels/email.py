@@ -5,12 +5,17 @@ Headers follow what mail systems expect of machine mail: `Auto-Submitted: auto-g
 crash carries the same id, so clients show one message), and `In-Reply-To`/`References` to the
 first message of the alert group, so a group's follow-ups and its resolution thread together.
 SMTP 4xx and connection failures are transient; 5xx (and a refused login) are permanent.
+
+Each sender thread keeps its SMTP session open between messages (connect, EHLO, STARTTLS and
+login are most of the cost of one message; bench/router.py), and opens a new one when the server
+has dropped it.
 """
 
 from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -74,6 +79,9 @@ class EmailChannel:
         self.thread_root = thread_root
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.domain = sender.rpartition("@")[2] or "localhost"
+        self._local = threading.local()
+        self._sessions: set[smtplib.SMTP] = set()
+        self._sessions_lock = threading.Lock()
 
     def build(self, out: Outgoing) -> EmailMessage:
         n = out.notification
@@ -96,22 +104,57 @@ class EmailChannel:
 
     def _connect(self) -> smtplib.SMTP:
         if self.tls:
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.ssl_context)
-        return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self.ssl_context
+            )
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            smtp.ehlo()
+            if self.starttls:
+                smtp.starttls(context=self.ssl_context)
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self.password)
+        except BaseException:
+            smtp.close()
+            raise
+        with self._sessions_lock:
+            self._sessions.add(smtp)
+        return smtp
+
+    def _drop(self) -> None:
+        smtp = getattr(self._local, "smtp", None)
+        self._local.smtp = None
+        if smtp is not None:
+            with self._sessions_lock:
+                self._sessions.discard(smtp)
+            smtp.close()
 
     def send(self, out: Outgoing) -> None:
         msg = self.build(out)
-        try:
-            with self._connect() as smtp:
-                smtp.ehlo()
-                if self.starttls:
-                    smtp.starttls(context=self.ssl_context)
-                    smtp.ehlo()
-                if self.username:
-                    smtp.login(self.username, self.password)
+        smtp = getattr(self._local, "smtp", None)
+        if smtp is not None:
+            try:
                 smtp.send_message(msg)
+                return
+            except smtplib.SMTPServerDisconnected:
+                self._drop()  # the server closed the idle session: open a new one below
+            except (smtplib.SMTPException, OSError) as exc:
+                self._drop()
+                raise _smtp_error(exc) from exc
+        try:
+            self._local.smtp = self._connect()
+            self._local.smtp.send_message(msg)
         except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
             raise _smtp_error(exc) from exc
 
     def close(self) -> None:
-        pass
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, set()
+        for smtp in sessions:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()

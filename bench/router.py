@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -76,7 +75,8 @@ def main() -> None:
             slack.close()
             sink.stop()
     webhook = [r.at - accepted[json.loads(r.body)["groupKey"]] for r in hook.ok()]
-    email = [at - accepted[str(m["X-Atlas-Group-Key"])] for m, at in zip(sink.messages, sink.arrived, strict=True)]
+    arrivals = zip(sink.messages, sink.arrived, strict=True)
+    email = [at - accepted[str(m["X-Atlas-Group-Key"])] for m, at in arrivals]
     slack_times = [r.at for r in slack.ok()]
     per_second = max((sum(1 for t in slack_times if s <= t < s + 1) for s in slack_times), default=0)
     figures = {

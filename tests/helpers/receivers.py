@@ -88,7 +88,9 @@ class HttpReceiver:
 
 
 class SmtpSink:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, **controller: Any) -> None:
+        """`controller`: aiosmtpd Controller options (tls_context, require_starttls, ssl_context,
+        authenticator, auth_required, ...)."""
         from aiosmtpd.controller import Controller
 
         self.port = port
@@ -114,7 +116,9 @@ class SmtpSink:
                     sink.arrived.append(time.monotonic())
                 return "250 OK"
 
-        self._make: Callable[[], Any] = lambda: Controller(Handler(), hostname="127.0.0.1", port=port)
+        self._make: Callable[[], Any] = lambda: Controller(
+            Handler(), hostname="127.0.0.1", port=port, **controller
+        )
         self.controller: Any = None
 
     def start(self) -> None:

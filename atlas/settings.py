@@ -52,6 +52,7 @@ CATEGORIES = {
     "feeds": "Feeds",
     "exporter": "Exporter",
     "monitoring": "Monitoring",
+    "router": "Alert router",
     "resources": "Resource budgets",
     "operations": "Operations (atlas-ops)",
     "secrets": "Secrets",
@@ -648,6 +649,62 @@ class Settings:
         _optional_path,
         "Check intervals and notification channels (empty = CONFIG_DIR/monitoring.yaml).",
         category="monitoring",
+    )
+    # Alert router (issue 12): `atlas alert-router` and the router thread of `atlas up`.
+    router_host: str = _setting(
+        "ATLAS_ROUTER_HOST", "127.0.0.1", _text, "Alert router bind address.", category="router"
+    )
+    router_port: int = _setting(
+        "ATLAS_ROUTER_PORT",
+        9111,
+        _int_in(0, 65535),
+        "Alert router port (0 = off in `atlas up`).",
+        category="router",
+    )
+    router_max_body_bytes: int = _setting(
+        "ATLAS_ROUTER_MAX_BODY_BYTES",
+        4 << 20,
+        bytes_in(1024, 1 << 30),
+        "Largest Alertmanager webhook body the router accepts (413 above).",
+        category="router",
+    )
+    # Transient delivery failures are retried with full jitter between 0 and min(cap, base * 2**n);
+    # a channel that stays down keeps its deliveries pending (and the oldest-pending gauge rising)
+    # rather than dropping them, unless ATLAS_ROUTER_MAX_ATTEMPTS is set.
+    router_retry_base_seconds: float = _setting(
+        "ATLAS_ROUTER_RETRY_BASE_SECONDS",
+        1.0,
+        _float_in(0.001, 3600),
+        "First delivery retry's ceiling.",
+        category="router",
+    )
+    router_retry_cap_seconds: float = _setting(
+        "ATLAS_ROUTER_RETRY_CAP_SECONDS",
+        300.0,
+        _float_in(0.001, 86_400),
+        "Largest delivery retry ceiling.",
+        category="router",
+    )
+    router_max_attempts: int = _setting(
+        "ATLAS_ROUTER_MAX_ATTEMPTS",
+        0,
+        _int_in(0, 1_000_000),
+        "Failed delivery attempts before a delivery is dead (0 = retry transient failures forever).",
+        category="router",
+    )
+    router_send_timeout_seconds: float = _setting(
+        "ATLAS_ROUTER_SEND_TIMEOUT_SECONDS",
+        10.0,
+        _float_in(0.01, 600),
+        "Timeout of one delivery attempt.",
+        category="router",
+    )
+    router_concurrency: int = _setting(
+        "ATLAS_ROUTER_CONCURRENCY",
+        4,
+        _int_in(1, 256),
+        "Deliveries under way at once per email or webhook channel (Slack: one per webhook URL).",
+        category="router",
     )
     memory_budget_bytes: int = _setting(
         "ATLAS_MEMORY_BUDGET_BYTES",

@@ -50,6 +50,7 @@ def atlas_env(data_dir: Path, **extra: str) -> dict[str, str]:
         ATLAS_DATA_DIR=str(data_dir),
         ATLAS_CORE_METRICS_PORT="0",
         ATLAS_EXPORTER_PORT="0",
+        ATLAS_ROUTER_PORT="0",
         ATLAS_DB_SYNCHRONOUS="NORMAL",
         PYTHONPATH=str(ROOT),
     )

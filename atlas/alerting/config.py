@@ -163,6 +163,9 @@ _CHANNELS: dict[str, dict[str, str]] = {
         "from": "email",
         "to": "emails",
         "min_severity": "severity",
+        "tls": "bool",  # implicit TLS (port 465); starttls: false and tls: false = plain (local relay)
+        "send_resolved": "bool",
+        "timeout": "duration",
     },
     "webhook": {
         "enabled": "bool",
@@ -170,12 +173,17 @@ _CHANNELS: dict[str, dict[str, str]] = {
         "headers": "headers",
         "bearer_token_secret": "secret",
         "min_severity": "severity",
+        "hmac_secret": "secret",  # signs the body: X-Atlas-Signature: sha256=<hex HMAC-SHA256>
+        "send_resolved": "bool",
+        "timeout": "duration",
     },
     "slack": {
         "enabled": "bool",
         "webhook_url_secret": "secret",
         "channel": "text",
         "min_severity": "severity",
+        "send_resolved": "bool",
+        "timeout": "duration",
     },
 }
 _REQUIRED = {"email": ("smtp_server", "from", "to"), "webhook": ("url",), "slack": ("webhook_url_secret",)}
@@ -276,6 +284,12 @@ def _channel(
 def _option(check: YamlChecker, kind_of: str, node: yaml.Node, at: str) -> Any:
     if kind_of == "bool":
         return check.boolean(node, at)
+    if kind_of == "duration":
+        seconds = check.duration(node, at)
+        if seconds is not None and seconds <= 0:
+            check.error(node, at, "must be more than 0s")
+            return None
+        return seconds
     if kind_of == "port":
         value = check.number(node, at, 1, 65535)
         return int(value) if value is not None else None

@@ -49,3 +49,12 @@ def exporter() -> None:
 def services() -> None:
     """Scheduled work: feed polling (each feed's new entries become url items)."""
     raise SystemExit(run_services(settings_or_exit()))
+
+
+@atlas.command("alert-router")
+@clean_errors
+def alert_router() -> None:
+    """The alert router: Alertmanager webhooks to email, webhook and Slack from a durable outbox."""
+    from atlas.alerting.router.process import run_router
+
+    raise SystemExit(run_router(settings_or_exit()))

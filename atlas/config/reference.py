@@ -146,4 +146,8 @@ def validate_environment(environ: Mapping[str, str], environment: str) -> list[F
         findings += load_alerting(settings.alerting_path)[1]
     if settings.monitoring_path.exists():
         findings += load_monitoring(settings.monitoring_path, secret_names)[1]
+    # The alert router's templates (packaged or overridden in CONFIG_DIR/templates/router/).
+    from atlas.alerting.router.render import check_templates
+
+    findings += check_templates(settings.config_dir)
     return findings

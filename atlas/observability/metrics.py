@@ -263,6 +263,51 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec(
             "atlas_process_threads", "gauge", "Threads of an Atlas service's main process.", ("service",)
         ),
+        # Alert router (atlas.alerting.router); scraped as job="atlas-router". Channel label values
+        # are the channel kinds of monitoring.yaml (email, webhook, slack): a bounded set.
+        MetricSpec(
+            "atlas_router_notifications_received_total",
+            "counter",
+            "Alertmanager notifications accepted (committed to the outbox), by status (firing, resolved); "
+            "duplicates included.",
+            ("status",),
+        ),
+        MetricSpec(
+            "atlas_router_deliveries_total",
+            "counter",
+            "Delivery attempts by channel and outcome: sent, failed (will be retried), dead (given up).",
+            ("channel", "outcome"),
+        ),
+        MetricSpec(
+            "atlas_router_delivery_seconds",
+            "histogram",
+            "Time from a notification's acceptance to its delivery on a channel.",
+            ("channel",),
+            LATENCY_BUCKETS,
+        ),
+        MetricSpec(
+            "atlas_router_outbox_depth",
+            "gauge",
+            "Deliveries pending in the outbox, by channel.",
+            ("channel",),
+        ),
+        MetricSpec(
+            "atlas_router_outbox_oldest_pending_seconds",
+            "gauge",
+            "Age of the oldest pending delivery per channel (0 when none is pending).",
+            ("channel",),
+        ),
+        MetricSpec(
+            "atlas_router_retries_total",
+            "counter",
+            "Delivery attempts that failed transiently and were scheduled again, by channel.",
+            ("channel",),
+        ),
+        MetricSpec(
+            "atlas_router_dedupe_hits_total",
+            "counter",
+            "Notifications received again (HA peer or retry) and not delivered a second time.",
+        ),
         MetricSpec(
             "atlas_process_start_time_seconds",
             "gauge",

@@ -25,7 +25,12 @@ class Listen:
 
 
 def listens(
-    settings: Settings, *, api: bool = False, core_metrics: bool = False, exporter: bool = False
+    settings: Settings,
+    *,
+    api: bool = False,
+    core_metrics: bool = False,
+    exporter: bool = False,
+    router: bool = False,
 ) -> list[Listen]:
     """The addresses a process serving these parts binds (port 0 = off or any free port: skipped)."""
     wanted = [
@@ -44,6 +49,7 @@ def listens(
             settings.exporter_host,
             settings.exporter_port,
         ),
+        (router, "ATLAS_ROUTER_PORT", "ATLAS_ROUTER_HOST", settings.router_host, settings.router_port),
     ]
     return [Listen(p, h, host, port) for on, p, h, host, port in wanted if on and port]
 

@@ -175,12 +175,13 @@ def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
 
 
 def run_up(settings: Settings) -> int:
-    """Everything in one process: the API and the exporter in threads, the engine in the main thread.
+    """Everything in one process: the API, the exporter and the alert router (ATLAS_ROUTER_PORT=0
+    leaves it out) in threads, the engine in the main thread.
 
     Every port is checked and the pipeline built before the API starts (see run_core).
     """
     shutdown = Shutdown().install()
-    check_ports(listens(settings, api=True, core_metrics=True, exporter=True))
+    check_ports(listens(settings, api=True, core_metrics=True, exporter=True, router=True))
     start_logging(settings, "atlas-up")
     setup_tracing("atlas-up", record_unexported=False)
     store = open_store(settings, migrate=True)
@@ -191,12 +192,24 @@ def run_up(settings: Settings) -> int:
         thread = threading.Thread(target=server.run, name="atlas-api", daemon=True)
         thread.start()
         get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
+        router = None
+        if settings.router_port:
+            from atlas.alerting.router.process import start_router_thread
+
+            router = start_router_thread(settings)
+            get_logger("atlas.ops").info(
+                "alert router serving", url=f"http://{settings.router_host}:{settings.router_port}"
+            )
         try:
             return _serve_engine(
                 settings, engine, shutdown, process="atlas-up", with_exporter=True, with_feeds=True
             )
         finally:
             server.should_exit = True
+            if router is not None:
+                router[1].should_exit = True
+                router[0].join(timeout=15)
+                router[2].stop()
             thread.join(timeout=15)
     finally:
         store.close()

@@ -1,0 +1,1 @@
+"""Notification channels behind one `send` (see base.py); build them with `build_channels`."""

@@ -1,0 +1,182 @@
+"""`atlas alert-router` and the router threads of `atlas up`: build the router from the settings."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from atlas.alerting.config import read_alerting, read_monitoring
+from atlas.alerting.router.channels.base import Channel
+from atlas.alerting.router.channels.email import EmailChannel
+from atlas.alerting.router.channels.slack import SlackChannel
+from atlas.alerting.router.channels.webhook import WebhookChannel
+from atlas.alerting.router.metrics import RouterMetrics
+from atlas.alerting.router.render import Renderer, check_templates
+from atlas.alerting.router.routing import ChannelPolicy, alert_policies
+from atlas.alerting.router.sender import RetryPolicy
+from atlas.alerting.router.service import AlertRouter
+from atlas.errors import ConfigError
+from atlas.logging import get_logger
+from atlas.settings import Settings
+from atlas.store.outbox import Outbox
+
+if TYPE_CHECKING:
+    import uvicorn
+
+TOKEN_SECRET = "alert_router_token"
+OUTBOX_FILE = "alert-router.db"
+log = get_logger("atlas.router")
+
+
+def router_token(settings: Settings) -> str:
+    """The bearer token Alertmanager must send: the `alert_router_token` secret. Only development
+    may run without one."""
+    token = settings.secrets.get(TOKEN_SECRET, "")
+    if not token and settings.environment != "development":
+        raise ConfigError(
+            f"alert router: no bearer token in {settings.environment}: store one with "
+            f"`atlas-ops config secrets set {TOKEN_SECRET}`"
+        )
+    return token
+
+
+def build_channels(
+    settings: Settings, renderer: Renderer, outbox: Outbox
+) -> list[tuple[Channel, ChannelPolicy]]:
+    """The enabled channels of monitoring.yaml with their secrets resolved."""
+    if not settings.monitoring_path.exists():
+        log.warning("no monitoring.yaml: the router has no channels", path=str(settings.monitoring_path))
+        return []
+    config = read_monitoring(settings.monitoring_path, set(settings.secrets))
+    out: list[tuple[Channel, ChannelPolicy]] = []
+    for ch in config.channels:
+        if not ch.enabled:
+            continue
+        o, secret = ch.options, {k: settings.secrets[v] for k, v in ch.secrets.items()}
+        timeout = float(o.get("timeout", settings.router_send_timeout_seconds))
+        channel: Channel
+        if ch.kind == "email":
+            tls = bool(o.get("tls", False))
+            channel = EmailChannel(
+                renderer,
+                host=o["smtp_server"],
+                port=int(o.get("smtp_port", 465 if tls else 587)),
+                sender=o["from"],
+                to=list(o["to"]),
+                starttls=bool(o.get("starttls", not tls)),
+                tls=tls,
+                username=o.get("username", "") if "password_secret" in secret else "",
+                password=secret.get("password_secret", ""),
+                timeout_seconds=timeout,
+                concurrency=settings.router_concurrency,
+                thread_root=lambda group, mid: outbox.thread_root(group, "email", mid),
+            )
+        elif ch.kind == "webhook":
+            channel = WebhookChannel(
+                o["url"],
+                headers=o.get("headers"),
+                bearer_token=secret.get("bearer_token_secret", ""),
+                hmac_secret=secret.get("hmac_secret", ""),
+                timeout_seconds=timeout,
+                concurrency=settings.router_concurrency,
+            )
+        else:
+            channel = SlackChannel(
+                secret["webhook_url_secret"], renderer, channel=o.get("channel", ""), timeout_seconds=timeout
+            )
+        out.append((channel, ChannelPolicy(ch.kind, ch.min_severity, bool(o.get("send_resolved", True)))))
+    return out
+
+
+def build_router(settings: Settings, registry: CollectorRegistry | None = None) -> tuple[AlertRouter, str]:
+    """The router (not started) and its bearer token; raises ConfigError on a bad configuration."""
+    token = router_token(settings)
+    problems = [f for f in check_templates(settings.config_dir) if f.severity == "error"]
+    if problems:
+        raise ConfigError("\n".join(str(f) for f in problems))
+    alerting = read_alerting(settings.alerting_path) if settings.alerting_path.exists() else None
+    outbox = Outbox(
+        settings.data_dir / OUTBOX_FILE,
+        synchronous=settings.db_synchronous,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+    )
+    renderer = Renderer(settings.config_dir)
+    channels = build_channels(settings, renderer, outbox)
+    retry = RetryPolicy(
+        settings.router_retry_base_seconds, settings.router_retry_cap_seconds, settings.router_max_attempts
+    )
+    # A lease must outlast one attempt (its timeout, plus Slack's pacing) or a slow send is
+    # leased twice; it only matters after a crash, when the restart releases leases anyway.
+    lease = settings.router_send_timeout_seconds * 3 + 10
+    router = AlertRouter(
+        outbox,
+        channels,
+        alert_policies(alerting),
+        RouterMetrics(registry or CollectorRegistry()),
+        retry,
+        lease_seconds=lease,
+    )
+    return router, token
+
+
+def router_server(settings: Settings, router: AlertRouter, token: str) -> uvicorn.Server:
+    import uvicorn
+
+    from atlas.alerting.router.app import create_app
+
+    app = create_app(router, token=token, max_body_bytes=settings.router_max_body_bytes)
+    config = uvicorn.Config(
+        app,
+        host=settings.router_host,
+        port=settings.router_port,
+        workers=1,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+    return uvicorn.Server(config)
+
+
+def run_router(settings: Settings) -> int:
+    """`atlas alert-router`: serve until SIGTERM/SIGINT (uvicorn handles both), then stop the senders."""
+    from atlas.ops.pidfiles import pid_file
+    from atlas.ops.preflight import check_ports, listens
+    from atlas.ops.processes import start_logging
+    from atlas.ops.shutdown import Shutdown
+
+    shutdown = Shutdown().install()
+    if not settings.router_port:
+        raise ConfigError("ATLAS_ROUTER_PORT: the alert router needs a port (got 0)")
+    check_ports(listens(settings, router=True))
+    start_logging(settings, "atlas-alert-router")
+    router, token = build_router(settings)
+    if not token:
+        log.warning("alert router runs without a bearer token (development only)")
+    server = router_server(settings, router, token)
+    shutdown.on_stop(lambda: setattr(server, "should_exit", True))
+    router.start()
+    log.info(
+        "alert router serving",
+        url=f"http://{settings.router_host}:{settings.router_port}",
+        channels=[c.name for c in router.channels],
+    )
+    try:
+        with pid_file(settings.data_dir, "atlas-alert-router"):
+            if not shutdown.requested.is_set():
+                server.run()
+    finally:
+        router.stop()
+        router.outbox.close()
+    return 0
+
+
+def start_router_thread(settings: Settings) -> tuple[threading.Thread, uvicorn.Server, AlertRouter]:
+    """The router inside `atlas up`: its server in a thread, its senders in theirs."""
+    router, token = build_router(settings)
+    server = router_server(settings, router, token)
+    router.start()
+    thread = threading.Thread(target=server.run, name="atlas-alert-router", daemon=True)
+    thread.start()
+    return thread, server, router

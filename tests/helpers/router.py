@@ -1,0 +1,180 @@
+"""Run `atlas alert-router` for real: a config dir with channels pointing at local receivers,
+an Alertmanager-shaped payload builder, and a handle to start, kill and query the process."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from atlas import secrets as sec
+from tests.conftest import ROOT, atlas_env
+from tests.helpers.engine import wait_for
+from tests.helpers.net import free_port
+
+TOKEN = "router-token-4f1d2c"
+HMAC_KEY = "hmac-key-9a8b7c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def alert(
+    fp: str,
+    *,
+    name: str = "AtlasDiskUsage",
+    status: str = "firing",
+    severity: str = "critical",
+    starts_at: str = "2026-01-01T00:00:00Z",
+    **labels: str,
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": name, "severity": severity, **labels},
+        "annotations": {"summary": f"{name} {fp}", "runbook_url": "https://runbooks.example/disk"},
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-01-01T01:00:00Z",
+        "generatorURL": "http://prometheus.example:9090/graph?g0.expr=x",
+        "fingerprint": fp,
+    }
+
+
+def payload(group: str, alerts: list[dict[str, Any]], status: str | None = None) -> dict[str, Any]:
+    firing = any(a["status"] == "firing" for a in alerts)
+    common = {"alertname": alerts[0]["labels"]["alertname"]}
+    if len({a["labels"]["severity"] for a in alerts}) == 1:
+        common["severity"] = alerts[0]["labels"]["severity"]
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{group}"}}',
+        "truncatedAlerts": 0,
+        "status": status or ("firing" if firing else "resolved"),
+        "receiver": "atlas-router",
+        "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]},
+        "commonLabels": common,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": alerts,
+    }
+
+
+def config_dir(
+    tmp_path: Path,
+    *,
+    webhook_url: str | None = None,
+    slack_url: str | None = None,
+    smtp_port: int | None = None,
+    email_extra: str = "",
+    webhook_extra: str = "",
+    slack_extra: str = "",
+) -> Path:
+    """CONFIG_DIR with the shipped alerting.yaml, a monitoring.yaml naming the given receivers and
+    a development.secrets holding the router token, the HMAC key and the Slack URL."""
+    cfg = tmp_path / "config"
+    cfg.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "config" / "alerting.yaml", cfg / "alerting.yaml")
+    parts = ["version: 1", "notifications:"]
+    if smtp_port is not None:
+        parts.append(
+            f"  email:\n    smtp_server: 127.0.0.1\n    smtp_port: {smtp_port}\n    starttls: false\n"
+            f"    from: atlas@example.org\n    to: [ops@example.org]\n    min_severity: warning\n"
+            f"{email_extra}"
+        )
+    if webhook_url is not None:
+        parts.append(
+            f"  webhook:\n    url: {webhook_url}\n    headers:\n      X-Team: storage\n"
+            f"    bearer_token_secret: webhook_token\n    hmac_secret: webhook_hmac\n{webhook_extra}"
+        )
+    if slack_url is not None:
+        parts.append(
+            f"  slack:\n    webhook_url_secret: slack_webhook_url\n    channel: '#alerts'\n{slack_extra}"
+        )
+    (cfg / "monitoring.yaml").write_text("\n".join(parts) + "\n", encoding="utf-8")
+    ring = sec.KeyRing((sec.DEVELOPMENT_KEY,), "dev")
+    values = {
+        "alert_router_token": TOKEN,
+        "webhook_token": "wh-bearer-123",
+        "webhook_hmac": HMAC_KEY,
+        "slack_webhook_url": slack_url or "http://127.0.0.1:9/unused",
+    }
+    for name, value in values.items():
+        sec.set_secret(cfg / "development.secrets", ring, name, value)
+    return cfg
+
+
+class RouterProcess:
+    def __init__(self, tmp_path: Path, cfg: Path, **env: str) -> None:
+        self.port = free_port()
+        self.data = tmp_path / "data"
+        self.log_path = tmp_path / "router.log"
+        self.env = atlas_env(
+            self.data,
+            ATLAS_CONFIG_DIR=str(cfg),
+            ATLAS_ENVIRONMENT="development",
+            ATLAS_ROUTER_PORT=str(self.port),
+            ATLAS_ROUTER_RETRY_BASE_SECONDS="0.05",
+            ATLAS_ROUTER_RETRY_CAP_SECONDS="0.5",
+            ATLAS_ROUTER_SEND_TIMEOUT_SECONDS="2",
+            **env,
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RouterProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "atlas", "alert-router"], env=self.env, stdout=log, stderr=log
+            )
+        wait_for(self._ready, 60, "the alert router to be ready")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"router exited {self.proc.returncode}: {self.log_path.read_text()}")
+        try:
+            return httpx.get(f"{self.base}/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def post(self, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.post(
+            f"{self.base}/v1/alertmanager", json=body, headers=AUTH if headers is None else headers
+        )
+
+    def notifications(self, **params: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{self.base}/v1/notifications", params={"limit": "1000", **params}, headers=AUTH)
+        r.raise_for_status()
+        rows: list[dict[str, Any]] = r.json()["notifications"]
+        return rows
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample on /metrics (0 when absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{self.base}/metrics").text
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return float(s.value)
+        return 0.0
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)

@@ -1,0 +1,191 @@
+"""The channels against real receivers on 127.0.0.1 (aiosmtpd, HTTP servers), driven by the real
+router core (outbox file, sender workers) in this process."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from atlas.alerting.router.channels.base import Channel, Outgoing, PermanentDeliveryError
+from atlas.alerting.router.channels.email import EmailChannel
+from atlas.alerting.router.channels.slack import HEADER_CHARS, MAX_BLOCKS, SlackChannel, message
+from atlas.alerting.router.channels.webhook import WebhookChannel
+from atlas.alerting.router.metrics import RouterMetrics
+from atlas.alerting.router.payload import parse_notification
+from atlas.alerting.router.render import Renderer
+from atlas.alerting.router.routing import ChannelPolicy
+from atlas.alerting.router.sender import RetryPolicy
+from atlas.alerting.router.service import AlertRouter
+from atlas.store.outbox import Outbox
+from tests.conftest import ROOT
+from tests.helpers.engine import wait_for
+from tests.helpers.net import free_port
+from tests.helpers.receivers import HttpReceiver, SmtpSink
+from tests.helpers.router import alert, payload
+
+RENDERER = Renderer(ROOT / "config")
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "alert-router.db", synchronous="NORMAL")
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def hook() -> Iterator[HttpReceiver]:
+    r = HttpReceiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink(free_port())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def running(outbox: Outbox, channel: Channel, **policy: Any) -> AlertRouter:
+    router = AlertRouter(
+        outbox,
+        [(channel, ChannelPolicy(channel.name, **policy))],
+        {},
+        RouterMetrics(CollectorRegistry()),
+        RetryPolicy(0.05, 0.5),
+        lease_seconds=30,
+    )
+    router.start()
+    return router
+
+
+def states(outbox: Outbox) -> list[str]:
+    return [d["state"] for d in outbox.deliveries()]
+
+
+def email_channel(smtp: SmtpSink, outbox: Outbox) -> EmailChannel:
+    return EmailChannel(
+        RENDERER,
+        host="127.0.0.1",
+        port=smtp.port,
+        sender="atlas@example.org",
+        to=["ops@example.org", "oncall@example.org"],
+        starttls=False,
+        timeout_seconds=5,
+        thread_root=lambda group, mid: outbox.thread_root(group, "email", mid),
+    )
+
+
+def test_email_is_multipart_with_an_alertmanager_subject_and_threads_per_group(
+    smtp: SmtpSink, outbox: Outbox
+) -> None:
+    router = running(outbox, email_channel(smtp, outbox))
+    try:
+        router.accept(parse_notification(payload("AtlasDiskUsage", [alert("f1"), alert("f2")])))
+        wait_for(lambda: len(smtp.messages) == 1, 30, "the firing email")
+        resolved = [alert("f1", status="resolved"), alert("f2", status="resolved")]
+        router.accept(parse_notification(payload("AtlasDiskUsage", resolved)))
+        wait_for(lambda: len(smtp.messages) == 2, 30, "the resolved email")
+    finally:
+        router.stop()
+    first, second = smtp.messages
+    assert first["Subject"] == "[FIRING:2] AtlasDiskUsage (critical)"
+    assert second["Subject"] == "[RESOLVED] AtlasDiskUsage (critical)"
+    assert first.get_content_type() == "multipart/alternative"
+    parts = [p.get_content_type() for p in first.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    text = first.get_body(("plain",)).get_content()
+    assert "2 alert(s) firing" in text and "https://runbooks.example/disk" in text
+    assert "<strong>[CRITICAL] AtlasDiskUsage</strong>" in first.get_body(("html",)).get_content()
+    assert first["Auto-Submitted"] == "auto-generated"
+    assert first["To"] == "ops@example.org, oncall@example.org"
+    assert first["Message-Id"].startswith("<atlas-router.") and first["In-Reply-To"] is None
+    assert second["In-Reply-To"] == first["Message-Id"] == second["References"]
+    assert states(outbox) == ["sent", "sent"]
+
+
+def test_smtp_5xx_marks_the_delivery_dead_with_the_reason(smtp: SmtpSink, outbox: Outbox) -> None:
+    smtp.rcpt_answer = "550 5.1.1 mailbox unavailable"
+    channel = email_channel(smtp, outbox)
+    out = Outgoing(1, 1, "k" * 64, parse_notification(payload("G", [alert("f1")])))
+    with pytest.raises(PermanentDeliveryError, match="550"):
+        channel.send(out)
+    router = running(outbox, channel)
+    try:
+        router.accept(parse_notification(payload("G", [alert("f1")])))
+        wait_for(lambda: states(outbox) == ["dead"], 30, "the delivery to go dead")
+    finally:
+        router.stop()
+    assert "550" in outbox.deliveries()[0]["last_error"]
+    assert router.metrics.deliveries.labels("email", "dead")._value.get() == 1
+
+
+def test_webhook_retries_5xx_and_timeouts_and_gives_up_on_other_4xx(
+    outbox: Outbox, hook: HttpReceiver
+) -> None:
+    hook.script = [500, "hang", (503, {"Retry-After": "0"}), 200, 400]
+    channel = WebhookChannel(hook.url, timeout_seconds=0.5, concurrency=2)
+    router = running(outbox, channel)
+    try:
+        router.accept(parse_notification(payload("A", [alert("a1")])))
+        wait_for(lambda: states(outbox) == ["sent"], 30, "the retried delivery")
+        assert len(hook.requests) == 4  # 500, timeout, 503, 200
+        router.accept(parse_notification(payload("B", [alert("b1")])))
+        wait_for(lambda: states(outbox)[0] == "dead", 30, "the 400 to go dead")
+    finally:
+        router.stop()
+    assert outbox.deliveries()[0]["last_error"].startswith("HTTP 400")
+    assert router.metrics.retries.labels("webhook")._value.get() == 3
+    assert router.metrics.deliveries.labels("webhook", "failed")._value.get() == 3
+
+
+def test_slack_429_waits_as_told_and_sends_at_most_one_message_a_second(
+    outbox: Outbox, hook: HttpReceiver
+) -> None:
+    hook.script = [(429, {"Retry-After": "2"})]
+    router = running(outbox, SlackChannel(hook.url, RENDERER, channel="#alerts", timeout_seconds=5))
+    try:
+        for g in ("A", "B", "C"):
+            router.accept(parse_notification(payload(g, [alert(g)])))
+        wait_for(lambda: states(outbox) == ["sent"] * 3, 60, "three Slack messages")
+    finally:
+        router.stop()
+    times = [r.at for r in hook.requests]
+    assert len(times) == 4  # the 429, then three messages
+    assert times[1] - times[0] >= 2.0  # Retry-After: 2 honoured
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(times[1:]))  # one a second
+    body = json.loads(hook.requests[1].body)
+    assert body["channel"] == "#alerts" and body["text"].startswith("🔥 [FIRING:1] AtlasDiskUsage")
+    blocks = body["attachments"][0]["blocks"]
+    assert blocks[0]["type"] == "header" and body["attachments"][0]["color"] == "#E01E5A"
+    assert {"type": "mrkdwn", "text": "*severity*\ncritical"} in blocks[1]["fields"]
+    assert (
+        "|Runbook>" in blocks[2]["elements"][0]["text"]
+        and "|Alertmanager>" in blocks[2]["elements"][0]["text"]
+    )
+
+
+def test_slack_messages_stay_within_block_kit_limits_and_say_what_was_cut() -> None:
+    long = "x" * 400
+    alerts = [alert(f"f{i}") for i in range(60)]
+    for a in alerts:
+        a["annotations"]["description"] = "y" * 5000
+    n = parse_notification(payload(long, alerts))
+    n = type(n)(**{**n.__dict__, "group_labels": {"alertname": long}})
+    body = message(RENDERER, Outgoing(1, 1, "k", n))
+    blocks = body["attachments"][0]["blocks"]
+    assert len(blocks) <= MAX_BLOCKS
+    header = blocks[0]["text"]["text"]
+    assert len(header) <= HEADER_CHARS and header.endswith("(truncated)")
+    sections = [b for b in blocks if b["type"] == "section"]
+    assert all(len(s["text"]["text"]) <= 3000 for s in sections)
+    assert sections[0]["text"]["text"].endswith("(truncated)")
+    assert "more alert(s) not shown" in blocks[-1]["elements"][0]["text"]

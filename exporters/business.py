@@ -7,7 +7,12 @@ at 1,000. All store reads of one scrape run in one read transaction: the figures
 Conventions this module defines for later issues:
 - Last backup: the backup job writes kv key `backup.last` = JSON `{"finished_at": <unix seconds>,
   "bytes": <int>}` after a backup verifies; until then both gauges are 0 ("never").
-- Maintenance mode: kv key `maintenance` = JSON `{"enabled": bool, ...}` as the API writes it.
+- Maintenance mode: kv key `maintenance` = JSON `{"enabled": bool, "since": unix seconds, ...}` as the
+  API writes it; `atlas_maintenance_since_timestamp_seconds` exists only while it is on, so an alert
+  on its age resolves by itself when maintenance ends.
+- Engine heartbeat: kv keys `engine.heartbeat.<owner>` = Unix seconds (the supervisor writes them
+  every lease/3 and deletes its own on a clean stop); the newest becomes
+  `atlas_engine_heartbeat_timestamp_seconds`, 0 when there is none (no engine running).
 - Feeds: `atlas_feeds{status}` counts subscriptions (migration 0004's feeds table, read whole:
   subscriptions number in the thousands at most, unlike items): `failing` when the last poll
   failed (failures > 0), `active` otherwise; Atlas has no paused feeds yet, so `paused` is 0.
@@ -29,7 +34,7 @@ from prometheus_client.registry import Collector
 
 from atlas.logging import get_logger
 from atlas.observability.metrics import family
-from atlas.store.models import MAINTENANCE_KEY
+from atlas.store.models import HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
 
 BACKUP_KEY = "backup.last"
 FEED_STATUSES = ("active", "failing", "paused")
@@ -52,6 +57,7 @@ class StoreSnapshot:
         self.content_bytes = 0
         self.kv: dict[str, str] = {}
         self.feeds: dict[str, int] = {}
+        self.heartbeat_at = 0.0
 
 
 class StoreReader:
@@ -105,6 +111,12 @@ class StoreReader:
                 if row is not None:
                     snap.contents, snap.content_bytes = row
                 snap.feeds = _feeds(conn)
+                # kv is a handful of rows (maintenance, backup, one heartbeat per engine).
+                beat = conn.execute(
+                    "SELECT max(CAST(value AS REAL)) FROM kv WHERE substr(key, 1, ?) = ?",
+                    (len(HEARTBEAT_KEY_PREFIX), HEARTBEAT_KEY_PREFIX),
+                ).fetchone()[0]
+                snap.heartbeat_at = float(beat or 0.0)
                 snap.kv = dict(
                     conn.execute(
                         "SELECT key, value FROM kv WHERE key IN (?, ?)", (BACKUP_KEY, MAINTENANCE_KEY)
@@ -151,6 +163,17 @@ def _maintenance_on(raw: str | None) -> bool:
         return bool(value.get("enabled"))
     except (ValueError, AttributeError):
         return False  # unreadable: the engine does not pause on it either
+
+
+def _maintenance_since(raw: str | None) -> float | None:
+    """When maintenance was turned on, or None while it is off."""
+    if not _maintenance_on(raw):
+        return None
+    try:
+        value: Any = json.loads(raw or "")
+        return float(value.get("since") or 0.0)
+    except (ValueError, TypeError, AttributeError):
+        return 0.0  # on, but since unknown: report the epoch so an age alert errs towards firing
 
 
 def _backup(raw: str | None) -> tuple[float, float]:
@@ -265,3 +288,13 @@ class BusinessCollector(Collector):
         maintenance = family("atlas_maintenance_mode")
         maintenance.add_metric((), 1 if _maintenance_on(snap.kv.get(MAINTENANCE_KEY)) else 0)
         yield maintenance
+
+        since = family("atlas_maintenance_since_timestamp_seconds")
+        started = _maintenance_since(snap.kv.get(MAINTENANCE_KEY))
+        if started is not None:
+            since.add_metric((), started)
+        yield since
+
+        heartbeat = family("atlas_engine_heartbeat_timestamp_seconds")
+        heartbeat.add_metric((), snap.heartbeat_at)
+        yield heartbeat

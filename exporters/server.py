@@ -22,6 +22,7 @@ from atlas.errors import ConfigError
 from atlas.observability.metrics import family
 from atlas.settings import Settings
 from exporters.business import BusinessCollector
+from exporters.datadir import DataDirCollector
 from exporters.services import ServiceProcessCollector
 from exporters.system import Filters, SystemCollector, SystemPaths
 
@@ -73,6 +74,7 @@ def build_registry(settings: Settings, *, commit: str | None = None) -> Collecto
     )
     registry.register(ServiceProcessCollector(settings.data_dir, settings.exporter_procfs))
     registry.register(BusinessCollector(settings.sqlite_path, dlq_top_n=settings.exporter_dlq_top_n))
+    registry.register(DataDirCollector(settings.data_dir, settings.memory_budget_bytes))
     return registry
 
 

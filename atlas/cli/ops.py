@@ -11,6 +11,7 @@ import click
 
 from atlas import __version__
 from atlas.api.keys import SCOPES, create_key
+from atlas.cli.alerts import alerts
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
 from atlas.engine.items import parse_item
@@ -25,6 +26,7 @@ def ops() -> None:
 
 
 ops.add_command(config)
+ops.add_command(alerts)
 
 
 # -- items ---------------------------------------------------------------------------------------

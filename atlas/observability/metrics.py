@@ -245,6 +245,27 @@ CATALOG: dict[str, MetricSpec] = {
         ),
         MetricSpec("atlas_maintenance_mode", "gauge", "1 while maintenance mode is on, else 0."),
         MetricSpec(
+            "atlas_maintenance_since_timestamp_seconds",
+            "gauge",
+            "When maintenance mode was turned on (Unix seconds); absent while it is off.",
+        ),
+        MetricSpec(
+            "atlas_engine_heartbeat_timestamp_seconds",
+            "gauge",
+            "When the newest engine heartbeat reached the store (Unix seconds; 0 = no engine).",
+        ),
+        MetricSpec(
+            "atlas_data_dir_avail_bytes",
+            "gauge",
+            "Bytes available to Atlas on the data directory's filesystem (statvfs f_bavail).",
+        ),
+        MetricSpec("atlas_data_dir_size_bytes", "gauge", "Size of the data directory's filesystem in bytes."),
+        MetricSpec(
+            "atlas_memory_budget_bytes",
+            "gauge",
+            "ATLAS_MEMORY_BUDGET_BYTES: resident memory all Atlas processes may use together (0 = off).",
+        ),
+        MetricSpec(
             "atlas_process_resident_memory_bytes",
             "gauge",
             "Resident memory of an Atlas service's main process.",

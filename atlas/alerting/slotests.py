@@ -1,9 +1,10 @@
 """Generated promtool tests for the SLO burn-rate alerts (atlas.alerting.slo).
 
 Error ratios are held at multiples of the error budget: 0.5x stays silent and leaves half the
-budget; 4x pages nobody but opens a ticket (3x over 1d and 2h); 20x pages (14.4x over 1h and 5m)
-and, once errors stop, the page resolves with its 30-minute window while the ticket stays until
-the 6-hour window has forgotten the burst.
+budget; 4x pages nobody but opens a ticket (3x over 1d and 2h); a 5-minute burst at 20x pages
+(14.4x over 1h and 5m); once it stops the page resolves with its short windows while the ticket
+stays as long as the burst weighs more than 1x in the 6-hour window (errors over the requests
+seen so far: 100 error-minutes against 100 minutes of traffic).
 """
 
 from __future__ import annotations
@@ -75,14 +76,14 @@ def slo_tests(slo: SLO, alerts: list[dict[str, Any]], rule_file: str) -> dict[st
     sel_ = f'{{sloth_id="atlas-{slo.name}"}}'
     tests = [
         {
-            "name": f"{name}: 0.5x the budget for 7h: silent, half the budget left",
+            "name": f"{name}: 0.5x the budget for 2h: silent, half the budget left",
             "interval": f"{STEP_SECONDS}s",
-            "input_series": _series(slo, [(7 * 60, 0.5 * b)]),
-            "alert_rule_test": [{"eval_time": "7h", "alertname": name, "exp_alerts": []}],
+            "input_series": _series(slo, [(2 * 60, 0.5 * b)]),
+            "alert_rule_test": [{"eval_time": "2h", "alertname": name, "exp_alerts": []}],
             "promql_expr_test": [
                 {
                     "expr": f"round(slo:period_error_budget_remaining:ratio{sel_}, 0.01)",
-                    "eval_time": "7h",
+                    "eval_time": "2h",
                     "exp_samples": [
                         {
                             "labels": f'{{sloth_id="atlas-{slo.name}",sloth_service="atlas",'
@@ -96,17 +97,17 @@ def slo_tests(slo: SLO, alerts: list[dict[str, Any]], rule_file: str) -> dict[st
         {
             "name": f"{name}: 4x the budget: a ticket, no page",
             "interval": f"{STEP_SECONDS}s",
-            "input_series": _series(slo, [(3 * 60, 4 * b)]),
-            "alert_rule_test": [{"eval_time": "2h30m", "alertname": name, "exp_alerts": [ticket]}],
+            "input_series": _series(slo, [(40, 4 * b)]),
+            "alert_rule_test": [{"eval_time": "30m", "alertname": name, "exp_alerts": [ticket]}],
         },
         {
-            "name": f"{name}: 20x the budget for 1h: page and ticket; the page resolves, then the ticket",
+            "name": f"{name}: 20x the budget for 5m: page and ticket; the page resolves, then the ticket",
             "interval": f"{STEP_SECONDS}s",
-            "input_series": _series(slo, [(60, 20 * b), (8 * 60, 0.0)]),
+            "input_series": _series(slo, [(5, 20 * b), (125, 0.0)]),
             "alert_rule_test": [
-                {"eval_time": "30m", "alertname": name, "exp_alerts": [page, ticket]},
-                {"eval_time": "1h40m", "alertname": name, "exp_alerts": [ticket]},
-                {"eval_time": "7h10m", "alertname": name, "exp_alerts": []},
+                {"eval_time": "4m", "alertname": name, "exp_alerts": [page, ticket]},
+                {"eval_time": "30m", "alertname": name, "exp_alerts": [ticket]},
+                {"eval_time": "2h", "alertname": name, "exp_alerts": []},
             ],
         },
     ]

@@ -95,7 +95,7 @@ def test_amtool_routes_every_alert_and_severity_to_its_receiver() -> None:
     assert any(
         expected != "atlas-router" for _, _, expected in cases
     )  # the shipped file limits one alert's channels
-    for name, severity, expected in cases + [("SomethingElse", "critical", "atlas-router")]:
+    for name, severity, expected in [*cases, ("SomethingElse", "critical", "atlas-router")]:
         done = run(
             amtool,
             "config",

@@ -12,7 +12,7 @@ Conventions this module defines for later issues:
   on its age resolves by itself when maintenance ends.
 - Engine heartbeat: kv keys `engine.heartbeat.<owner>` = Unix seconds (the supervisor writes them
   every lease/3 and deletes its own on a clean stop); the newest becomes
-  `atlas_engine_heartbeat_timestamp_seconds`, 0 when there is none (no engine running).
+  `atlas_newest_heartbeat_timestamp_seconds`, 0 when there is none (no engine running).
 - Feeds: `atlas_feeds{status}` counts subscriptions (migration 0004's feeds table, read whole:
   subscriptions number in the thousands at most, unlike items): `failing` when the last poll
   failed (failures > 0), `active` otherwise; Atlas has no paused feeds yet, so `paused` is 0.
@@ -295,6 +295,6 @@ class BusinessCollector(Collector):
             since.add_metric((), started)
         yield since
 
-        heartbeat = family("atlas_engine_heartbeat_timestamp_seconds")
+        heartbeat = family("atlas_newest_heartbeat_timestamp_seconds")
         heartbeat.add_metric((), snap.heartbeat_at)
         yield heartbeat

@@ -118,7 +118,7 @@ FIXTURES: dict[str, Fixture] = {
         _gauge("atlas_queue_oldest_item_age_seconds", EXPORTER), {"instance": EXPORTER["instance"]}
     ),
     "engine_heartbeat_age": Fixture(
-        _age("atlas_engine_heartbeat_timestamp_seconds", EXPORTER), {"instance": EXPORTER["instance"]}
+        _age("atlas_newest_heartbeat_timestamp_seconds", EXPORTER), {"instance": EXPORTER["instance"]}
     ),
     "engine_worker_restarts": Fixture(
         lambda v: [(sel("atlas_engine_worker_restarts_total", CORE, reason="exit"), "counter", v / 900)],

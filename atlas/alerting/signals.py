@@ -82,7 +82,7 @@ SIGNALS: dict[str, Signal] = {
         "above",
         "Time since the newest engine heartbeat reached the store (no engine: since 1970).",
         record="instance:atlas_engine_heartbeat_age_seconds:time_minus_max",
-        expr="time() - max by (instance) (atlas_engine_heartbeat_timestamp_seconds)",
+        expr="time() - max by (instance) (atlas_newest_heartbeat_timestamp_seconds)",
         by=("instance",),
         title="engine heartbeat age",
     ),

@@ -250,7 +250,7 @@ CATALOG: dict[str, MetricSpec] = {
             "When maintenance mode was turned on (Unix seconds); absent while it is off.",
         ),
         MetricSpec(
-            "atlas_engine_heartbeat_timestamp_seconds",
+            "atlas_newest_heartbeat_timestamp_seconds",
             "gauge",
             "When the newest engine heartbeat reached the store (Unix seconds; 0 = no engine).",
         ),

@@ -17,7 +17,7 @@ from tests.integration.test_exporter_store import scrape
 def test_heartbeat_and_maintenance_since_follow_the_store(store: SQLiteStore) -> None:
     collector = BusinessCollector(store.path)
     got = scrape(collector)
-    assert got[("atlas_engine_heartbeat_timestamp_seconds", ())] == 0  # no engine: age counts from 1970
+    assert got[("atlas_newest_heartbeat_timestamp_seconds", ())] == 0  # no engine: age counts from 1970
     assert ("atlas_maintenance_since_timestamp_seconds", ()) not in got  # off: no series, no age
 
     store.kv_set(HEARTBEAT_KEY_PREFIX + "core-a", "1700000000.5")
@@ -25,7 +25,7 @@ def test_heartbeat_and_maintenance_since_follow_the_store(store: SQLiteStore) ->
     store.kv_set("engine.heartbeatx", "1800000000")  # not a heartbeat key: ignored
     store.kv_set(MAINTENANCE_KEY, json.dumps({"enabled": True, "reason": "upgrade", "since": 1700000100.0}))
     got = scrape(collector)
-    assert got[("atlas_engine_heartbeat_timestamp_seconds", ())] == 1700000090.25
+    assert got[("atlas_newest_heartbeat_timestamp_seconds", ())] == 1700000090.25
     assert got[("atlas_maintenance_since_timestamp_seconds", ())] == 1700000100.0
     assert got[("atlas_maintenance_mode", ())] == 1
 

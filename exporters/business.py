@@ -6,15 +6,20 @@ never a scan of items or contents, so a scrape costs the same at 1,000,000 items
 store reads of one scrape run in one read transaction: the figures are a snapshot.
 
 What it reads besides the counters:
-- Maintenance mode: kv key `maintenance` = JSON `{"enabled": bool, ...}` as the API writes it.
+- Last backup: `atlas-ops backup create` (and scheduled backups) write kv key `backup.last` = JSON
+  `{"finished_at": <unix seconds>, "bytes": <int>, "path"}` after the archive verifies; until the
+  first backup both gauges are 0 ("never", so a backup-age alert fires on an installation that
+  has never been backed up).
+- Maintenance mode: kv key `maintenance` = JSON `{"enabled": bool, "since": unix seconds, ...}` as the
+  API writes it; `atlas_maintenance_since_timestamp_seconds` exists only while it is on, so an alert
+  on its age resolves by itself when maintenance ends.
+- Engine heartbeat: kv keys `engine.heartbeat.<owner>` = Unix seconds (the supervisor writes them
+  every lease/3 and deletes its own on a clean stop); the newest becomes
+  `atlas_newest_heartbeat_timestamp_seconds`, 0 when there is none (no engine running).
 - Feeds: `atlas_feeds{status}` counts subscriptions (migration 0004's feeds table, read whole:
   subscriptions number in the thousands at most, unlike items): `failing` when the last poll
-  failed (failures > 0), `active` otherwise.
-
-Not exported until something feeds them (a gauge that cannot move must not look like a
-measurement; issue 10): `atlas_feeds{status="paused"}` comes with feed pausing, and the last-backup
-gauges (`atlas_backup_last_success_timestamp_seconds`, `atlas_backup_last_size_bytes`) with the
-backup job, which a later issue adds.
+  failed (failures > 0), `active` otherwise. `paused` is not exported until feeds can be paused
+  (a gauge that cannot move must not look like a measurement).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from prometheus_client.registry import Collector
 
 from atlas.logging import get_logger
 from atlas.observability.metrics import family
-from atlas.store.models import MAINTENANCE_KEY
+from atlas.store.models import BACKUP_KEY, HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
 
 FEED_STATUSES = ("active", "failing")
 
@@ -55,6 +60,7 @@ class StoreSnapshot:
         self.content_bytes = 0
         self.kv: dict[str, str] = {}
         self.feeds: dict[str, int] = {}
+        self.heartbeat_at = 0.0
 
 
 class StoreReader:
@@ -108,8 +114,16 @@ class StoreReader:
                 if row is not None:
                     snap.contents, snap.content_bytes = row
                 snap.feeds = _feeds(conn)
+                # kv is a handful of rows (maintenance, backup, one heartbeat per engine).
+                beat = conn.execute(
+                    "SELECT max(CAST(value AS REAL)) FROM kv WHERE substr(key, 1, ?) = ?",
+                    (len(HEARTBEAT_KEY_PREFIX), HEARTBEAT_KEY_PREFIX),
+                ).fetchone()[0]
+                snap.heartbeat_at = float(beat or 0.0)
                 snap.kv = dict(
-                    conn.execute("SELECT key, value FROM kv WHERE key = ?", (MAINTENANCE_KEY,)).fetchall()
+                    conn.execute(
+                        "SELECT key, value FROM kv WHERE key IN (?, ?)", (BACKUP_KEY, MAINTENANCE_KEY)
+                    ).fetchall()
                 )
             finally:
                 conn.execute("COMMIT")
@@ -154,8 +168,29 @@ def _maintenance_on(raw: str | None) -> bool:
         return False  # unreadable: the engine does not pause on it either
 
 
+def _maintenance_since(raw: str | None) -> float | None:
+    """When maintenance was turned on, or None while it is off."""
+    if not _maintenance_on(raw):
+        return None
+    try:
+        value: Any = json.loads(raw or "")
+        return float(value.get("since") or 0.0)
+    except (ValueError, TypeError, AttributeError):
+        return 0.0  # on, but since unknown: report the epoch so an age alert errs towards firing
+
+
+def _backup(raw: str | None) -> tuple[float, float]:
+    if not raw:
+        return 0.0, 0.0
+    try:
+        value: Any = json.loads(raw)
+        return float(value.get("finished_at", 0)), float(value.get("bytes", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0.0, 0.0  # unreadable record: report "never" rather than fail the scrape
+
+
 class BusinessCollector(Collector):
-    """atlas_items, DLQ, completions, contents, DB/WAL size, feeds, maintenance gauges,
+    """atlas_items, DLQ, completions, contents, DB/WAL size, backup, feeds, maintenance gauges,
     plus atlas_exporter_store_up and the last store read's duration."""
 
     def __init__(
@@ -241,6 +276,13 @@ class BusinessCollector(Collector):
         content_bytes.add_metric((), snap.content_bytes)
         yield from (contents, content_bytes)
 
+        finished_at, size = _backup(snap.kv.get(BACKUP_KEY))
+        backup_ts = family("atlas_backup_last_success_timestamp_seconds")
+        backup_ts.add_metric((), finished_at)
+        backup_size = family("atlas_backup_last_size_bytes")
+        backup_size.add_metric((), size)
+        yield from (backup_ts, backup_size)
+
         feeds = family("atlas_feeds")
         for status in FEED_STATUSES:
             feeds.add_metric((status,), snap.feeds.get(status, 0))
@@ -249,3 +291,13 @@ class BusinessCollector(Collector):
         maintenance = family("atlas_maintenance_mode")
         maintenance.add_metric((), 1 if _maintenance_on(snap.kv.get(MAINTENANCE_KEY)) else 0)
         yield maintenance
+
+        since = family("atlas_maintenance_since_timestamp_seconds")
+        started = _maintenance_since(snap.kv.get(MAINTENANCE_KEY))
+        if started is not None:
+            since.add_metric((), started)
+        yield since
+
+        heartbeat = family("atlas_newest_heartbeat_timestamp_seconds")
+        heartbeat.add_metric((), snap.heartbeat_at)
+        yield heartbeat

@@ -29,6 +29,7 @@ from exporters.collectors.disk import DiskstatsCollector
 from exporters.collectors.netclass import NetclassCollector
 from exporters.collectors.process import NodeBuildInfoCollector, VirtualMemoryMaxCollector
 from exporters.collectors.textfile import TextfileCollector
+from exporters.datadir import DataDirCollector
 from exporters.services import ServiceProcessCollector
 from exporters.system import Filters, SystemCollector, SystemPaths
 
@@ -125,6 +126,7 @@ def build_registry(settings: Settings, *, commit: str | None = None) -> Collecto
         registry.register(ServiceProcessCollector(settings.data_dir, settings.exporter_procfs))
     if "business" not in disabled:
         registry.register(BusinessCollector(settings.sqlite_path, dlq_top_n=settings.exporter_dlq_top_n))
+    registry.register(DataDirCollector(settings.data_dir, settings.memory_budget_bytes))
     return registry
 
 

@@ -1,15 +1,18 @@
 """The models of `config/alerting.yaml` (thresholds) and `config/monitoring.yaml` (intervals, channels).
 
 alerting.yaml is the one place thresholds live (DESIGN.md): the Prometheus rule compiler, the
-Alertmanager routing and the monitoring agent all read `AlertingConfig`. Alert names are a closed
-set (`SIGNALS`): each names one signal Atlas knows how to measure, so a typo is an error with a
-did-you-mean rather than an alert that silently never fires.
+Alertmanager routing and the monitoring agent all read `AlertingConfig`. Built-in alert names are
+a closed set (`SIGNALS`): each names one signal Atlas knows how to measure, so a typo is an error
+with a did-you-mean rather than an alert that silently never fires. An alert with its own `expr:`
+(PromQL with a `{threshold}` placeholder) is a custom alert and may have any lower_snake_case name.
 
 Both loaders return the model and every finding (file, line, key); `read_*` raise ConfigError.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,41 +20,37 @@ from typing import Any
 
 import yaml
 
+from atlas.alerting.signals import SIGNALS, UNIT_FORMAT, Signal
+from atlas.alerting.slo import SLO, load_slos
 from atlas.config.loader import Finding
 from atlas.config.yamlcheck import YamlChecker
 from atlas.errors import ConfigError
 from atlas.settings import bytes_in  # the settings' size syntax: 2GiB, 512MB, 1048576
 
 SEVERITIES = ("warning", "critical")
-
-
-@dataclass(frozen=True)
-class Signal:
-    """What an alert measures: its unit, which way is bad, and the allowed threshold range."""
-
-    unit: str  # percent | count | seconds | bytes
-    direction: str  # above | below: the alert fires when the value is above (below) a threshold
-    doc: str
-    hi: float = 1e15
-
-
-SIGNALS: dict[str, Signal] = {
-    "queue_backlog": Signal("count", "above", "Items queued and due (atlas_queue_items{state=queued})."),
-    "oldest_queued_age": Signal("seconds", "above", "Age of the oldest queued item."),
-    "dead_letters": Signal("count", "above", "Items in the dead-letter queue."),
-    "api_error_rate": Signal("percent", "above", "Share of API requests answered 5xx.", 100),
-    "api_latency_p99": Signal("seconds", "above", "99th percentile API request duration."),
-    "engine_heartbeat_age": Signal("seconds", "above", "Time since the engine last renewed its heartbeat."),
-    "cpu_usage": Signal("percent", "above", "CPU busy, all cores.", 100),
-    "memory_usage": Signal("percent", "above", "Memory in use (MemAvailable based).", 100),
-    "atlas_memory": Signal(
-        "percent", "above", "Atlas processes' RSS as a share of ATLAS_MEMORY_BUDGET_BYTES.", 1000
-    ),
-    "disk_usage": Signal("percent", "above", "Used space on the data directory's filesystem.", 100),
-    "disk_free": Signal("bytes", "below", "Free bytes on the data directory's filesystem."),
-    "backup_age": Signal("seconds", "above", "Time since the last successful backup."),
-}
-_ALERT_KEYS = ("warning", "critical", "for", "cooldown", "enabled")
+CHANNEL_KINDS = ("email", "webhook", "slack")
+_ALERT_KEYS = (
+    "warning",
+    "critical",
+    "for",
+    "keep_firing_for",
+    "cooldown",
+    "enabled",
+    "summary",
+    "description",
+    "runbook_url",
+    "labels",
+    "channels",
+)
+_CUSTOM_KEYS = (*_ALERT_KEYS, "expr", "unit", "direction")
+_DEFAULT_KEYS = ("for", "keep_firing_for", "cooldown", "channels")
+_NAME = r"[a-z][a-z0-9_]{0,62}"
+_LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
+# Labels the compiler sets itself: an alert's own `labels:` may not override them.
+RESERVED_LABELS = ("alertname", "severity", "channels", "signal")
+_TOP_KEYS = ("version", "defaults", "alerts", "slos", "router")
+ROUTER_URL = "http://127.0.0.1:9111/v1/alertmanager"
+ROUTER_CREDENTIALS_FILE = "/etc/alertmanager/atlas-alert-router-token"
 
 
 @dataclass(frozen=True)
@@ -63,12 +62,30 @@ class AlertRule:
     cooldown_seconds: float
     enabled: bool
     line: int
+    keep_firing_for_seconds: float = 0.0
+    summary: str | None = None
+    description: str | None = None
+    runbook_url: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    channels: tuple[str, ...] = ()  # empty: every enabled channel of monitoring.yaml
+    custom: bool = False  # `expr` given in alerting.yaml rather than a built-in signal
+
+
+@dataclass(frozen=True)
+class Router:
+    """Where Alertmanager delivers: the Atlas alert router's webhook and the bearer token file."""
+
+    url: str = ROUTER_URL
+    credentials_file: str = ROUTER_CREDENTIALS_FILE
 
 
 @dataclass(frozen=True)
 class AlertingConfig:
     path: Path
     rules: tuple[AlertRule, ...]
+    slos: tuple[SLO, ...] = ()
+    router: Router = Router()
+    default_cooldown_seconds: float = 1800.0
 
 
 def _threshold(check: YamlChecker, node: yaml.Node, where: str, signal: Signal) -> float | None:
@@ -85,26 +102,43 @@ def _threshold(check: YamlChecker, node: yaml.Node, where: str, signal: Signal) 
 
 
 def load_alerting(path: Path) -> tuple[AlertingConfig | None, list[Finding]]:
-    """The alerting model of `path` and every finding (the model is None when there are errors)."""
+    """The alerting model of `path` and every finding (the model is None when there are errors).
+
+    Two shapes load: the operations guide's (`alerts:` with `warning`, `critical`, `cooldown` in
+    seconds or durations, no `version:`) and version 1, which adds `defaults:`, `slos:`, `router:`
+    and the optional per-alert keys."""
     check = YamlChecker(path)
     root = check.load()
-    top = check.mapping(root, "", ("version", "defaults", "alerts")) if root is not None else None
+    top = check.mapping(root, "", _TOP_KEYS) if root is not None else None
     rules: list[AlertRule] = []
+    slos: list[SLO] = []
+    router = Router()
+    defaults: dict[str, Any] = {"for": 300.0, "cooldown": 1800.0, "keep_firing_for": 0.0, "channels": ()}
     if top is not None:
-        _version(check, top, root)
-        defaults = {"for": 300.0, "cooldown": 1800.0}
-        if "defaults" in top and (d := check.mapping(top["defaults"], "defaults", ("for", "cooldown"))):
+        if "version" in top and check.value(top["version"]) != 1:
+            # No version at all is the operations guide's file: version 1 without the header.
+            check.error(top["version"], "version", f"expected 1, got {top['version'].value!r}")
+        if "defaults" in top and (d := check.mapping(top["defaults"], "defaults", _DEFAULT_KEYS)):
             for key, node in d.items():
-                defaults[key] = check.duration(node, f"defaults.{key}") or defaults[key]
-        alerts = check.mapping(top["alerts"], "alerts", SIGNALS) if "alerts" in top else None
+                if key == "channels":
+                    defaults[key] = _channels(check, node, "defaults.channels") or ()
+                else:
+                    value = check.duration(node, f"defaults.{key}")
+                    defaults[key] = defaults[key] if value is None else value
+        alerts = check.mapping(top["alerts"], "alerts") if "alerts" in top else None
         if "alerts" not in top:
             check.error(root, "alerts", "missing: the thresholds go under alerts:")
         for name, node in (alerts or {}).items():
-            rule = _rule(check, name, node, SIGNALS[name], defaults)
+            rule = _rule(check, name, node, defaults)
             if rule is not None:
                 rules.append(rule)
+        if "slos" in top:
+            slos = load_slos(check, top["slos"])
+        if "router" in top:
+            router = _router(check, top["router"]) or router
     ok = not [f for f in check.findings if f.severity == "error"]
-    return (AlertingConfig(path, tuple(rules)) if ok else None), check.findings
+    config = AlertingConfig(path, tuple(rules), tuple(slos), router, defaults["cooldown"])
+    return (config if ok else None), check.findings
 
 
 def _version(check: YamlChecker, top: dict[str, yaml.Node], root: yaml.Node | None) -> None:
@@ -114,12 +148,63 @@ def _version(check: YamlChecker, top: dict[str, yaml.Node], root: yaml.Node | No
         check.error(top["version"], "version", f"expected 1, got {top['version'].value!r}")
 
 
-def _rule(
-    check: YamlChecker, name: str, node: yaml.Node, signal: Signal, defaults: dict[str, float]
-) -> AlertRule | None:
-    where = f"alerts.{name}"
-    body = check.mapping(node, where, _ALERT_KEYS)
+def _channels(check: YamlChecker, node: yaml.Node, where: str) -> tuple[str, ...] | None:
+    kinds = "|".join(CHANNEL_KINDS)
+    names = check.text_list(node, where, kinds, f"channels ({', '.join(CHANNEL_KINDS)})")
+    return None if names is None else tuple(dict.fromkeys(names))
+
+
+def _router(check: YamlChecker, node: yaml.Node) -> Router | None:
+    body = check.mapping(node, "router", ("url", "credentials_file"))
     if body is None:
+        return None
+    url: str | None = ROUTER_URL
+    cred: str | None = ROUTER_CREDENTIALS_FILE
+    if "url" in body:
+        url = check.text(body["url"], "router.url", r"https?://\S+", "an http:// or https:// URL")
+    if "credentials_file" in body:
+        cred = check.text(body["credentials_file"], "router.credentials_file", r"/\S+", "an absolute path")
+    return None if url is None or cred is None else Router(url, cred)
+
+
+def _custom_signal(check: YamlChecker, where: str, body: dict[str, yaml.Node]) -> Signal | None:
+    expr = check.text(body["expr"], f"{where}.expr")
+    if expr is None:
+        return None
+    if "{threshold}" not in expr:
+        check.error(body["expr"], f"{where}.expr", "must contain {threshold} where the threshold goes")
+        return None
+    unit: str | None = "count"
+    if "unit" in body:
+        unit = check.text(
+            body["unit"], f"{where}.unit", "|".join(UNIT_FORMAT), f"one of {', '.join(UNIT_FORMAT)}"
+        )
+    direction: str | None = "above"
+    if "direction" in body:
+        direction = check.text(body["direction"], f"{where}.direction", "above|below", "above or below")
+    if unit is None or direction is None:
+        return None
+    name = where.split(".")[-1]
+    return Signal(
+        unit, direction, "Custom alert from alerting.yaml.", expr=expr, title=name.replace("_", " ")
+    )
+
+
+def _rule(check: YamlChecker, name: str, node: yaml.Node, defaults: dict[str, Any]) -> AlertRule | None:
+    where = f"alerts.{name}"
+    custom = isinstance(node, yaml.MappingNode) and any(k.value == "expr" for k, _ in node.value)
+    if not custom and name not in SIGNALS:
+        close = difflib.get_close_matches(name, list(SIGNALS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "not a signal Atlas measures"
+        check.error(node, where, f"unknown key ({hint}); a custom alert needs expr:")
+        return None
+    if custom and not re.fullmatch(_NAME, name):
+        check.error(node, where, "a custom alert's name must be lower_snake_case")
+    body = check.mapping(node, where, _CUSTOM_KEYS if custom else _ALERT_KEYS)
+    if body is None:
+        return None
+    signal = _custom_signal(check, where, body) if custom else SIGNALS[name]
+    if signal is None:
         return None
     thresholds: dict[str, float] = {}
     for severity in SEVERITIES:
@@ -137,14 +222,61 @@ def _rule(
             check.error(
                 body["critical"], f"{where}.critical", f"must be {op} warning (got {crit:g} {bad} {warn:g})"
             )
-    for_s = check.duration(body["for"], f"{where}.for") if "for" in body else defaults["for"]
-    cool = (
-        check.duration(body["cooldown"], f"{where}.cooldown") if "cooldown" in body else defaults["cooldown"]
-    )
+
+    def duration(key: str) -> float | None:
+        return check.duration(body[key], f"{where}.{key}") if key in body else float(defaults[key])
+
+    def text(key: str, pattern: str | None = None, expected: str = "") -> str | None:
+        return check.text(body[key], f"{where}.{key}", pattern, expected) if key in body else None
+
+    for_s, cool, keep = duration("for"), duration("cooldown"), duration("keep_firing_for")
     enabled = check.boolean(body["enabled"], f"{where}.enabled") if "enabled" in body else True
-    if for_s is None or cool is None or enabled is None:
+    channels: tuple[str, ...] | None = defaults["channels"]
+    if "channels" in body:
+        channels = _channels(check, body["channels"], f"{where}.channels")
+    labels = _labels(check, body["labels"], f"{where}.labels") if "labels" in body else ()
+    if cool is not None and cool <= 0:
+        check.error(body["cooldown"], f"{where}.cooldown", "must be more than 0s")
+    summary, description = text("summary"), text("description")
+    runbook = text("runbook_url", r"(https?://|docs/)\S+", "an http(s):// URL or a docs/ path")
+    if for_s is None or cool is None or keep is None or enabled is None or channels is None or labels is None:
         return None
-    return AlertRule(name, signal, thresholds, for_s, cool, enabled, check.line(node))
+    return AlertRule(
+        name,
+        signal,
+        thresholds,
+        for_s,
+        cool,
+        enabled,
+        check.line(node),
+        keep_firing_for_seconds=keep,
+        summary=summary,
+        description=description,
+        runbook_url=runbook,
+        labels=labels,
+        channels=channels,
+        custom=custom,
+    )
+
+
+def _labels(check: YamlChecker, node: yaml.Node, where: str) -> tuple[tuple[str, str], ...] | None:
+    body = check.mapping(node, where)
+    if body is None:
+        return None
+    out: list[tuple[str, str]] = []
+    for key, value_node in body.items():
+        if not re.fullmatch(_LABEL, key) or key in RESERVED_LABELS:
+            reserved = ", ".join(RESERVED_LABELS)
+            check.error(
+                value_node, f"{where}.{key}", f"not a label name you may set ({reserved} are Atlas's)"
+            )
+            continue
+        value = check.value(value_node)
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            check.error(value_node, f"{where}.{key}", "expected a string")
+            continue
+        out.append((key, str(value)))
+    return tuple(out) if len(out) == len(body) else None
 
 
 # -- monitoring.yaml -----------------------------------------------------------------------------

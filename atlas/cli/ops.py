@@ -17,6 +17,7 @@ import click
 
 from atlas import __version__
 from atlas.api.keys import SCOPES, create_key, pepper_id
+from atlas.cli.alerts import alerts
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
 from atlas.cli.database import database
@@ -43,13 +44,7 @@ ops.add_command(maintenance)
 ops.add_command(system)
 ops.add_command(database)
 ops.add_command(logs)
-
-
-@ops.group()
-def alerts() -> None:
-    """Alerting: the alert router's outbox."""
-
-
+ops.add_command(alerts)
 alerts.add_command(outbox)
 
 

@@ -236,8 +236,16 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec("atlas_contents_size_bytes", "gauge", "Extracted text stored, in bytes."),
         MetricSpec("atlas_db_size_bytes", "gauge", "Size of the database file."),
         MetricSpec("atlas_db_wal_size_bytes", "gauge", "Size of the database's write-ahead log."),
-        # The last-backup gauges join the catalog with the backup job that writes them (a later
-        # issue), and atlas_feeds a `paused` status with feed pausing: until then nothing moves them.
+        # Written by `atlas-ops backup create` and scheduled backups (kv backup.last).
+        MetricSpec(
+            "atlas_backup_last_success_timestamp_seconds",
+            "gauge",
+            "When the last verified backup finished (Unix seconds; 0 = never).",
+        ),
+        MetricSpec(
+            "atlas_backup_last_size_bytes", "gauge", "Size of the last verified backup archive (0 = never)."
+        ),
+        # atlas_feeds gets a `paused` status with feed pausing: until then nothing could move it.
         MetricSpec(
             "atlas_feeds",
             "gauge",
@@ -245,6 +253,27 @@ CATALOG: dict[str, MetricSpec] = {
             ("status",),
         ),
         MetricSpec("atlas_maintenance_mode", "gauge", "1 while maintenance mode is on, else 0."),
+        MetricSpec(
+            "atlas_maintenance_since_timestamp_seconds",
+            "gauge",
+            "When maintenance mode was turned on (Unix seconds); absent while it is off.",
+        ),
+        MetricSpec(
+            "atlas_newest_heartbeat_timestamp_seconds",
+            "gauge",
+            "When the newest engine heartbeat reached the store (Unix seconds; 0 = no engine).",
+        ),
+        MetricSpec(
+            "atlas_data_dir_avail_bytes",
+            "gauge",
+            "Bytes available to Atlas on the data directory's filesystem (statvfs f_bavail).",
+        ),
+        MetricSpec("atlas_data_dir_size_bytes", "gauge", "Size of the data directory's filesystem in bytes."),
+        MetricSpec(
+            "atlas_memory_budget_bytes",
+            "gauge",
+            "ATLAS_MEMORY_BUDGET_BYTES: resident memory all Atlas processes may use together (0 = off).",
+        ),
         MetricSpec(
             "atlas_process_resident_memory_bytes",
             "gauge",

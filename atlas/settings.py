@@ -23,12 +23,12 @@ from typing import Any
 
 from atlas.config.parsers import boolean as _bool
 from atlas.config.parsers import bytes_in as bytes_in  # re-exported: alerting.yaml sizes use it
-from atlas.config.parsers import csv as _csv
 from atlas.config.parsers import float_in as _float_in
 from atlas.config.parsers import host_limits as _host_limits
 from atlas.config.parsers import host_rates as _host_rates
 from atlas.config.parsers import hosts_or_cidrs as _hosts_or_cidrs
 from atlas.config.parsers import int_in as _int_in
+from atlas.config.parsers import names as _names
 from atlas.config.parsers import one_of as _one_of
 from atlas.config.parsers import optional_path as _optional_path
 from atlas.config.parsers import origins as _origins
@@ -461,7 +461,7 @@ class Settings:
     exporter_collectors_disabled: tuple[str, ...] = _setting(
         "ATLAS_EXPORTER_COLLECTORS_DISABLED",
         (),
-        _csv,
+        _names,
         "Collectors turned off, comma-separated node_exporter names (like --no-collector.<name>),"
         " e.g. textfile,arp; `business` and `services` turn off Atlas's own.",
         category="exporter",

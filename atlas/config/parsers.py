@@ -213,6 +213,16 @@ def origins(raw: str) -> tuple[str, ...]:
     return entries
 
 
+def names(raw: str) -> tuple[str, ...]:
+    """Comma-separated identifiers (e.g. collector names); whether each is known is checked by
+    their user (the exporter names the known ones)."""
+    entries = csv(raw)
+    for entry in entries:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", entry):
+            raise ValueError(f"{entry!r} is not a name (lowercase letters, digits and _; comma-separated)")
+    return entries
+
+
 def regex(raw: str) -> str:
     try:
         re.compile(raw)

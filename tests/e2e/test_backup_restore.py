@@ -71,6 +71,7 @@ def test_backup_during_ingest_restores_every_acknowledged_item_byte_identical(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     data, out = tmp_path / "data", tmp_path / "backups"
+    ok_json(env, "database", "migrate")  # atlas-ops commands create no database by themselves
     key = ok_json(env, "apikey", "create", "--name", "producer", "--scope", "admin")["key"]
     ok_json(env, "service", "start", "api")
     ok_json(env, "service", "start", "core")

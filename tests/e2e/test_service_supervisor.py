@@ -79,6 +79,7 @@ def test_stop_sends_sigkill_after_the_grace_period(env: dict[str, str], tmp_path
     from atlas.settings import load_settings
 
     settings = load_settings(env)
+    ok_json(env, "database", "migrate")  # `atlas services` polls a database; it creates none
     sup = LocalSupervisor(settings, env=env, stop_grace=0.5)
     st = sup.start("services")
     assert st.state == "running" and st.pid

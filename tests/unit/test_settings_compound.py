@@ -78,6 +78,13 @@ CASES: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, str]]]] = {
     "ATLAS_DISK_LOW_WATER_BYTES": ([("1GiB", 1 << 30)], [("-1", "expected a size in bytes")]),
     "ATLAS_MEMORY_BUDGET_BYTES": ([("4GB", 4 * 1000**3)], [("4 gigs", "expected a size in bytes")]),
     "ATLAS_EXPORTER_MOUNT_POINTS_EXCLUDE": ([("^/boot", "^/boot")], [("^(/boot", "expected a regular")]),
+    "ATLAS_EXPORTER_NETSTAT_FIELDS": ([("^Tcp_.*$", "^Tcp_.*$")], [("^(Tcp", "expected a regular")]),
+    "ATLAS_EXPORTER_NETCLASS_DEVICES_EXCLUDE": ([("^lo$", "^lo$")], [("[lo", "expected a regular")]),
+    "ATLAS_EXPORTER_ARP_DEVICES_EXCLUDE": ([("", "")], [("*", "expected a regular")]),
+    "ATLAS_EXPORTER_COLLECTORS_DISABLED": (
+        [("textfile, arp", ("textfile", "arp")), ("", ())],
+        [("arp;textfile", "'arp;textfile' is not a name"), ("Arp", "'Arp' is not a name")],
+    ),
     "ATLAS_EXPORTER_FS_TYPES_EXCLUDE": ([("^tmpfs$", "^tmpfs$")], [("[", "expected a regular expression")]),
     "ATLAS_EXPORTER_DISK_DEVICES_EXCLUDE": ([("^loop", "^loop")], [("(?P<", "expected a regular")]),
     "ATLAS_EXPORTER_NET_DEVICES_EXCLUDE": ([("^veth", "^veth")], [("*", "expected a regular expression")]),

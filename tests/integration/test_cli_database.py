@@ -42,6 +42,10 @@ COMMANDS = [
 # its own file): services and logs, the archive commands (`restore` into an empty data dir is how
 # a machine is rebuilt; `create` refuses a missing database itself), the health report.
 OWN_RULES = {
+    "alerts compile",  # reads config files only
+    "alerts outbox list",  # the alert router's own outbox (DATA_DIR/alert-router.db)
+    "alerts outbox purge",
+    "alerts outbox retry",
     "backup create",
     "backup list",
     "backup restore",

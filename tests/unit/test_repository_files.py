@@ -18,7 +18,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def test_every_path_the_readme_names_exists() -> None:
     links = re.findall(r"\]\(([^)#]+)\)", README)
     quoted = re.findall(r"`((?:[\w.-]+/)+[\w.-]+\.\w+)`", README)  # `tests/e2e/test_tour.py`
-    named = [p for p in [*links, *quoted] if not p.startswith(("http", "/"))]
+    # DATA_DIR/... names a file Atlas writes at run time, not one in the repository.
+    named = [p for p in [*links, *quoted] if not p.startswith(("http", "/", "DATA_DIR/"))]
     assert named, "the README names no file: has its format changed?"
     assert [p for p in named if not (ROOT / p).exists()] == []
 

@@ -77,6 +77,7 @@ CASES: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, str]]]] = {
     ),
     "ATLAS_DISK_LOW_WATER_BYTES": ([("1GiB", 1 << 30)], [("-1", "expected a size in bytes")]),
     "ATLAS_MEMORY_BUDGET_BYTES": ([("4GB", 4 * 1000**3)], [("4 gigs", "expected a size in bytes")]),
+    "ATLAS_ROUTER_MAX_BODY_BYTES": ([("4MiB", 4 << 20)], [("lots", "expected a size in bytes")]),
     "ATLAS_EXPORTER_MOUNT_POINTS_EXCLUDE": ([("^/boot", "^/boot")], [("^(/boot", "expected a regular")]),
     "ATLAS_EXPORTER_NETSTAT_FIELDS": ([("^Tcp_.*$", "^Tcp_.*$")], [("^(Tcp", "expected a regular")]),
     "ATLAS_EXPORTER_NETCLASS_DEVICES_EXCLUDE": ([("^lo$", "^lo$")], [("[lo", "expected a regular")]),

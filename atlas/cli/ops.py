@@ -24,6 +24,7 @@ from atlas.cli.ops_backup import backup
 from atlas.cli.ops_logs import logs
 from atlas.cli.ops_maint import maintenance, system
 from atlas.cli.ops_service import service
+from atlas.cli.ops_test import test_group
 from atlas.engine.items import parse_item
 from atlas.store import open_store
 from atlas.store.models import MAINTENANCE_KEY, DLQFilter, Item
@@ -42,6 +43,7 @@ ops.add_command(maintenance)
 ops.add_command(system)
 ops.add_command(database)
 ops.add_command(logs)
+ops.add_command(test_group)
 
 
 # -- items ---------------------------------------------------------------------------------------

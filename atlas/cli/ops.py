@@ -25,6 +25,7 @@ from atlas.cli.ops_backup import backup
 from atlas.cli.ops_logs import logs
 from atlas.cli.ops_maint import maintenance, system
 from atlas.cli.ops_service import service
+from atlas.cli.ops_test import test_group
 from atlas.cli.outbox import outbox
 from atlas.engine.items import parse_item
 from atlas.store import open_store
@@ -46,6 +47,7 @@ ops.add_command(database)
 ops.add_command(logs)
 ops.add_command(alerts)
 alerts.add_command(outbox)
+ops.add_command(test_group)
 
 
 # -- items ---------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from atlas import __version__
 from atlas.errors import ConfigError
 from atlas.observability.metrics import family
+from atlas.ops.sdnotify import Liveness, Notifier, Watchdog, loop_alive
 from atlas.settings import Settings
 from exporters.business import BusinessCollector
 from exporters.collectors import kernel, net
@@ -146,12 +147,24 @@ def start_exporter(settings: Settings, *, port: int | None = None) -> tuple[WSGI
         ) from exc
 
 
-def serve(settings: Settings, stop: threading.Event) -> int:
-    """Serve until `stop` is set; returns the exit code."""
+def serve(settings: Settings, stop: threading.Event, notifier: Notifier | None = None) -> int:
+    """Serve until `stop` is set; returns the exit code. With `notifier` (under systemd): READY=1
+    once listening, WATCHDOG=1 while the server's accept loop turns."""
     server, thread = start_exporter(settings)
+    watchdog = None
+    if notifier is not None and notifier.enabled:
+        liveness = Liveness()
+        # serve_forever() calls service_actions() after every request and every 0.5 s poll: it is
+        # the loop's own heartbeat. start_http_server builds the server class itself, so the hook
+        # goes on the instance (BaseServer's own service_actions does nothing).
+        server.service_actions = liveness.beat  # type: ignore[method-assign]
+        watchdog = Watchdog(notifier, loop_alive(liveness, notifier)).start()
+        notifier.ready()
     try:
         stop.wait()
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

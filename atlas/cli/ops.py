@@ -22,6 +22,7 @@ from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
 from atlas.cli.database import database
 from atlas.cli.ops_backup import backup
+from atlas.cli.ops_install import install
 from atlas.cli.ops_logs import logs
 from atlas.cli.ops_maint import maintenance, system
 from atlas.cli.ops_service import service
@@ -48,6 +49,7 @@ ops.add_command(logs)
 ops.add_command(alerts)
 alerts.add_command(outbox)
 ops.add_command(test_group)
+ops.add_command(install)
 
 
 # -- items ---------------------------------------------------------------------------------------

@@ -115,6 +115,8 @@ class Engine:
         self._paused = False  # maintenance mode: finish what is running, claim nothing new
         self._next_maintenance_check = 0.0
         self._stop = False
+        # Called at the top of every turn of the loop (the systemd watchdog's liveness signal).
+        self.on_turn: Callable[[], None] | None = None
         self._draining = False
         self._drain_deadline = 0.0
         self._wake_r, self._wake_w = os.pipe()
@@ -181,6 +183,8 @@ class Engine:
     def _loop(self) -> None:
         while True:
             now = self.monotonic()
+            if self.on_turn is not None:
+                self.on_turn()
             if self._stop and not self._draining:
                 self._begin_drain(now)
             self._respawn_due(now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
 from atlas.ops.pidfiles import pid_file
 from atlas.ops.preflight import check_ports, listens
+from atlas.ops.sdnotify import Liveness, Notifier, Watchdog, loop_alive
 from atlas.ops.shutdown import Shutdown
 from atlas.settings import Settings, setting_fields
 from atlas.store import open_store
@@ -34,7 +36,9 @@ def start_logging(settings: Settings, process: str) -> None:
     )
 
 
-def _api_server(settings: Settings) -> uvicorn.Server:
+def _api_server(settings: Settings, notifier: Notifier | None = None) -> uvicorn.Server:
+    """The API's uvicorn server; with `notifier`, it says READY=1 once it listens and keeps the
+    systemd watchdog fed while its event loop turns."""
     # Imported here, not at module level: `atlas exporter` and `atlas core` import this module and
     # would otherwise carry FastAPI and uvicorn in memory (~20 MiB RSS) without serving HTTP with them.
     import uvicorn
@@ -54,7 +58,28 @@ def _api_server(settings: Settings) -> uvicorn.Server:
         timeout_keep_alive=settings.api_keepalive_timeout_seconds,
         timeout_graceful_shutdown=settings.api_shutdown_timeout_seconds,
     )
-    return uvicorn.Server(config)
+    if notifier is None:
+        return uvicorn.Server(config)
+    notify = notifier  # narrowed, for the class body's closures
+
+    class NotifyingServer(uvicorn.Server):
+        # startup() returns with the sockets bound and the app's lifespan done: requests are
+        # served from here on. on_tick() runs on the event loop every 0.1 s, so it stops when a
+        # handler blocks the loop, and with it the watchdog ping.
+        liveness = Liveness()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and not self.should_exit:
+                self.liveness.beat()
+                Watchdog(notify, loop_alive(self.liveness, notify)).start()
+                notify.ready()
+
+        async def on_tick(self, counter: int) -> bool:
+            self.liveness.beat()
+            return await super().on_tick(counter)
+
+    return NotifyingServer(config)
 
 
 def run_api(settings: Settings) -> int:
@@ -66,7 +91,9 @@ def run_api(settings: Settings) -> int:
     check_ports(listens(settings, api=True))
     start_logging(settings, "atlas-api")
     setup_tracing("atlas-api", record_unexported=False)
-    server = _api_server(settings)
+    notifier = Notifier.from_env()
+    server = _api_server(settings, notifier)
+    shutdown.on_stop(notifier.stopping)
     shutdown.on_stop(lambda: setattr(server, "should_exit", True))
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
     with pid_file(settings.data_dir, "atlas-api"):
@@ -76,7 +103,7 @@ def run_api(settings: Settings) -> int:
 
 
 def start_feed_poller(
-    settings: Settings, registry: CollectorRegistry | None = None
+    settings: Settings, registry: CollectorRegistry | None = None, liveness: Liveness | None = None
 ) -> tuple[threading.Thread, threading.Event]:
     """Poll feed subscriptions in a thread (own store connection) until the returned event is set."""
     from atlas.observability.metrics import build
@@ -92,7 +119,10 @@ def start_feed_poller(
         metrics=build(registry, "atlas_feed_polls_total") if registry is not None else None,
     )
     stop = threading.Event()
-    thread = threading.Thread(target=run_poller, args=(poller, stop), name="atlas-feeds", daemon=True)
+    beat = liveness.beat if liveness is not None else None
+    thread = threading.Thread(
+        target=run_poller, args=(poller, stop), kwargs={"beat": beat}, name="atlas-feeds", daemon=True
+    )
     thread.start()
     return thread, stop
 
@@ -100,8 +130,11 @@ def start_feed_poller(
 def run_services(settings: Settings) -> int:
     """`atlas services`: scheduled work (feed polling) until SIGTERM or SIGINT; returns the exit code."""
     shutdown = Shutdown().install()
+    notifier = Notifier.from_env()
+    shutdown.on_stop(notifier.stopping)
     start_logging(settings, "atlas-services")
-    thread, stop = start_feed_poller(settings)
+    liveness = Liveness()
+    thread, stop = start_feed_poller(settings, liveness=liveness)
     shutdown.on_stop(stop.set)
     # Backup schedules (atlas-ops backup schedule): due backups now, then checked every minute.
     from atlas.ops.backup_schedule import run_scheduler
@@ -109,8 +142,14 @@ def run_services(settings: Settings) -> int:
     backups = threading.Thread(target=run_scheduler, args=(settings, stop), name="atlas-backups", daemon=True)
     backups.start()
     get_logger("atlas.ops").info("services running", feeds="polling", backups="scheduled")
+    polling = loop_alive(liveness, notifier)
+    # The feed poller's loop turns every second; the backup scheduler sleeps a minute at a time,
+    # so for it "alive" is all a probe can say.
+    watchdog = Watchdog(notifier, lambda: polling() and backups.is_alive()).start()
     with pid_file(settings.data_dir, "atlas-services"):
+        notifier.ready()
         stop.wait()
+        watchdog.stop()
         thread.join(timeout=30)
         backups.join(timeout=30)
     return 0
@@ -124,12 +163,14 @@ def _serve_engine(
     process: str,
     with_exporter: bool = False,
     with_feeds: bool = False,
+    notifier: Notifier | None = None,
 ) -> int:
     """Start the engine's companions, then run the engine in the main thread until a stop signal.
 
     `with_exporter` (atlas up) also serves the node exporter from a thread on ATLAS_EXPORTER_PORT,
     with its own registry so neither /metrics carries the other's families. `with_feeds` (atlas up)
-    also polls feeds from a thread, as `atlas services` does.
+    also polls feeds from a thread, as `atlas services` does. `notifier` (atlas core under systemd)
+    gets READY=1 once the workers are spawned and the loop turns, and WATCHDOG=1 while it does.
     """
     log = get_logger("atlas.ops")
     registry = engine.metrics.registry
@@ -146,13 +187,34 @@ def _serve_engine(
         log.info("exporter served", url=f"http://{settings.exporter_host}:{settings.exporter_port}/metrics")
     feeds = start_feed_poller(settings, registry) if with_feeds else None
     shutdown.on_stop(engine.stop)
+    watchdog = None
+    if notifier is not None and notifier.enabled:
+        watchdog = _engine_watchdog(engine, notifier)
+        shutdown.on_stop(notifier.stopping)
     try:
         with pid_file(settings.data_dir, process):
             return engine.run()
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if feeds is not None:
             feeds[1].set()
             feeds[0].join(timeout=15)
+
+
+def _engine_watchdog(engine: Engine, notifier: Notifier) -> Watchdog:
+    liveness = Liveness(engine.monotonic)
+    watchdog = Watchdog(notifier, loop_alive(liveness, notifier))
+
+    def first_turn() -> None:
+        # The first turn comes after every worker was spawned: from here items are claimed.
+        engine.on_turn = liveness.beat
+        liveness.beat()
+        watchdog.start()
+        notifier.ready()
+
+    engine.on_turn = first_turn
+    return watchdog
 
 
 def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
@@ -162,6 +224,7 @@ def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
     the pipeline's settings are wrong, PipelineError when the pipeline cannot be built.
     """
     shutdown = Shutdown().install()
+    notifier = Notifier.from_env()
     check_ports(listens(settings, core_metrics=True))
     start_logging(settings, process)
     setup_tracing("atlas-core", record_unexported=False)
@@ -169,7 +232,7 @@ def run_core(settings: Settings, *, pipeline: str | None, process: str) -> int:
     try:
         engine = Engine(settings, store, pipeline=pipeline or DEFAULT_PIPELINE, registry=CollectorRegistry())
         engine.check_pipeline()
-        return _serve_engine(settings, engine, shutdown, process=process)
+        return _serve_engine(settings, engine, shutdown, process=process, notifier=notifier)
     finally:
         store.close()
 
@@ -223,10 +286,12 @@ def run_exporter(settings: Settings) -> int:
     from exporters import serve
 
     shutdown = Shutdown().install()
+    notifier = Notifier.from_env()
+    shutdown.on_stop(notifier.stopping)
     check_ports(listens(settings, exporter=True))
     start_logging(settings, "atlas-exporter")
     get_logger("atlas.ops").info(
         "exporter serving", url=f"http://{settings.exporter_host}:{settings.exporter_port}/metrics"
     )
     with pid_file(settings.data_dir, "atlas-exporter"):
-        return serve(settings, shutdown.requested)
+        return serve(settings, shutdown.requested, notifier)

@@ -222,11 +222,19 @@ class FeedPoller:
         return outcome
 
 
-def run_poller(poller: FeedPoller, stop: threading.Event, tick_seconds: float = 1.0) -> None:
-    """Poll in this thread until `stop` is set (for `atlas services` and `atlas up`)."""
+def run_poller(
+    poller: FeedPoller,
+    stop: threading.Event,
+    tick_seconds: float = 1.0,
+    beat: Callable[[], None] | None = None,
+) -> None:
+    """Poll in this thread until `stop` is set (for `atlas services` and `atlas up`); `beat` is
+    called on every turn (the systemd watchdog's liveness signal)."""
 
     async def loop() -> None:
         while not stop.is_set():
+            if beat is not None:
+                beat()
             try:
                 await poller.poll_due()
             except Exception as exc:  # a store hiccup must not end polling

@@ -51,6 +51,7 @@ OWN_RULES = {
     "backup restore",
     "backup schedule",
     "backup verify",
+    "install",  # opens no database: lays out a host (atlas/ops/install.py)
     "logs",
     "service restart",
     "service start",

@@ -36,7 +36,7 @@ SHOW = (
 
 def manager(rec: Recorder, tmp_path: Path) -> SystemdManager:
     return SystemdManager(
-        Settings(data_dir=tmp_path, api_port=1, exporter_port=0), run=rec, monotonic=lambda: 100.0
+        Settings(data_dir=tmp_path, api_port=8001, exporter_port=0), run=rec, monotonic=lambda: 100.0
     )
 
 
@@ -73,7 +73,16 @@ def test_a_failed_unit_carries_its_journal(tmp_path: Path) -> None:
     rec = Recorder(SHOW.format(active="failed", sub="exit-code", pid=0, t=0))
     st = manager(rec, tmp_path).status("api")
     assert st.state == "failed" and st.log_tail == ["line one", "line two"]
-    assert rec.calls[-1] == ["journalctl", "-u", "atlas-api.service", "-o", "cat", "--no-pager", "-n", "20"]
+    assert rec.calls[-1] == [
+        "journalctl",
+        "-u",
+        "atlas-api@8001.service",
+        "-o",
+        "cat",
+        "--no-pager",
+        "-n",
+        "20",
+    ]
 
 
 def test_a_missing_unit_is_not_installed(tmp_path: Path) -> None:
@@ -82,8 +91,8 @@ def test_a_missing_unit_is_not_installed(tmp_path: Path) -> None:
 
 
 def test_a_refused_systemctl_is_an_error_naming_the_unit(tmp_path: Path) -> None:
-    rec = Recorder(returncode=5, stderr="Unit atlas-api.service not found.")
-    with pytest.raises(ServiceError, match=r"systemctl start atlas-api.service failed \(5\): Unit"):
+    rec = Recorder(returncode=5, stderr="Unit atlas-api@8001.service not found.")
+    with pytest.raises(ServiceError, match=r"systemctl start atlas-api@8001.service failed \(5\): Unit"):
         manager(rec, tmp_path).start("api")
 
 
@@ -109,7 +118,7 @@ def test_backend_choice(tmp_path: Path) -> None:
     assert not systemd_available(booted, [units])
     booted.mkdir()
     assert not systemd_available(booted, [units])  # systemd runs, but Atlas's units are not installed
-    (units / "atlas-api.service").write_text("[Unit]\n")
+    (units / "atlas-api@.service").write_text("[Unit]\n")  # the template systemd/ installs
     assert systemd_available(booted, [units])
     settings = Settings(data_dir=tmp_path)
     assert isinstance(pick_manager(settings, "systemd"), SystemdManager)

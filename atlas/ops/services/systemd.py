@@ -24,8 +24,11 @@ LOG_TAIL_LINES = 20
 def systemd_available(
     run_root: Path = Path("/run/systemd/system"), unit_dirs: Sequence[Path] = UNIT_DIRS
 ) -> bool:
-    """systemd is PID 1 (sd_booted(3): /run/systemd/system exists) and the API's unit is installed."""
-    return run_root.is_dir() and any((d / "atlas-api.service").exists() for d in unit_dirs)
+    """systemd is PID 1 (sd_booted(3): /run/systemd/system exists) and the API's unit is installed
+    (the templated atlas-api@.service of systemd/, or a plain atlas-api.service)."""
+    return run_root.is_dir() and any(
+        (d / unit).exists() for d in unit_dirs for unit in ("atlas-api@.service", "atlas-api.service")
+    )
 
 
 def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -49,8 +52,15 @@ class SystemdManager:
         self.run = run
         self.monotonic = monotonic
 
+    def unit(self, name: str) -> str:
+        """The unit running `name`: the API's is an instance of atlas-api@.service named by its
+        port (ATLAS_API_PORT), so the blue-green partners 8000 and 8001 are two units."""
+        if spec(name).name == "api":
+            return f"atlas-api@{self.settings.api_port}.service"
+        return spec(name).unit
+
     def _systemctl(self, verb: str, name: str) -> None:
-        unit = spec(name).unit
+        unit = self.unit(name)
         done = self.run(["systemctl", verb, unit])
         if done.returncode != 0:
             raise ServiceError(f"systemctl {verb} {unit} failed ({done.returncode}): {done.stderr.strip()}")
@@ -70,7 +80,7 @@ class SystemdManager:
         return self.status(name)
 
     def status(self, name: str) -> ServiceStatus:
-        unit = spec(name).unit
+        unit = self.unit(name)
         done = self.run(["systemctl", "show", unit, f"--property={','.join(SHOW_PROPERTIES)}"])
         if done.returncode != 0:
             return ServiceStatus(name, "unknown", self.backend, message=done.stderr.strip())
@@ -103,7 +113,7 @@ class SystemdManager:
 
     def journalctl_argv(self, name: str, lines: int | None, since: str | None, follow: bool) -> list[str]:
         """journalctl printing the unit's messages as the process wrote them (-o cat: the JSON lines)."""
-        argv = ["journalctl", "-u", spec(name).unit, "-o", "cat", "--no-pager"]
+        argv = ["journalctl", "-u", self.unit(name), "-o", "cat", "--no-pager"]
         if lines is not None:
             argv += ["-n", str(lines)]
         if since is not None:

@@ -19,6 +19,7 @@ from atlas import __version__
 from atlas.api.keys import SCOPES, create_key, pepper_id
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
+from atlas.cli.dashboards import dashboards
 from atlas.cli.database import database
 from atlas.cli.ops_backup import backup
 from atlas.cli.ops_logs import logs
@@ -42,6 +43,7 @@ ops.add_command(maintenance)
 ops.add_command(system)
 ops.add_command(database)
 ops.add_command(logs)
+ops.add_command(dashboards)
 
 
 # -- items ---------------------------------------------------------------------------------------

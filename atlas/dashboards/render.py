@@ -23,6 +23,7 @@ from atlas.errors import AtlasError
 
 WIDTH_PX = 1600
 ROW_PX = 30  # Grafana's grid row height
+HEADER_PX = 50  # the title line above the panels
 DPI = 100
 POINTS = 240  # samples per series, like a Grafana panel a few hundred pixels wide
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -126,8 +127,7 @@ def render(
     rate_interval = f"{int(max(4 * scrape_interval_seconds, step + scrape_interval_seconds))}s"
     placed = board.layout()
     rows = max(pos["y"] + pos["h"] for _, pos in placed)
-    header_px = 50
-    height_px = rows * ROW_PX + header_px
+    height_px = rows * ROW_PX + HEADER_PX
     fig = plt.figure(figsize=(WIDTH_PX / DPI, height_px / DPI), dpi=DPI)
     stamp = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M UTC")
     fig.text(
@@ -142,7 +142,7 @@ def render(
         pad_x, pad_top, pad_bottom = 0.035, 26, 22  # room for the y labels, title and time axis
         left = pos["x"] / GRID_COLUMNS + pad_x * 0.6
         width = pos["w"] / GRID_COLUMNS - pad_x
-        top_px = header_px + pos["y"] * ROW_PX + pad_top
+        top_px = HEADER_PX + pos["y"] * ROW_PX + pad_top
         h_px = pos["h"] * ROW_PX - pad_top - pad_bottom
         ax = fig.add_axes((left, 1 - (top_px + h_px) / height_px, width, h_px / height_px))
         factor, unit_label = _scale(panel.unit)

@@ -73,6 +73,7 @@ def create_app(
             settings.api_auth_disabled,
             settings.api_rate_limit_per_key,
             settings.api_rate_burst,
+            on_rate_limited=api_metrics.shed.labels("429").inc,
         ),
         metrics=api_metrics,
     )

@@ -198,8 +198,17 @@ class SecurityHeaders:
 class Authenticator:
     """Resolve the bearer key, check its scope, and charge its token bucket."""
 
-    def __init__(self, checker: KeyChecker, disabled: bool, rate: float, burst: int) -> None:
+    def __init__(
+        self,
+        checker: KeyChecker,
+        disabled: bool,
+        rate: float,
+        burst: int,
+        on_rate_limited: Callable[[], None] | None = None,
+    ) -> None:
         self.checker, self.disabled, self.rate, self.burst = checker, disabled, rate, burst
+        # Counts a 429 of the key's bucket (atlas_api_shed_total{status="429"}, as its help says).
+        self.on_rate_limited = on_rate_limited
         self._buckets: dict[str, TokenBucket] = {}
 
     def require(self, scope: str) -> Callable[[Request], Awaitable[Principal]]:
@@ -228,6 +237,8 @@ class Authenticator:
             bucket = self._buckets.setdefault(principal.key_id, TokenBucket(self.rate, self.burst))
             wait = bucket.take(time.monotonic())
             if wait > 0:
+                if self.on_rate_limited is not None:
+                    self.on_rate_limited()
                 raise ApiError(
                     429,
                     "rate limit for this key exceeded",

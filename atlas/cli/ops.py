@@ -20,6 +20,7 @@ from atlas.api.keys import SCOPES, create_key, pepper_id
 from atlas.cli.alerts import alerts
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.config import config
+from atlas.cli.dashboards import dashboards
 from atlas.cli.database import database
 from atlas.cli.ops_backup import backup
 from atlas.cli.ops_install import install
@@ -50,6 +51,7 @@ ops.add_command(alerts)
 alerts.add_command(outbox)
 ops.add_command(test_group)
 ops.add_command(install)
+ops.add_command(dashboards)
 
 
 # -- items ---------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from atlas.errors import AtlasError, StoreError
 from atlas.settings import Settings
 from atlas.store import open_store
 from atlas.store.sqlite import migrations
-from atlas.store.sqlite_maint import facts, integrity_check, online_copy, schema_version
+from atlas.store.sqlite_maint import facts, fsync_path, integrity_check, online_copy, schema_version
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -75,14 +75,6 @@ def _config_members(settings: Settings) -> Iterator[tuple[str, Path]]:
         if resolved == key or path.suffix == ".key" or resolved.is_relative_to(data):
             continue
         yield f"config/{path.relative_to(root).as_posix()}", path
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def create_backup(
@@ -139,7 +131,7 @@ def create_backup(
         with partial.open("rb") as f:
             os.fsync(f.fileno())
         os.replace(partial, final)  # a reader sees a whole archive or none
-        _fsync_dir(out)
+        fsync_path(out)
     report = verify_backup(final, schema=False)  # what was written is sound; restoring checks the schema
     if not report.ok:
         raise BackupError(f"{final}: the archive just written does not verify: {report.failures()}")

@@ -30,7 +30,7 @@ from atlas.ops.services.local import LocalSupervisor
 from atlas.settings import Settings
 from atlas.store import open_store
 from atlas.store.models import BACKUP_KEY, MAINTENANCE_KEY
-from atlas.store.sqlite_maint import checkpoint, get_kv, online_copy, set_kv
+from atlas.store.sqlite_maint import checkpoint, fsync_path, get_kv, online_copy, set_kv
 
 
 def _unmanaged(settings: Settings, managed: dict[str, int]) -> list[str]:
@@ -105,12 +105,12 @@ def restore_backup(
             online_copy(db, pre_restore)
         reason = f"restored from {archive.name}"
         set_kv(staged, MAINTENANCE_KEY, mode_json(bool(was_running), reason, by, clock()), clock())
-        _fsync(staged)
+        fsync_path(staged)
         # The old database's WAL must not be replayed into the restored file.
         for suffix in ("-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         os.replace(staged, db)
-        _fsync(db.parent)
+        fsync_path(db.parent)
     finally:
         staged.unlink(missing_ok=True)
     restarted = [supervisor.start(name).name for name in was_running]
@@ -130,11 +130,3 @@ def restore_backup(
         "schema_version": report.manifest.get("schema_version"),
         "created_at": report.manifest.get("created_at"),
     }
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -52,10 +52,11 @@ def online_copy(source: Path, dest: Path) -> None:
     with _open(source) as src, _open(dest, must_exist=False) as dst:
         src.backup(dst, pages=-1)
         dst.execute("PRAGMA journal_mode = DELETE")
-    _fsync(dest)
+    fsync_path(dest)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (so a rename in it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -22,6 +22,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         tmp_path / "data",
         ATLAS_API_PORT=str(free_port()),
         ATLAS_EXPORTER_PORT=str(free_port()),
+        ATLAS_ROUTER_PORT=str(free_port()),
         ATLAS_WORKERS="1",
         ATLAS_SERVICE_BACKEND="local",
     )
@@ -37,12 +38,11 @@ def test_start_status_kill_and_stop_every_service(env: dict[str, str], tmp_path:
     try:
         by_name = {s["name"]: s for s in started["services"]}
         assert set(by_name) == {"api", "core", "services", "monitoring", "exporter", "alert-router"}
-        for name in ("api", "core", "services", "exporter"):
+        for name in ("api", "core", "services", "exporter", "alert-router"):
             assert by_name[name]["state"] == "running", by_name[name]
             assert psutil.pid_exists(int(by_name[name]["pid"]))
         # Processes a later issue adds are reported cleanly, not as errors.
         assert by_name["monitoring"]["state"] == "not-installed"
-        assert by_name["alert-router"]["state"] == "not-installed"
 
         status = states(env)
         assert status["api"]["health"] in ("healthy", "degraded")

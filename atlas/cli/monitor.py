@@ -70,4 +70,6 @@ def monitor(action: str, config_path: Path | None, backend: str | None, fmt: str
             click.echo("error: no enabled channel in monitoring.yaml: nothing was sent", err=True)
             sys.exit(1)
         sys.exit(1 if any(r["outcome"] == "failed" for r in results) else 0)
-    raise click.UsageError(f"--{action} is not implemented yet")
+    from atlas.monitor.daemon import run_monitor
+
+    raise SystemExit(run_monitor(settings, config_path))

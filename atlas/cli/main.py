@@ -6,6 +6,7 @@ import click
 
 from atlas import __version__
 from atlas.cli.common import clean_errors, settings_or_exit
+from atlas.cli.monitor import monitor
 from atlas.ops.processes import run_api, run_core, run_exporter, run_services, run_up
 
 
@@ -58,3 +59,6 @@ def alert_router() -> None:
     from atlas.alerting.router.process import run_router
 
     raise SystemExit(run_router(settings_or_exit()))
+
+
+atlas.add_command(monitor)  # its own module: the agent's flags are the operations guide's

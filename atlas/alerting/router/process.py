@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -43,13 +45,16 @@ def router_token(settings: Settings) -> str:
 
 
 def build_channels(
-    settings: Settings, renderer: Renderer, outbox: Outbox
+    settings: Settings, renderer: Renderer, outbox: Outbox | None, path: Path | None = None
 ) -> list[tuple[Channel, ChannelPolicy]]:
-    """The enabled channels of monitoring.yaml with their secrets resolved."""
-    if not settings.monitoring_path.exists():
-        log.warning("no monitoring.yaml: the router has no channels", path=str(settings.monitoring_path))
+    """The enabled channels of monitoring.yaml (`path`, default the settings') with their secrets
+    resolved. Without an outbox (the monitoring agent) mail is not threaded under a group's first
+    message. Raises ConfigError for a monitoring.yaml that does not load."""
+    path = settings.monitoring_path if path is None else path
+    if not path.exists():
+        log.warning("no monitoring.yaml: the router has no channels", path=str(path))
         return []
-    config = read_monitoring(settings.monitoring_path, set(settings.secrets))
+    config = read_monitoring(path, set(settings.secrets))
     out: list[tuple[Channel, ChannelPolicy]] = []
     for ch in config.channels:
         if not ch.enabled:
@@ -71,7 +76,7 @@ def build_channels(
                 password=secret.get("password_secret", ""),
                 timeout_seconds=timeout,
                 concurrency=settings.router_concurrency,
-                thread_root=lambda group, mid: outbox.thread_root(group, "email", mid),
+                thread_root=None if outbox is None else _thread_root(outbox),
             )
         elif ch.kind == "webhook":
             channel = WebhookChannel(
@@ -88,6 +93,10 @@ def build_channels(
             )
         out.append((channel, ChannelPolicy(ch.kind, ch.min_severity, bool(o.get("send_resolved", True)))))
     return out
+
+
+def _thread_root(outbox: Outbox) -> Callable[[str, str], str]:
+    return lambda group, mid: outbox.thread_root(group, "email", mid)
 
 
 def build_router(settings: Settings, registry: CollectorRegistry | None = None) -> tuple[AlertRouter, str]:

@@ -1,0 +1,96 @@
+"""`python tools/monitoring_agent.py --daemon --config ...` against a real exporter: maintenance
+left on fires AtlasMaintenanceAge to a real webhook, turning it off resolves it, SIGTERM exits 0."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT, atlas_env
+from tests.helpers.engine import wait_for
+from tests.helpers.net import free_port
+from tests.helpers.opscli import atlas_ops, ok_json
+from tests.helpers.receivers import HttpReceiver
+from tests.helpers.router import config_dir
+
+SHIM = ROOT / "tools" / "monitoring_agent.py"
+ALERTING = """version: 1
+alerts:
+  maintenance_age:
+    warning: 1s
+    critical: 1h
+    for: 1s
+    cooldown: 1h
+"""
+
+
+def alerts_of(hook: HttpReceiver) -> list[tuple[str, str, str]]:
+    out = []
+    for r in hook.ok():
+        for a in json.loads(r.body)["alerts"]:
+            out.append((a["labels"]["alertname"], a["labels"]["severity"], a["status"]))
+    return out
+
+
+def test_daemon_fires_and_resolves_maintenance_left_on(tmp_path: Path) -> None:
+    hook = HttpReceiver()
+    cfg = config_dir(tmp_path, webhook_url=hook.url)
+    (cfg / "alerting.yaml").write_text(ALERTING, encoding="utf-8")
+    monitoring = cfg / "monitoring.yaml"
+    monitoring.write_text(
+        monitoring.read_text().replace("version: 1\n", "version: 1\nintervals:\n  evaluation: 200ms\n"),
+        encoding="utf-8",
+    )
+    port = free_port()
+    data = tmp_path / "data"
+    env = atlas_env(
+        data,
+        ATLAS_CONFIG_DIR=str(cfg),
+        ATLAS_ENVIRONMENT="development",
+        ATLAS_EXPORTER_PORT=str(port),
+        ATLAS_API_PORT=str(free_port()),  # nothing serves it: a down target the config does not alert on
+    )
+    assert atlas_ops(env, "database", "migrate").returncode == 0
+    log = tmp_path / "procs.log"
+    with log.open("ab") as out:
+        exporter = subprocess.Popen(
+            [sys.executable, "-m", "atlas", "exporter"], env=env, stdout=out, stderr=out
+        )
+        agent = subprocess.Popen(
+            [sys.executable, str(SHIM), "--daemon", "--config", str(monitoring)],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+
+        def up() -> bool:
+            assert exporter.poll() is None and agent.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 60, "the exporter")
+        wait_for(lambda: (data / "run" / "atlas-monitoring.pid").exists(), 60, "the agent's pid file")
+        assert alerts_of(hook) == []
+        ok_json(env, "maintenance", "mode", "--enable", "--reason", "left on by a test")
+        wait_for(lambda: alerts_of(hook) != [], 30, "AtlasMaintenanceAge to fire")
+        assert alerts_of(hook) == [("AtlasMaintenanceAge", "warning", "firing")]
+        body = json.loads(hook.ok()[0].body)
+        assert body["alerts"][0]["annotations"]["runbook_url"].endswith("#atlasmaintenanceage")
+        ok_json(env, "maintenance", "mode", "--disable")
+        wait_for(lambda: len(alerts_of(hook)) == 2, 30, "AtlasMaintenanceAge to resolve")
+        assert alerts_of(hook)[1] == ("AtlasMaintenanceAge", "warning", "resolved")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        exporter.send_signal(signal.SIGTERM)
+        agent_code, exporter_code = agent.wait(timeout=60), exporter.wait(timeout=60)
+        hook.close()
+    assert agent_code == 0 and exporter_code == 0, log.read_text()
+    assert not (data / "run" / "atlas-monitoring.pid").exists()

@@ -26,48 +26,16 @@ import httpx
 import pytest
 import yaml
 
-from atlas.alerting.compiler import ALERTMANAGER_FILE, RULES_FILE, compile_files
-from atlas.alerting.config import load_alerting
 from tests.conftest import ROOT, atlas_env, require_program
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port
 from tests.helpers.opscli import ok_json
 from tests.helpers.receivers import HttpReceiver, Received, SmtpSink
-from tests.helpers.router import TOKEN, config_dir
+from tests.helpers.router import TOKEN, alerting_yaml, compile_into, config_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ALERT = "AtlasMaintenanceAge"
-# Alertmanager's timings for the test (the compiled ones are 30s / 5m): a notification at most a
-# couple of seconds after Prometheus sends the alert or its resolution.
-GROUP_WAIT = "1s"
-GROUP_INTERVAL = "2s"
-
-
-def alerting_yaml(path: Path, router_url: str, token_file: Path) -> Path:
-    """The shipped alerting.yaml with maintenance_age firing at once and `router:` at the test."""
-    data: dict[str, Any] = yaml.safe_load((ROOT / "config" / "alerting.yaml").read_text(encoding="utf-8"))
-    data["alerts"]["maintenance_age"] = {"warning": "1s", "for": "1s", "cooldown": "1h"}
-    data["router"] = {"url": f"{router_url}/v1/alertmanager", "credentials_file": str(token_file)}
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def compile_into(source: Path, out: Path) -> tuple[Path, Path]:
-    """Compile `source` with the compiler's functions; returns (rules file, alertmanager.yml)
-    with Alertmanager's group timings shortened (every route's, since each alert has its own)."""
-    config, findings = load_alerting(source)
-    assert config is not None and not [f for f in findings if f.severity == "error"], findings
-    files = compile_files(config, source=str(source))
-    rules = out / RULES_FILE
-    rules.write_text(files[RULES_FILE], encoding="utf-8")
-    am: dict[str, Any] = yaml.safe_load(files[ALERTMANAGER_FILE])
-    for route in [am["route"], *am["route"]["routes"]]:
-        route["group_interval"] = GROUP_INTERVAL
-    am["route"]["group_wait"] = GROUP_WAIT
-    am_file = out / ALERTMANAGER_FILE
-    am_file.write_text(yaml.safe_dump(am, sort_keys=False), encoding="utf-8")
-    return rules, am_file
 
 
 class Proc:
@@ -151,7 +119,12 @@ def test_prometheus_alertmanager_router_deliver_firing_then_resolved_on_every_ch
     token_file = tmp_path / "router-token"
     token_file.write_text(TOKEN + "\n", encoding="utf-8")
     # The router reads the same alerting.yaml (its cooldowns and channels) as the compiler did.
-    source = alerting_yaml(cfg / "alerting.yaml", router_url, token_file)
+    source = alerting_yaml(
+        cfg / "alerting.yaml",
+        router_url,
+        token_file,
+        maintenance_age={"warning": "1s", "for": "1s", "cooldown": "1h"},
+    )
     rules, am_config = compile_into(source, tmp_path)
 
     env = atlas_env(

@@ -105,6 +105,30 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What became of one leased delivery: `sent` or `dead` (`at` = when, `error` = why dead),
+    `retry` (`at` = next attempt, `error` = what failed), `defer` (`at` = next attempt, no
+    attempt spent)."""
+
+    delivery_id: int
+    kind: str  # sent | retry | defer | dead
+    at: float
+    error: str = ""
+
+
+# Parameters: (at, error or NULL, id); defer: (at, id).
+_OUTCOME_SQL = {
+    "sent": "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, finished_at = ?,"
+    " lease_until = 0, last_error = ? WHERE id = ?",
+    "retry": "UPDATE deliveries SET attempts = attempts + 1, next_at = ?, lease_until = 0, last_error = ?"
+    " WHERE id = ?",
+    "defer": "UPDATE deliveries SET next_at = ?, lease_until = 0 WHERE id = ?",
+    "dead": "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, finished_at = ?,"
+    " lease_until = 0, last_error = ? WHERE id = ?",
+}
+
+
+@dataclass(frozen=True)
 class Delivery:
     id: int
     notification_id: int
@@ -295,36 +319,28 @@ class Outbox:
             for r in rows
         ]
 
-    def mark_sent(self, delivery_id: int, now: float) -> None:
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Record the sender's outcomes in one transaction (bookkeeping is batched: one commit for
+        every send that finished while the previous commit ran). Raises StoreError."""
+        if not outcomes:
+            return
         with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, finished_at = ?,"
-                " lease_until = 0, last_error = NULL WHERE id = ?",
-                (now, delivery_id),
-            )
+            for o in outcomes:
+                sql, params = _OUTCOME_SQL[o.kind], (o.at, o.error[:2000] or None, o.delivery_id)
+                db.execute(sql, params if o.kind != "defer" else (o.at, o.delivery_id))
+
+    def mark_sent(self, delivery_id: int, now: float) -> None:
+        self.record([Outcome(delivery_id, "sent", now)])
 
     def mark_retry(self, delivery_id: int, next_at: float, error: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, next_at = ?, lease_until = 0, last_error = ?"
-                " WHERE id = ?",
-                (next_at, error[:2000], delivery_id),
-            )
+        self.record([Outcome(delivery_id, "retry", next_at, error)])
 
     def defer(self, delivery_id: int, until: float) -> None:
         """Run again at `until` without spending an attempt (the channel asked for a pause)."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET next_at = ?, lease_until = 0 WHERE id = ?", (until, delivery_id)
-            )
+        self.record([Outcome(delivery_id, "defer", until)])
 
     def mark_dead(self, delivery_id: int, reason: str, now: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, finished_at = ?,"
-                " lease_until = 0, last_error = ? WHERE id = ?",
-                (now, reason[:2000], delivery_id),
-            )
+        self.record([Outcome(delivery_id, "dead", now, reason)])
 
     def thread_root(self, group_key: str, channel: str, message_id: str) -> str:
         """The Message-Id that started `group_key`'s email thread on `channel` (this one if it is first)."""

@@ -155,10 +155,15 @@ class Outbox:
             # at ~50 notifications/s on this machine.
             self._intake = self._open(synchronous, busy_timeout_ms)
             self._db = self._open("NORMAL", busy_timeout_ms)
+            # Email thread lookups read on their own connection (WAL: readers never wait for writers).
+            self._reader = self._open("NORMAL", busy_timeout_ms)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the outbox: {exc}") from exc
         self._intake_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._reader_lock = threading.Lock()
+        self._threads_lock = threading.Lock()
+        self._new_threads: dict[tuple[str, str], str] = {}  # thread roots not yet written
 
     def _open(self, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -171,9 +176,10 @@ class Outbox:
         return db
 
     def close(self) -> None:
-        with self._intake_lock, self._lock:
+        with self._intake_lock, self._lock, self._reader_lock:
             self._intake.close()
             self._db.close()
+            self._reader.close()
 
     @contextmanager
     def _tx(self, intake: bool = False) -> Iterator[sqlite3.Connection]:
@@ -324,10 +330,25 @@ class Outbox:
         every send that finished while the previous commit ran). Raises StoreError."""
         if not outcomes:
             return
-        with self._tx() as db:
-            for o in outcomes:
-                sql, params = _OUTCOME_SQL[o.kind], (o.at, o.error[:2000] or None, o.delivery_id)
-                db.execute(sql, params if o.kind != "defer" else (o.at, o.delivery_id))
+        with self._threads_lock:
+            threads, self._new_threads = self._new_threads, {}
+        try:
+            with self._tx() as db:
+                db.executemany(
+                    "INSERT OR IGNORE INTO threads (group_key, channel, message_id) VALUES (?,?,?)",
+                    [(g, c, m) for (g, c), m in threads.items()],
+                )
+                self._outcomes(db, outcomes)
+        except StoreError:
+            with self._threads_lock:  # written with the next commit instead
+                self._new_threads = threads | self._new_threads
+            raise
+
+    @staticmethod
+    def _outcomes(db: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
+        for o in outcomes:
+            sql, params = _OUTCOME_SQL[o.kind], (o.at, o.error[:2000] or None, o.delivery_id)
+            db.execute(sql, params if o.kind != "defer" else (o.at, o.delivery_id))
 
     def mark_sent(self, delivery_id: int, now: float) -> None:
         self.record([Outcome(delivery_id, "sent", now)])
@@ -343,16 +364,27 @@ class Outbox:
         self.record([Outcome(delivery_id, "dead", now, reason)])
 
     def thread_root(self, group_key: str, channel: str, message_id: str) -> str:
-        """The Message-Id that started `group_key`'s email thread on `channel` (this one if it is first)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO threads (group_key, channel, message_id) VALUES (?,?,?)",
-                (group_key, channel, message_id),
-            )
-            row = db.execute(
-                "SELECT message_id FROM threads WHERE group_key = ? AND channel = ?", (group_key, channel)
-            ).fetchone()
-        return str(row["message_id"])
+        """The Message-Id that started `group_key`'s email thread on `channel` (this one if it is first).
+
+        A new root is written with the next `record()` (the bookkeeping commit that records this
+        very send, or an earlier one), not in a transaction of its own: one per email made the
+        email senders queue on the bookkeeping lock (py-spy on bench/router.py). Order holds
+        because a group's next delivery is claimable only once this one's outcome is committed."""
+        key = (group_key, channel)
+        with self._threads_lock:
+            if key in self._new_threads:
+                return self._new_threads[key]
+        try:
+            with self._reader_lock:
+                row = self._reader.execute(
+                    "SELECT message_id FROM threads WHERE group_key = ? AND channel = ?", key
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        if row is not None:
+            return str(row["message_id"])
+        with self._threads_lock:
+            return self._new_threads.setdefault(key, message_id)
 
     def next_due(self, channel: str) -> float | None:
         rows = self._read(

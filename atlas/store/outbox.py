@@ -105,6 +105,30 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What became of one leased delivery: `sent` or `dead` (`at` = when, `error` = why dead),
+    `retry` (`at` = next attempt, `error` = what failed), `defer` (`at` = next attempt, no
+    attempt spent)."""
+
+    delivery_id: int
+    kind: str  # sent | retry | defer | dead
+    at: float
+    error: str = ""
+
+
+# Parameters: (at, error or NULL, id); defer: (at, id).
+_OUTCOME_SQL = {
+    "sent": "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, finished_at = ?,"
+    " lease_until = 0, last_error = ? WHERE id = ?",
+    "retry": "UPDATE deliveries SET attempts = attempts + 1, next_at = ?, lease_until = 0, last_error = ?"
+    " WHERE id = ?",
+    "defer": "UPDATE deliveries SET next_at = ?, lease_until = 0 WHERE id = ?",
+    "dead": "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, finished_at = ?,"
+    " lease_until = 0, last_error = ? WHERE id = ?",
+}
+
+
+@dataclass(frozen=True)
 class Delivery:
     id: int
     notification_id: int
@@ -131,10 +155,15 @@ class Outbox:
             # at ~50 notifications/s on this machine.
             self._intake = self._open(synchronous, busy_timeout_ms)
             self._db = self._open("NORMAL", busy_timeout_ms)
+            # Email thread lookups read on their own connection (WAL: readers never wait for writers).
+            self._reader = self._open("NORMAL", busy_timeout_ms)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the outbox: {exc}") from exc
         self._intake_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._reader_lock = threading.Lock()
+        self._threads_lock = threading.Lock()
+        self._new_threads: dict[tuple[str, str], str] = {}  # thread roots not yet written
 
     def _open(self, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -147,9 +176,10 @@ class Outbox:
         return db
 
     def close(self) -> None:
-        with self._intake_lock, self._lock:
+        with self._intake_lock, self._lock, self._reader_lock:
             self._intake.close()
             self._db.close()
+            self._reader.close()
 
     @contextmanager
     def _tx(self, intake: bool = False) -> Iterator[sqlite3.Connection]:
@@ -295,48 +325,66 @@ class Outbox:
             for r in rows
         ]
 
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Record the sender's outcomes in one transaction (bookkeeping is batched: one commit for
+        every send that finished while the previous commit ran). Raises StoreError."""
+        if not outcomes:
+            return
+        with self._threads_lock:
+            threads, self._new_threads = self._new_threads, {}
+        try:
+            with self._tx() as db:
+                db.executemany(
+                    "INSERT OR IGNORE INTO threads (group_key, channel, message_id) VALUES (?,?,?)",
+                    [(g, c, m) for (g, c), m in threads.items()],
+                )
+                self._outcomes(db, outcomes)
+        except StoreError:
+            with self._threads_lock:  # written with the next commit instead
+                self._new_threads = threads | self._new_threads
+            raise
+
+    @staticmethod
+    def _outcomes(db: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
+        for o in outcomes:
+            sql, params = _OUTCOME_SQL[o.kind], (o.at, o.error[:2000] or None, o.delivery_id)
+            db.execute(sql, params if o.kind != "defer" else (o.at, o.delivery_id))
+
     def mark_sent(self, delivery_id: int, now: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, finished_at = ?,"
-                " lease_until = 0, last_error = NULL WHERE id = ?",
-                (now, delivery_id),
-            )
+        self.record([Outcome(delivery_id, "sent", now)])
 
     def mark_retry(self, delivery_id: int, next_at: float, error: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, next_at = ?, lease_until = 0, last_error = ?"
-                " WHERE id = ?",
-                (next_at, error[:2000], delivery_id),
-            )
+        self.record([Outcome(delivery_id, "retry", next_at, error)])
 
     def defer(self, delivery_id: int, until: float) -> None:
         """Run again at `until` without spending an attempt (the channel asked for a pause)."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET next_at = ?, lease_until = 0 WHERE id = ?", (until, delivery_id)
-            )
+        self.record([Outcome(delivery_id, "defer", until)])
 
     def mark_dead(self, delivery_id: int, reason: str, now: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, finished_at = ?,"
-                " lease_until = 0, last_error = ? WHERE id = ?",
-                (now, reason[:2000], delivery_id),
-            )
+        self.record([Outcome(delivery_id, "dead", now, reason)])
 
     def thread_root(self, group_key: str, channel: str, message_id: str) -> str:
-        """The Message-Id that started `group_key`'s email thread on `channel` (this one if it is first)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO threads (group_key, channel, message_id) VALUES (?,?,?)",
-                (group_key, channel, message_id),
-            )
-            row = db.execute(
-                "SELECT message_id FROM threads WHERE group_key = ? AND channel = ?", (group_key, channel)
-            ).fetchone()
-        return str(row["message_id"])
+        """The Message-Id that started `group_key`'s email thread on `channel` (this one if it is first).
+
+        A new root is written with the next `record()` (the bookkeeping commit that records this
+        very send, or an earlier one), not in a transaction of its own: one per email made the
+        email senders queue on the bookkeeping lock (py-spy on bench/router.py). Order holds
+        because a group's next delivery is claimable only once this one's outcome is committed."""
+        key = (group_key, channel)
+        with self._threads_lock:
+            if key in self._new_threads:
+                return self._new_threads[key]
+        try:
+            with self._reader_lock:
+                row = self._reader.execute(
+                    "SELECT message_id FROM threads WHERE group_key = ? AND channel = ?", key
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        if row is not None:
+            return str(row["message_id"])
+        with self._threads_lock:
+            return self._new_threads.setdefault(key, message_id)
 
     def next_due(self, channel: str) -> float | None:
         rows = self._read(

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from atlas import secrets as sec
+from atlas.alerting.compiler import ALERTMANAGER_FILE, RULES_FILE, compile_files
+from atlas.alerting.config import load_alerting
 from tests.conftest import ROOT, atlas_env
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port
@@ -103,6 +106,40 @@ def config_dir(
     for name, value in values.items():
         sec.set_secret(cfg / "development.secrets", ring, name, value)
     return cfg
+
+
+# Alertmanager's timings in tests (the compiled ones are 30s / 5m): a notification at most a
+# couple of seconds after Alertmanager gets the alert or its resolution.
+GROUP_WAIT = "1s"
+GROUP_INTERVAL = "2s"
+
+
+def alerting_yaml(path: Path, router_url: str, token_file: Path, **alerts: dict[str, Any]) -> Path:
+    """Write the shipped alerting.yaml to `path` with `router:` aimed at a test's router (its base
+    URL, a file holding TOKEN) and the given alert entries replaced (`maintenance_age={...}`)."""
+    data: dict[str, Any] = yaml.safe_load((ROOT / "config" / "alerting.yaml").read_text(encoding="utf-8"))
+    data["alerts"].update(alerts)
+    data["router"] = {"url": f"{router_url}/v1/alertmanager", "credentials_file": str(token_file)}
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def compile_into(source: Path, out: Path) -> tuple[Path, Path]:
+    """Compile `source` with the compiler's own functions (what `atlas-ops alerts compile`
+    writes) into `out`; returns (rules file, alertmanager.yml). Only Alertmanager's group timings
+    are changed, on every route (each alert has its own), so a test waits seconds, not minutes."""
+    config, findings = load_alerting(source)
+    assert config is not None and not [f for f in findings if f.severity == "error"], findings
+    files = compile_files(config, source=str(source))
+    rules = out / RULES_FILE
+    rules.write_text(files[RULES_FILE], encoding="utf-8")
+    am: dict[str, Any] = yaml.safe_load(files[ALERTMANAGER_FILE])
+    for route in [am["route"], *am["route"]["routes"]]:
+        route["group_interval"] = GROUP_INTERVAL
+    am["route"]["group_wait"] = GROUP_WAIT
+    am_file = out / ALERTMANAGER_FILE
+    am_file.write_text(yaml.safe_dump(am, sort_keys=False), encoding="utf-8")
+    return rules, am_file
 
 
 class RouterProcess:

@@ -112,6 +112,23 @@ def test_email_is_multipart_with_an_alertmanager_subject_and_threads_per_group(
     assert states(outbox) == ["sent", "sent"]
 
 
+def test_email_with_non_ascii_labels_arrives_decoded(smtp: SmtpSink, outbox: Outbox) -> None:
+    """Labels are any UTF-8: the subject is RFC 2047-encoded and the parts UTF-8, so the mail
+    reads back as sent (the message is built with compat32 classes, which would otherwise write
+    raw UTF-8 headers)."""
+    channel = email_channel(smtp, outbox)
+    note = alert("f1", name="PlatteVollÄ", instance="hôte-ü:9110")
+    note["annotations"]["summary"] = "Disque plein à 97 % — ✓"
+    try:
+        channel.send(Outgoing(1, 1, "k" * 64, parse_notification(payload("G", [note]))))
+    finally:
+        channel.close()
+    (msg,) = smtp.messages
+    assert msg["Subject"] == "[FIRING:1] PlatteVollÄ (critical)"
+    assert "Disque plein à 97 % — ✓" in msg.get_body(("plain",)).get_content()
+    assert "hôte-ü:9110" in msg.get_body(("html",)).get_content()
+
+
 def test_smtp_5xx_marks_the_delivery_dead_with_the_reason(smtp: SmtpSink, outbox: Outbox) -> None:
     smtp.rcpt_answer = "550 5.1.1 mailbox unavailable"
     channel = email_channel(smtp, outbox)

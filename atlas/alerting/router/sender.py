@@ -28,7 +28,7 @@ from atlas.alerting.router.routing import only
 from atlas.errors import StoreError
 from atlas.logging import get_logger
 from atlas.reliability.backoff import full_jitter
-from atlas.store.outbox import Delivery, Outbox
+from atlas.store.outbox import Delivery, Outbox, Outcome
 
 log = get_logger("atlas.router")
 _IDLE_POLL_SECONDS = 1.0  # a worker re-checks the outbox at least this often (retries fall due)
@@ -55,7 +55,10 @@ class ChannelWorker:
         lease_seconds: float,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        record: Callable[[Outcome], None] | None = None,
     ) -> None:
+        """`record` takes each outcome (a Bookkeeper's submit batches them); by default each is
+        committed on its own before the send's slot is freed."""
         self.channel = channel
         self.outbox = outbox
         self.metrics = metrics
@@ -63,6 +66,7 @@ class ChannelWorker:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.rand = rand
+        self.record = record or (lambda outcome: outbox.record([outcome]))
         self.wake = threading.Event()
         self._slots = threading.Semaphore(channel.concurrency)
         self._in_flight = 0
@@ -137,7 +141,7 @@ class ChannelWorker:
         try:
             self.channel.send(out)
         except Deferred as exc:
-            self.outbox.defer(d.id, exc.until)
+            self.record(Outcome(d.id, "defer", exc.until))
             return
         except PermanentDeliveryError as exc:
             self._dead(d, str(exc))
@@ -150,7 +154,7 @@ class ChannelWorker:
             delay = exc.retry_after
             if delay is None:
                 delay = full_jitter(attempts, self.retry.base_seconds, self.retry.cap_seconds, self.rand)
-            self.outbox.mark_retry(d.id, self.clock() + delay, str(exc))
+            self.record(Outcome(d.id, "retry", self.clock() + delay, str(exc)))
             self.metrics.deliveries.labels(name, "failed").inc()
             self.metrics.retries.labels(name).inc()
             log.warning(
@@ -158,11 +162,11 @@ class ChannelWorker:
             )
             return
         now = self.clock()
-        self.outbox.mark_sent(d.id, now)
+        self.record(Outcome(d.id, "sent", now))
         self.metrics.deliveries.labels(name, "sent").inc()
         self.metrics.delivery_seconds.labels(name).observe(max(0.0, now - d.received_at))
 
     def _dead(self, d: Delivery, reason: str) -> None:
-        self.outbox.mark_dead(d.id, reason, self.clock())
+        self.record(Outcome(d.id, "dead", self.clock(), reason))
         self.metrics.deliveries.labels(self.channel.name, "dead").inc()
         log.error("delivery dead", channel=self.channel.name, delivery=d.id, reason=reason)

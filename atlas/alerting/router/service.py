@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from atlas.alerting.router.bookkeeping import Bookkeeper
 from atlas.alerting.router.channels.base import Channel
 from atlas.alerting.router.metrics import RouterMetrics
 from atlas.alerting.router.payload import Notification
@@ -83,8 +84,11 @@ class AlertRouter:
         self.alerts = alerts
         self.metrics = metrics
         self.clock = clock
+        self._books = Bookkeeper(outbox, committed=self._wake_all)
         self.workers = [
-            ChannelWorker(c, outbox, metrics, retry, lease_seconds=lease_seconds, clock=clock)
+            ChannelWorker(
+                c, outbox, metrics, retry, lease_seconds=lease_seconds, clock=clock, record=self._books.submit
+            )
             for c in self.channels
         ]
         self._stop = threading.Event()
@@ -113,6 +117,10 @@ class AlertRouter:
                     worker.wake.set()
         return accepted
 
+    def _wake_all(self) -> None:
+        for worker in self.workers:
+            worker.wake.set()
+
     def start(self) -> None:
         """Release the leases a previous process left, then start the senders."""
         self.outbox.release_leases()
@@ -127,5 +135,6 @@ class AlertRouter:
             worker.wake.set()
         for worker in self.workers:
             worker.join(timeout)
+        self._books.close(timeout)  # after the senders: their last outcomes are committed too
         for channel in self.channels:
             channel.close()

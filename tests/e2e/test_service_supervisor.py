@@ -34,8 +34,9 @@ def states(env: dict[str, str]) -> dict[str, dict[str, object]]:
 
 
 def test_start_status_kill_and_stop_every_service(env: dict[str, str], tmp_path: Path) -> None:
-    started = ok_json(env, "service", "start", "all")
     try:
+        # Inside the try: a start that fails half-way still stops what it started.
+        started = ok_json(env, "service", "start", "all")
         by_name = {s["name"]: s for s in started["services"]}
         assert set(by_name) == {"api", "core", "services", "monitoring", "exporter", "alert-router"}
         for name in ("api", "core", "services", "monitoring", "exporter", "alert-router"):

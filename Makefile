@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/atlas up
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 LINT_PATHS := $(wildcard atlas exporters tests bench tools)
 lint: $(STAMP)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
+from atlas.cli.ops_service import backend_option
 from atlas.ops.checks import EXIT_CODES
 
 
@@ -30,12 +31,7 @@ from atlas.ops.checks import EXIT_CODES
     default=None,
     help="monitoring.yaml [default: CONFIG_DIR/monitoring.yaml].",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "systemd", "local"]),
-    default=None,
-    help="Service backend for the services check [default: ATLAS_SERVICE_BACKEND].",
-)
+@backend_option
 @format_option
 @clean_errors
 def monitor(action: str, config_path: Path | None, backend: str | None, fmt: str) -> None:

@@ -8,7 +8,7 @@ import time
 import click
 
 from atlas.cli.common import clean_errors
-from atlas.cli.ops_service import manager
+from atlas.cli.ops_service import backend_option, manager
 from atlas.ops.logs import JOURNAL_PRIORITY, LEVELS, follow, parse_since, select
 from atlas.ops.services import SERVICES
 from atlas.ops.services.local import LocalSupervisor, log_path, tail
@@ -29,12 +29,7 @@ from atlas.ops.services.systemd import SystemdManager
     help="At most this many (the newest).",
 )
 @click.option("--follow", "-f", "keep_following", is_flag=True, help="Keep printing new lines (Ctrl-C ends).")
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "systemd", "local"]),
-    default=None,
-    help="Service backend [default: ATLAS_SERVICE_BACKEND].",
-)
+@backend_option
 @clean_errors
 def logs(
     name: str, since: str | None, level: str | None, count: int, keep_following: bool, backend: str | None

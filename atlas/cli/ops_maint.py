@@ -9,7 +9,7 @@ import click
 
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.database import database
-from atlas.cli.ops_service import atlas_has_command
+from atlas.cli.ops_service import atlas_has_command, backend_option
 from atlas.ops.checks import EXIT_CODES, health_report
 from atlas.ops.maintenance import get_mode, set_mode
 from atlas.ops.services import pick_manager
@@ -63,12 +63,7 @@ def system() -> None:
 @click.option(
     "--health", "health_", is_flag=True, default=True, help="Health of every component (the default)."
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "systemd", "local"]),
-    default=None,
-    help="Service backend [default: ATLAS_SERVICE_BACKEND].",
-)
+@backend_option
 @format_option
 @clean_errors
 def check(health_: bool, backend: str | None, fmt: str) -> None:

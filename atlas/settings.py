@@ -734,6 +734,29 @@ class Settings:
         "Where `atlas-ops backup create` and scheduled backups write archives (empty = DATA_DIR/backups).",
         category="operations",
     )
+    db_upkeep_interval_seconds: float = _setting(
+        "ATLAS_DB_UPKEEP_INTERVAL_SECONDS",
+        3600.0,
+        _float_in(0.05, 7 * 86_400),
+        "How often `atlas services` purges dead items past ATLAS_DLQ_RETENTION_DAYS, runs PRAGMA"
+        " optimize and checkpoints the WAL.",
+        category="operations",
+    )
+    rss_sample_seconds: float = _setting(
+        "ATLAS_RSS_SAMPLE_SECONDS",
+        60.0,
+        _float_in(0.05, 86_400),
+        "How often `atlas services` records every Atlas process's resident memory"
+        " (for `atlas-ops monitoring analyze --memory`).",
+        category="operations",
+    )
+    rss_retention_days: float = _setting(
+        "ATLAS_RSS_RETENTION_DAYS",
+        7.0,
+        _float_in(0.01, 365),
+        "Memory samples older than this are dropped.",
+        category="operations",
+    )
     service_backend: str = _setting(
         "ATLAS_SERVICE_BACKEND",
         "auto",

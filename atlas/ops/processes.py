@@ -128,7 +128,7 @@ def start_feed_poller(
 
 
 def run_services(settings: Settings) -> int:
-    """`atlas services`: scheduled work (feed polling) until SIGTERM or SIGINT; returns the exit code."""
+    """`atlas services`: scheduled work (feed polling, backups, upkeep) until SIGTERM or SIGINT; returns the exit code."""
     shutdown = Shutdown().install()
     notifier = Notifier.from_env()
     shutdown.on_stop(notifier.stopping)
@@ -141,17 +141,25 @@ def run_services(settings: Settings) -> int:
 
     backups = threading.Thread(target=run_scheduler, args=(settings, stop), name="atlas-backups", daemon=True)
     backups.start()
-    get_logger("atlas.ops").info("services running", feeds="polling", backups="scheduled")
+    # Memory samples of every Atlas process, DLQ retention, PRAGMA optimize and WAL checkpoints.
+    from atlas.ops.upkeep import run_upkeep
+
+    upkeep = threading.Thread(target=run_upkeep, args=(settings, stop), name="atlas-upkeep", daemon=True)
+    upkeep.start()
+    get_logger("atlas.ops").info(
+        "services running", feeds="polling", backups="scheduled", upkeep="scheduled"
+    )
     polling = loop_alive(liveness, notifier)
-    # The feed poller's loop turns every second; the backup scheduler sleeps a minute at a time,
-    # so for it "alive" is all a probe can say.
-    watchdog = Watchdog(notifier, lambda: polling() and backups.is_alive()).start()
+    # The feed poller's loop turns every second; the backup scheduler and the upkeep loop sleep
+    # for minutes at a time, so for them "alive" is all a probe can say.
+    watchdog = Watchdog(notifier, lambda: polling() and backups.is_alive() and upkeep.is_alive()).start()
     with pid_file(settings.data_dir, "atlas-services"):
         notifier.ready()
         stop.wait()
         watchdog.stop()
         thread.join(timeout=30)
         backups.join(timeout=30)
+        upkeep.join(timeout=30)
     return 0
 
 

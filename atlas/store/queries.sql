@@ -7,6 +7,10 @@ INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, 
                    next_attempt_at, trace_context, request_hash, created_at, updated_at)
 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11, ?11);
 
+-- name: idempotency_lookup
+-- `{}` is replaced by one `?` per key (at most 500 a statement, under SQLite's variable limit).
+SELECT idempotency_key, id, request_hash FROM items WHERE idempotency_key IN ({});
+
 -- name: get_item
 SELECT * FROM items WHERE id = :id;
 

@@ -37,6 +37,7 @@ from atlas.store.models import (
 from atlas.store.queries import load_queries
 from atlas.store.sqlite_content import C, ContentStore
 from atlas.store.sqlite_items import insert_items, item_row
+from atlas.store.sqlite_ops import OpsStore
 from atlas.store.sqlite_items import to_json as _json
 
 Q = load_queries("atlas.store", "queries.sql")
@@ -119,6 +120,15 @@ def _dlq_where(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
+def dlq_list_query(flt: DLQFilter, after: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The DLQ listing statement and its parameters (`:limit` still to bind), in id order after `after`."""
+    where, params = _dlq_where(flt)
+    if after is not None:
+        where += " AND id > :after"
+        params["after"] = after
+    return f"SELECT * FROM items WHERE {where} ORDER BY id LIMIT :limit", params
+
+
 DLQ_SAMPLE_IDS = 5
 
 
@@ -148,7 +158,7 @@ def dlq_groups_query(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
-class SQLiteStore(ContentStore):
+class SQLiteStore(ContentStore, OpsStore):
     """Store protocol on one SQLite file. Thread-safe: each thread gets its own connection."""
 
     def __init__(
@@ -297,10 +307,7 @@ class SQLiteStore(ContentStore):
             for chunk_start in range(0, len(keys), 500):
                 chunk = keys[chunk_start : chunk_start + 500]
                 marks = ",".join("?" * len(chunk))
-                for row in conn.execute(
-                    f"SELECT idempotency_key, id, request_hash FROM items WHERE idempotency_key IN ({marks})",
-                    chunk,
-                ):
+                for row in conn.execute(Q["idempotency_lookup"].format(marks), chunk):
                     existing[row[0]] = (row[1], row[2])
             for index, item in enumerate(items):
                 key = item.idempotency_key
@@ -523,14 +530,9 @@ class SQLiteStore(ContentStore):
     # -- dead-letter queue ----------------------------------------------------------------------
 
     def dlq_list(self, flt: DLQFilter, limit: int = 100, after: str | None = None) -> list[Item]:
-        where, params = _dlq_where(flt)
-        if after is not None:
-            where += " AND id > :after"
-            params["after"] = after
+        sql, params = dlq_list_query(flt, after)
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM items WHERE {where} ORDER BY id LIMIT :limit", {**params, "limit": limit}
-            ).fetchall()
+            rows = conn.execute(sql, {**params, "limit": limit}).fetchall()
         return [_row_to_item(r) for r in rows]
 
     def dlq_groups(self, flt: DLQFilter, limit: int = 50) -> list[DLQGroup]:

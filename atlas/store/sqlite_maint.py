@@ -172,3 +172,15 @@ def vacuum(
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     after = file_bytes(path)
     return {"bytes_before": before, "bytes_after": after, "bytes_reclaimed": max(0, before - after)}
+
+
+def routine_upkeep(path: Path, busy_timeout_ms: int = 1000) -> dict[str, int]:
+    """What `atlas services` runs on a schedule while Atlas writes: PRAGMA optimize (cheap: it
+    analyzes only what changed enough) and a TRUNCATE checkpoint. No full ANALYZE: it reads every
+    table. The short busy timeout bounds how long the checkpoint can hold writers back; a busy
+    checkpoint (checkpoint_busy 1) is simply tried again next time.
+    """
+    with _open(path, busy_timeout_ms=busy_timeout_ms) as conn:
+        conn.execute("PRAGMA optimize")
+        busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return {"checkpoint_busy": int(busy), "wal_frames": int(log), "frames_checkpointed": int(done)}

@@ -1,0 +1,119 @@
+"""Operations reads and writes on the SQLite store (mixed into SQLiteStore): RSS samples for
+`monitoring analyze --memory`, business figures for `monitoring status`, file facts and query
+plans for `system check --database`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from atlas.store.models import DLQFilter
+from atlas.store.queries import load_queries
+
+O = load_queries("atlas.store", "ops.sql")
+
+
+@dataclass(frozen=True)
+class RssSample:
+    at: float
+    service: str
+    pid: int
+    rss_bytes: int
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    detail: str  # EXPLAIN QUERY PLAN's text, e.g. "SCAN items" or "SEARCH items USING INDEX ..."
+    full_scan: bool  # a whole table read row by row (not an index, not a virtual table)
+
+
+class OpsStore:
+    if TYPE_CHECKING:
+        clock: Callable[[], float]
+
+        def _read(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    # -- RSS samples ----------------------------------------------------------------------------
+
+    def rss_record(self, samples: Sequence[RssSample], retain_seconds: float) -> int:
+        """Store `samples` and drop those older than `retain_seconds`, in one transaction; returns
+        how many old rows were dropped."""
+        with self._write() as conn:
+            conn.executemany(O["rss_insert"], [vars(s) for s in samples])
+            return conn.execute(O["rss_prune"], {"before": self.clock() - retain_seconds}).rowcount
+
+    def rss_history(self, since: float) -> list[RssSample]:
+        """Every sample taken at or after `since`, by service then time."""
+        with self._read() as conn:
+            return [RssSample(*r) for r in conn.execute(O["rss_history"], {"since": since})]
+
+    # -- business figures -----------------------------------------------------------------------
+
+    def finished_since(self, since: float) -> dict[str, int]:
+        """Final transitions since `since` by outcome (done, duplicate, dead).
+
+        completions has no index on `at` (none is wanted on the engine's write path), but its seq
+        grows with `at`: a binary search of rowid seeks finds the window's first row, and only the
+        window is counted.
+        """
+        with self._read() as conn:
+            low, high = conn.execute(O["completions_bounds"]).fetchone()
+            while low < high:  # first seq whose completion is at or after `since`
+                mid = (low + high) // 2
+                row = conn.execute(O["completion_at_or_after"], {"seq": mid}).fetchone()
+                if row is None or row[1] >= since:
+                    high = mid
+                else:
+                    low = row[0] + 1
+            rows = conn.execute(O["finished_from"], {"seq": low, "since": since})
+            return {r[0]: int(r[1]) for r in rows}
+
+    # -- database care --------------------------------------------------------------------------
+
+    def page_facts(self) -> dict[str, int]:
+        """page_size, page_count and freelist_count (free pages a VACUUM would give back)."""
+        with self._read() as conn:
+            return {name: int(conn.execute(O[name]).fetchone()[0]) for name in ("page_size", "page_count", "freelist_count")}
+
+    def hot_queries(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(name, SQL, sample parameters) of the statements the API and engine run most: their
+        texts as the store runs them, so a plan shown is the plan used."""
+        from atlas.store.sqlite import Q, dlq_list_query
+        from atlas.store.sqlite_content import C
+
+        dlq_sql, dlq_params = dlq_list_query(DLQFilter())
+        now = self.clock()
+        return [
+            ("claim", Q["claim"], {"owner": "o", "token": "t", "until": now, "now": now, "limit": 1}),
+            ("enqueue idempotency lookup", Q["idempotency_lookup"].format("?"), {"0": "k"}),
+            ("search", C["search"], {"query": '"x"', "after_rank": None, "after_seq": 0, "limit": 1}),
+            ("dlq list", dlq_sql, {**dlq_params, "limit": 1}),
+        ]
+
+    def query_plans(self) -> list[tuple[str, list[PlanStep]]]:
+        """(name, EXPLAIN QUERY PLAN steps) of each hot query; a step reading a whole table is
+        marked full_scan."""
+        plans = []
+        with self._read() as conn:
+            for name, sql, params in self.hot_queries():
+                bound: Any = [params["0"]] if "0" in params else params
+                details = [str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bound)]
+                plans.append((name, [PlanStep(d, _full_scan(d, details)) for d in details]))
+        return plans
+
+
+def _full_scan(detail: str, plan: list[str]) -> bool:
+    """`SCAN items` (or an alias: `SCAN c`) reads a whole table. Not a full scan: `SCAN x USING
+    [COVERING] INDEX i` walks an index, `SCAN t VIRTUAL TABLE ...` is FTS5's own index, `SCAN
+    CONSTANT ROW`, and a scan of a subquery's result (`MATERIALIZE g` / `CO-ROUTINE g`, then `SCAN g`)."""
+    words = detail.split()
+    if len(words) != 2 or words[0] != "SCAN" or words[1] == "CONSTANT":
+        return False
+    built = {d.split()[1] for d in plan if d.startswith(("MATERIALIZE ", "CO-ROUTINE ")) and len(d.split()) > 1}
+    return words[1] not in built

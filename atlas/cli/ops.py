@@ -26,6 +26,7 @@ from atlas.cli.ops_backup import backup
 from atlas.cli.ops_install import install
 from atlas.cli.ops_logs import logs
 from atlas.cli.ops_maint import maintenance, system
+from atlas.cli.ops_monitor import monitoring
 from atlas.cli.ops_service import service
 from atlas.cli.ops_test import test_group
 from atlas.cli.outbox import outbox
@@ -43,6 +44,7 @@ def ops() -> None:
 ops.add_command(config)
 ops.add_command(service)
 ops.add_command(backup)
+ops.add_command(monitoring)
 ops.add_command(maintenance)
 ops.add_command(system)
 ops.add_command(database)

@@ -1,4 +1,4 @@
-"""`atlas-ops maintenance mode`, `system check --health`, `database optimize|vacuum`."""
+"""`atlas-ops maintenance mode`, `system check --health|--database`, `database optimize|vacuum`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.database import database
 from atlas.cli.ops_service import atlas_has_command, backend_option
 from atlas.ops.checks import EXIT_CODES, health_report
+from atlas.ops.dbcheck import EXIT_CODES as DB_EXIT_CODES
+from atlas.ops.dbcheck import database_report
 from atlas.ops.maintenance import get_mode, set_mode
 from atlas.ops.services import pick_manager
 from atlas.settings import Settings
@@ -61,18 +63,32 @@ def system() -> None:
 
 @system.command("check")
 @click.option(
-    "--health", "health_", is_flag=True, default=True, help="Health of every component (the default)."
+    "--health", "what", flag_value="health", default=True, help="Health of every component (the default)."
+)
+@click.option(
+    "--database",
+    "what",
+    flag_value="database",
+    help="Integrity, WAL size, free pages, the hot queries' plans (full table scans flagged).",
 )
 @backend_option
 @format_option
 @clean_errors
-def check(health_: bool, backend: str | None, fmt: str) -> None:
-    """Database, engine heartbeat, backlog, maintenance, disk, memory and services.
+def check(what: str, backend: str | None, fmt: str) -> None:
+    """--health: database, engine heartbeat, backlog, maintenance, disk, memory and services.
+    --database: PRAGMA integrity_check, WAL size, free pages, EXPLAIN QUERY PLAN of the claim,
+    enqueue idempotency lookup, search and DLQ listing queries, slowest queries.
 
     \b
-    Exit codes (as monitoring plugins read them): 0 healthy, 1 degraded, 2 unhealthy.
+    Exit codes (as monitoring plugins read them):
+    --health    0 healthy, 1 degraded, 2 unhealthy
+    --database  0 ok, 1 warning (big WAL, many free pages, a full table scan), 2 failure (integrity
+                check findings, or no database / an old schema: nothing is created or migrated)
     """
     settings = settings_or_exit()
+    if what == "database":
+        _database_check(settings, fmt)
+        return
     manager = pick_manager(settings, backend or settings.service_backend, installed=atlas_has_command)
     report = health_report(settings, manager)
     if fmt == "json":
@@ -81,6 +97,17 @@ def check(health_: bool, backend: str | None, fmt: str) -> None:
         emit(fmt, report["components"], ["name", "status", "value", "threshold", "message"])
         click.echo(f"overall: {report['status']}")
     sys.exit(EXIT_CODES[report["status"]])
+
+
+def _database_check(settings: Settings, fmt: str) -> None:
+    report = database_report(settings)
+    if fmt == "json":
+        emit(fmt, report)
+    else:
+        emit(fmt, report["checks"], ["name", "status", "value", "message"])
+        click.echo(f"slowest queries: {report['slow_queries']['message']}")
+        click.echo(f"overall: {report['status']}")
+    sys.exit(DB_EXIT_CODES[report["status"]])
 
 
 @database.command("optimize")

@@ -128,7 +128,8 @@ def start_feed_poller(
 
 
 def run_services(settings: Settings) -> int:
-    """`atlas services`: scheduled work (feed polling, backups, upkeep) until SIGTERM or SIGINT; returns the exit code."""
+    """`atlas services`: scheduled work (feed polling, backups, upkeep) until SIGTERM or SIGINT;
+    returns the exit code."""
     shutdown = Shutdown().install()
     notifier = Notifier.from_env()
     shutdown.on_stop(notifier.stopping)
@@ -146,9 +147,7 @@ def run_services(settings: Settings) -> int:
 
     upkeep = threading.Thread(target=run_upkeep, args=(settings, stop), name="atlas-upkeep", daemon=True)
     upkeep.start()
-    get_logger("atlas.ops").info(
-        "services running", feeds="polling", backups="scheduled", upkeep="scheduled"
-    )
+    get_logger("atlas.ops").info("services running", feeds="polling", backups="scheduled", upkeep="scheduled")
     polling = loop_alive(liveness, notifier)
     # The feed poller's loop turns every second; the backup scheduler and the upkeep loop sleep
     # for minutes at a time, so for them "alive" is all a probe can say.

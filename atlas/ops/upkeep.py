@@ -51,7 +51,9 @@ def sample_rss(data_dir: Path, at: float) -> list[RssSample]:
     return samples
 
 
-def database_upkeep(settings: Settings, store: SQLiteStore, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+def database_upkeep(
+    settings: Settings, store: SQLiteStore, clock: Callable[[], float] = time.time
+) -> dict[str, Any]:
     """DLQ retention, then PRAGMA optimize and a checkpoint; returns what was done."""
     before = clock() - settings.dlq_retention_days * 86_400
     purged = store.dlq_purge(DLQFilter(dead_before=before))

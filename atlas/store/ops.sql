@@ -30,3 +30,7 @@ PRAGMA freelist_count;
 
 -- name: page_size
 PRAGMA page_size;
+
+-- name: partial_indexes
+-- Indexes with a WHERE clause: walking one reads only the rows it covers (items_due: queued items).
+SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %';

@@ -37,8 +37,8 @@ from atlas.store.models import (
 from atlas.store.queries import load_queries
 from atlas.store.sqlite_content import C, ContentStore
 from atlas.store.sqlite_items import insert_items, item_row
-from atlas.store.sqlite_ops import OpsStore
 from atlas.store.sqlite_items import to_json as _json
+from atlas.store.sqlite_ops import OpsStore
 
 Q = load_queries("atlas.store", "queries.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from atlas.store.models import DLQFilter
 from atlas.store.queries import load_queries
 
-O = load_queries("atlas.store", "ops.sql")
+OPS = load_queries("atlas.store", "ops.sql")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RssSample:
 @dataclass(frozen=True)
 class PlanStep:
     detail: str  # EXPLAIN QUERY PLAN's text, e.g. "SCAN items" or "SEARCH items USING INDEX ..."
-    full_scan: bool  # a whole table read row by row (not an index, not a virtual table)
+    full_scan: bool  # every row of a table read (directly, or walking an index over all of them)
 
 
 class OpsStore:
@@ -45,13 +45,13 @@ class OpsStore:
         """Store `samples` and drop those older than `retain_seconds`, in one transaction; returns
         how many old rows were dropped."""
         with self._write() as conn:
-            conn.executemany(O["rss_insert"], [vars(s) for s in samples])
-            return conn.execute(O["rss_prune"], {"before": self.clock() - retain_seconds}).rowcount
+            conn.executemany(OPS["rss_insert"], [vars(s) for s in samples])
+            return conn.execute(OPS["rss_prune"], {"before": self.clock() - retain_seconds}).rowcount
 
     def rss_history(self, since: float) -> list[RssSample]:
         """Every sample taken at or after `since`, by service then time."""
         with self._read() as conn:
-            return [RssSample(*r) for r in conn.execute(O["rss_history"], {"since": since})]
+            return [RssSample(*r) for r in conn.execute(OPS["rss_history"], {"since": since})]
 
     # -- business figures -----------------------------------------------------------------------
 
@@ -63,15 +63,15 @@ class OpsStore:
         window is counted.
         """
         with self._read() as conn:
-            low, high = conn.execute(O["completions_bounds"]).fetchone()
+            low, high = conn.execute(OPS["completions_bounds"]).fetchone()
             while low < high:  # first seq whose completion is at or after `since`
                 mid = (low + high) // 2
-                row = conn.execute(O["completion_at_or_after"], {"seq": mid}).fetchone()
+                row = conn.execute(OPS["completion_at_or_after"], {"seq": mid}).fetchone()
                 if row is None or row[1] >= since:
                     high = mid
                 else:
                     low = row[0] + 1
-            rows = conn.execute(O["finished_from"], {"seq": low, "since": since})
+            rows = conn.execute(OPS["finished_from"], {"seq": low, "since": since})
             return {r[0]: int(r[1]) for r in rows}
 
     # -- database care --------------------------------------------------------------------------
@@ -79,7 +79,10 @@ class OpsStore:
     def page_facts(self) -> dict[str, int]:
         """page_size, page_count and freelist_count (free pages a VACUUM would give back)."""
         with self._read() as conn:
-            return {name: int(conn.execute(O[name]).fetchone()[0]) for name in ("page_size", "page_count", "freelist_count")}
+            return {
+                name: int(conn.execute(OPS[name]).fetchone()[0])
+                for name in ("page_size", "page_count", "freelist_count")
+            }
 
     def hot_queries(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(name, SQL, sample parameters) of the statements the API and engine run most: their
@@ -97,23 +100,39 @@ class OpsStore:
         ]
 
     def query_plans(self) -> list[tuple[str, list[PlanStep]]]:
-        """(name, EXPLAIN QUERY PLAN steps) of each hot query; a step reading a whole table is
-        marked full_scan."""
+        """(name, EXPLAIN QUERY PLAN steps) of each hot query; a step that reads every row of a
+        table is marked full_scan."""
         plans = []
         with self._read() as conn:
+            partial = {r[0] for r in conn.execute(OPS["partial_indexes"])}
             for name, sql, params in self.hot_queries():
                 bound: Any = [params["0"]] if "0" in params else params
                 details = [str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bound)]
-                plans.append((name, [PlanStep(d, _full_scan(d, details)) for d in details]))
+                plans.append((name, [PlanStep(d, _full_scan(d, details, partial)) for d in details]))
         return plans
 
 
-def _full_scan(detail: str, plan: list[str]) -> bool:
-    """`SCAN items` (or an alias: `SCAN c`) reads a whole table. Not a full scan: `SCAN x USING
-    [COVERING] INDEX i` walks an index, `SCAN t VIRTUAL TABLE ...` is FTS5's own index, `SCAN
-    CONSTANT ROW`, and a scan of a subquery's result (`MATERIALIZE g` / `CO-ROUTINE g`, then `SCAN g`)."""
+def _full_scan(detail: str, plan: list[str], partial: set[str]) -> bool:
+    """Whether a plan step reads every row of a table.
+
+    `SCAN items` (or an alias: `SCAN c`) does; so does `SCAN items USING [COVERING] INDEX i` when
+    i covers the whole table (a walk for ORDER BY that filters row by row). Not full: a walk of a
+    partial index (items_due holds queued items only), `SEARCH ...`, `SCAN t VIRTUAL TABLE ...`
+    (FTS5's own index), `SCAN CONSTANT ROW`, and a scan of a subquery's result (`MATERIALIZE g`
+    or `CO-ROUTINE g`, then `SCAN g`).
+    """
     words = detail.split()
-    if len(words) != 2 or words[0] != "SCAN" or words[1] == "CONSTANT":
+    if len(words) < 2 or words[0] != "SCAN" or words[1] == "CONSTANT":
         return False
-    built = {d.split()[1] for d in plan if d.startswith(("MATERIALIZE ", "CO-ROUTINE ")) and len(d.split()) > 1}
-    return words[1] not in built
+    built = {
+        d.split()[1] for d in plan if d.startswith(("MATERIALIZE ", "CO-ROUTINE ")) and len(d.split()) > 1
+    }
+    if words[1] in built:
+        return False
+    if len(words) == 2:
+        return True
+    rest = words[2:]
+    if rest[:2] == ["USING", "INDEX"] or rest[:3] == ["USING", "COVERING", "INDEX"]:
+        index = rest[2] if rest[1] == "INDEX" else rest[3]
+        return index not in partial
+    return False  # VIRTUAL TABLE, or a form this SQLite prints that is not a scan of rows

@@ -10,3 +10,9 @@ CREATE TABLE rss_samples (
 );
 CREATE INDEX rss_samples_service_at ON rss_samples (service, at);
 CREATE INDEX rss_samples_at ON rss_samples (at);
+
+-- `atlas-ops dlq list` and GET /v1/dlq page dead items in id order. With no index on (id) for
+-- dead items alone, SQLite walked the primary key over every item to find the dead ones (a
+-- whole-table read, found by `atlas-ops system check --database`); this partial index holds only
+-- dead items, so a page costs its own rows.
+CREATE INDEX items_dead_id ON items (id) WHERE state = 'dead';

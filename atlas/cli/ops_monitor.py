@@ -11,8 +11,10 @@ import click
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
 from atlas.cli.ops_service import atlas_has_command, backend_option
 from atlas.ops.checks import EXIT_CODES
-from atlas.ops.monitoring import exposition, memory_report, samples, scrape_all, status_report
 from atlas.ops.services import pick_manager
+
+# atlas.ops.monitoring is imported inside each command: it pulls in the monitoring agent (httpx,
+# the alert router's channels), which every other atlas-ops command would otherwise load too.
 
 
 @click.group()
@@ -33,6 +35,8 @@ def status(backend: str | None, fmt: str) -> None:
     Exit codes: 0 healthy, 1 degraded, 2 unhealthy, or no database / an old schema (nothing is
     created or migrated).
     """
+    from atlas.ops.monitoring import status_report
+
     settings = settings_or_exit()
     manager = pick_manager(settings, backend or settings.service_backend, installed=atlas_has_command)
     report = status_report(settings, manager)
@@ -75,6 +79,8 @@ def metrics(fmt: str, word: str | None) -> None:
     \\b
     Exit codes: 0 at least one endpoint answered; 1 none did (Atlas not running).
     """
+    from atlas.ops.monitoring import exposition, samples, scrape_all
+
     scrapes = scrape_all(settings_or_exit())
     for s in scrapes:
         if s.text is None:
@@ -125,6 +131,8 @@ def analyze(memory: bool, hours: float, history: bool, fmt: str) -> None:
     Exit codes: 0 no service growing; 1 one is growing, or there are no samples (is `atlas
     services` running?); 2 no database / an old schema (nothing is created or migrated).
     """
+    from atlas.ops.monitoring import memory_report
+
     rows = memory_report(settings_or_exit(), hours)
     if fmt == "json":
         emit(fmt, {"hours": hours, "services": rows})

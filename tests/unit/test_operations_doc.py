@@ -29,6 +29,11 @@ GUIDE = [
     "backup schedule --weekly --retain 4",
     "maintenance mode --enable",
     "system check --health",
+    "system check --database",
+    "monitoring status",
+    "monitoring metrics --format json",
+    "monitoring metrics --filter memory",
+    "monitoring analyze --memory",
     "database optimize",
     "database vacuum",
 ]

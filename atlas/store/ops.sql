@@ -5,7 +5,10 @@
 INSERT INTO rss_samples (at, service, pid, rss_bytes) VALUES (:at, :service, :pid, :rss_bytes);
 
 -- name: rss_prune
-DELETE FROM rss_samples WHERE at < :before;
+-- Older than the retention, and past the newest :max_rows whatever the settings (rowids grow with
+-- each insert, so both are range deletes).
+DELETE FROM rss_samples
+ WHERE at < :before OR rowid <= (SELECT coalesce(max(rowid), 0) FROM rss_samples) - :max_rows;
 
 -- name: rss_history
 SELECT at, service, pid, rss_bytes FROM rss_samples WHERE at >= :since ORDER BY service, at;

@@ -15,6 +15,9 @@ from atlas.store.models import DLQFilter
 from atlas.store.queries import load_queries
 
 OPS = load_queries("atlas.store", "ops.sql")
+# A hard bound on memory samples whatever the settings: a week of one-minute samples of a dozen
+# processes is ~120,000 rows of ~40 bytes.
+MAX_RSS_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,15 @@ class OpsStore:
 
     # -- RSS samples ----------------------------------------------------------------------------
 
-    def rss_record(self, samples: Sequence[RssSample], retain_seconds: float) -> int:
-        """Store `samples` and drop those older than `retain_seconds`, in one transaction; returns
-        how many old rows were dropped."""
+    def rss_record(
+        self, samples: Sequence[RssSample], retain_seconds: float, max_rows: int = MAX_RSS_ROWS
+    ) -> int:
+        """Store `samples` and drop those older than `retain_seconds` or beyond the newest
+        `max_rows`, in one transaction; returns how many old rows were dropped."""
         with self._write() as conn:
             conn.executemany(OPS["rss_insert"], [vars(s) for s in samples])
-            return conn.execute(OPS["rss_prune"], {"before": self.clock() - retain_seconds}).rowcount
+            params = {"before": self.clock() - retain_seconds, "max_rows": max_rows}
+            return conn.execute(OPS["rss_prune"], params).rowcount
 
     def rss_history(self, since: float) -> list[RssSample]:
         """Every sample taken at or after `since`, by service then time."""

@@ -11,7 +11,7 @@ import pytest
 from atlas.engine import queue
 from atlas.errors import StoreError
 from atlas.store import SQLiteStore
-from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem
+from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem, Transition
 from atlas.store.sqlite import migrations
 
 
@@ -266,3 +266,35 @@ def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(
         assert len(rows) == 2 and seen[0] == 5 + 2
         plan = " | ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", {**params, "limit": 50}))
     assert "CORRELATED SCALAR SUBQUERY" in plan, plan
+
+
+def test_memory_samples_are_bounded_by_age_and_by_count(tmp_path: Path) -> None:
+    from atlas.store.sqlite_ops import RssSample
+
+    now = [1000.0]
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL", clock=lambda: now[0])
+    try:
+        store.rss_record([RssSample(at, "atlas-api", 1, 10) for at in (100.0, 500.0, 900.0)], 1e9)
+        assert store.rss_record([RssSample(1000.0, "atlas-api", 1, 10)], retain_seconds=200) == 2
+        assert [s.at for s in store.rss_history(0)] == [900.0, 1000.0]
+        store.rss_record([RssSample(1000.0 + i, "atlas-core", 2, i) for i in range(5)], 1e9, max_rows=3)
+        assert [s.rss_bytes for s in store.rss_history(0)] == [2, 3, 4]
+    finally:
+        store.close()
+
+
+def test_finished_since_counts_the_window_only(tmp_path: Path) -> None:
+    now = [1000.0]
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL", clock=lambda: now[0])
+    try:
+        store.enqueue([NewItem(kind="document", payload={"content": str(i)}) for i in range(9)])
+        for i in range(9):  # one completion every 100 s, alternately done and dead
+            now[0] = 1000.0 + 100 * i
+            (c,) = store.claim("o", 1, 30)
+            state = "done" if i % 2 == 0 else "dead"
+            store.apply([Transition(c.id, c.token, state, state)])
+        assert store.finished_since(1450.0) == {"done": 2, "dead": 2}  # at 1500..1800
+        assert store.finished_since(0.0) == {"done": 5, "dead": 4}
+        assert store.finished_since(5000.0) == {}
+    finally:
+        store.close()

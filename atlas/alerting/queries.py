@@ -56,7 +56,10 @@ QUERIES: dict[str, Expr] = {
         "*", Num(3600), _agg("sum", JOB, _rate(Sel("atlas_engine_dead_lettered_total"), 900))
     ),
     "processing_success_rate": _ratio(
-        _sel(_PROCESSED, outcome="~done|duplicate"), _sel(_PROCESSED, outcome="~done|duplicate|dead"), JOB, 900
+        _sel(_PROCESSED, outcome="~done|duplicate"),
+        _sel(_PROCESSED, outcome="~done|duplicate|dead"),
+        JOB,
+        900,
     ),
     "circuit_open_hosts": _agg("count", JOB, Bin("==", Sel("atlas_host_breaker_state"), Num(2))),
     "feeds_failing": _agg("sum", INSTANCE, _sel("atlas_feeds", status="failing")),
@@ -68,7 +71,8 @@ QUERIES: dict[str, Expr] = {
         300,
     ),
     "api_latency_p99": Quantile(
-        0.99, _agg("sum", ("job", "le"), _rate(_sel("http_request_duration_seconds_bucket", job="atlas-api"), 300))
+        0.99,
+        _agg("sum", ("job", "le"), _rate(_sel("http_request_duration_seconds_bucket", job="atlas-api"), 300)),
     ),
     "target_down": _agg("count", JOB, Bin("==", _sel("up", job="~node|atlas-.+"), Num(0))),
     "notification_failures": _agg(
@@ -88,7 +92,9 @@ QUERIES: dict[str, Expr] = {
                 Num(1),
                 Bin(
                     "/",
-                    _agg("sum", INSTANCE, _rate(_sel("node_cpu_seconds_total", job="node", mode="idle"), 300)),
+                    _agg(
+                        "sum", INSTANCE, _rate(_sel("node_cpu_seconds_total", job="node", mode="idle"), 300)
+                    ),
                     _agg("sum", INSTANCE, _rate(_sel("node_cpu_seconds_total", job="node"), 300)),
                 ),
             )
@@ -102,7 +108,9 @@ QUERIES: dict[str, Expr] = {
         Bin("*", Num(100), _agg("sum", INSTANCE, Sel("atlas_process_resident_memory_bytes"))),
         _agg("max", INSTANCE, Bin(">", Sel("atlas_memory_budget_bytes"), Num(0))),
     ),
-    "disk_usage": _used(_agg("max", INSTANCE, Sel(_AVAIL)), _agg("max", INSTANCE, Sel("atlas_data_dir_size_bytes"))),
+    "disk_usage": _used(
+        _agg("max", INSTANCE, Sel(_AVAIL)), _agg("max", INSTANCE, Sel("atlas_data_dir_size_bytes"))
+    ),
     "disk_free": _agg("max", INSTANCE, Sel(_AVAIL)),
     # avail / -deriv / 3600, only where deriv < 0: `and` binds loosest, `<` looser than `/`.
     "disk_fill_hours": _agg(

@@ -47,7 +47,9 @@ def agent_alerts(config: AlertingConfig) -> AgentRules:
             "cooldown_seconds": rule.cooldown_seconds,
         }
         alerts.append(
-            AgentAlert.threshold(a.name, a.severity, QUERIES[rule.name], rule.signal.comparison, a.threshold, **timing)
+            AgentAlert.threshold(
+                a.name, a.severity, QUERIES[rule.name], rule.signal.comparison, a.threshold, **timing
+            )
         )
         meta[(a.name, a.severity)] = Meta(a.labels, a.body["annotations"])
     for slo in config.slos:
@@ -55,6 +57,15 @@ def agent_alerts(config: AlertingConfig) -> AgentRules:
             continue
         for body, (severity, _sloth, pairs) in zip(slo_alerts(slo), BURN_ALERTS, strict=True):
             # SLO alerts have no `for` (Sloth's shape); the long window is their patience.
-            alerts.append(AgentAlert(body["alert"], severity, alert_query(slo, pairs), 0.0, 0.0, config.default_cooldown_seconds))
+            alerts.append(
+                AgentAlert(
+                    body["alert"],
+                    severity,
+                    alert_query(slo, pairs),
+                    0.0,
+                    0.0,
+                    config.default_cooldown_seconds,
+                )
+            )
             meta[(body["alert"], severity)] = Meta(body["labels"], body["annotations"])
     return AgentRules(alerts, meta, sorted(skipped))

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from atlas.alerting.query import Bin, Expr, Num, ranges
-from atlas.monitor.history import History, Labels, Sel
+from atlas.alerting.query import Bin, Expr, Num, Sel, ranges
+from atlas.monitor.history import History, Labels
 from atlas.monitor.promql import NAME, evaluate
 
 
@@ -90,9 +90,13 @@ class Evaluator:
                 state.value, state.keep_since = value, None
                 if not state.firing and now - state.active_since >= alert.for_seconds:
                     state.firing = True
-                if state.firing and (state.last_sent is None or now - state.last_sent >= alert.cooldown_seconds):
+                if state.firing and (
+                    state.last_sent is None or now - state.last_sent >= alert.cooldown_seconds
+                ):
                     state.last_sent = now
-                    out.append(Transition(alert.name, alert.severity, key[2], "firing", value, state.active_since))
+                    out.append(
+                        Transition(alert.name, alert.severity, key[2], "firing", value, state.active_since)
+                    )
         keep = {(a.name, a.severity): a.keep_firing_for_seconds for a in self.alerts}
         for key in [k for k in self.states if k not in seen]:
             state = self.states[key]

@@ -58,9 +58,7 @@ class Ring:
         """Samples with start <= t <= end, oldest first (Prometheus 2.x ranges are closed)."""
         n = len(self.ts)
         order = range(self.head, self.head + n)
-        return [
-            (self.ts[i % n], self.vs[i % n]) for i in order if start <= self.ts[i % n] <= end
-        ]
+        return [(self.ts[i % n], self.vs[i % n]) for i in order if start <= self.ts[i % n] <= end]
 
     def latest(self, at: float) -> float | None:
         if not self.ts:

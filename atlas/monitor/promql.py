@@ -222,6 +222,4 @@ def evaluate(e: Expr, h: History, t: float) -> Value:
         return _quantile(e, inner)
     assert isinstance(e, Recorded)
     extra = dict(e.labels)
-    return {
-        _key({**dict(_drop_name(k)), **extra, NAME: e.name}): v for k, v in inner.items()
-    }
+    return {_key({**dict(_drop_name(k)), **extra, NAME: e.name}): v for k, v in inner.items()}

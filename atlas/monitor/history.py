@@ -109,11 +109,18 @@ class History:
                 self._selected.clear()
             ring.add(t, value)
             present.add(key)
-        for key in self.by_job.get(job, set()) - present:
+        known = self.by_job.setdefault(job, set())
+        for key in known - present:
             ring = self.series[key]
             if ring.stale_at is None:
                 ring.stale_at = t
-        self.by_job.setdefault(job, set()).update(present)
+            elif t - ring.stale_at > ring.capacity * self.interval + LOOKBACK_SECONDS:
+                # Gone for longer than any query looks back: forget it, so label churn (a pid, a
+                # host that went away) cannot grow the agent's memory without bound.
+                del self.series[key]
+                known.discard(key)
+                self._selected.clear()
+        known.update(present)
 
     def select(self, sel: Sel) -> list[tuple[dict[str, str], Ring]]:
         if sel not in self._selected:

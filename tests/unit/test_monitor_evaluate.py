@@ -63,6 +63,9 @@ def test_history_keeps_each_series_as_long_as_its_longest_range() -> None:
     ring = h.series[tuple(sorted(rows[0][0].items()))]
     points = ring.samples(999 * 15.0 - 3600, 999 * 15.0)
     assert len(points) == 241 and points[0][0] == 999 * 15.0 - 3600 and points[-1][0] == 999 * 15.0
+    for i in range(1000, 1300):  # the series stop: stale at once, forgotten once no range reaches them
+        h.ingest("node", i * 15.0, [])
+    assert h.series == {} and h.memory_bytes() == 0
 
 
 def test_ranges_name_what_the_history_keeps() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from atlas.alerting.config import AlertingConfig, AlertRule
 from atlas.alerting.humanize import BY_NAME
+from atlas.alerting.query import duration as duration  # re-exported: rules.duration is the public name
 from atlas.alerting.signals import UNIT_FORMAT, alert_name
 from atlas.alerting.slo import BURN_ALERTS, SLO, recording_rules
 from atlas.alerting.slo import alert_expr as slo_alert_expr
@@ -21,19 +22,6 @@ from atlas.alerting.slo import alert_name as slo_alert_name
 
 RUNBOOKS = "docs/runbooks.md"
 GROUP = "atlas.alerts"
-
-
-def duration(seconds: float) -> str:
-    """Seconds as a Prometheus duration: 900 -> 15m, 5400 -> 1h30m, 0.5 -> 500ms."""
-    if seconds <= 0:
-        return "0s"
-    ms = round(seconds * 1000)
-    out = ""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        if ms >= size:
-            out += f"{ms // size}{unit}"
-            ms %= size
-    return out
 
 
 def number(value: float) -> str:

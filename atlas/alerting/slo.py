@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from atlas.alerting.fixtures import le as le_label
+from atlas.alerting.query import Agg, Bin, Expr, Matcher, Num, Paren, Range, Recorded, Sel
 from atlas.config.yamlcheck import YamlChecker
 from atlas.observability.metrics import LATENCY_BUCKETS
 
@@ -220,6 +221,59 @@ def alert_expr(slo: SLO, pairs: tuple[tuple[float, str, str], ...]) -> str:
             f"    and\n    max(slo:sli_error:ratio_rate{long_w}{sel} > {limit}) without (sloth_window)\n)"
         )
     return "\n or\n".join(parts) + "\n"
+
+
+# The same SLIs as query trees (atlas.alerting.query) for the monitoring agent; a unit test checks
+# they render to the PromQL above, window by window.
+_INGEST_SEL: tuple[Matcher, ...] = (
+    ("job", "=", "atlas-api"),
+    ("handler", "=~", "/v1/items(/batch)?"),
+    ("method", "=", "POST"),
+)
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86_400}
+
+
+def window_seconds(window: str) -> float:
+    return float(window[:-1]) * _UNIT_SECONDS[window[-1]]
+
+
+def _sum_rate(sel: Sel, seconds: float) -> Expr:
+    return Agg("sum", Range("rate", sel, seconds))
+
+
+def sli_query(slo: SLO, window: str) -> Expr:
+    """`slo:sli_error:ratio_rate<window>`'s expression as a query tree."""
+    w = window_seconds(window)
+    if slo.name == "ingest_availability":
+        errors = _sum_rate(Sel("http_requests_total", (*_INGEST_SEL, ("status", "=", "5xx"))), w)
+        total = _sum_rate(Sel("http_requests_total", _INGEST_SEL), w)
+    elif slo.name == "processing_success":
+        errors = _sum_rate(Sel(_PROCESSED, (("outcome", "=", "dead"),)), w)
+        total = _sum_rate(Sel(_PROCESSED, (("outcome", "=~", "done|duplicate|dead"),)), w)
+    else:
+        le = le_label(slo.bound_seconds) if slo.bound_seconds is not None else ""
+        count = _sum_rate(Sel("atlas_engine_accept_to_done_seconds_count"), w)
+        under = _sum_rate(Sel("atlas_engine_accept_to_done_seconds_bucket", (("le", "=", le),)), w)
+        errors, total = Paren(Bin("-", count, under)), count
+    return Bin("/", Paren(errors), Paren(total))
+
+
+def alert_query(slo: SLO, pairs: tuple[tuple[float, str, str], ...]) -> Expr:
+    """`alert_expr(slo, pairs)` as a query tree: the recorded ratios are read back with their labels."""
+    selector = tuple((k, "=", v) for k, v in _labels(slo).items())
+
+    def over(window: str, factor: float) -> Expr:
+        labels = tuple({**_labels(slo), "sloth_window": window}.items())
+        ratio = Recorded(f"slo:sli_error:ratio_rate{window}", selector, labels, sli_query(slo, window))
+        limit = Paren(Bin("*", Num(factor), Num(slo.budget)))
+        return Agg("max", Bin(">", ratio, limit), without=("sloth_window",))
+
+    out: Expr | None = None
+    for factor, long_w, short_w in pairs:
+        both = Paren(Bin("and", over(short_w, factor), over(long_w, factor)))
+        out = both if out is None else Bin("or", out, both)
+    assert out is not None
+    return out
 
 
 def alert_name(slo: SLO) -> str:

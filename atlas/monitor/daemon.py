@@ -1,5 +1,9 @@
 """`atlas monitor --daemon`: scrape Atlas's /metrics, evaluate the compiled alerts, notify.
 
+Every alert atlas.rules.yml holds is evaluated (atlas.monitor.compiled), on a bounded history of
+the scraped series (atlas.monitor.history); custom `expr:` alerts are left to Prometheus and named
+in the start-up log.
+
 Targets and job names are config/prometheus.yml's: `node` (the exporter), `atlas-api`,
 `atlas-core` (when ATLAS_CORE_METRICS_PORT is set), `atlas-alert-router` (when ATLAS_ROUTER_PORT is
 set); each scrape also yields `up{job}` so target_down works as in Prometheus. Notifications go
@@ -18,14 +22,16 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from atlas.alerting.config import read_alerting
+from atlas.alerting.promtests import TestGenerationError, render
 from atlas.alerting.router.channels.base import DeliveryError, Outgoing
 from atlas.alerting.router.payload import Alert, Notification
 from atlas.alerting.router.process import build_channels
 from atlas.alerting.router.render import Renderer
 from atlas.alerting.router.routing import alert_policies, plan
-from atlas.alerting.rules import rule_groups
 from atlas.logging import get_logger
-from atlas.monitor.evaluate import EVALUATORS, Evaluator, Sample, Transition
+from atlas.monitor.compiled import agent_alerts
+from atlas.monitor.evaluate import Evaluator, Transition, reads
+from atlas.monitor.history import History
 from atlas.ops.pidfiles import pid_file
 from atlas.ops.processes import start_logging
 from atlas.ops.services import api_base
@@ -54,53 +60,49 @@ def targets(settings: Settings) -> dict[str, str]:
     return out
 
 
-def scrape(jobs: dict[str, str], client: httpx.Client) -> list[Sample]:
-    samples: list[Sample] = []
-    for job, url in jobs.items():
-        instance = url.split("/")[2]
-        try:
-            r = client.get(url, timeout=SCRAPE_TIMEOUT_SECONDS)
-            r.raise_for_status()
-            families = list(text_string_to_metric_families(r.text))
-        except (httpx.HTTPError, ValueError) as exc:
-            log.warning("scrape failed", job=job, url=url, error=str(exc))
-            samples.append(Sample("up", {"job": job, "instance": instance}, 0.0))
-            continue
-        samples.append(Sample("up", {"job": job, "instance": instance}, 1.0))
-        for family in families:
-            for s in family.samples:
-                samples.append(Sample(s.name, {**s.labels, "job": job, "instance": instance}, float(s.value)))
-    return samples
+Scraped = list[tuple[dict[str, str], float]]  # (labels with __name__, value)
+
+
+def scrape(job: str, url: str, client: httpx.Client) -> Scraped:
+    """One target's samples with `job` and `instance` attached, plus `up` as Prometheus adds it
+    (a failed scrape is `up` 0 alone, so the target's other series go stale)."""
+    base = {"job": job, "instance": url.split("/")[2]}
+    try:
+        r = client.get(url, timeout=SCRAPE_TIMEOUT_SECONDS)
+        r.raise_for_status()
+        families = list(text_string_to_metric_families(r.text))
+    except (httpx.HTTPError, ValueError) as exc:
+        log.warning("scrape failed", job=job, url=url, error=str(exc))
+        return [({"__name__": "up", **base}, 0.0)]
+    out: Scraped = [({"__name__": "up", **base}, 1.0)]
+    for family in families:
+        for s in family.samples:
+            out.append(({**s.labels, **base, "__name__": s.name}, float(s.value)))
+    return out
 
 
 def _stamp(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _annotation(text: str, value: float, labels: dict[str, str]) -> str:
+    try:
+        return render(text, value, labels)
+    except TestGenerationError:  # a custom template the renderer does not know: sent as written
+        return text
+
+
 class Agent:
-    def __init__(self, settings: Settings, monitoring_path: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, monitoring_path: Path | None = None, interval: float = 15.0
+    ) -> None:
         self.settings = settings
         config = read_alerting(settings.alerting_path)
-        _groups, compiled = rule_groups(config)
-        self.compiled = {(a.name, a.severity): a for a in compiled}
-        self.evaluator = Evaluator(
-            [
-                (
-                    a.name,
-                    a.severity,
-                    a.rule.name,
-                    a.rule.signal.comparison,
-                    a.threshold,
-                    a.rule.for_seconds,
-                    a.rule.cooldown_seconds,
-                )
-                for a in compiled
-                if not a.rule.custom and a.rule.name in EVALUATORS
-            ]
-        )
-        self.skipped = sorted(
-            {a.rule.name for a in compiled if a.rule.custom or a.rule.name not in EVALUATORS}
-        )
+        rules = agent_alerts(config)
+        self.meta = rules.meta
+        self.skipped = rules.needs_prometheus
+        self.evaluator = Evaluator(rules.alerts)
+        self.history = History(reads(rules.alerts), interval)
         self.policies = alert_policies(config)
         self.channels = build_channels(settings, Renderer(settings.config_dir), None, monitoring_path)
         self.jobs = targets(settings)
@@ -108,12 +110,10 @@ class Agent:
         self.host = socket.gethostname()
 
     def notification(self, t: Transition) -> Notification:
-        compiled = self.compiled[(t.alert, t.severity)]
-        labels = {"alertname": t.alert, **dict(t.labels), **compiled.labels}
+        meta = self.meta[(t.alert, t.severity)]
+        labels = {"alertname": t.alert, **dict(t.labels), **meta.labels}
         fingerprint = hashlib.sha256(repr(sorted(labels.items())).encode()).hexdigest()[:16]
-        annotations = {
-            k: v.replace("{{ $value }}", f"{t.value:g}") for k, v in compiled.body["annotations"].items()
-        }
+        annotations = {k: _annotation(v, t.value, labels) for k, v in meta.annotations.items()}
         alert = Alert(
             status=t.status,
             labels=labels,
@@ -150,7 +150,9 @@ class Agent:
                 log.warning("notification failed", alert=t.alert, channel=channel.name, error=str(exc))
 
     def step(self, now: float) -> list[Transition]:
-        transitions = self.evaluator.evaluate(scrape(self.jobs, self.client), now)
+        for job, url in self.jobs.items():
+            self.history.ingest(job, now, scrape(job, url, self.client))
+        transitions = self.evaluator.evaluate(self.history, now)
         for t in transitions:
             self.notify(t)
         return transitions
@@ -169,12 +171,13 @@ def run_monitor(settings: Settings, monitoring_path: Path | None = None) -> int:
     start_logging(settings, "atlas-monitoring")
     path = settings.monitoring_path if monitoring_path is None else monitoring_path
     interval = read_monitoring(path, set(settings.secrets)).intervals["evaluation"] if path.exists() else 15.0
-    agent = Agent(settings, monitoring_path)
+    agent = Agent(settings, monitoring_path, interval)
     log.info(
         "monitoring agent evaluating",
         interval_seconds=interval,
         targets=agent.jobs,
         needs_prometheus=agent.skipped,
+        longest_window_seconds=max((w for _, w in agent.history.reads), default=0.0),
         channels=[c.name for c, _ in agent.channels],
     )
     try:

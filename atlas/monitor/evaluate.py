@@ -1,105 +1,42 @@
-"""The agent's evaluator: alerting.yaml's compiled threshold alerts on scraped samples, in Python.
+"""The agent's alert evaluator: the compiled alerts' conditions, `for`, keep_firing_for, cooldown.
 
-Not a PromQL engine. Each built-in signal whose recording rule is an instant aggregation of gauges
-(atlas.alerting.signals) has a Python twin here computing the same value with the same labels;
-the alert compares it with the compiled threshold (same comparison), holds it `for` the compiled
-duration (pending, then firing) and re-notifies after the rule's cooldown, as Alertmanager's
-repeat_interval would. Signals over counters' rates, histograms, deriv() windows, custom `expr`
-alerts and SLO burn rates need Prometheus: `EVALUABLE` lists what the agent can evaluate.
+Each alert's condition is the query tree the compiler renders into atlas.rules.yml
+(atlas.alerting.queries for signals, atlas.alerting.slo for burn rates) compared with its
+threshold, evaluated on the agent's history by atlas.monitor.promql. Alert state follows
+Prometheus's rule manager: an instance becomes pending when the condition first holds, firing once
+it has held `for`, stays firing `keep_firing_for` after the condition stops, then resolves. A
+firing instance is re-notified after the rule's cooldown, as Alertmanager's repeat_interval does.
+Only custom `expr:` alerts (free PromQL text) are left to Prometheus.
 
-Pure logic: samples and the clock come in as arguments.
+Pure logic: the history and the clock come in as arguments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-Labels = tuple[tuple[str, str], ...]
+from atlas.alerting.query import Bin, Expr, Num, Sel, ranges
+from atlas.monitor.history import History, Labels
+from atlas.monitor.promql import NAME, evaluate
 
 
 @dataclass(frozen=True)
-class Sample:
+class AgentAlert:
+    """One compiled alerting rule: `condition` yields the instances the rule is active for."""
+
     name: str
-    labels: dict[str, str]
-    value: float
+    severity: str
+    condition: Expr
+    for_seconds: float = 0.0
+    keep_firing_for_seconds: float = 0.0
+    cooldown_seconds: float = 0.0
 
-
-Values = dict[Labels, float]
-
-
-def _key(sample: Sample, by: tuple[str, ...]) -> Labels:
-    return tuple((b, sample.labels.get(b, "")) for b in by)
-
-
-def _agg(
-    samples: list[Sample],
-    name: str,
-    by: tuple[str, ...],
-    fn: Callable[[list[float]], float],
-    where: Callable[[Sample], bool] = lambda s: True,
-) -> Values:
-    groups: dict[Labels, list[float]] = {}
-    for s in samples:
-        if s.name == name and where(s):
-            groups.setdefault(_key(s, by), []).append(s.value)
-    return {k: fn(v) for k, v in groups.items()}
-
-
-def _age(name: str) -> Callable[[list[Sample], float], Values]:
-    def value(samples: list[Sample], now: float) -> Values:
-        return {k: now - v for k, v in _agg(samples, name, ("instance",), max).items()}
-
-    return value
-
-
-def _ratio_used(samples: list[Sample], avail: str, size: str, by: tuple[str, ...]) -> Values:
-    a, s = _agg(samples, avail, by, max), _agg(samples, size, by, max)
-    return {k: 100 * (1 - a[k] / s[k]) for k in a if s.get(k)}
-
-
-def _atlas_memory(samples: list[Sample], _now: float) -> Values:
-    rss = _agg(samples, "atlas_process_resident_memory_bytes", ("instance",), sum)
-    budget = _agg(samples, "atlas_memory_budget_bytes", ("instance",), max, lambda s: s.value > 0)
-    return {k: 100 * rss[k] / budget[k] for k in rss if k in budget}
-
-
-def _count(name: str, by: tuple[str, ...], where: Callable[[Sample], bool]) -> Callable[..., Values]:
-    return lambda samples, _now: _agg(samples, name, by, len, where)
-
-
-# signal -> value per label set, mirroring the signal's recording rule (atlas/alerting/signals.py).
-EVALUATORS: dict[str, Callable[[list[Sample], float], Values]] = {
-    "queue_backlog": lambda s, _n: _agg(
-        s, "atlas_items", ("instance",), sum, lambda x: x.labels.get("state") == "queued"
-    ),
-    "oldest_queued_age": lambda s, _n: _agg(s, "atlas_queue_oldest_item_age_seconds", ("instance",), max),
-    "engine_heartbeat_age": _age("atlas_newest_heartbeat_timestamp_seconds"),
-    "dead_letters": lambda s, _n: _agg(s, "atlas_dlq_items", ("instance",), sum),
-    "circuit_open_hosts": _count("atlas_host_breaker_state", ("job",), lambda x: x.value == 2),
-    "feeds_failing": lambda s, _n: _agg(
-        s, "atlas_feeds", ("instance",), sum, lambda x: x.labels.get("status") == "failing"
-    ),
-    "maintenance_age": _age("atlas_maintenance_since_timestamp_seconds"),
-    "target_down": _count("up", ("job",), lambda x: x.value == 0),
-    "memory_usage": lambda s, _n: _ratio_used(
-        s, "node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes", ("instance", "job")
-    ),
-    "atlas_memory": _atlas_memory,
-    "disk_usage": lambda s, _n: _ratio_used(
-        s, "atlas_data_dir_avail_bytes", "atlas_data_dir_size_bytes", ("instance",)
-    ),
-    "disk_free": lambda s, _n: _agg(s, "atlas_data_dir_avail_bytes", ("instance",), max),
-    "backup_age": _age("atlas_backup_last_success_timestamp_seconds"),
-}
-EVALUABLE = tuple(EVALUATORS)
-
-_COMPARE: dict[str, Callable[[float, float], bool]] = {
-    ">": lambda v, t: v > t,
-    "<": lambda v, t: v < t,
-    ">=": lambda v, t: v >= t,
-    "<=": lambda v, t: v <= t,
-}
+    @classmethod
+    def threshold(
+        cls, name: str, severity: str, query: Expr, op: str, threshold: float, **timing: float
+    ) -> AgentAlert:
+        """`<record> <op> <threshold>`: the recorded series is the query, evaluated in place."""
+        return cls(name, severity, Bin(op, query, Num(threshold)), **timing)
 
 
 @dataclass
@@ -108,6 +45,7 @@ class AlertState:
     firing: bool = False
     last_sent: float | None = None
     value: float = 0.0
+    keep_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -122,34 +60,55 @@ class Transition:
     since: float
 
 
+def reads(alerts: list[AgentAlert]) -> list[tuple[Sel, float]]:
+    """Every (selector, range) the alerts' conditions read: what History must keep."""
+    return [r for a in alerts for r in ranges(a.condition)]
+
+
 @dataclass
 class Evaluator:
-    """Holds each alert instance's pending/firing state between evaluations.
+    """Holds each alert instance's pending/firing state between evaluations."""
 
-    `alerts`: (alert name, severity, signal, comparison, threshold, for seconds, cooldown seconds).
-    """
-
-    alerts: list[tuple[str, str, str, str, float, float, float]]
+    alerts: list[AgentAlert]
     states: dict[tuple[str, str, Labels], AlertState] = field(default_factory=dict)
 
-    def evaluate(self, samples: list[Sample], now: float) -> list[Transition]:
+    def __post_init__(self) -> None:
+        self._reads = {id(a): [sel for sel, _ in ranges(a.condition)] for a in self.alerts}
+
+    def evaluate(self, history: History, now: float) -> list[Transition]:
         out: list[Transition] = []
         seen: set[tuple[str, str, Labels]] = set()
-        for name, severity, signal, op, threshold, for_s, cooldown in self.alerts:
-            for labels, value in EVALUATORS[signal](samples, now).items():
-                if not _COMPARE[op](value, threshold):
-                    continue
-                key = (name, severity, labels)
+        for alert in self.alerts:
+            if not any(history.select(sel) for sel in self._reads[id(alert)]):
+                continue  # reads no series at all, so no instance (and evaluation is not free)
+            result = evaluate(alert.condition, history, now)
+            assert isinstance(result, dict), f"{alert.name}: the condition is not a vector"
+            for labels, value in result.items():
+                key = (alert.name, alert.severity, tuple(kv for kv in labels if kv[0] != NAME))
                 seen.add(key)
                 state = self.states.setdefault(key, AlertState(active_since=now))
-                state.value = value
-                if not state.firing and now - state.active_since >= for_s:
+                state.value, state.keep_since = value, None
+                if not state.firing and now - state.active_since >= alert.for_seconds:
                     state.firing = True
-                if state.firing and (state.last_sent is None or now - state.last_sent >= cooldown):
+                if state.firing and (
+                    state.last_sent is None or now - state.last_sent >= alert.cooldown_seconds
+                ):
                     state.last_sent = now
-                    out.append(Transition(name, severity, labels, "firing", value, state.active_since))
+                    out.append(
+                        Transition(alert.name, alert.severity, key[2], "firing", value, state.active_since)
+                    )
+        keep = {(a.name, a.severity): a.keep_firing_for_seconds for a in self.alerts}
         for key in [k for k in self.states if k not in seen]:
-            state = self.states.pop(key)
+            state = self.states[key]
+            if state.firing and keep[key[:2]]:
+                state.keep_since = now if state.keep_since is None else state.keep_since
+                if now - state.keep_since < keep[key[:2]]:
+                    continue
+            del self.states[key]
             if state.firing and state.last_sent is not None:
                 out.append(Transition(key[0], key[1], key[2], "resolved", state.value, state.active_since))
         return out
+
+    def active(self) -> dict[tuple[str, str, Labels], str]:
+        """Every active instance and its state, pending or firing (what Prometheus's ALERTS shows)."""
+        return {k: "firing" if s.firing else "pending" for k, s in self.states.items()}

@@ -141,9 +141,11 @@ def load_alerting(path: Path) -> tuple[AlertingConfig | None, list[Finding]]:
             slos = load_slos(check, top["slos"])
         if "router" in top:
             router = _router(check, top["router"]) or router
-        if "grafana" in top and (g := check.mapping(top["grafana"], "grafana", ("url",))):
-            if "url" in g:
-                grafana_url = check.text(g["url"], "grafana.url", r"https?://\S+", "an http:// or https:// URL")
+        grafana = check.mapping(top["grafana"], "grafana", ("url",)) if "grafana" in top else None
+        if grafana and "url" in grafana:
+            grafana_url = check.text(
+                grafana["url"], "grafana.url", r"https?://\S+", "an http:// or https:// URL"
+            )
     ok = not [f for f in check.findings if f.severity == "error"]
     config = AlertingConfig(
         path, tuple(rules), tuple(slos), router, defaults["cooldown"], grafana_url or GRAFANA_URL

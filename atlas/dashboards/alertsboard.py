@@ -22,12 +22,15 @@ from atlas.dashboards.model import SEL, Dashboard, Panel, Query, Threshold
 def _slo_panels() -> list[Panel]:
     # The SLO series are the compiled SLO recording rules' (atlas.alerting.slo, Sloth's shape): they
     # aggregate over every Atlas process and carry sloth_* labels, not job or instance.
-    page = [(f, long_w) for severity, _, pairs in BURN_ALERTS if severity == "critical" for f, long_w, _ in pairs]
+    page = [
+        (f, long_w) for severity, _, pairs in BURN_ALERTS if severity == "critical" for f, long_w, _ in pairs
+    ]
     return [
         Panel(
             "SLO error budget remaining",
-            "Share of each SLO's error budget left over its period (slo:period_error_budget_remaining:ratio): "
-            "1 = untouched, 0 = spent, below 0 = the objective is missed. Objectives are alerting.yaml's slos:.",
+            "Share of each SLO's error budget left over its period "
+            "(slo:period_error_budget_remaining:ratio): 1 = untouched, 0 = spent, below 0 = the "
+            "objective is missed. The objectives are alerting.yaml's slos:.",
             "percentunit",
             (Query('slo:period_error_budget_remaining:ratio{sloth_service="atlas"}', "{{sloth_slo}}"),),
             width=12,
@@ -82,7 +85,11 @@ def _router_panels() -> list[Panel]:
             "Age of the oldest delivery still pending in the outbox, by channel: a channel that keeps "
             "failing shows a growing line.",
             "s",
-            (Query(f"max by (channel) (atlas_router_outbox_oldest_pending_seconds{{{SEL}}})", "{{channel}}"),),
+            (
+                Query(
+                    f"max by (channel) (atlas_router_outbox_oldest_pending_seconds{{{SEL}}})", "{{channel}}"
+                ),
+            ),
             width=8,
         ),
     ]

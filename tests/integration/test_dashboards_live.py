@@ -49,8 +49,8 @@ RATE_INTERVAL = (
     "10s"  # Grafana's $__rate_interval for a 1 s scrape and a 2 s step is 4 s; 10 s rides out slow scrapes
 )
 STEP_SECONDS = 2
-# Stands in for the rules compiled from alerting.yaml (the compiler is built on another branch):
-# one real alert on a real condition the test causes, so the ALERTS panel has a series.
+# Beside the compiled rules, whose conditions (hours of maintenance, minutes of `for:`) a short test
+# does not reach: one real alert on a real condition the test causes, so the ALERTS panel has a series.
 STAND_IN_RULES = {
     "groups": [
         {

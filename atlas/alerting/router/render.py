@@ -39,6 +39,8 @@ def _alert_view(alert: Alert) -> dict[str, Any]:
         "fingerprint": alert.fingerprint,
         "summary": alert.annotations.get("summary") or alert.annotations.get("description") or alert.name,
         "runbook_url": alert.annotations.get("runbook_url", ""),
+        # The Grafana panel of the alert's signal (the compiler's dashboard_url annotation).
+        "dashboard_url": alert.annotations.get("dashboard_url", ""),
     }
 
 

@@ -79,7 +79,11 @@ SAMPLE = Notification(
         Alert(
             "firing",
             {"alertname": "AtlasDiskUsage", "severity": "critical", "instance": "a:9110"},
-            {"summary": "Disk 97% full", "runbook_url": "https://example.org/runbooks#disk"},
+            {
+                "summary": "Disk 97% full",
+                "runbook_url": "https://example.org/runbooks#disk",
+                "dashboard_url": "http://localhost:3000/d/atlas-alerts/atlas-alerts?viewPanel=100",
+            },
             "2026-01-01T00:00:00Z",
             "0001-01-01T00:00:00Z",
             "http://prometheus.example:9090/graph",

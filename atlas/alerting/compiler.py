@@ -19,7 +19,9 @@ from atlas.alerting.config import AlertingConfig
 from atlas.alerting.promtests import rule_tests
 from atlas.alerting.routes import alertmanager_config
 from atlas.alerting.rules import rule_groups, slo_alerts
+from atlas.alerting.slo import alert_name as slo_alert_name
 from atlas.alerting.slotests import slo_tests
+from atlas.dashboards.alertpanels import dashboard_urls
 
 RULES_FILE = "atlas.rules.yml"
 ALERTMANAGER_FILE = "alertmanager.yml"
@@ -55,6 +57,7 @@ def compile_files(config: AlertingConfig, source: str = "config/alerting.yaml") 
         ALERTMANAGER_FILE: dump(alertmanager_config(config, alerts), source),
     }
     rule_file = f"../{RULES_FILE}"
+    urls = dashboard_urls(config)
     for rule in config.rules:
         mine = [a for a in alerts if a.rule is rule]
         if not mine:
@@ -64,5 +67,6 @@ def compile_files(config: AlertingConfig, source: str = "config/alerting.yaml") 
             files[f"tests/{rule.name}.yml"] = dump(tests, source)
     for slo in config.slos:
         if slo.enabled:
-            files[f"tests/slo_{slo.name}.yml"] = dump(slo_tests(slo, slo_alerts(slo), rule_file), source)
+            burn = slo_alerts(slo, urls[slo_alert_name(slo)])
+            files[f"tests/slo_{slo.name}.yml"] = dump(slo_tests(slo, burn, rule_file), source)
     return files

@@ -48,8 +48,11 @@ _NAME = r"[a-z][a-z0-9_]{0,62}"
 _LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
 # Labels the compiler sets itself: an alert's own `labels:` may not override them.
 RESERVED_LABELS = ("alertname", "severity", "channels", "signal")
-_TOP_KEYS = ("version", "defaults", "alerts", "slos", "router")
+_TOP_KEYS = ("version", "defaults", "alerts", "slos", "router", "grafana")
 ROUTER_URL = "http://127.0.0.1:9111/v1/alertmanager"
+# Where operators open the Atlas dashboards: each alert's dashboard_url annotation starts here.
+# Grafana's own default address; set `grafana: {url: ...}` in alerting.yaml for a real host.
+GRAFANA_URL = "http://localhost:3000"
 ROUTER_CREDENTIALS_FILE = "/etc/alertmanager/atlas-alert-router-token"
 
 
@@ -86,6 +89,7 @@ class AlertingConfig:
     slos: tuple[SLO, ...] = ()
     router: Router = Router()
     default_cooldown_seconds: float = 1800.0
+    grafana_url: str = GRAFANA_URL
 
 
 def _threshold(check: YamlChecker, node: yaml.Node, where: str, signal: Signal) -> float | None:
@@ -113,6 +117,7 @@ def load_alerting(path: Path) -> tuple[AlertingConfig | None, list[Finding]]:
     rules: list[AlertRule] = []
     slos: list[SLO] = []
     router = Router()
+    grafana_url: str | None = GRAFANA_URL
     defaults: dict[str, Any] = {"for": 300.0, "cooldown": 1800.0, "keep_firing_for": 0.0, "channels": ()}
     if top is not None:
         if "version" in top and check.value(top["version"]) != 1:
@@ -136,8 +141,15 @@ def load_alerting(path: Path) -> tuple[AlertingConfig | None, list[Finding]]:
             slos = load_slos(check, top["slos"])
         if "router" in top:
             router = _router(check, top["router"]) or router
+        grafana = check.mapping(top["grafana"], "grafana", ("url",)) if "grafana" in top else None
+        if grafana and "url" in grafana:
+            grafana_url = check.text(
+                grafana["url"], "grafana.url", r"https?://\S+", "an http:// or https:// URL"
+            )
     ok = not [f for f in check.findings if f.severity == "error"]
-    config = AlertingConfig(path, tuple(rules), tuple(slos), router, defaults["cooldown"])
+    config = AlertingConfig(
+        path, tuple(rules), tuple(slos), router, defaults["cooldown"], grafana_url or GRAFANA_URL
+    )
     return (config if ok else None), check.findings
 
 

@@ -4,7 +4,8 @@ Per built-in signal one recording rule (its `level:metric:operations` series) an
 alert `Atlas<Signal>` with label `severity`; both alerts of a signal fire when the value is past
 critical (Alertmanager's inhibition keeps only the critical one). Recording rules come first in the
 same group as the alerts: rules in a group are evaluated in order, so an alert always compares the
-value recorded in the same evaluation, never the previous one.
+value recorded in the same evaluation, never the previous one. Every alert's `dashboard_url`
+annotation is the Grafana panel that plots its signal (atlas.dashboards.alertpanels.dashboard_urls).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from atlas.alerting.signals import UNIT_FORMAT, alert_name
 from atlas.alerting.slo import BURN_ALERTS, SLO, recording_rules
 from atlas.alerting.slo import alert_expr as slo_alert_expr
 from atlas.alerting.slo import alert_name as slo_alert_name
+from atlas.dashboards.alertpanels import dashboard_urls
 
 RUNBOOKS = "docs/runbooks.md"
 GROUP = "atlas.alerts"
@@ -66,7 +68,7 @@ def _where(rule: AlertRule) -> str:
     return ", ".join(f"{label} {{{{ $labels.{label} }}}}" for label in rule.signal.by)
 
 
-def annotations_for(rule: AlertRule, severity: str, threshold: float) -> dict[str, str]:
+def annotations_for(rule: AlertRule, severity: str, threshold: float, dashboard_url: str) -> dict[str, str]:
     signal = rule.signal
     fn, suffix = UNIT_FORMAT[signal.unit]
     op = signal.comparison
@@ -86,6 +88,7 @@ def annotations_for(rule: AlertRule, severity: str, threshold: float) -> dict[st
         "summary": summary,
         "description": description,
         "runbook_url": runbook_url(rule.runbook_url, name),
+        "dashboard_url": dashboard_url,
     }
 
 
@@ -95,7 +98,7 @@ def alert_expr(rule: AlertRule, threshold: float) -> str:
     return f"{rule.signal.record} {rule.signal.comparison} {number(threshold)}"
 
 
-def compile_alerts(rule: AlertRule) -> list[CompiledAlert]:
+def compile_alerts(rule: AlertRule, dashboard_url: str) -> list[CompiledAlert]:
     out = []
     for severity, threshold in sorted(rule.thresholds.items(), key=lambda kv: kv[0] == "critical"):
         labels = {"severity": severity, **dict(rule.labels)}
@@ -107,12 +110,12 @@ def compile_alerts(rule: AlertRule) -> list[CompiledAlert]:
         if rule.keep_firing_for_seconds:
             body["keep_firing_for"] = duration(rule.keep_firing_for_seconds)
         body["labels"] = labels
-        body["annotations"] = annotations_for(rule, severity, threshold)
+        body["annotations"] = annotations_for(rule, severity, threshold, dashboard_url)
         out.append(CompiledAlert(alert_name(rule.name), severity, rule, threshold, body))
     return out
 
 
-def slo_alerts(slo: SLO) -> list[dict[str, Any]]:
+def slo_alerts(slo: SLO, dashboard_url: str) -> list[dict[str, Any]]:
     name = slo_alert_name(slo)
     title, period = slo.name.replace("_", " "), duration(slo.period_seconds)
     out = []
@@ -134,6 +137,7 @@ def slo_alerts(slo: SLO) -> list[dict[str, Any]]:
                         f"errors are spending the budget at {burns} its sustainable rate."
                     ),
                     "runbook_url": runbook_url(slo.runbook_url, name),
+                    "dashboard_url": dashboard_url,
                 },
             }
         )
@@ -145,15 +149,17 @@ def rule_groups(config: AlertingConfig) -> tuple[list[dict[str, Any]], list[Comp
     records: list[dict[str, Any]] = []
     alerts: list[CompiledAlert] = []
     seen: set[str] = set()
+    urls = dashboard_urls(config)
     for rule in config.rules:
         if not rule.enabled:
             continue
         if not rule.custom and rule.signal.record not in seen:
             seen.add(rule.signal.record)
             records.append({"record": rule.signal.record, "expr": rule.signal.expr})
-        alerts += compile_alerts(rule)
+        alerts += compile_alerts(rule, urls[alert_name(rule.name)])
     groups: list[dict[str, Any]] = [{"name": GROUP, "rules": records + [a.body for a in alerts]}]
     for slo in config.slos:
         if slo.enabled:
-            groups.append({"name": f"atlas.slo.{slo.name}", "rules": recording_rules(slo) + slo_alerts(slo)})
+            rules = recording_rules(slo) + slo_alerts(slo, urls[slo_alert_name(slo)])
+            groups.append({"name": f"atlas.slo.{slo.name}", "rules": rules})
     return groups, alerts

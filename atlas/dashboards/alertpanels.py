@@ -1,27 +1,33 @@
-"""Per-alert panels: each alert compiled from config/alerting.yaml gets a panel plotting the series
-its rule compares, with the warning and critical thresholds drawn as lines.
+"""Per-alert panels, and the panel each compiled alert links to.
 
-The alert definitions come from the rule compiler (`atlas.alerting.signals`: each signal's recording
-rule), which is built on another branch. `alert_definitions()` is the one place that reads them: it
-returns None while the compiler is absent, and the alerts dashboard then has no per-alert panels
-(its description says so). When the compiler lands, this module needs no other change than what
-its API turns out to be; the compiler calls `panel_url()` to put `dashboard_url` in each alert's
-annotations.
+Each threshold alert compiled from config/alerting.yaml gets a panel on the alerts dashboard
+plotting the series its rule compares (the signal's recording rule), with the warning and critical
+thresholds drawn as lines. The rule compiler (atlas.alerting.rules) puts each alert's panel URL in
+its `dashboard_url` annotation (`dashboard_urls()`), so a page leads straight to the picture:
+
+- a built-in signal's alert -> its own panel (ids from FIRST_ALERT_PANEL_ID, in alerting.yaml order);
+- an SLO's burn-rate alert -> the SLO burn-rate panel;
+- a custom alert (its own `expr:`, no recorded series to plot) -> the firing-alerts panel.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from atlas.alerting.config import AlertingConfig, read_alerting
+from atlas.alerting.signals import alert_name
+from atlas.alerting.slo import alert_name as slo_alert_name
 from atlas.dashboards.model import Panel, Query, Threshold
 
 ALERTS_UID = "atlas-alerts"
-# Per-alert panels get ids from here up, in alerting.yaml order, so a panel's URL is stable while
-# the general panels above them change.
+ALERTS_TITLE = "Atlas alerts"
+# Fixed ids for the panels alerts link to, so a URL in a delivered page keeps pointing at the same
+# panel while the panels around it change. General panels take ids from their position (1, 2, ...).
+FIRING_PANEL_ID = 1
+SLO_BUDGET_PANEL_ID = 50
+SLO_BURN_PANEL_ID = 51
 FIRST_ALERT_PANEL_ID = 100
 GRAFANA_UNITS = {"percent": "percent", "count": "short", "seconds": "s", "bytes": "bytes"}
 
@@ -36,39 +42,28 @@ class AlertDefinition:
     description: str
 
 
-def alert_name(signal: str) -> str:
-    """`disk_usage` -> `AtlasDiskUsage` (DESIGN.md's naming contract)."""
-    return "Atlas" + "".join(part.capitalize() for part in signal.split("_"))
-
-
-def alert_definitions(config_dir: Path) -> list[AlertDefinition] | None:
-    """The enabled alerts of `config_dir/alerting.yaml` with their signal's recorded series, or None
-    when the rule compiler (atlas.alerting.signals) is not installed. Raises ConfigError for a bad
-    alerting.yaml."""
-    try:
-        importlib.import_module("atlas.alerting.signals")
-    except ModuleNotFoundError:
-        return None
-    config: Any = importlib.import_module("atlas.alerting.config")
-    alerting = config.read_alerting(config_dir / "alerting.yaml")
-    found: list[AlertDefinition] = []
-    for rule in alerting.rules:
-        if not rule.enabled or not getattr(rule.signal, "record", ""):
-            continue
-        found.append(
-            AlertDefinition(
-                alert=alert_name(rule.name),
-                signal=rule.name,
-                expr=rule.signal.record,
-                unit=GRAFANA_UNITS.get(rule.signal.unit, "short"),
-                thresholds=dict(rule.thresholds),
-                description=rule.signal.doc,
-            )
+def definitions(config: AlertingConfig) -> list[AlertDefinition]:
+    """The enabled built-in alerts of `config` with their signal's recorded series, in file order."""
+    return [
+        AlertDefinition(
+            alert=alert_name(rule.name),
+            signal=rule.name,
+            expr=rule.signal.record,
+            unit=GRAFANA_UNITS.get(rule.signal.unit, "short"),
+            thresholds=dict(rule.thresholds),
+            description=rule.signal.doc,
         )
-    return found
+        for rule in config.rules
+        if rule.enabled and rule.signal.record and not rule.custom
+    ]
 
 
-def alert_panels(definitions: list[AlertDefinition]) -> list[Panel]:
+def alert_definitions(config_dir: Path) -> list[AlertDefinition]:
+    """`definitions()` of `config_dir/alerting.yaml`. Raises ConfigError for a bad alerting.yaml."""
+    return definitions(read_alerting(config_dir / "alerting.yaml"))
+
+
+def alert_panels(found: list[AlertDefinition]) -> list[Panel]:
     return [
         Panel(
             f"{d.alert}: {d.signal}",
@@ -85,12 +80,30 @@ def alert_panels(definitions: list[AlertDefinition]) -> list[Panel]:
             height=7,
             panel_id=FIRST_ALERT_PANEL_ID + index,
         )
-        for index, d in enumerate(definitions)
+        for index, d in enumerate(found)
     ]
 
 
-def panel_url(definitions: list[AlertDefinition], alert: str, grafana_url: str) -> str:
-    """The URL of `alert`'s panel (Grafana's viewPanel), for the rule's dashboard_url annotation."""
-    index = [d.alert for d in definitions].index(alert)
-    slug = re.sub(r"[^a-z0-9]+", "-", "Atlas alerts".lower())
-    return f"{grafana_url.rstrip('/')}/d/{ALERTS_UID}/{slug}?viewPanel={FIRST_ALERT_PANEL_ID + index}"
+def view_panel_url(grafana_url: str, panel_id: int) -> str:
+    """Grafana's URL of one panel of the alerts dashboard shown alone (viewPanel)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", ALERTS_TITLE.lower()).strip("-")
+    return f"{grafana_url.rstrip('/')}/d/{ALERTS_UID}/{slug}?viewPanel={panel_id}"
+
+
+def panel_url(found: list[AlertDefinition], alert: str, grafana_url: str) -> str:
+    """The URL of `alert`'s own panel. Raises ValueError when `alert` has none."""
+    index = [d.alert for d in found].index(alert)
+    return view_panel_url(grafana_url, FIRST_ALERT_PANEL_ID + index)
+
+
+def dashboard_urls(config: AlertingConfig) -> dict[str, str]:
+    """Every enabled alert's name -> the URL of the panel its dashboard_url annotation names."""
+    found = definitions(config)
+    urls = {d.alert: panel_url(found, d.alert, config.grafana_url) for d in found}
+    for rule in config.rules:
+        if rule.enabled and alert_name(rule.name) not in urls:
+            urls[alert_name(rule.name)] = view_panel_url(config.grafana_url, FIRING_PANEL_ID)
+    for slo in config.slos:
+        if slo.enabled:
+            urls[slo_alert_name(slo)] = view_panel_url(config.grafana_url, SLO_BURN_PANEL_ID)
+    return urls

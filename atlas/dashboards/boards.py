@@ -1,21 +1,21 @@
 """The four Atlas dashboards: what each panel asks Prometheus and why.
 
-Jobs are config/prometheus.yml's: `node` (the Atlas exporter), `atlas-api`, `atlas-core`. Every
-query selects `job=~"$job",instance=~"$instance"` (except `ALERTS`, whose labels are the rules'),
-and rates use `$__rate_interval` so they hold at any scrape interval.
+Jobs are config/prometheus.yml's: `node` (the Atlas exporter), `atlas-api`, `atlas-core`,
+`atlas-router`. Every query selects `job=~"$job",instance=~"$instance"` (except `ALERTS` and the SLO
+series, whose labels are the rules'), and rates use `$__rate_interval` so they hold at any scrape
+interval. The alerts dashboard is atlas.dashboards.alertsboard.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from atlas.dashboards.alertpanels import ALERTS_UID, alert_definitions, alert_panels
-from atlas.dashboards.model import SEL, Annotation, Dashboard, Panel, Query
-
-RI = "$__rate_interval"
+from atlas.dashboards.alertsboard import alerts
+from atlas.dashboards.common import ANNOTATIONS, RI, rate
+from atlas.dashboards.model import SEL, Dashboard, Panel, Query
 
 # Panels whose queries can legitimately return nothing, with why; the live test causes each
-# condition before it asks (tests/integration/test_dashboards_live.py), except where it says not.
+# condition before it asks (tests/integration/test_dashboards_live.py).
 MAY_BE_EMPTY: dict[tuple[str, str], str] = {
     ("atlas-overview", "Dead-letter queue by fingerprint"): "no item has been dead-lettered",
     ("atlas-overview", "Open circuit breakers by host"): "every upstream host is healthy",
@@ -33,47 +33,16 @@ MAY_BE_EMPTY: dict[tuple[str, str], str] = {
         "AtlasNotificationFailures: notification_failures",
     ): "no notification delivery has failed",
     ("atlas-alerts", "AtlasTargetDown: target_down"): "every scrape target is up (count of up == 0)",
+    ("atlas-alerts", "Notifications sent / failed by channel"): "the alert router has delivered nothing "
+    "(sent) and no delivery has failed (failed / dead)",
 }
-
-# Of MAY_BE_EMPTY, the conditions the live dashboard test does not cause yet (it checks that their
-# queries parse): a crash-looping worker and a failing notification channel are caused by the
-# engine's and the router's own tests instead.
-NOT_CAUSED_IN_LIVE_TEST = {
-    ("atlas-alerts", "AtlasEngineWorkerRestarts: engine_worker_restarts"),
-    ("atlas-alerts", "AtlasNotificationFailures: notification_failures"),
-    # Empty whenever every target is up; the alert drills of issue 11 are where a target goes down.
-    ("atlas-alerts", "AtlasTargetDown: target_down"),
-}
-
-ANNOTATIONS = (
-    Annotation(
-        "Maintenance",
-        f"max by (instance) (atlas_maintenance_mode{{{SEL}}}) == 1",
-        "Maintenance mode on",
-        "orange",
-        "instance",
-    ),
-    # A deployment restarts the Atlas services: atlas_process_start_time_seconds (the exporter's
-    # per-service gauge) changes value exactly then, whichever deploy tool ran.
-    Annotation(
-        "Deployments",
-        f"changes(atlas_process_start_time_seconds{{{SEL}}}[2m]) > 0",
-        "{{service}} (re)started",
-        "blue",
-        "service,instance",
-    ),
-)
-
-
-def _rate(metric: str, extra: str = "") -> str:
-    return f"rate({metric}{{{SEL}{extra}}}[{RI}])"
 
 
 def _quantiles(metric: str, by: str = "") -> tuple[Query, ...]:
     labels = f"le{', ' + by if by else ''}"
     return tuple(
         Query(
-            f"histogram_quantile({q}, sum by ({labels}) ({_rate(metric + '_bucket')}))",
+            f"histogram_quantile({q}, sum by ({labels}) ({rate(metric + '_bucket')}))",
             f"p{round(q * 100)}" + (f" {{{{{by}}}}}" if by else ""),
             exemplar=True,
         )
@@ -83,9 +52,9 @@ def _quantiles(metric: str, by: str = "") -> tuple[Query, ...]:
 
 def overview() -> Dashboard:
     processed = "atlas_engine_items_processed_total"
-    succeeded = _rate(processed, ',outcome=~"done|duplicate"')
-    final = _rate(processed, ',outcome=~"done|duplicate|dead"')
-    limited = _rate("atlas_api_shed_total", ',status="429"')
+    succeeded = rate(processed, ',outcome=~"done|duplicate"')
+    final = rate(processed, ',outcome=~"done|duplicate|dead"')
+    limited = rate("atlas_api_shed_total", ',status="429"')
     return Dashboard(
         "atlas-overview",
         "Atlas overview",
@@ -96,7 +65,7 @@ def overview() -> Dashboard:
                 "Items committed by the API per second, by kind (atlas_api_items_accepted_total). "
                 "Items carry no source label in metrics (unbounded), so sources are not split here.",
                 "ops",
-                (Query(f"sum by (kind) ({_rate('atlas_api_items_accepted_total')})", "{{kind}}"),),
+                (Query(f"sum by (kind) ({rate('atlas_api_items_accepted_total')})", "{{kind}}"),),
                 stack=True,
                 width=8,
             ),
@@ -105,7 +74,7 @@ def overview() -> Dashboard:
                 "Attempts finished by the engine per second, by outcome (done, duplicate, retry, "
                 "dead, died, timeout).",
                 "ops",
-                (Query(f"sum by (outcome) ({_rate(processed)})", "{{outcome}}"),),
+                (Query(f"sum by (outcome) ({rate(processed)})", "{{outcome}}"),),
                 stack=True,
                 width=8,
             ),
@@ -184,7 +153,7 @@ def overview() -> Dashboard:
                 (
                     Query(
                         "histogram_quantile(0.95, sum by (le, stage) "
-                        f"({_rate('atlas_engine_stage_duration_seconds_bucket')}))",
+                        f"({rate('atlas_engine_stage_duration_seconds_bucket')}))",
                         "{{stage}}",
                     ),
                 ),
@@ -207,7 +176,7 @@ def overview() -> Dashboard:
                 (
                     Query(f"sum by (status) ({limited})", "API {{status}}"),
                     Query(
-                        f"sum by (host, action) ({_rate('atlas_host_rate_limited_total')})",
+                        f"sum by (host, action) ({rate('atlas_host_rate_limited_total')})",
                         "{{host}} {{action}}",
                     ),
                 ),
@@ -232,7 +201,7 @@ def overview() -> Dashboard:
 
 def api() -> Dashboard:
     requests = "http_requests_total"
-    errors = _rate(requests, ',status="5xx"')
+    errors = rate(requests, ',status="5xx"')
     return Dashboard(
         "atlas-api",
         "Atlas API",
@@ -242,7 +211,7 @@ def api() -> Dashboard:
                 "Requests by handler and status",
                 "Requests per second by route template and status class.",
                 "reqps",
-                (Query(f"sum by (handler, status) ({_rate(requests)})", "{{handler}} {{status}}"),),
+                (Query(f"sum by (handler, status) ({rate(requests)})", "{{handler}} {{status}}"),),
                 width=12,
             ),
             Panel(
@@ -251,7 +220,7 @@ def api() -> Dashboard:
                 "percentunit",
                 (
                     Query(
-                        f"(sum({errors}) or vector(0)) / sum({_rate(requests)})",
+                        f"(sum({errors}) or vector(0)) / sum({rate(requests)})",
                         "5xx ratio",
                     ),
                 ),
@@ -273,7 +242,7 @@ def api() -> Dashboard:
                 (
                     Query(
                         "histogram_quantile(0.99, sum by (le, handler) "
-                        f"({_rate('http_request_duration_seconds_bucket')}))",
+                        f"({rate('http_request_duration_seconds_bucket')}))",
                         "{{handler}}",
                         exemplar=True,
                     ),
@@ -292,7 +261,7 @@ def api() -> Dashboard:
                 "Writes refused to protect the system, per second: 429 (backpressure, per-key rate "
                 "limit), 503 (disk low-water mark, maintenance, commit queue).",
                 "reqps",
-                (Query(f"sum by (status) ({_rate('atlas_api_shed_total')})", "{{status}}"),),
+                (Query(f"sum by (status) ({rate('atlas_api_shed_total')})", "{{status}}"),),
                 width=8,
             ),
             Panel(
@@ -302,7 +271,7 @@ def api() -> Dashboard:
                 (
                     Query(
                         "histogram_quantile(0.5, sum by (le) "
-                        f"({_rate('atlas_api_commit_batch_rows_bucket')}))",
+                        f"({rate('atlas_api_commit_batch_rows_bucket')}))",
                         "p50",
                     ),
                 ),
@@ -316,7 +285,7 @@ def api() -> Dashboard:
 def system() -> Dashboard:
     cpus = f'count by (instance) (node_cpu_seconds_total{{{SEL},mode="idle"}})'
     fs = f'{SEL},fstype!~"tmpfs|ramfs"'
-    busy = _rate("node_cpu_seconds_total", ',mode!="idle"')
+    busy = rate("node_cpu_seconds_total", ',mode!="idle"')
     return Dashboard(
         "atlas-system",
         "Atlas system",
@@ -408,10 +377,8 @@ def system() -> Dashboard:
                 "Bytes read and written per second by block device.",
                 "Bps",
                 (
-                    Query(f"sum by (device) ({_rate('node_disk_read_bytes_total')})", "{{device}} read"),
-                    Query(
-                        f"sum by (device) ({_rate('node_disk_written_bytes_total')})", "{{device}} written"
-                    ),
+                    Query(f"sum by (device) ({rate('node_disk_read_bytes_total')})", "{{device}} read"),
+                    Query(f"sum by (device) ({rate('node_disk_written_bytes_total')})", "{{device}} written"),
                 ),
                 width=12,
             ),
@@ -420,10 +387,8 @@ def system() -> Dashboard:
                 "Bytes received and sent per second by interface.",
                 "Bps",
                 (
-                    Query(f"sum by (device) ({_rate('node_network_receive_bytes_total')})", "{{device}} in"),
-                    Query(
-                        f"sum by (device) ({_rate('node_network_transmit_bytes_total')})", "{{device}} out"
-                    ),
+                    Query(f"sum by (device) ({rate('node_network_receive_bytes_total')})", "{{device}} in"),
+                    Query(f"sum by (device) ({rate('node_network_transmit_bytes_total')})", "{{device}} out"),
                 ),
                 width=12,
             ),
@@ -438,7 +403,7 @@ def system() -> Dashboard:
                 "Atlas services: CPU",
                 "CPU used by each Atlas service's main process (1 = one core).",
                 "percentunit",
-                (Query(f"sum by (service) ({_rate('atlas_process_cpu_seconds_total')})", "{{service}}"),),
+                (Query(f"sum by (service) ({rate('atlas_process_cpu_seconds_total')})", "{{service}}"),),
                 width=8,
             ),
             Panel(
@@ -451,42 +416,6 @@ def system() -> Dashboard:
         ],
         ANNOTATIONS,
     )
-
-
-def alerts(config_dir: Path) -> Dashboard:
-    definitions = alert_definitions(config_dir)
-    note = (
-        " One panel per alert of alerting.yaml follows, with its thresholds as lines."
-        if definitions is not None
-        else " Per-alert panels (signal and threshold lines) appear once the rule compiler "
-        "(atlas.alerting.signals) is installed; it is not on this build."
-    )
-    board = Dashboard(
-        ALERTS_UID,
-        "Atlas alerts",
-        "What Prometheus alerts on: firing and pending alerts and scrape targets." + note,
-        [
-            Panel(
-                "Firing alerts by severity",
-                "Alerts firing now (Prometheus's ALERTS series), by severity.",
-                "short",
-                (Query('sum by (severity) (ALERTS{alertstate="firing"})', "{{severity}}"),),
-                stack=True,
-                width=12,
-            ),
-            Panel(
-                "Scrape targets up",
-                "Targets Prometheus scraped successfully, by job (up == 1); a dip is a process down.",
-                "short",
-                (Query(f"sum by (job) (up{{{SEL}}})", "{{job}}"),),
-                width=12,
-            ),
-        ],
-        ANNOTATIONS,
-    )
-    if definitions:
-        board.panels += alert_panels(definitions)
-    return board
 
 
 def all_dashboards(config_dir: Path) -> list[Dashboard]:

@@ -23,6 +23,7 @@ from tests.helpers.net import free_port
 TOKEN = "router-token-4f1d2c"
 HMAC_KEY = "hmac-key-9a8b7c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+DASHBOARD_URL = "http://grafana.example:3000/d/atlas-alerts/atlas-alerts?viewPanel=118"
 
 
 def alert(
@@ -37,7 +38,11 @@ def alert(
     return {
         "status": status,
         "labels": {"alertname": name, "severity": severity, **labels},
-        "annotations": {"summary": f"{name} {fp}", "runbook_url": "https://runbooks.example/disk"},
+        "annotations": {
+            "summary": f"{name} {fp}",
+            "runbook_url": "https://runbooks.example/disk",
+            "dashboard_url": DASHBOARD_URL,
+        },
         "startsAt": starts_at,
         "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-01-01T01:00:00Z",
         "generatorURL": "http://prometheus.example:9090/graph?g0.expr=x",

@@ -27,7 +27,7 @@ from tests.conftest import ROOT
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port
 from tests.helpers.receivers import HttpReceiver, SmtpSink
-from tests.helpers.router import alert, payload
+from tests.helpers.router import DASHBOARD_URL, alert, payload
 
 RENDERER = Renderer(ROOT / "config")
 
@@ -104,7 +104,10 @@ def test_email_is_multipart_with_an_alertmanager_subject_and_threads_per_group(
     assert parts == ["text/plain", "text/html"]
     text = first.get_body(("plain",)).get_content()
     assert "2 alert(s) firing" in text and "https://runbooks.example/disk" in text
-    assert "<strong>[CRITICAL] AtlasDiskUsage</strong>" in first.get_body(("html",)).get_content()
+    assert f"dashboard: {DASHBOARD_URL}" in text  # the compiler's dashboard_url annotation
+    html = first.get_body(("html",)).get_content()
+    assert "<strong>[CRITICAL] AtlasDiskUsage</strong>" in html
+    assert f'<a href="{DASHBOARD_URL}">dashboard</a>' in html
     assert first["Auto-Submitted"] == "auto-generated"
     assert first["To"] == "ops@example.org, oncall@example.org"
     assert first["Message-Id"].startswith("<atlas-router.") and first["In-Reply-To"] is None
@@ -186,6 +189,7 @@ def test_slack_429_waits_as_told_and_sends_at_most_one_message_a_second(
     assert {"type": "mrkdwn", "text": "*severity*\ncritical"} in blocks[1]["fields"]
     assert (
         "|Runbook>" in blocks[2]["elements"][0]["text"]
+        and f"<{DASHBOARD_URL}|Dashboard>" in blocks[2]["elements"][0]["text"]
         and "|Alertmanager>" in blocks[2]["elements"][0]["text"]
     )
 

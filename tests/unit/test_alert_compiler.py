@@ -142,6 +142,55 @@ alerts:
     assert "tests/disk_usage.yml" in files
 
 
+def test_dashboard_urls_start_at_the_configured_grafana(tmp_path: Path) -> None:
+    (tmp_path / "alerting.yaml").write_text(
+        """\
+version: 1
+grafana:
+  url: https://grafana.example.org/
+alerts:
+  client_errors:
+    expr: 'sum(rate(http_requests_total{status="4xx"}[5m])) > {threshold}'
+    warning: 5
+  disk_usage:
+    warning: 80
+  cpu_usage:
+    warning: 70
+    enabled: false
+  memory_usage:
+    warning: 80
+slos:
+  processing_success: {objective: 99}
+"""
+    )
+    files = compile_files(read_alerting(tmp_path / "alerting.yaml"))
+    urls = {
+        r["alert"]: r["annotations"]["dashboard_url"]
+        for g in yaml.safe_load(files["atlas.rules.yml"])["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    base = "https://grafana.example.org/d/atlas-alerts/atlas-alerts?viewPanel="
+    assert urls == {
+        "AtlasClientErrors": base + "1",  # no recorded series of its own: the firing-alerts panel
+        "AtlasDiskUsage": base + "100",  # per-alert panels in file order, disabled ones skipped
+        "AtlasMemoryUsage": base + "101",
+        "AtlasProcessingSuccessBudgetBurn": base + "51",  # the SLO burn-rate panel
+    }
+    # The generated promtool tests expect the annotation too.
+    slo_test = yaml.safe_load(files["tests/slo_processing_success.yml"])
+    expected = [a for t in slo_test["tests"] for c in t["alert_rule_test"] for a in c["exp_alerts"]]
+    assert expected and all(a["exp_annotations"]["dashboard_url"] == base + "51" for a in expected)
+    disk_test = yaml.safe_load(files["tests/disk_usage.yml"])
+    expected = [a for t in disk_test["tests"] for c in t["alert_rule_test"] for a in c["exp_alerts"]]
+    assert expected and all(a["exp_annotations"]["dashboard_url"] == base + "100" for a in expected)
+
+
+def test_dashboard_urls_default_to_a_local_grafana() -> None:
+    config = read_alerting(ROOT / "config" / "alerting.yaml")
+    assert config.grafana_url == "http://localhost:3000"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -171,6 +220,8 @@ alerts:
             "a.yaml:4: slos.processing_success.objective: expected a number",
         ),
         ("alerts: {}\nrouter:\n  url: ftp://x\n", "a.yaml:3: router.url: expected an http"),
+        ("alerts: {}\ngrafana:\n  url: grafana.local\n", "a.yaml:3: grafana.url: expected an http"),
+        ("alerts: {}\ngrafana:\n  uri: http://g\n", "a.yaml:3: grafana.uri: unknown key"),
     ],
 )
 def test_new_keys_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:

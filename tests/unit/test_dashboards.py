@@ -7,6 +7,7 @@ import json
 from itertools import combinations
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -186,3 +187,27 @@ def test_render_refuses_a_bad_time_range_with_exit_2(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--from" in result.output and "'yesterday'" in result.output
+
+
+def test_every_compiled_alert_links_to_a_panel_of_the_committed_dashboards() -> None:
+    """Each alert of the committed alertrules/ has a dashboard_url naming a dashboard uid and panel
+    id that exist in the committed dashboards/ JSON; a threshold alert's panel plots its series."""
+    panels = {
+        (model["uid"], panel["id"]): panel
+        for model in (board(name) for name in BOARDS)
+        for panel in model["panels"]
+    }
+    rules = yaml.safe_load((ROOT / "alertrules" / "atlas.rules.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert len(alerts) > 40
+    for alert in alerts:
+        url = urlsplit(alert["annotations"]["dashboard_url"])
+        assert f"{url.scheme}://{url.netloc}" == "http://localhost:3000", alert["alert"]
+        uid = url.path.split("/")[2]
+        (panel_id,) = parse_qs(url.query)["viewPanel"]
+        panel = panels.get((uid, int(panel_id)))
+        assert panel is not None, f"{alert['alert']}: no panel {panel_id} on dashboard {uid}"
+        series = alert["expr"].split()[0]
+        if series.count(":") == 2 and not series.startswith("slo:"):  # a signal's recorded series
+            assert [t["expr"] for t in panel["targets"]] == [series], alert["alert"]
+            assert panel["title"].startswith(alert["alert"] + ":")

@@ -39,6 +39,8 @@ def _alert_view(alert: Alert) -> dict[str, Any]:
         "fingerprint": alert.fingerprint,
         "summary": alert.annotations.get("summary") or alert.annotations.get("description") or alert.name,
         "runbook_url": alert.annotations.get("runbook_url", ""),
+        # The Grafana panel of the alert's signal (the compiler's dashboard_url annotation).
+        "dashboard_url": alert.annotations.get("dashboard_url", ""),
     }
 
 
@@ -77,7 +79,11 @@ SAMPLE = Notification(
         Alert(
             "firing",
             {"alertname": "AtlasDiskUsage", "severity": "critical", "instance": "a:9110"},
-            {"summary": "Disk 97% full", "runbook_url": "https://example.org/runbooks#disk"},
+            {
+                "summary": "Disk 97% full",
+                "runbook_url": "https://example.org/runbooks#disk",
+                "dashboard_url": "http://localhost:3000/d/atlas-alerts/atlas-alerts?viewPanel=100",
+            },
             "2026-01-01T00:00:00Z",
             "0001-01-01T00:00:00Z",
             "http://prometheus.example:9090/graph",

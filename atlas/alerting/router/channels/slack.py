@@ -64,6 +64,8 @@ def _alert_blocks(renderer: Renderer, out: Outgoing, alert: Alert, external_url:
     links = []
     if alert.annotations.get("runbook_url"):
         links.append(f"<{alert.annotations['runbook_url']}|Runbook>")
+    if alert.annotations.get("dashboard_url"):
+        links.append(f"<{alert.annotations['dashboard_url']}|Dashboard>")
     if alert.generator_url:
         links.append(f"<{alert.generator_url}|Source>")
     if external_url:

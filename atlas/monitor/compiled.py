@@ -13,6 +13,8 @@ from atlas.alerting.config import AlertingConfig
 from atlas.alerting.queries import QUERIES
 from atlas.alerting.rules import rule_groups, slo_alerts
 from atlas.alerting.slo import BURN_ALERTS, alert_query
+from atlas.alerting.slo import alert_name as slo_alert_name
+from atlas.dashboards.alertpanels import dashboard_urls
 from atlas.monitor.evaluate import AgentAlert
 
 
@@ -52,10 +54,12 @@ def agent_alerts(config: AlertingConfig) -> AgentRules:
             )
         )
         meta[(a.name, a.severity)] = Meta(a.labels, a.body["annotations"])
+    urls = dashboard_urls(config)
     for slo in config.slos:
         if not slo.enabled:
             continue
-        for body, (severity, _sloth, pairs) in zip(slo_alerts(slo), BURN_ALERTS, strict=True):
+        burn = slo_alerts(slo, urls[slo_alert_name(slo)])
+        for body, (severity, _sloth, pairs) in zip(burn, BURN_ALERTS, strict=True):
             # SLO alerts have no `for` (Sloth's shape); the long window is their patience.
             alerts.append(
                 AgentAlert(

@@ -21,29 +21,27 @@ from atlas.ops import deploy as dm
 from atlas.ops import releases
 from atlas.ops.maintenance import default_actor
 from atlas.ops.nginx import Nginx
-from atlas.ops.units import DEFAULT_PREFIX
-from atlas.settings import load_settings
+from atlas.settings import ENVIRONMENTS, Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 prefix_option = click.option(
     "--prefix",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="ATLAS_PREFIX",
-    default=DEFAULT_PREFIX,
-    show_default=True,
-    help="The install prefix (releases/, deploy/ state and history) [env ATLAS_PREFIX].",
+    default=None,
+    help="The install prefix: releases/ and deploy/ (state, history) "
+    "[default: ATLAS_INSTALL_PREFIX, /opt/atlas].",
 )
 environment_option = click.option(
     "--environment",
-    type=click.Choice(["development", "staging", "production"]),
+    type=click.Choice(ENVIRONMENTS),
     default=None,
     help="The environment (required): its settings (config/<environment>.env) and its deployment state.",
 )
 
 
 def target_options(fn: F) -> F:
-    """How to reach the environment's processes and nginx; each has an ATLAS_DEPLOY_* variable."""
+    """How to reach the environment's processes and nginx; each defaults to its ATLAS_* setting."""
     options = [
         prefix_option,
         environment_option,
@@ -55,49 +53,22 @@ def target_options(fn: F) -> F:
         ),
         click.option(
             "--ports",
-            envvar="ATLAS_DEPLOY_PORTS",
-            default="8000,8001",
-            show_default=True,
-            help="The blue and green API ports [env ATLAS_DEPLOY_PORTS].",
+            default=None,
+            help="The blue and green API ports, e.g. 8000,8001 "
+            "[default: ATLAS_DEPLOY_BLUE_PORT,ATLAS_DEPLOY_GREEN_PORT].",
         ),
         click.option(
             "--nginx-upstream",
             type=click.Path(dir_okay=False, path_type=Path),
-            envvar="ATLAS_DEPLOY_NGINX_UPSTREAM",
             default=None,
-            help="nginx's include holding `upstream atlas_api` (blue-green) "
-            "[env ATLAS_DEPLOY_NGINX_UPSTREAM].",
-        ),
-        click.option(
-            "--nginx-reload",
-            envvar="ATLAS_DEPLOY_NGINX_RELOAD",
-            default="nginx -s reload",
-            show_default=True,
-            help="Command that reloads nginx [env ATLAS_DEPLOY_NGINX_RELOAD].",
-        ),
-        click.option(
-            "--nginx-pid",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar="ATLAS_DEPLOY_NGINX_PID",
-            default=None,
-            help="nginx master's pid file: the old color is stopped once its old workers exit "
-            "[env ATLAS_DEPLOY_NGINX_PID].",
+            help="nginx's include holding `upstream atlas_api` [default: ATLAS_NGINX_UPSTREAM_FILE].",
         ),
         click.option(
             "--gate-timeout",
             type=click.FloatRange(min=1),
-            envvar="ATLAS_DEPLOY_GATE_TIMEOUT",
-            default=60.0,
-            show_default=True,
-            help="Seconds a restarted service has to become ready and healthy.",
-        ),
-        click.option(
-            "--drain-timeout",
-            type=click.FloatRange(min=0),
-            envvar="ATLAS_DEPLOY_DRAIN_TIMEOUT",
-            default=30.0,
-            show_default=True,
-            help="Seconds to wait for nginx's old workers before stopping the old color.",
+            default=None,
+            help="Seconds a restarted service has to be ready "
+            "[default: ATLAS_DEPLOY_GATE_TIMEOUT_SECONDS, 60].",
         ),
     ]
     for option in reversed(options):
@@ -105,34 +76,48 @@ def target_options(fn: F) -> F:
     return fn
 
 
+def _settings(environment: str | None = None) -> tuple[Settings, dict[str, str]]:
+    env = dict(os.environ) | ({"ATLAS_ENVIRONMENT": environment} if environment else {})
+    return load_settings(env), env
+
+
+def _prefix(prefix: Path | None) -> Path:
+    return prefix if prefix is not None else _settings()[0].install_prefix
+
+
 def _target(opts: dict[str, Any]) -> dm.Target:
     environment = opts["environment"]
     if environment is None:
         raise click.UsageError("--environment is required")
-    env = dict(os.environ) | {"ATLAS_ENVIRONMENT": environment}
-    settings = load_settings(env)
-    try:
-        a, b = (int(p) for p in str(opts["ports"]).split(","))
-    except ValueError:
-        raise ConfigError(f"--ports: expected two ports like 8000,8001 (got {opts['ports']!r})") from None
+    settings, env = _settings(environment)
+    ports = (settings.deploy_blue_port, settings.deploy_green_port)
+    if opts["ports"] is not None:
+        try:
+            a, b = (int(p) for p in str(opts["ports"]).split(","))
+        except ValueError:
+            raise ConfigError(f"--ports: expected two ports like 8000,8001 (got {opts['ports']!r})") from None
+        ports = (a, b)
+    if ports[0] == ports[1]:
+        raise ConfigError(f"--ports: blue and green must differ (got {ports[0]} twice)")
     backend = opts["backend"] or settings.service_backend
     if backend == "auto":
         from atlas.ops.services.systemd import systemd_available
 
         backend = "systemd" if systemd_available() else "local"
+    upstream = opts["nginx_upstream"] or settings.nginx_upstream_file
     nginx = None
-    if opts["nginx_upstream"] is not None:
-        nginx = Nginx(opts["nginx_upstream"], opts["nginx_reload"], opts["nginx_pid"])
+    if upstream is not None:
+        nginx = Nginx(upstream, settings.nginx_reload_command, settings.nginx_pid_file)
     return dm.Target(
-        prefix=opts["prefix"],
+        prefix=opts["prefix"] or settings.install_prefix,
         environment=environment,
         settings=settings,
         env=env,
         backend=backend,
-        ports=(a, b),
+        ports=ports,
         nginx=nginx,
-        gate_timeout=opts["gate_timeout"],
-        drain_timeout=opts["drain_timeout"],
+        gate_timeout=opts["gate_timeout"] or settings.deploy_gate_timeout_seconds,
+        drain_timeout=settings.deploy_drain_timeout_seconds,
         by=default_actor(),
         log=lambda line: click.echo(f"# {line}", err=True),
     )
@@ -175,9 +160,9 @@ def deploy(
 @prefix_option
 @format_option
 @clean_errors
-def prepare(src: Path, version: str, link_current_env: bool, prefix: Path, fmt: str) -> None:
+def prepare(src: Path, version: str, link_current_env: bool, prefix: Path | None, fmt: str) -> None:
     """Build <prefix>/releases/VERSION: a virtual environment from SRC (a wheel or a source tree)."""
-    release = releases.prepare(prefix, src, version, link_env=link_current_env)
+    release = releases.prepare(_prefix(prefix), src, version, link_env=link_current_env)
     emit(fmt, {"version": release.version, "path": str(release.root)} | release.meta)
 
 
@@ -248,9 +233,9 @@ def version() -> None:
 @prefix_option
 @format_option
 @clean_errors
-def version_list(prefix: Path, fmt: str) -> None:
+def version_list(prefix: Path | None, fmt: str) -> None:
     """Releases under <prefix>/releases, where each is current, and when each was last deployed."""
-    rows = dm.version_list(prefix)
+    rows = dm.version_list(_prefix(prefix))
     if fmt == "table":
         rows = [
             r

@@ -320,9 +320,25 @@ def blue_green(t: Target, release: Release, previous: Release | None, live: int)
         new.stop("api")
         raise DeployError(f"blue-green to {release.version} failed before the switch: {exc}") from exc
     t.log(f"switch traffic to {idle}")
-    t.nginx.switch(idle)
-    if not t.nginx.drain(t.drain_timeout):
-        t.log(f"nginx's old workers still run after {t.drain_timeout:g}s; stopping the old color anyway")
+    try:
+        old_workers = t.nginx.switch(idle)
+    except AtlasError as exc:
+        new.stop("api")
+        raise DeployError(
+            f"blue-green to {release.version}: nginx switch failed, traffic stays: {exc}"
+        ) from exc
+    if not t.nginx.drain(old_workers, t.drain_timeout):
+        # The old workers (old upstream) still run: stopping the old color could fail their requests.
+        t.log(f"nginx's old workers still run after {t.drain_timeout:g}s; switching back to {live}")
+        t.nginx.switch(live)
+        new.stop("api")
+        undo = manager(t, previous, live)
+        for name in reversed(others):
+            undo.restart(name)
+        raise DeployError(
+            f"blue-green to {release.version}: nginx did not replace its workers within "
+            f"{t.drain_timeout:g}s (see nginx's error log); traffic switched back to {live}"
+        )
     manager(t, previous, live).stop("api")  # SIGTERM: uvicorn finishes what it holds
     return idle
 

@@ -10,8 +10,8 @@ nginx's site config includes one file that holds the API's upstream:
 `switch()` writes the new upstream to a temporary file in the same directory, fsyncs it, renames
 it over the include (atomic: nginx never reads half a file) and runs the reload command
 (`nginx -s reload`). On reload nginx starts new workers with the new upstream; the old workers
-finish the requests they hold and exit. `drain()` waits for those old workers ("worker process is
-shutting down") to be gone, so the old color is stopped only once nothing can still send to it.
+finish the requests they hold and exit. `drain()` waits for the workers that ran before the
+reload to be gone, so the old color is stopped only once nothing can still send to it.
 """
 
 from __future__ import annotations
@@ -77,10 +77,12 @@ class Nginx:
         if done.returncode != 0:
             raise NginxError(f"`{self.reload_command}` failed ({done.returncode}): {done.stderr.strip()}")
 
-    def switch(self, port: int) -> None:
-        """Send traffic to `port`: atomic rewrite of the include, then reload. If the reload fails
-        the previous include is put back (nginx still runs the old config)."""
+    def switch(self, port: int) -> set[int] | None:
+        """Send traffic to `port`: atomic rewrite of the include, then reload. Returns the worker
+        pids from before the reload (None without a readable pid file) for drain(). If the reload
+        command fails the previous include is put back (nginx still runs the old config)."""
         previous = self.current_port()
+        before = self.workers()
         self.write(port)
         try:
             self.reload()
@@ -88,31 +90,29 @@ class Nginx:
             if previous is not None:
                 self.write(previous)
             raise
+        return before
 
-    def drain(self, timeout: float) -> bool:
-        """Wait until the workers nginx replaced on reload have exited (they may still send to the
-        old color); True when they have, False after `timeout`. Without a pid file: True."""
-        if self.pid_file is None:
+    def drain(self, old: set[int] | None, timeout: float) -> bool:
+        """Wait until the workers that ran before the reload (the only ones that may still send to
+        the old color) have exited; True when they have, False after `timeout` (nginx did not
+        replace them: the new config did not load, or a request is still running). Without the
+        master's pid (old is None) it cannot tell: it waits `timeout` and says True."""
+        if old is None:
+            time.sleep(timeout)
             return True
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._old_workers():
-                return True
+        while any(psutil.pid_exists(pid) for pid in old):
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.1)
-        return not self._old_workers()
+        return True
 
-    def _old_workers(self) -> list[int]:
-        assert self.pid_file is not None
+    def workers(self) -> set[int] | None:
+        """The master's worker pids now (None when the pid file cannot be read)."""
+        if self.pid_file is None:
+            return None
         try:
             master = psutil.Process(int(self.pid_file.read_text(encoding="ascii").strip()))
-            children = master.children()
+            return {c.pid for c in master.children()}
         except (OSError, ValueError, psutil.Error):
-            return []
-        old = []
-        for child in children:
-            try:
-                if "shutting down" in " ".join(child.cmdline()):
-                    old.append(child.pid)
-            except psutil.Error:
-                continue
-        return old
+            return None

@@ -178,7 +178,12 @@ def release_migrations(release: Release) -> list[tuple[int, str, str]]:
     code = "import json; from atlas.store.sqlite import migrations; print(json.dumps(migrations()))"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     done = subprocess.run(
-        [str(release.python), "-c", code], capture_output=True, text=True, timeout=60, check=False, env=env
+        [str(release.python), "-P", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
     )
     if done.returncode != 0:
         raise ReleaseError(f"release {release.version}: cannot list its migrations: {done.stderr.strip()}")

@@ -181,7 +181,9 @@ class LocalSupervisor:
             if current.state == "running":
                 current.message = "already running"
             return current
-        argv = [self.python, "-m", "atlas", s.command]
+        # -P: the working directory is not put on sys.path, so `atlas` is the interpreter's own
+        # (a release's), never a checkout atlas-ops happens to be run from.
+        argv = [self.python, "-P", "-m", "atlas", s.command]
         path = log_path(self.settings.data_dir, name)
         self._event(name, "starting", argv=argv)
         pid = _spawn(argv, self.env, path)

@@ -149,7 +149,7 @@ def deploy(
 
 
 @deploy.command("prepare")
-@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("src", type=click.Path(path_type=Path))
 @click.option("--version", "version", required=True, help="The release's name (its directory).")
 @click.option(
     "--link-current-env",

@@ -181,8 +181,11 @@ def gate(t: Target, mgr: ServiceManager, name: str, port: int) -> None:
 
 
 def running_services(t: Target, port: int) -> list[str]:
+    """The running services in rolling order: the engine first (it serves no client, so a bad
+    release is caught before anyone sees it), the API last."""
     mgr = manager(t, None, port)
-    return [n for n in names("all") if mgr.status(n).state == "running"]
+    order = [n for n in names("all") if n != "api"] + ["api"]
+    return [n for n in order if mgr.status(n).state == "running"]
 
 
 def roll(t: Target, release: Release, previous: Release | None, services: list[str], port: int) -> None:

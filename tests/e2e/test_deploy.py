@@ -7,8 +7,9 @@ One stack serves every case, in order (each leaves the state the next starts fro
    acknowledged item stored, /health's release changes, the old color's process and pid file gone;
 2. blue-green to a release whose API exits at start: refused at the gate, nginx untouched,
    the old color keeps serving (requests keep succeeding through the attempt);
-3. rolling to a release whose engine exits at start: the first failed gate rolls back the API and
-   the engine to v1; then `rollback --target-version v1` and `deployment status`;
+3. rolling to a release whose engine exits at start: the first failed gate (the engine rolls
+   first) restarts it on v1 and stops the rollout; then `rollback --target-version v1` and
+   `deployment status`;
 4. a release with a pending migration not marked backward compatible is refused (exit 2).
 
 The faulty releases are copies of this source tree with a fault appended to the copy's
@@ -303,7 +304,7 @@ def test_rolling_rolls_back_a_release_whose_engine_fails_its_gate(stack: Stack) 
     assert "rolled back to v1" in done.stderr
     core_pid = int((run / "atlas-core.pid").read_text(encoding="ascii"))
     assert "releases/v1/bin/python" in " ".join(psutil.Process(core_pid).cmdline())
-    assert stack.health()["release"] == "v1"  # the API, restarted first, went back too
+    assert stack.health()["release"] == "v1"  # the API (rolled last) was never touched
 
     done = stack.cli("rollback", "--environment", "staging", "--target-version", "v1", "--no-backup")
     assert done.returncode == 0, done.stderr

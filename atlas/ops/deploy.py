@@ -68,6 +68,8 @@ class Target:
     drain_timeout: float = 30.0
     by: str = ""
     log: Callable[[str], None] = field(default=lambda _line: None)
+    # systemd: where <prefix>/current pointed before this deployment (what "previous" runs).
+    original_current: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -144,8 +146,9 @@ def manager(t: Target, release: Release | None, port: int) -> ServiceManager:
     if t.backend == "systemd":
         from atlas.ops.services.systemd import SystemdManager
 
-        if release is not None:
-            _point_current(t.prefix, release.root)  # the units run <prefix>/current/bin/atlas
+        root = release.root if release is not None else t.original_current
+        if root is not None:
+            _point_current(t.prefix, root)  # the units run <prefix>/current/bin/atlas
         return SystemdManager(settings)
     from atlas.ops.services.local import LocalSupervisor
 
@@ -258,6 +261,12 @@ def deploy(
     if strategy not in STRATEGIES:
         raise ConfigError(f"--strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
     release = releases.get(t.prefix, version)
+    if strategy == "blue-green" and t.nginx is None:
+        raise ConfigError(
+            "--strategy blue-green needs nginx: set ATLAS_NGINX_UPSTREAM_FILE (or --nginx-upstream)"
+        )
+    link = t.prefix / "current"
+    t.original_current = Path(os.readlink(link)) if link.is_symlink() else None
     state = read_state(t)
     previous = _release_or_none(t, state.get("version"))
     entry: dict[str, Any] = {
@@ -301,14 +310,13 @@ def _release_or_none(t: Target, version: object) -> Release | None:
         return None
     try:
         return releases.get(t.prefix, version)
-    except (releases.ReleaseError, ConfigError):
+    except ConfigError:
         return None
 
 
 def blue_green(t: Target, release: Release, previous: Release | None, live: int) -> int:
     """Returns the port now serving. Raises DeployError with traffic left where it was."""
-    if t.nginx is None:
-        raise ConfigError("--strategy blue-green needs nginx (--nginx-upstream, the upstream include file)")
+    assert t.nginx is not None  # deploy() refuses blue-green without it
     idle = t.ports[1] if live == t.ports[0] else t.ports[0]
     new = manager(t, release, idle)
     others = [n for n in running_services(t, live) if n != "api"]

@@ -69,13 +69,13 @@ def check_version(version: str) -> str:
 
 
 def get(prefix: Path, version: str) -> Release:
-    """The prepared release `version`; raises ReleaseError naming the ones that exist."""
+    """The prepared release `version`; raises ConfigError naming the ones that exist."""
     root = releases_dir(prefix) / check_version(version)
     try:
         meta = json.loads((root / RELEASE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = ", ".join(r.version for r in installed(prefix)) or "none"
-        raise ReleaseError(
+        raise ConfigError(
             f"no release {version!r} under {releases_dir(prefix)} (prepared: {known}); "
             f"run `atlas-ops deploy prepare SRC --version {version}`"
         ) from None

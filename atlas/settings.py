@@ -765,6 +765,65 @@ class Settings:
         " (systemd when its units are installed).",
         category="operations",
     )
+    # The deployment manager (atlas-ops deploy, rollback, deployment status, version list).
+    install_prefix: Path = _setting(
+        "ATLAS_INSTALL_PREFIX",
+        Path("/opt/atlas"),
+        _path,
+        "Where `atlas-ops install` put Atlas: the deployment manager's releases/ and deploy/ "
+        "(state, history).",
+        category="operations",
+    )
+    deploy_blue_port: int = _setting(
+        "ATLAS_DEPLOY_BLUE_PORT",
+        8000,
+        _int_in(1, 65535),
+        "Blue-green: the API's first port (atlas-api@<port>.service).",
+        category="operations",
+    )
+    deploy_green_port: int = _setting(
+        "ATLAS_DEPLOY_GREEN_PORT",
+        8001,
+        _int_in(1, 65535),
+        "Blue-green: the API's second port.",
+        category="operations",
+    )
+    deploy_gate_timeout_seconds: float = _setting(
+        "ATLAS_DEPLOY_GATE_TIMEOUT_SECONDS",
+        60.0,
+        _float_in(1, 3600),
+        "A service restarted by a deployment must be ready and not unhealthy within this.",
+        category="operations",
+    )
+    deploy_drain_timeout_seconds: float = _setting(
+        "ATLAS_DEPLOY_DRAIN_TIMEOUT_SECONDS",
+        30.0,
+        _float_in(0, 3600),
+        "Blue-green: at most this long for nginx's replaced workers to exit before the old color stops.",
+        category="operations",
+    )
+    nginx_upstream_file: Path | None = _setting(
+        "ATLAS_NGINX_UPSTREAM_FILE",
+        None,
+        _optional_path,
+        "Blue-green: the nginx include holding `upstream atlas_api` (rewritten atomically on a switch).",
+        category="operations",
+    )
+    nginx_reload_command: str = _setting(
+        "ATLAS_NGINX_RELOAD_COMMAND",
+        "nginx -s reload",
+        _text,
+        "Blue-green: the command that makes nginx read the switched upstream.",
+        category="operations",
+    )
+    nginx_pid_file: Path | None = _setting(
+        "ATLAS_NGINX_PID_FILE",
+        Path("/run/nginx.pid"),
+        _optional_path,
+        "nginx master's pid file: the old color stops once the workers nginx replaced have exited "
+        "(empty = stop after the reload).",
+        category="operations",
+    )
     secrets_key_file: Path | None = _setting(
         "ATLAS_SECRETS_KEY_FILE",
         None,

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
+from atlas import __version__
 from atlas.api.guards import ApiError
 from atlas.api.routes_items import ERRORS, item_view
 from atlas.api.schemas import (
@@ -27,6 +28,7 @@ from atlas.api.schemas import (
 )
 from atlas.api.services import Services
 from atlas.observability import budgets, health
+from atlas.ops.releases import running_release
 from atlas.store.models import DLQFilter
 
 
@@ -115,6 +117,7 @@ def build(svc: Services) -> APIRouter:
         return Status(status="ready")
 
     processes = budgets.AtlasProcesses(svc.settings.data_dir)
+    release = running_release()  # read once: the release this interpreter was started from
 
     def budget_checks() -> list[health.Component]:
         usage, s = processes.sample(), svc.settings
@@ -137,7 +140,8 @@ def build(svc: Services) -> APIRouter:
             health.maintenance(p.maintenance),
             *budget_checks(),
         ]
-        body = health.report(components)
+        # Which code answers: blue-green deployments (and operators) tell the colors apart by it.
+        body = health.report(components) | {"version": __version__, "release": release}
         return JSONResponse(body, status_code=503 if body["status"] == "unhealthy" else 200)
 
     return router

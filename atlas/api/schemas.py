@@ -167,6 +167,8 @@ class HealthView(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
     checked_at: float
     components: list[ComponentView]
+    version: str  # atlas.__version__
+    release: str | None  # the deployment manager's release (<prefix>/releases/<release>), None outside one
 
 
 class Status(BaseModel):

@@ -23,6 +23,7 @@ from atlas.cli.config import config
 from atlas.cli.dashboards import dashboards
 from atlas.cli.database import database
 from atlas.cli.ops_backup import backup
+from atlas.cli.ops_deploy import deploy, deployment, rollback, version
 from atlas.cli.ops_install import install
 from atlas.cli.ops_logs import logs
 from atlas.cli.ops_maint import maintenance, system
@@ -54,6 +55,10 @@ alerts.add_command(outbox)
 ops.add_command(test_group)
 ops.add_command(install)
 ops.add_command(dashboards)
+ops.add_command(deploy)
+ops.add_command(rollback)
+ops.add_command(deployment)
+ops.add_command(version)
 
 
 # -- items ---------------------------------------------------------------------------------------

@@ -23,6 +23,13 @@ def run_dir(data_dir: Path) -> Path:
     return data_dir / "run"
 
 
+def api_pid_name(port: int) -> str:
+    """The API's pid file stem: one per port, so the blue-green partners (8000 and 8001) on one
+    data directory each keep their own (one shared `atlas-api.pid` was taken over by the second
+    and removed by whichever stopped first)."""
+    return f"atlas-api-{port}"
+
+
 @contextmanager
 def pid_file(data_dir: Path, service: str, pid: int | None = None) -> Iterator[Path]:
     """Write run/<service>.pid for the duration of the block.

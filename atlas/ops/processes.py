@@ -12,7 +12,7 @@ from atlas.config.reference import render
 from atlas.engine.supervisor import DEFAULT_PIPELINE, Engine
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
-from atlas.ops.pidfiles import pid_file
+from atlas.ops.pidfiles import api_pid_name, pid_file
 from atlas.ops.preflight import check_ports, listens
 from atlas.ops.sdnotify import Liveness, Notifier, Watchdog, loop_alive
 from atlas.ops.shutdown import Shutdown
@@ -96,7 +96,7 @@ def run_api(settings: Settings) -> int:
     shutdown.on_stop(notifier.stopping)
     shutdown.on_stop(lambda: setattr(server, "should_exit", True))
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
-    with pid_file(settings.data_dir, "atlas-api"):
+    with pid_file(settings.data_dir, api_pid_name(settings.api_port)):
         if not shutdown.requested.is_set():
             server.run()
     return 0

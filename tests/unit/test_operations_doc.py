@@ -36,6 +36,13 @@ GUIDE = [
     "monitoring analyze --memory",
     "database optimize",
     "database vacuum",
+    # tools/deployment_manager.py (the same commands)
+    "version list",
+    "deploy --version v2.1.0 --environment staging --strategy rolling",
+    "rollback --environment staging --target-version v2.0.0",
+    "deploy --version v2.1.0 --environment production --strategy blue-green",
+    "deployment status --environment production",
+    "rollback --environment production --target-version v2.0.0",
 ]
 
 
@@ -55,7 +62,9 @@ def parses(command: str) -> None:
     cmd: click.Command = ops
     while isinstance(cmd, click.Group) and args and args[0] in cmd.commands:
         cmd = cmd.commands[args.pop(0)]
-    assert not isinstance(cmd, click.Group), f"atlas-ops {command}: {args[:1]} is not a command of {cmd.name}"
+    # A group runs by itself only when it says so (`deploy --version ...`).
+    runnable = not isinstance(cmd, click.Group) or cmd.invoke_without_command
+    assert runnable, f"atlas-ops {command}: {args[:1]} is not a command of {cmd.name}"
     cmd.make_context(cmd.name, args)  # raises click.UsageError / BadParameter on a bad line
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from atlas.ops.pidfiles import run_dir
+from atlas.ops.pidfiles import api_pid_name, run_dir
 from atlas.ops.services import (
     ServiceError,
     ServiceSpec,
@@ -78,6 +78,7 @@ class LocalSupervisor:
         env: dict[str, str] | None = None,
         start_timeout: float = START_TIMEOUT_SECONDS,
         stop_grace: float = STOP_GRACE_SECONDS,
+        python: str | None = None,
     ) -> None:
         self.settings = settings
         self.installed = installed
@@ -85,11 +86,21 @@ class LocalSupervisor:
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self.state_dir = run_dir(settings.data_dir) / "local"
+        # The interpreter that runs `-m atlas ...`: a release's (the deployment manager) or ours.
+        self.python = python or sys.executable
+
+    def key(self, name: str) -> str:
+        """The record's name: the API's carries its port, so two API processes (blue-green) on one
+        data directory are two records, as they are two units under systemd."""
+        return f"api-{self.settings.api_port}" if name == "api" else name
+
+    def pid_file_name(self, s: ServiceSpec) -> str:
+        return api_pid_name(self.settings.api_port) if s.name == "api" else s.process
 
     # -- records ----------------------------------------------------------------------------------
 
     def _record_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.json"
+        return self.state_dir / f"{self.key(name)}.json"
 
     def _read(self, name: str) -> Record | None:
         try:
@@ -170,7 +181,9 @@ class LocalSupervisor:
             if current.state == "running":
                 current.message = "already running"
             return current
-        argv = [sys.executable, "-m", "atlas", s.command]
+        # -P: the working directory is not put on sys.path, so `atlas` is the interpreter's own
+        # (a release's), never a checkout atlas-ops happens to be run from.
+        argv = [self.python, "-P", "-m", "atlas", s.command]
         path = log_path(self.settings.data_dir, name)
         self._event(name, "starting", argv=argv)
         pid = _spawn(argv, self.env, path)
@@ -208,7 +221,9 @@ class LocalSupervisor:
         if s.readiness == "http":
             return api_ready(self.settings, timeout=1.0)
         try:
-            written = (run_dir(self.settings.data_dir) / f"{s.process}.pid").read_text(encoding="ascii")
+            written = (run_dir(self.settings.data_dir) / f"{self.pid_file_name(s)}.pid").read_text(
+                encoding="ascii"
+            )
         except OSError:
             return False
         return written.strip() == str(pid)
@@ -230,7 +245,7 @@ class LocalSupervisor:
                 self._kill_group(record.pid)
                 wait_until(lambda: self._process(record) is None, 10.0)
         # A killed process leaves its pid file behind; the exporter would keep looking for it.
-        pid_file = run_dir(self.settings.data_dir) / f"{s.process}.pid"
+        pid_file = run_dir(self.settings.data_dir) / f"{self.pid_file_name(s)}.pid"
         try:
             if pid_file.read_text(encoding="ascii").strip() == str(record.pid):
                 pid_file.unlink()
@@ -250,11 +265,16 @@ class LocalSupervisor:
         return tail(log_path(self.settings.data_dir, name), lines)
 
     def running_pids(self) -> dict[str, int]:
-        """{service: pid} of every service this supervisor runs right now."""
+        """{service: pid} of every service this supervisor runs right now (an API on another port
+        than this supervisor's as `api-<port>`)."""
         out = {}
-        for name in [p.stem for p in sorted(self.state_dir.glob("*.json"))]:
-            record = self._read(name)
-            if record is not None and self._process(record) is not None:
+        for stem in [p.stem for p in sorted(self.state_dir.glob("*.json"))]:
+            name = "api" if stem == self.key("api") else stem
+            try:
+                record = Record(**json.loads((self.state_dir / f"{stem}.json").read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                continue
+            if self._process(record) is not None:
                 out[name] = record.pid
         return out
 

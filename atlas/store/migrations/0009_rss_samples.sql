@@ -2,6 +2,8 @@
 -- for `atlas-ops monitoring analyze --memory` (issue 13). Bounded: rows older than
 -- ATLAS_RSS_RETENTION_DAYS are pruned by the same loop, so at one sample a minute for six
 -- processes a week is ~60,000 small rows.
+-- A new table and indexes that older releases never read:
+-- deploy: backward-compatible
 CREATE TABLE rss_samples (
     at        REAL NOT NULL,
     service   TEXT NOT NULL,   -- the pid file's name: atlas-api, atlas-core, ... (children summed in)

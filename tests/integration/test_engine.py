@@ -1,4 +1,4 @@
-"""The engine with real worker processes on a real SQLite file."""
+"""The engine with real worker processes, on a real SQLite file and on a real PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ from tests.helpers.engine import engine_thread, finished, wait_for
 
 def doc(text: str) -> NewItem:
     return NewItem(kind="document", payload={"content": text, "content_type": "text/plain"})
+
+
+
+@pytest.fixture
+def store(any_store: SQLiteStore) -> SQLiteStore:
+    """Every test here runs on both backends (`any_store`)."""
+    return any_store
 
 
 @pytest.fixture

@@ -1,18 +1,24 @@
-"""The SQLite store against a real database file per test, with a fake clock for lease arithmetic."""
+"""The store protocol against both backends (a real SQLite file per test, a real PostgreSQL
+database emptied per test), with a fake clock for lease arithmetic. Backend-specific checks are
+the tests named for their backend."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from atlas.engine import queue
 from atlas.errors import StoreError
 from atlas.store import SQLiteStore
+from atlas.store.postgres import PostgresStore
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem
 from atlas.store.sqlite import migrations
+from tests.helpers.stores import sql_rows
 
 
 class Clock:
@@ -33,7 +39,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def db(tmp_path: Path, clock: Clock) -> SQLiteStore:
+def store_clock(clock: Clock) -> Clock:
+    return clock
+
+
+@pytest.fixture
+def db(any_store: Any) -> Any:
+    return any_store
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, clock: Clock) -> SQLiteStore:
     s = SQLiteStore(tmp_path / "a.db", synchronous="NORMAL", clock=clock)
     yield s  # type: ignore[misc]
     s.close()
@@ -42,14 +58,24 @@ def db(tmp_path: Path, clock: Clock) -> SQLiteStore:
 POLICY = queue.RetryPolicy(max_attempts=2, max_deaths=2)
 
 
-def test_the_database_is_wal_and_migrations_are_idempotent(db: SQLiteStore, tmp_path: Path) -> None:
-    assert db.schema_version() == max(version for version, _, _ in migrations())  # all applied
+def test_migrations_are_all_applied_and_idempotent(db: Any) -> None:
+    if isinstance(db, SQLiteStore):
+        shipped = migrations()
+    else:
+        from atlas.store.postgres.connection import migrations as shipped_pg
+
+        shipped = shipped_pg()
+    assert db.schema_version() == max(version for version, _, _ in shipped)  # all applied
     assert db.migrate() == 0
+
+
+def test_the_sqlite_database_is_wal(sqlite_db: SQLiteStore, tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "a.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
 
 
-def test_enqueue_is_durable_and_an_idempotency_key_returns_the_same_item(db: SQLiteStore) -> None:
+def test_enqueue_is_durable_and_an_idempotency_key_returns_the_same_item(db: Any) -> None:
     first = db.enqueue([doc("a", idempotency_key="k"), doc("b")])
     again = db.enqueue(
         [
@@ -63,7 +89,7 @@ def test_enqueue_is_durable_and_an_idempotency_key_returns_the_same_item(db: SQL
     assert sum(db.counts().values()) == 3  # a, b, c
 
 
-def test_enqueue_keeps_the_counters_and_values_json_cannot_carry_fast_still_store(db: SQLiteStore) -> None:
+def test_enqueue_keeps_the_counters_and_values_json_cannot_carry_fast_still_store(db: Any) -> None:
     items = [doc(f"d{i}") for i in range(5)] + [NewItem(kind="url", payload={"url": "http://a/"})]
     items += [doc("keyed", idempotency_key="k"), doc("keyed again", idempotency_key="k")]  # one item
     # Outside what orjson encodes (an integer over 64 bits, a lone surrogate): stored all the same.
@@ -72,17 +98,16 @@ def test_enqueue_keeps_the_counters_and_values_json_cannot_carry_fast_still_stor
     assert db.counts() == {("queued", "document"): 7, ("queued", "url"): 1}
     assert db.get_item(results[-1].id).metadata == {"n": 2**70, "s": "\ud800"}  # type: ignore[union-attr]
     db.enqueue([doc("repeat", idempotency_key="k")])  # a repeat counts nothing
-    with sqlite3.connect(db.path) as conn:  # rows put in by hand are counted by a recount
-        conn.execute(
-            "INSERT INTO items (id, kind, state, payload, next_attempt_at, created_at, updated_at)"
-            " VALUES ('hand', 'url', 'done', '{}', 0, 0, 0)"
-        )
-    assert ("done", "url") not in db.counts()
+    sql_rows(  # rows put in by hand are counted by a recount
+        db,
+        "INSERT INTO items (id, kind, state, payload, next_attempt_at, created_at, updated_at)"
+        " VALUES ('hand', 'url', 'done', '{}', 0, 0, 0)",
+    )
     db.recount_items()
     assert db.counts() == {("queued", "document"): 7, ("queued", "url"): 1, ("done", "url"): 1}
 
 
-def test_two_owners_never_lease_the_same_item(db: SQLiteStore) -> None:
+def test_two_owners_never_lease_the_same_item(db: Any) -> None:
     db.enqueue([doc(f"t{i}") for i in range(500)])
     got: dict[str, list[str]] = {"a": [], "b": []}
 
@@ -99,7 +124,7 @@ def test_two_owners_never_lease_the_same_item(db: SQLiteStore) -> None:
     assert not set(got["a"]) & set(got["b"])
 
 
-def test_claim_order_is_priority_then_due_time_and_respects_not_before(db: SQLiteStore, clock: Clock) -> None:
+def test_claim_order_is_priority_then_due_time_and_respects_not_before(db: Any, clock: Clock) -> None:
     low = db.enqueue([doc("low")])[0].id
     clock.now += 1
     high = db.enqueue([doc("high", priority=10)])[0].id
@@ -111,7 +136,7 @@ def test_claim_order_is_priority_then_due_time_and_respects_not_before(db: SQLit
     assert [c.id for c in db.claim("o", 10, 30)] == [later]
 
 
-def test_a_lease_expires_only_after_its_time_and_heartbeats_extend_it(db: SQLiteStore, clock: Clock) -> None:
+def test_a_lease_expires_only_after_its_time_and_heartbeats_extend_it(db: Any, clock: Clock) -> None:
     db.enqueue([doc("x")])
     (item,) = db.claim("engine-1", 10, lease_seconds=30)
     clock.now += 29
@@ -131,7 +156,7 @@ def test_a_lease_expires_only_after_its_time_and_heartbeats_extend_it(db: SQLite
     assert db.completions() == {item.id: 1}
 
 
-def test_too_many_expired_leases_quarantine_the_item(db: SQLiteStore, clock: Clock) -> None:
+def test_too_many_expired_leases_quarantine_the_item(db: Any, clock: Clock) -> None:
     (item_id,) = [r.id for r in db.enqueue([doc("x")])]
     for _ in range(3):
         db.claim("o", 1, 10)
@@ -142,7 +167,7 @@ def test_too_many_expired_leases_quarantine_the_item(db: SQLiteStore, clock: Clo
     assert db.completions() == {item_id: 1}
 
 
-def test_identical_content_becomes_a_duplicate_of_the_original(db: SQLiteStore) -> None:
+def test_identical_content_becomes_a_duplicate_of_the_original(db: Any) -> None:
     db.enqueue([doc("same"), doc("same")])
     a, b = db.claim("o", 10, 30)
     applied = db.apply(
@@ -155,7 +180,7 @@ def test_identical_content_becomes_a_duplicate_of_the_original(db: SQLiteStore) 
 
 
 def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(
-    db: SQLiteStore, clock: Clock
+    db: Any, clock: Clock
 ) -> None:
     ids = [r.id for r in db.enqueue([doc(f"d{i}", source="feed-a" if i < 3 else "feed-b") for i in range(5)])]
     err_a = ErrorInfo("fetch", "ConnectError", "refused", "a.example")
@@ -199,7 +224,7 @@ def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(
     assert db.get_item(ids[0]) is None and db.item_attempts(ids[0]) == []
 
 
-def test_release_gives_leases_back_without_spending_attempts(db: SQLiteStore) -> None:
+def test_release_gives_leases_back_without_spending_attempts(db: Any) -> None:
     db.enqueue([doc("a"), doc("b")])
     db.claim("o", 10, 30)
     assert db.release("o") == 2
@@ -212,9 +237,32 @@ def test_driver_errors_become_store_errors_naming_the_file(tmp_path: Path) -> No
         SQLiteStore(tmp_path / "dir.db")
 
 
-def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(
-    db: SQLiteStore, clock: Clock
-) -> None:
+def test_an_unreachable_postgres_is_a_store_error_naming_the_server_not_the_password() -> None:
+    from atlas.store.postgres import connection
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://atlas:hunter2@127.0.0.1:{port}/atlas?connect_timeout=2"
+    old = connection.POOL_TIMEOUT_SECONDS
+    connection.POOL_TIMEOUT_SECONDS = 2.0
+    try:
+        with pytest.raises(StoreError, match=rf"127\.0\.0\.1:{port}") as raised:
+            PostgresStore(url)
+    finally:
+        connection.POOL_TIMEOUT_SECONDS = old
+    assert "hunter2" not in str(raised.value)
+
+
+def test_dlq_groups_keep_five_sample_ids(db: Any, clock: Clock) -> None:
+    big = fill_two_dlq_groups(db, clock)
+    groups = db.dlq_groups(DLQFilter())
+    assert groups[0].sample_ids == sorted(big)[:5]  # the first five of the group, in id order
+    assert db.dlq_groups(DLQFilter(host="a.example"))[0].sample_ids == sorted(big)[:5]
+
+
+def fill_two_dlq_groups(db: Any, clock: Clock) -> list[str]:
+    """Twelve dead items of one fingerprint, two of another; returns the twelve's ids."""
     big = [r.id for r in db.enqueue([doc(f"big{i}") for i in range(12)])]
     small = [r.id for r in db.enqueue([doc(f"small{i}") for i in range(2)])]
     batch = {c.id: c for c in db.claim("o", 20, 30)}
@@ -238,9 +286,13 @@ def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(
         ("fetch", "ConnectError", "a.example", 12),
         ("extract", "NoText", None, 2),
     ]
-    assert groups[0].sample_ids == sorted(big)[:5]  # the first five of the group, in id order
     assert sorted(groups[1].sample_ids) == sorted(small)
-    assert db.dlq_groups(DLQFilter(host="a.example"))[0].sample_ids == sorted(big)[:5]
+    return big
+
+
+def test_sqlite_dlq_groups_never_aggregate_a_whole_group(sqlite_db: SQLiteStore, clock: Clock) -> None:
+    fill_two_dlq_groups(sqlite_db, clock)
+    db = sqlite_db
 
     # The statement's shape: group_concat sees at most five ids per group returned, however big
     # the group. Counted by a group_concat of our own, which SQLite lets a connection define.

@@ -86,8 +86,8 @@ def store_factory(
         from tests.helpers.postgres import wipe
 
         def make() -> Any:
-            wipe(url)
             made.append(PostgresStore(url, pool_size=4, clock=store_clock))
+            wipe(made[-1])
             return made[-1]
     else:
 

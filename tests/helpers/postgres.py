@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 START_TIMEOUT_SECONDS = 60.0
 TEST_DATABASE = "atlas_test"
@@ -83,23 +84,20 @@ class Cluster:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-# Every table the migrations create except the schema version (TRUNCATE fires no DELETE triggers,
-# so the counters are emptied with the rows).
+# Every table the migrations create except the schema version, the counters last (deleting items
+# and contents adds counter rows). DELETE, not TRUNCATE: on tables this small it is several times
+# faster (TRUNCATE makes new files and syncs them at commit).
 TABLES = (
-    "items, attempts, contents, completions, kv, api_keys, fetch_validators, feeds, feed_entries,"
-    " stats_items, stats_dlq, stats_contents"
-)
+    "items", "attempts", "contents", "completions", "kv", "api_keys", "fetch_validators", "feeds",
+    "feed_entries", "stats_items", "stats_dlq", "stats_contents",
+)  # fmt: skip
 
 
-def wipe(url: str) -> None:
-    """Empty every Atlas table of the database at `url` (migrated first if it is new)."""
-    import psycopg
-
-    from atlas.store.postgres import PostgresStore
-
-    PostgresStore(url, pool_size=1).close()  # migrates a new database
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY")
+def wipe(store: Any) -> None:
+    """Empty every Atlas table of a PostgresStore's database, in one transaction."""
+    with store.db.transaction() as conn:
+        for table in TABLES:
+            conn.execute(f"DELETE FROM {table}")
 
 
 def wait_until_ready(url: str) -> None:

@@ -10,14 +10,14 @@ from atlas.store import SQLiteStore
 
 
 def sql_rows(store: Any, sql: str) -> list[tuple[Any, ...]]:
-    """Run `sql` (no parameters; the same text must suit both backends) on a connection of its
-    own, committed; the rows it returns, if any."""
+    """Run `sql` (no parameters; the same text must suit both backends) in a transaction of its
+    own, committed; the rows it returns, if any. On PostgreSQL through the store's own pool."""
     if isinstance(store, SQLiteStore):
         with closing(sqlite3.connect(store.path)) as conn, conn:
             cur = conn.execute(sql)
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
-    import psycopg
+    from psycopg.rows import tuple_row
 
-    with psycopg.connect(store.url, autocommit=True) as pg:
-        pcur = pg.execute(sql)
-        return [tuple(r) for r in pcur.fetchall()] if pcur.description else []
+    with store.db.transaction() as pg:
+        pcur = pg.cursor(row_factory=tuple_row).execute(sql)  # unnamed columns stay apart
+        return list(pcur.fetchall()) if pcur.description else []

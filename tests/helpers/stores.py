@@ -21,3 +21,12 @@ def sql_rows(store: Any, sql: str) -> list[tuple[Any, ...]]:
     with store.db.transaction() as pg:
         pcur = pg.cursor(row_factory=tuple_row).execute(sql)  # unnamed columns stay apart
         return list(pcur.fetchall()) if pcur.description else []
+
+
+def second_handle(store: Any) -> Any:
+    """Another store object on the same database, as a second process would open it."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path, synchronous="NORMAL", clock=store.clock)
+    from atlas.store.postgres import PostgresStore
+
+    return PostgresStore(store.url, pool_size=4, clock=store.clock)

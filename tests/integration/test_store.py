@@ -18,7 +18,7 @@ from atlas.store import SQLiteStore
 from atlas.store.postgres import PostgresStore
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem
 from atlas.store.sqlite import migrations
-from tests.helpers.stores import sql_rows
+from tests.helpers.stores import second_handle, sql_rows
 
 
 class Clock:
@@ -122,6 +122,65 @@ def test_two_owners_never_lease_the_same_item(db: Any) -> None:
         t.join()
     assert len(got["a"]) + len(got["b"]) == 500
     assert not set(got["a"]) & set(got["b"])
+
+
+def test_concurrent_enqueues_of_one_idempotency_key_make_one_item(db: Any) -> None:
+    """Two handles (two processes' worth) race to enqueue the same keys: each key is one item,
+    created once, and every caller is told its id."""
+    other = second_handle(db)
+    keys = [f"k{i}" for i in range(20)]
+    results: list[list[Any]] = []
+    start = threading.Barrier(6)
+
+    def race(store: Any, order: list[str]) -> None:
+        start.wait()
+        for chunk in range(0, len(order), 5):
+            results.append(store.enqueue([doc(k, idempotency_key=k) for k in order[chunk : chunk + 5]]))
+
+    threads = [
+        threading.Thread(target=race, args=(db if i % 2 else other, keys[::-1] if i % 3 else keys))
+        for i in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    flat = [r for batch in results for r in batch]
+    assert len(flat) == 6 * 20
+    assert len({r.id for r in flat}) == 20
+    assert sum(r.created for r in flat) == 20  # one creation per key; every other call a replay
+    assert db.counts() == {("queued", "document"): 20}
+
+
+def test_the_same_text_finished_by_two_engines_at_once_is_stored_once(db: Any) -> None:
+    """Engines on two handles apply successes carrying the same text concurrently: one item is
+    done and holds the text, every other is its duplicate."""
+    other = second_handle(db)
+    for round_ in range(3):
+        db.enqueue([doc(f"same {round_}") for _ in range(6)])
+        mine, theirs = db.claim("a", 3, 30), other.claim("b", 3, 30)
+        start = threading.Barrier(2)
+        outcome: dict[str, str] = {}
+
+        def finish(store: Any, batch: list[Any], text: str = f"same {round_}") -> None:
+            start.wait()
+            outcome.update(store.apply([queue.succeeded(c, ContentResult(f"H{text}", text)) for c in batch]))
+
+        threads = [threading.Thread(target=finish, args=a) for a in ((db, mine), (other, theirs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcome.values()) == ["done"] + ["duplicate"] * 5
+        (original,) = [i for i, o in outcome.items() if o == "done"]
+        for item_id, o in outcome.items():
+            item = db.get_item(item_id)
+            assert item is not None and item.state == o
+            assert item.duplicate_of == (None if item_id == original else original)
+        assert db.get_content(original) is not None
+    other.close()
+    assert db.completions() == {i: 1 for i in db.completions()} and len(db.completions()) == 18
 
 
 def test_claim_order_is_priority_then_due_time_and_respects_not_before(db: Any, clock: Clock) -> None:

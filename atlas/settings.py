@@ -784,11 +784,11 @@ class Settings:
         """
         url = self.database_url or f"sqlite:///{self.data_dir / 'atlas.db'}"
         if url.startswith(POSTGRES_SCHEMES):
-            raise ConfigError(f"ATLAS_DATABASE_URL: this operation needs SQLite (sqlite:///PATH), got {url!r}")
-        if not url.startswith("sqlite:///"):
             raise ConfigError(
-                f"ATLAS_DATABASE_URL: expected sqlite:///PATH or postgresql://..., got {url!r}"
+                f"ATLAS_DATABASE_URL: this operation needs SQLite (sqlite:///PATH), got {url!r}"
             )
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(f"ATLAS_DATABASE_URL: expected sqlite:///PATH or postgresql://..., got {url!r}")
         return Path(url[len("sqlite:///") :])
 
     @property

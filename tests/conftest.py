@@ -92,7 +92,9 @@ def store_factory(
     else:
 
         def make() -> Any:
-            made.append(SQLiteStore(tmp_path / f"atlas{len(made)}.db", synchronous="NORMAL", clock=store_clock))
+            made.append(
+                SQLiteStore(tmp_path / f"atlas{len(made)}.db", synchronous="NORMAL", clock=store_clock)
+            )
             return made[-1]
 
     yield make

@@ -56,7 +56,9 @@ class Cluster:
         proc = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}\n{log}")
+            raise RuntimeError(
+                f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}\n{log}"
+            )
 
     def start(self) -> None:
         self._run(
@@ -70,7 +72,9 @@ class Cluster:
             # cluster does not need its template to survive power loss. The server runs fsync=on.
             "--no-sync",
         )  # fmt: skip
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=on -c max_connections=200"
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=on -c max_connections=200"
+        )
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w",
                   "-t", str(int(START_TIMEOUT_SECONDS)), "start")  # fmt: skip
         self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",

@@ -20,7 +20,6 @@ from tests.helpers.origin import Origin, origin_resolver, running_origin
 WEB = "tests.helpers.pipelines:web"
 
 
-
 @pytest.fixture
 def store(any_store: SQLiteStore) -> SQLiteStore:
     """Every test here runs on both backends (`any_store`)."""

@@ -14,7 +14,6 @@ def doc(text: str) -> NewItem:
     return NewItem(kind="document", payload={"content": text, "content_type": "text/plain"})
 
 
-
 @pytest.fixture
 def store(any_store: SQLiteStore) -> SQLiteStore:
     """Every test here runs on both backends (`any_store`)."""

@@ -15,8 +15,8 @@ import pytest
 from atlas.engine import queue
 from atlas.errors import StoreError
 from atlas.store import SQLiteStore
-from atlas.store.postgres import PostgresStore
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem
+from atlas.store.postgres import PostgresStore
 from atlas.store.sqlite import migrations
 from tests.helpers.stores import second_handle, sql_rows
 
@@ -163,11 +163,17 @@ def test_the_same_text_finished_by_two_engines_at_once_is_stored_once(db: Any) -
         start = threading.Barrier(2)
         outcome: dict[str, str] = {}
 
-        def finish(store: Any, batch: list[Any], text: str = f"same {round_}") -> None:
+        def finish(
+            store: Any, batch: list[Any], text: str, start: threading.Barrier, outcome: dict[str, str]
+        ) -> None:
             start.wait()
             outcome.update(store.apply([queue.succeeded(c, ContentResult(f"H{text}", text)) for c in batch]))
 
-        threads = [threading.Thread(target=finish, args=a) for a in ((db, mine), (other, theirs))]
+        text = f"same {round_}"
+        threads = [
+            threading.Thread(target=finish, args=(s, b, text, start, outcome))
+            for s, b in ((db, mine), (other, theirs))
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -238,9 +244,7 @@ def test_identical_content_becomes_a_duplicate_of_the_original(db: Any) -> None:
     assert db.get_content(a.id) is not None and db.get_content(b.id) is None
 
 
-def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(
-    db: Any, clock: Clock
-) -> None:
+def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(db: Any, clock: Clock) -> None:
     ids = [r.id for r in db.enqueue([doc(f"d{i}", source="feed-a" if i < 3 else "feed-b") for i in range(5)])]
     err_a = ErrorInfo("fetch", "ConnectError", "refused", "a.example")
     err_b = ErrorInfo("extract", "NoText", "empty page", None)

@@ -1,9 +1,9 @@
 """The kept counters (stats_items, stats_dlq, stats_contents) against COUNT(*) over the rows.
 
-A Hypothesis state machine drives a real store (SQLite, then PostgreSQL) through every path that inserts, moves or
-deletes items (documents, URLs, feed items, feed polls, leases, successes, duplicates, retries,
-deaths, expired leases, releases, DLQ replay and purge) and after EVERY step compares each kept
-counter with the same figure computed from the tables, grouped the same way.
+A Hypothesis state machine drives a real store (SQLite, then PostgreSQL) through every path that
+inserts, moves or deletes items (documents, URLs, feed items, feed polls, leases, successes,
+duplicates, retries, deaths, expired leases, releases, DLQ replay and purge) and after EVERY step
+compares each kept counter with the same figure computed from the tables, grouped the same way.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_a_waiting_engine_returns_as_soon_as_another_process_enqueues(pg: Postgr
 def test_without_migrate_an_empty_database_is_not_ready_and_migrations_run_once_when_raced(
     empty_database_url: str,
 ) -> None:
-    with pytest.raises(DatabaseNotReady, match="schema version 0.*atlas-ops database migrate"):
+    with pytest.raises(DatabaseNotReady, match=r"schema version 0.*atlas-ops database migrate"):
         PostgresStore(empty_database_url, migrate=False)
     stores: list[PostgresStore] = []
     errors: list[BaseException] = []

@@ -34,7 +34,10 @@ def test_code_that_needs_sqlite_says_so_on_a_postgresql_url(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"ATLAS_DATABASE_URL": "postgresql://"}, "ATLAS_DATABASE_URL: no host or database in 'postgresql://'"),
+        (
+            {"ATLAS_DATABASE_URL": "postgresql://"},
+            "ATLAS_DATABASE_URL: no host or database in 'postgresql://'",
+        ),
         ({"ATLAS_DB_POOL_SIZE": "0"}, "ATLAS_DB_POOL_SIZE"),
     ],
 )

@@ -129,7 +129,8 @@ class Connections:
         if current != latest:
             fix = "run `atlas-ops database migrate`" if current < latest else "upgrade Atlas"
             raise DatabaseNotReady(
-                f"the database at {self.where} is at schema version {current}, this Atlas uses {latest}: {fix}"
+                f"the database at {self.where} is at schema version {current},"
+                f" this Atlas uses {latest}: {fix}"
             )
 
     # -- wake-ups -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from atlas.store.ids import new_id
 from atlas.store.models import NewItem, SearchHit
 from atlas.store.postgres.connection import Conn
 from atlas.store.queries import load_queries
-from atlas.store.sqlite_content import MAX_QUERY_TERMS, _WORD, decode_cursor, encode_cursor
+from atlas.store.sqlite_content import _WORD, MAX_QUERY_TERMS, decode_cursor, encode_cursor
 
 C = load_queries("atlas.store.postgres", "content.sql")
 Q = load_queries("atlas.store.postgres", "queries.sql")
@@ -82,7 +82,8 @@ class ContentStore:
         with self._write() as conn:
             now = self.clock()
             row = conn.execute(
-                C["feed_insert"], {"id": "f_" + new_id(now), "url": url, "interval": interval_seconds, "now": now}
+                C["feed_insert"],
+                {"id": "f_" + new_id(now), "url": url, "interval": interval_seconds, "now": now},
             ).fetchone()
             assert row is not None  # INSERT ... ON CONFLICT DO UPDATE RETURNING always returns it
             feed = conn.execute(C["feed_get"], {"id": row["id"]}).fetchone()

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from atlas.store.ids import new_id
@@ -29,7 +30,7 @@ from atlas.store.models import (
 )
 from atlas.store.postgres.connection import Conn, Connections
 from atlas.store.postgres.content import ContentStore
-from atlas.store.postgres.rows import content_row, dlq_where, row_to_item
+from atlas.store.postgres.rows import dlq_where, row_to_item
 from atlas.store.queries import load_queries
 from atlas.store.sqlite_items import to_json
 
@@ -66,7 +67,7 @@ class PostgresStore(ContentStore):
             self.db.close()
             raise
 
-    def _write(self) -> Any:
+    def _write(self) -> AbstractContextManager[Conn]:
         return self.db.transaction()
 
     _read = _write
@@ -93,10 +94,14 @@ class PostgresStore(ContentStore):
         keyed: dict[str, tuple[str, str | None]] = {}
         with self._write() as conn:
             keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
-            existing = {
-                r["idempotency_key"]: (r["id"], r["request_hash"])
-                for r in conn.execute(Q["items_by_key"], {"keys": keys}).fetchall()
-            } if keys else {}
+            existing = (
+                {
+                    r["idempotency_key"]: (r["id"], r["request_hash"])
+                    for r in conn.execute(Q["items_by_key"], {"keys": keys}).fetchall()
+                }
+                if keys
+                else {}
+            )
             for item in items:
                 key = item.idempotency_key
                 if key is not None and key in existing:
@@ -121,7 +126,9 @@ class PostgresStore(ContentStore):
                 results = [found[key_of[r.id]] if r.id in key_of else r for r in results]
         return results
 
-    def _insert_items(self, conn: Conn, rows: Sequence[tuple[str, NewItem, str | None]], now: float) -> set[str]:
+    def _insert_items(
+        self, conn: Conn, rows: Sequence[tuple[str, NewItem, str | None]], now: float
+    ) -> set[str]:
         """Insert (id, item, idempotency key) rows in the caller's transaction, subscribe the feeds
         of `feed` items and notify listeners; returns the ids inserted. (Counting is the
         statement trigger's job here, unlike on SQLite.)"""
@@ -129,7 +136,17 @@ class PostgresStore(ContentStore):
             return set()
         params: dict[str, list[Any]] = {
             k: []
-            for k in ("ids", "kinds", "sources", "keys", "priorities", "payloads", "metadatas", "dues", "traces")
+            for k in (
+                "ids",
+                "kinds",
+                "sources",
+                "keys",
+                "priorities",
+                "payloads",
+                "metadatas",
+                "dues",
+                "traces",
+            )
         }
         params["rhashes"] = []
         for item_id, item, key in rows:
@@ -145,7 +162,12 @@ class PostgresStore(ContentStore):
             params["rhashes"].append(item.request_hash)
         inserted = {r["id"] for r in conn.execute(Q["insert_items"], {**params, "now": now}).fetchall()}
         feeds = [
-            {"id": item_id, "url": item.payload["url"], "interval": item.payload.get("poll_interval_seconds"), "now": now}
+            {
+                "id": item_id,
+                "url": item.payload["url"],
+                "interval": item.payload.get("poll_interval_seconds"),
+                "now": now,
+            }
             for item_id, item, _ in rows
             if item.kind == "feed" and item_id in inserted
         ]
@@ -262,7 +284,9 @@ class PostgresStore(ContentStore):
 
     def heartbeat(self, owner: str, lease_seconds: float) -> int:
         with self._write() as conn:
-            return conn.execute(Q["heartbeat"], {"owner": owner, "until": self.clock() + lease_seconds}).rowcount
+            return conn.execute(
+                Q["heartbeat"], {"owner": owner, "until": self.clock() + lease_seconds}
+            ).rowcount
 
     def release(self, owner: str) -> int:
         with self._write() as conn:
@@ -308,7 +332,10 @@ class PostgresStore(ContentStore):
                     },
                 )
                 if dead:
-                    conn.execute(Q["insert_completion"], {"id": row["id"], "outcome": "dead", "token": None, "now": now})
+                    conn.execute(
+                        Q["insert_completion"],
+                        {"id": row["id"], "outcome": "dead", "token": None, "now": now},
+                    )
             if expired:
                 conn.execute(Q["notify"])
         # The reaper runs every few seconds in each engine: a natural moment to fold counters.
@@ -333,7 +360,8 @@ class PostgresStore(ContentStore):
         first DLQ_SAMPLE_IDS ids in id order (a LIMITed subquery, run for the groups returned only)."""
         where, params = dlq_where(flt)
         same = (
-            "last_error_stage IS NOT DISTINCT FROM g.stage AND last_error_class IS NOT DISTINCT FROM g.error_class"
+            "last_error_stage IS NOT DISTINCT FROM g.stage"
+            " AND last_error_class IS NOT DISTINCT FROM g.error_class"
             " AND last_error_host IS NOT DISTINCT FROM g.host"
         )
         # NULLS FIRST: the order SQLite gives the same groups.
@@ -393,7 +421,9 @@ class PostgresStore(ContentStore):
         with self._write() as conn:
             if dry_run:
                 return int(_first(conn, f"SELECT count(*) FROM items WHERE {where}", params))
-            conn.execute(f"DELETE FROM attempts WHERE item_id IN (SELECT id FROM items WHERE {where})", params)
+            conn.execute(
+                f"DELETE FROM attempts WHERE item_id IN (SELECT id FROM items WHERE {where})", params
+            )
             return conn.execute(f"DELETE FROM items WHERE {where}", params).rowcount
 
     # -- API keys -------------------------------------------------------------------------------

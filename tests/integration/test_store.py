@@ -381,3 +381,30 @@ def test_sqlite_dlq_groups_never_aggregate_a_whole_group(sqlite_db: SQLiteStore,
         assert len(rows) == 2 and seen[0] == 5 + 2
         plan = " | ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", {**params, "limit": 50}))
     assert "CORRELATED SCALAR SUBQUERY" in plan, plan
+
+
+def test_shared_state_and_api_keys(db: Any, clock: Clock) -> None:
+    db.kv_set("engine.heartbeat.a", "1")
+    db.kv_set("engine.heartbeat.b", "2")
+    db.kv_set("engine.heartbeat.a", "3")  # an upsert
+    assert db.kv_get("engine.heartbeat.a") == "3" and db.kv_get("nothing") is None
+    assert db.kv_items("engine.heartbeat.") == [("engine.heartbeat.a", "3"), ("engine.heartbeat.b", "2")]
+    clock.now += 100
+    db.kv_set("engine.heartbeat.b", "4")
+    assert db.kv_prune("engine.heartbeat.", older_than_seconds=50) == 1  # only a is stale
+    db.kv_delete("engine.heartbeat.b")
+    assert db.kv_items("engine.") == []
+
+    db.api_key_insert("key1", "ci", ["ingest", "read"], "hash-1", "pep1")
+    db.api_key_record_use([("key1", clock.now)], [("key1", "stale-hash", "hash-x", "pep2")])
+    key = db.api_key_get("key1")
+    assert key is not None and (key["secret_hash"], key["last_used_at"]) == ("hash-1", clock.now)
+    db.api_key_record_use([("key1", clock.now - 10)], [("key1", "hash-1", "hash-2", "pep2")])
+    key = db.api_key_get("key1")  # an older touch never moves last_used_at back
+    assert key is not None and (key["secret_hash"], key["pepper_id"], key["last_used_at"]) == (
+        "hash-2",
+        "pep2",
+        clock.now,
+    )
+    assert [k["id"] for k in db.api_key_list()] == ["key1"]
+    assert db.api_key_revoke("key1") and not db.api_key_revoke("key1")

@@ -18,7 +18,6 @@ from typing import Any
 
 from atlas.store.ids import new_id
 from atlas.store.models import (
-    BACKUP_KEY,
     AttemptRecord,
     Claimed,
     DLQFilter,
@@ -31,6 +30,7 @@ from atlas.store.models import (
 from atlas.store.postgres.connection import Conn, Connections
 from atlas.store.postgres.content import ContentStore
 from atlas.store.postgres.rows import dlq_where, row_to_item
+from atlas.store.postgres.shared import SharedStateStore
 from atlas.store.queries import load_queries
 from atlas.store.sqlite_items import to_json
 
@@ -40,7 +40,7 @@ DLQ_SAMPLE_IDS = 5
 COMPACT_LOCK_KEY = 0x41746C6174  # pg_try_advisory_xact_lock: one compactor at a time
 
 
-class PostgresStore(ContentStore):
+class PostgresStore(ContentStore, SharedStateStore):
     """Store protocol on a PostgreSQL database. Thread-safe: every call borrows a pooled connection."""
 
     def __init__(
@@ -425,83 +425,6 @@ class PostgresStore(ContentStore):
                 f"DELETE FROM attempts WHERE item_id IN (SELECT id FROM items WHERE {where})", params
             )
             return conn.execute(f"DELETE FROM items WHERE {where}", params).rowcount
-
-    # -- API keys -------------------------------------------------------------------------------
-
-    def api_key_insert(
-        self, key_id: str, name: str, scopes: Sequence[str], secret_hash: str, pepper_id: str | None = None
-    ) -> None:
-        with self._write() as conn:
-            conn.execute(
-                Q["api_key_insert"],
-                {
-                    "id": key_id,
-                    "name": name,
-                    "scopes": ",".join(scopes),
-                    "secret_hash": secret_hash,
-                    "pepper_id": pepper_id,
-                    "now": self.clock(),
-                },
-            )
-
-    def api_key_get(self, key_id: str) -> dict[str, Any] | None:
-        with self._read() as conn:
-            row = conn.execute(Q["api_key_get"], {"id": key_id}).fetchone()
-        return dict(row) if row else None
-
-    def api_key_list(self) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            return [dict(r) for r in conn.execute(Q["api_key_list"])]
-
-    def api_key_revoke(self, key_id: str) -> bool:
-        with self._write() as conn:
-            return conn.execute(Q["api_key_revoke"], {"id": key_id, "now": self.clock()}).rowcount == 1
-
-    def api_key_touch(self, key_id: str) -> None:
-        self.api_key_record_use([(key_id, self.clock())], [])
-
-    def api_key_record_use(
-        self, touches: Sequence[tuple[str, float]], rehashes: Sequence[tuple[str, str, str, str]]
-    ) -> None:
-        """As SQLiteStore.api_key_record_use: touches and conditional re-hashes in one transaction."""
-        with self._write() as conn:
-            cur = conn.cursor()
-            if touches:
-                cur.executemany(Q["api_key_touch"], [{"id": k, "now": at} for k, at in touches])
-            if rehashes:
-                cur.executemany(
-                    Q["api_key_rehash"],
-                    [{"id": k, "old_hash": o, "new_hash": n, "pepper_id": p} for k, o, n, p in rehashes],
-                )
-
-    # -- shared state ---------------------------------------------------------------------------
-
-    def kv_get(self, key: str) -> str | None:
-        with self._read() as conn:
-            row = conn.execute(Q["kv_get"], {"key": key}).fetchone()
-        return str(row["value"]) if row else None
-
-    def kv_set(self, key: str, value: str) -> None:
-        with self._write() as conn:
-            conn.execute(Q["kv_set"], {"key": key, "value": value, "now": self.clock()})
-
-    def kv_items(self, prefix: str) -> list[tuple[str, str]]:
-        with self._read() as conn:
-            return [(r["key"], r["value"]) for r in conn.execute(Q["kv_items"], {"prefix": prefix})]
-
-    def kv_delete(self, key: str) -> None:
-        with self._write() as conn:
-            conn.execute(Q["kv_delete"], {"key": key})
-
-    def kv_prune(self, prefix: str, older_than_seconds: float) -> int:
-        with self._write() as conn:
-            return conn.execute(
-                Q["kv_prune"], {"prefix": prefix, "before": self.clock() - older_than_seconds}
-            ).rowcount
-
-    def record_backup(self, finished_at: float, size_bytes: int, path: str) -> None:
-        """Remember the last verified backup (kv BACKUP_KEY), which the exporter's gauges report."""
-        self.kv_set(BACKUP_KEY, json.dumps({"finished_at": finished_at, "bytes": size_bytes, "path": path}))
 
 
 def _first(conn: Conn, sql: str, params: dict[str, Any] | None = None) -> Any:

@@ -42,6 +42,9 @@ ENVIRONMENTS = ("development", "staging", "production")
 
 # Category -> heading of the reference (config/REFERENCE.md), in the reference's order. Every
 # setting names its category; `_setting` refuses one that is not here, so none drops out of the docs.
+# URL schemes the PostgreSQL backend serves (libpq accepts both).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 CATEGORIES = {
     "general": "General",
     "api": "API",
@@ -148,6 +151,15 @@ class Settings:
         10_000,
         _int_in(0, 600_000),
         "How long a writer waits for the lock.",
+        category="database",
+    )
+    # Connections per process to PostgreSQL; an API process's threads and its group commit share
+    # them, so this bounds the process's concurrent transactions (ignored on SQLite).
+    db_pool_size: int = _setting(
+        "ATLAS_DB_POOL_SIZE",
+        10,
+        _int_in(1, 1000),
+        "PostgreSQL connections per process (ignored on SQLite).",
         category="database",
     )
 
@@ -841,11 +853,24 @@ class Settings:
         return self.backup_dir or self.data_dir / "backups"
 
     @property
+    def database_backend(self) -> str:
+        """`postgresql` for a postgresql:// (or postgres://) URL, else `sqlite`."""
+        return "postgresql" if self.database_url.startswith(POSTGRES_SCHEMES) else "sqlite"
+
+    @property
     def sqlite_path(self) -> Path:
-        """The SQLite database file this configuration names."""
+        """The SQLite database file this configuration names.
+
+        Raises ConfigError for a URL that names no SQLite file (a PostgreSQL one included: code
+        that only runs on SQLite says so instead of opening a file named like the URL).
+        """
         url = self.database_url or f"sqlite:///{self.data_dir / 'atlas.db'}"
+        if url.startswith(POSTGRES_SCHEMES):
+            raise ConfigError(
+                f"ATLAS_DATABASE_URL: this operation needs SQLite (sqlite:///PATH), got {url!r}"
+            )
         if not url.startswith("sqlite:///"):
-            raise ConfigError(f"ATLAS_DATABASE_URL: expected sqlite:///PATH, got {url!r}")
+            raise ConfigError(f"ATLAS_DATABASE_URL: expected sqlite:///PATH or postgresql://..., got {url!r}")
         return Path(url[len("sqlite:///") :])
 
     @property
@@ -904,4 +929,7 @@ def validate(settings: Settings) -> None:
             "ATLAS_BACKOFF_CAP_SECONDS: must be >= ATLAS_BACKOFF_BASE_SECONDS "
             f"(got {settings.backoff_cap_seconds:g} < {settings.backoff_base_seconds:g})"
         )
-    settings.sqlite_path  # noqa: B018 - raises ConfigError on a URL this build cannot open
+    if settings.database_backend == "sqlite":
+        settings.sqlite_path  # noqa: B018 - raises ConfigError on a URL this build cannot open
+    elif "://" not in settings.database_url or len(settings.database_url.split("://", 1)[1]) == 0:
+        raise ConfigError(f"ATLAS_DATABASE_URL: no host or database in {settings.database_url!r}")

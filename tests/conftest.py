@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,12 +23,89 @@ def require_program(name: str, package: str) -> str:
     """Path of `name`; without it skip with a loud reason, or fail when ATLAS_REQUIRE_INTEGRATION=1."""
     path = shutil.which(name)
     if path is None:
-        reason = f"{name} is not installed (Debian package {package!r}): INTEGRATION TEST NOT RUN"
-        if os.environ.get("ATLAS_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(f"{reason}, and ATLAS_REQUIRE_INTEGRATION=1 requires it")
-        print(f"\n*** SKIPPED: {reason} ***", file=sys.stderr)
-        pytest.skip(reason)
+        skip_or_fail(f"{name} is not installed (Debian package {package!r}): INTEGRATION TEST NOT RUN")
+    assert path is not None
     return path
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip loudly, or fail when ATLAS_REQUIRE_INTEGRATION=1 (CI), for a missing external part."""
+    if os.environ.get("ATLAS_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(f"{reason}, and ATLAS_REQUIRE_INTEGRATION=1 requires it")
+    print(f"\n*** SKIPPED: {reason} ***", file=sys.stderr)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database for the tests: ATLAS_TEST_POSTGRES_URL (wiped by the tests!), or a
+    throwaway cluster this session starts from Debian's binaries and removes afterwards."""
+    from tests.helpers import postgres
+
+    url = os.environ.get("ATLAS_TEST_POSTGRES_URL")
+    if url:
+        postgres.wait_until_ready(url)
+        yield url
+        return
+    bindir = postgres.find_bindir()
+    if bindir is None:
+        skip_or_fail(
+            "PostgreSQL is not installed (Debian package 'postgresql') and ATLAS_TEST_POSTGRES_URL is"
+            " unset: POSTGRESQL TESTS NOT RUN"
+        )
+    assert bindir is not None
+    cluster = postgres.Cluster(bindir)
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def store_clock() -> Callable[[], float]:
+    """The clock `any_store` stores run on; a test module overrides it with a fake one."""
+    return time.time
+
+
+StoreFactory = Callable[[], Any]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, store_clock: Callable[[], float]
+) -> Iterator[StoreFactory]:
+    """Makes empty stores of one backend (the test runs once per backend); all closed afterwards.
+
+    PostgreSQL stores share the session's database, emptied for each new store.
+    """
+    made: list[Any] = []
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        from atlas.store.postgres import PostgresStore
+        from tests.helpers.postgres import wipe
+
+        def make() -> Any:
+            made.append(PostgresStore(url, pool_size=4, clock=store_clock))
+            wipe(made[-1])
+            return made[-1]
+    else:
+
+        def make() -> Any:
+            made.append(
+                SQLiteStore(tmp_path / f"atlas{len(made)}.db", synchronous="NORMAL", clock=store_clock)
+            )
+            return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def any_store(store_factory: StoreFactory) -> Any:
+    """A fresh store, once on SQLite and once on PostgreSQL: the same test proves both backends."""
+    return store_factory()
 
 
 @pytest.fixture

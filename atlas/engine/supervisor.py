@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from atlas.engine import queue
 from atlas.engine.host_metrics import HostMetrics
 from atlas.engine.pool import LEASE_LAPSED_EXIT, Restarts, describe_exit, heartbeat_value, restart_reason
+from atlas.engine.wakeups import WorkWatcher
 from atlas.engine.worker import WATCHDOG_SECONDS, build_pipeline, job_of, worker_main
 from atlas.errors import AtlasError, ConfigError, PipelineError, StoreError
 from atlas.logging import get_logger
@@ -115,6 +116,7 @@ class Engine:
         self._paused = False  # maintenance mode: finish what is running, claim nothing new
         self._next_maintenance_check = 0.0
         self._stop = False
+        self._work_arrived = False  # set by the WorkWatcher's thread: claim now, not at the next poll
         # Called at the top of every turn of the loop (the systemd watchdog's liveness signal).
         self.on_turn: Callable[[], None] | None = None
         self._draining = False
@@ -133,6 +135,14 @@ class Engine:
         self._stop = True
         try:
             os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _on_work(self) -> None:
+        """Items were enqueued (called from the WorkWatcher's thread): wake the loop to claim."""
+        self._work_arrived = True
+        try:
+            os.write(self._wake_w, b"w")
         except OSError:
             pass
 
@@ -171,9 +181,12 @@ class Engine:
         self._mp.set_forkserver_preload(["atlas.engine.worker"])
         for slot in range(len(self._workers)):
             self._spawn(slot)
+        watcher = WorkWatcher.for_store(self.store, self._on_work)
         try:
             self._loop()
         finally:
+            if watcher is not None:
+                watcher.stop()  # before _shutdown closes the pipe it writes to
             self._shutdown()
         log.info("engine stopped", owner=self.owner)
         return 0
@@ -230,6 +243,9 @@ class Engine:
     def _on_ready(self, data: tuple[str, _Worker] | None) -> None:
         if data is None:
             os.read(self._wake_r, 512)
+            if self._work_arrived:
+                self._work_arrived = False
+                self._next_claim = min(self._next_claim, self.monotonic())
             return
         what, w = data
         if self._workers[w.slot] is not w:

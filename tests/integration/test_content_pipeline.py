@@ -1,4 +1,5 @@
-"""URL and feed items end to end: real engine, real worker processes, a real origin, real SQLite."""
+"""URL and feed items end to end: real engine, real worker processes, a real origin, on real SQLite
+and real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from tests.helpers.engine import engine_thread, finished, wait_for
 from tests.helpers.origin import Origin, origin_resolver, running_origin
 
 WEB = "tests.helpers.pipelines:web"
+
+
+@pytest.fixture
+def store(any_store: SQLiteStore) -> SQLiteStore:
+    """Every test here runs on both backends (`any_store`)."""
+    return any_store
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The engine with real worker processes on a real SQLite file."""
+"""The engine with real worker processes, on a real SQLite file and on a real PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from tests.helpers.engine import engine_thread, finished, wait_for
 
 def doc(text: str) -> NewItem:
     return NewItem(kind="document", payload={"content": text, "content_type": "text/plain"})
+
+
+@pytest.fixture
+def store(any_store: SQLiteStore) -> SQLiteStore:
+    """Every test here runs on both backends (`any_store`)."""
+    return any_store
 
 
 @pytest.fixture
@@ -111,3 +117,26 @@ def test_a_hung_worker_is_killed_and_the_item_quarantined_after_two_timeouts(
     assert outcomes.count("timeout") >= 2 and outcomes[-1] == "timeout"
     assert store.counts()[("done", "document")] == 40
     assert sample(engine, "atlas_engine_worker_deaths_total", {"reason": "timeout"}) >= 2
+
+
+def test_an_idle_engine_on_postgres_claims_a_new_item_when_notified_not_at_its_next_poll(
+    fast: Settings, postgres_url: str
+) -> None:
+    """LISTEN/NOTIFY: with the poll interval at its maximum (60 s), an item enqueued while the engine
+    idles is still finished well inside the 30 s bound, because the enqueue wakes the engine."""
+    from atlas.store.postgres import PostgresStore
+    from tests.helpers.postgres import wipe
+
+    pg = PostgresStore(postgres_url, pool_size=4)
+    wipe(pg)
+    try:
+        with engine_thread(
+            fast.replace(poll_interval_ms=60_000, workers=1), pg, "atlas.pipeline:default_pipeline"
+        ):
+            pg.enqueue([doc("the first, claimed at start")])
+            wait_for(lambda: finished(pg) == 1, 30, "the first item")
+            # Idle now: the claim that found nothing more put the next poll 60 s away.
+            pg.enqueue([doc("the second, enqueued while the engine idles")])
+            wait_for(lambda: finished(pg) == 2, 30, "the second item (woken by NOTIFY)")
+    finally:
+        pg.close()

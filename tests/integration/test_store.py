@@ -1,10 +1,14 @@
-"""The SQLite store against a real database file per test, with a fake clock for lease arithmetic."""
+"""The store protocol against both backends (a real SQLite file per test, a real PostgreSQL
+database emptied per test), with a fake clock for lease arithmetic. Backend-specific checks are
+the tests named for their backend."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +16,9 @@ from atlas.engine import queue
 from atlas.errors import StoreError
 from atlas.store import SQLiteStore
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem, Transition
+from atlas.store.postgres import PostgresStore
 from atlas.store.sqlite import migrations
+from tests.helpers.stores import second_handle, sql_rows
 
 
 class Clock:
@@ -33,7 +39,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def db(tmp_path: Path, clock: Clock) -> SQLiteStore:
+def store_clock(clock: Clock) -> Clock:
+    return clock
+
+
+@pytest.fixture
+def db(any_store: Any) -> Any:
+    return any_store
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, clock: Clock) -> SQLiteStore:
     s = SQLiteStore(tmp_path / "a.db", synchronous="NORMAL", clock=clock)
     yield s  # type: ignore[misc]
     s.close()
@@ -42,14 +58,24 @@ def db(tmp_path: Path, clock: Clock) -> SQLiteStore:
 POLICY = queue.RetryPolicy(max_attempts=2, max_deaths=2)
 
 
-def test_the_database_is_wal_and_migrations_are_idempotent(db: SQLiteStore, tmp_path: Path) -> None:
-    assert db.schema_version() == max(version for version, _, _ in migrations())  # all applied
+def test_migrations_are_all_applied_and_idempotent(db: Any) -> None:
+    if isinstance(db, SQLiteStore):
+        shipped = migrations()
+    else:
+        from atlas.store.postgres.connection import migrations as shipped_pg
+
+        shipped = shipped_pg()
+    assert db.schema_version() == max(version for version, _, _ in shipped)  # all applied
     assert db.migrate() == 0
+
+
+def test_the_sqlite_database_is_wal(sqlite_db: SQLiteStore, tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "a.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
 
 
-def test_enqueue_is_durable_and_an_idempotency_key_returns_the_same_item(db: SQLiteStore) -> None:
+def test_enqueue_is_durable_and_an_idempotency_key_returns_the_same_item(db: Any) -> None:
     first = db.enqueue([doc("a", idempotency_key="k"), doc("b")])
     again = db.enqueue(
         [
@@ -63,7 +89,7 @@ def test_enqueue_is_durable_and_an_idempotency_key_returns_the_same_item(db: SQL
     assert sum(db.counts().values()) == 3  # a, b, c
 
 
-def test_enqueue_keeps_the_counters_and_values_json_cannot_carry_fast_still_store(db: SQLiteStore) -> None:
+def test_enqueue_keeps_the_counters_and_values_json_cannot_carry_fast_still_store(db: Any) -> None:
     items = [doc(f"d{i}") for i in range(5)] + [NewItem(kind="url", payload={"url": "http://a/"})]
     items += [doc("keyed", idempotency_key="k"), doc("keyed again", idempotency_key="k")]  # one item
     # Outside what orjson encodes (an integer over 64 bits, a lone surrogate): stored all the same.
@@ -72,17 +98,16 @@ def test_enqueue_keeps_the_counters_and_values_json_cannot_carry_fast_still_stor
     assert db.counts() == {("queued", "document"): 7, ("queued", "url"): 1}
     assert db.get_item(results[-1].id).metadata == {"n": 2**70, "s": "\ud800"}  # type: ignore[union-attr]
     db.enqueue([doc("repeat", idempotency_key="k")])  # a repeat counts nothing
-    with sqlite3.connect(db.path) as conn:  # rows put in by hand are counted by a recount
-        conn.execute(
-            "INSERT INTO items (id, kind, state, payload, next_attempt_at, created_at, updated_at)"
-            " VALUES ('hand', 'url', 'done', '{}', 0, 0, 0)"
-        )
-    assert ("done", "url") not in db.counts()
+    sql_rows(  # rows put in by hand are counted by a recount
+        db,
+        "INSERT INTO items (id, kind, state, payload, next_attempt_at, created_at, updated_at)"
+        " VALUES ('hand', 'url', 'done', '{}', 0, 0, 0)",
+    )
     db.recount_items()
     assert db.counts() == {("queued", "document"): 7, ("queued", "url"): 1, ("done", "url"): 1}
 
 
-def test_two_owners_never_lease_the_same_item(db: SQLiteStore) -> None:
+def test_two_owners_never_lease_the_same_item(db: Any) -> None:
     db.enqueue([doc(f"t{i}") for i in range(500)])
     got: dict[str, list[str]] = {"a": [], "b": []}
 
@@ -99,7 +124,72 @@ def test_two_owners_never_lease_the_same_item(db: SQLiteStore) -> None:
     assert not set(got["a"]) & set(got["b"])
 
 
-def test_claim_order_is_priority_then_due_time_and_respects_not_before(db: SQLiteStore, clock: Clock) -> None:
+def test_concurrent_enqueues_of_one_idempotency_key_make_one_item(db: Any) -> None:
+    """Two handles (two processes' worth) race to enqueue the same keys: each key is one item,
+    created once, and every caller is told its id."""
+    other = second_handle(db)
+    keys = [f"k{i}" for i in range(20)]
+    results: list[list[Any]] = []
+    start = threading.Barrier(6)
+
+    def race(store: Any, order: list[str]) -> None:
+        start.wait()
+        for chunk in range(0, len(order), 5):
+            results.append(store.enqueue([doc(k, idempotency_key=k) for k in order[chunk : chunk + 5]]))
+
+    threads = [
+        threading.Thread(target=race, args=(db if i % 2 else other, keys[::-1] if i % 3 else keys))
+        for i in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    flat = [r for batch in results for r in batch]
+    assert len(flat) == 6 * 20
+    assert len({r.id for r in flat}) == 20
+    assert sum(r.created for r in flat) == 20  # one creation per key; every other call a replay
+    assert db.counts() == {("queued", "document"): 20}
+
+
+def test_the_same_text_finished_by_two_engines_at_once_is_stored_once(db: Any) -> None:
+    """Engines on two handles apply successes carrying the same text concurrently: one item is
+    done and holds the text, every other is its duplicate."""
+    other = second_handle(db)
+    for round_ in range(3):
+        db.enqueue([doc(f"same {round_}") for _ in range(6)])
+        mine, theirs = db.claim("a", 3, 30), other.claim("b", 3, 30)
+        start = threading.Barrier(2)
+        outcome: dict[str, str] = {}
+
+        def finish(
+            store: Any, batch: list[Any], text: str, start: threading.Barrier, outcome: dict[str, str]
+        ) -> None:
+            start.wait()
+            outcome.update(store.apply([queue.succeeded(c, ContentResult(f"H{text}", text)) for c in batch]))
+
+        text = f"same {round_}"
+        threads = [
+            threading.Thread(target=finish, args=(s, b, text, start, outcome))
+            for s, b in ((db, mine), (other, theirs))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcome.values()) == ["done"] + ["duplicate"] * 5
+        (original,) = [i for i, o in outcome.items() if o == "done"]
+        for item_id, o in outcome.items():
+            item = db.get_item(item_id)
+            assert item is not None and item.state == o
+            assert item.duplicate_of == (None if item_id == original else original)
+        assert db.get_content(original) is not None
+    other.close()
+    assert db.completions() == {i: 1 for i in db.completions()} and len(db.completions()) == 18
+
+
+def test_claim_order_is_priority_then_due_time_and_respects_not_before(db: Any, clock: Clock) -> None:
     low = db.enqueue([doc("low")])[0].id
     clock.now += 1
     high = db.enqueue([doc("high", priority=10)])[0].id
@@ -111,7 +201,7 @@ def test_claim_order_is_priority_then_due_time_and_respects_not_before(db: SQLit
     assert [c.id for c in db.claim("o", 10, 30)] == [later]
 
 
-def test_a_lease_expires_only_after_its_time_and_heartbeats_extend_it(db: SQLiteStore, clock: Clock) -> None:
+def test_a_lease_expires_only_after_its_time_and_heartbeats_extend_it(db: Any, clock: Clock) -> None:
     db.enqueue([doc("x")])
     (item,) = db.claim("engine-1", 10, lease_seconds=30)
     clock.now += 29
@@ -131,7 +221,7 @@ def test_a_lease_expires_only_after_its_time_and_heartbeats_extend_it(db: SQLite
     assert db.completions() == {item.id: 1}
 
 
-def test_too_many_expired_leases_quarantine_the_item(db: SQLiteStore, clock: Clock) -> None:
+def test_too_many_expired_leases_quarantine_the_item(db: Any, clock: Clock) -> None:
     (item_id,) = [r.id for r in db.enqueue([doc("x")])]
     for _ in range(3):
         db.claim("o", 1, 10)
@@ -142,7 +232,7 @@ def test_too_many_expired_leases_quarantine_the_item(db: SQLiteStore, clock: Clo
     assert db.completions() == {item_id: 1}
 
 
-def test_identical_content_becomes_a_duplicate_of_the_original(db: SQLiteStore) -> None:
+def test_identical_content_becomes_a_duplicate_of_the_original(db: Any) -> None:
     db.enqueue([doc("same"), doc("same")])
     a, b = db.claim("o", 10, 30)
     applied = db.apply(
@@ -154,9 +244,7 @@ def test_identical_content_becomes_a_duplicate_of_the_original(db: SQLiteStore) 
     assert db.get_content(a.id) is not None and db.get_content(b.id) is None
 
 
-def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(
-    db: SQLiteStore, clock: Clock
-) -> None:
+def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(db: Any, clock: Clock) -> None:
     ids = [r.id for r in db.enqueue([doc(f"d{i}", source="feed-a" if i < 3 else "feed-b") for i in range(5)])]
     err_a = ErrorInfo("fetch", "ConnectError", "refused", "a.example")
     err_b = ErrorInfo("extract", "NoText", "empty page", None)
@@ -199,7 +287,7 @@ def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(
     assert db.get_item(ids[0]) is None and db.item_attempts(ids[0]) == []
 
 
-def test_release_gives_leases_back_without_spending_attempts(db: SQLiteStore) -> None:
+def test_release_gives_leases_back_without_spending_attempts(db: Any) -> None:
     db.enqueue([doc("a"), doc("b")])
     db.claim("o", 10, 30)
     assert db.release("o") == 2
@@ -212,9 +300,32 @@ def test_driver_errors_become_store_errors_naming_the_file(tmp_path: Path) -> No
         SQLiteStore(tmp_path / "dir.db")
 
 
-def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(
-    db: SQLiteStore, clock: Clock
-) -> None:
+def test_an_unreachable_postgres_is_a_store_error_naming_the_server_not_the_password() -> None:
+    from atlas.store.postgres import connection
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://atlas:hunter2@127.0.0.1:{port}/atlas?connect_timeout=2"
+    old = connection.POOL_TIMEOUT_SECONDS
+    connection.POOL_TIMEOUT_SECONDS = 2.0
+    try:
+        with pytest.raises(StoreError, match=rf"127\.0\.0\.1:{port}") as raised:
+            PostgresStore(url)
+    finally:
+        connection.POOL_TIMEOUT_SECONDS = old
+    assert "hunter2" not in str(raised.value)
+
+
+def test_dlq_groups_keep_five_sample_ids(db: Any, clock: Clock) -> None:
+    big = fill_two_dlq_groups(db, clock)
+    groups = db.dlq_groups(DLQFilter())
+    assert groups[0].sample_ids == sorted(big)[:5]  # the first five of the group, in id order
+    assert db.dlq_groups(DLQFilter(host="a.example"))[0].sample_ids == sorted(big)[:5]
+
+
+def fill_two_dlq_groups(db: Any, clock: Clock) -> list[str]:
+    """Twelve dead items of one fingerprint, two of another; returns the twelve's ids."""
     big = [r.id for r in db.enqueue([doc(f"big{i}") for i in range(12)])]
     small = [r.id for r in db.enqueue([doc(f"small{i}") for i in range(2)])]
     batch = {c.id: c for c in db.claim("o", 20, 30)}
@@ -238,9 +349,13 @@ def test_dlq_groups_keep_five_sample_ids_without_aggregating_a_whole_group(
         ("fetch", "ConnectError", "a.example", 12),
         ("extract", "NoText", None, 2),
     ]
-    assert groups[0].sample_ids == sorted(big)[:5]  # the first five of the group, in id order
     assert sorted(groups[1].sample_ids) == sorted(small)
-    assert db.dlq_groups(DLQFilter(host="a.example"))[0].sample_ids == sorted(big)[:5]
+    return big
+
+
+def test_sqlite_dlq_groups_never_aggregate_a_whole_group(sqlite_db: SQLiteStore, clock: Clock) -> None:
+    fill_two_dlq_groups(sqlite_db, clock)
+    db = sqlite_db
 
     # The statement's shape: group_concat sees at most five ids per group returned, however big
     # the group. Counted by a group_concat of our own, which SQLite lets a connection define.
@@ -298,3 +413,30 @@ def test_finished_since_counts_the_window_only(tmp_path: Path) -> None:
         assert store.finished_since(5000.0) == {}
     finally:
         store.close()
+
+
+def test_shared_state_and_api_keys(db: Any, clock: Clock) -> None:
+    db.kv_set("engine.heartbeat.a", "1")
+    db.kv_set("engine.heartbeat.b", "2")
+    db.kv_set("engine.heartbeat.a", "3")  # an upsert
+    assert db.kv_get("engine.heartbeat.a") == "3" and db.kv_get("nothing") is None
+    assert db.kv_items("engine.heartbeat.") == [("engine.heartbeat.a", "3"), ("engine.heartbeat.b", "2")]
+    clock.now += 100
+    db.kv_set("engine.heartbeat.b", "4")
+    assert db.kv_prune("engine.heartbeat.", older_than_seconds=50) == 1  # only a is stale
+    db.kv_delete("engine.heartbeat.b")
+    assert db.kv_items("engine.") == []
+
+    db.api_key_insert("key1", "ci", ["ingest", "read"], "hash-1", "pep1")
+    db.api_key_record_use([("key1", clock.now)], [("key1", "stale-hash", "hash-x", "pep2")])
+    key = db.api_key_get("key1")
+    assert key is not None and (key["secret_hash"], key["last_used_at"]) == ("hash-1", clock.now)
+    db.api_key_record_use([("key1", clock.now - 10)], [("key1", "hash-1", "hash-2", "pep2")])
+    key = db.api_key_get("key1")  # an older touch never moves last_used_at back
+    assert key is not None and (key["secret_hash"], key["pepper_id"], key["last_used_at"]) == (
+        "hash-2",
+        "pep2",
+        clock.now,
+    )
+    assert [k["id"] for k in db.api_key_list()] == ["key1"]
+    assert db.api_key_revoke("key1") and not db.api_key_revoke("key1")

@@ -52,7 +52,10 @@ def test_values_come_from_atlas_variables(tmp_path: Path) -> None:
             {"ATLAS_BACKOFF_BASE_SECONDS": "10", "ATLAS_BACKOFF_CAP_SECONDS": "5"},
             "ATLAS_BACKOFF_CAP_SECONDS: must be >= ATLAS_BACKOFF_BASE_SECONDS (got 5 < 10)",
         ),
-        ({"ATLAS_DATABASE_URL": "mysql://x"}, "ATLAS_DATABASE_URL: expected sqlite:///PATH, got 'mysql://x'"),
+        (
+            {"ATLAS_DATABASE_URL": "mysql://x"},
+            "ATLAS_DATABASE_URL: expected sqlite:///PATH or postgresql://..., got 'mysql://x'",
+        ),
     ],
 )
 def test_bad_values_name_the_variable_and_the_value(

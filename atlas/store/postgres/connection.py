@@ -1,0 +1,161 @@
+"""Connections to PostgreSQL: a pool, transactions that translate driver errors, migrations, and
+the LISTEN connection that wakes an idle engine.
+
+Every method of the store is one transaction on one pooled connection (`_write`/`_read`); psycopg
+raises its own errors, which leave this module as StoreError (or DatabaseNotReady/MigrationError)
+with the cause kept.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.resources import files
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from atlas.errors import DatabaseNotReady, MigrationError, StoreError
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+# pg_advisory_xact_lock key held while migrating, so processes starting together migrate once.
+MIGRATION_LOCK_KEY = 0x41746C6173  # "Atlas"
+NOTIFY_CHANNEL = "atlas_items"
+POOL_TIMEOUT_SECONDS = 30.0
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every PostgreSQL migration shipped, in order."""
+    found = []
+    for entry in files("atlas.store.postgres").joinpath("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+class Connections:
+    """A connection pool on one database URL, plus one dedicated LISTEN connection on demand."""
+
+    def __init__(self, url: str, *, pool_size: int) -> None:
+        self.url = url
+        self.where = redact(url)
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listen_lock = threading.Lock()
+        try:
+            self.pool: ConnectionPool[Conn] = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max(1, pool_size),
+                kwargs={"row_factory": dict_row},
+                timeout=POOL_TIMEOUT_SECONDS,
+                open=False,
+                name="atlas",
+            )
+            self.pool.open(wait=True, timeout=POOL_TIMEOUT_SECONDS)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreError(f"cannot connect to {self.where}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Conn]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreError(f"no database connection free on {self.where}: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"database operation failed on {self.where}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._listen_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        self.pool.close()
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self.transaction() as conn:
+            exists = conn.execute("SELECT to_regclass('atlas_schema') IS NOT NULL AS ok").fetchone()
+            if not exists or not exists["ok"]:
+                return 0
+            row = conn.execute("SELECT coalesce(max(version), 0) AS v FROM atlas_schema").fetchone()
+            return int(row["v"]) if row else 0
+
+    def migrate(self) -> int:
+        """Apply every migration newer than the database, in one transaction each, under a lock."""
+        applied = 0
+        for version, name, sql in migrations():
+            with self.transaction() as conn:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS atlas_schema"
+                    " (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"
+                )
+                row = conn.execute("SELECT coalesce(max(version), 0) AS v FROM atlas_schema").fetchone()
+                if row and int(row["v"]) >= version:
+                    continue
+                try:
+                    conn.execute(sql.encode())  # no parameters: several statements in one
+                except psycopg.Error as exc:
+                    raise MigrationError(f"migration postgres/{version:04d}_{name} failed: {exc}") from exc
+                conn.execute(
+                    "INSERT INTO atlas_schema (version, name, applied_at) VALUES (%s, %s, now())",
+                    (version, name),
+                )
+                applied += 1
+        return applied
+
+    def check_schema(self) -> None:
+        """Raise DatabaseNotReady unless the database is at the schema this Atlas ships."""
+        try:
+            current = self.schema_version()
+        except StoreError as exc:
+            raise DatabaseNotReady(f"cannot open the database at {self.where}: {exc.__cause__}") from exc
+        latest = migrations()[-1][0]
+        if current != latest:
+            fix = "run `atlas-ops database migrate`" if current < latest else "upgrade Atlas"
+            raise DatabaseNotReady(
+                f"the database at {self.where} is at schema version {current},"
+                f" this Atlas uses {latest}: {fix}"
+            )
+
+    # -- wake-ups -------------------------------------------------------------------------------
+
+    def wait_for_notify(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds for a NOTIFY on NOTIFY_CHANNEL; True if one came.
+
+        The LISTEN connection is opened on first use and kept (outside the pool: it must stay
+        subscribed). Notifications that arrived while nobody waited are returned at once; several
+        are drained as one wake-up.
+        """
+        with self._listen_lock:
+            try:
+                if self._listener is None or self._listener.closed:
+                    self._listener = psycopg.connect(self.url, autocommit=True)
+                    self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                woke = False
+                for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                    woke = True
+                if woke:  # drain what else is queued, without waiting
+                    for _ in self._listener.notifies(timeout=0):
+                        pass
+                return woke
+            except psycopg.Error as exc:
+                if self._listener is not None:
+                    self._listener.close()
+                    self._listener = None
+                raise StoreError(f"waiting for work on {self.where} failed: {exc}") from exc

@@ -1,0 +1,129 @@
+"""What only the PostgreSQL backend has: LISTEN/NOTIFY wake-ups, its schema checks and migration
+lock, counter compaction, and the factory choosing it from ATLAS_DATABASE_URL. (Everything the
+Store protocol promises is proved on both backends by test_store.py and test_store_counters.py.)"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from atlas.errors import DatabaseNotReady
+from atlas.settings import Settings
+from atlas.store import open_backend
+from atlas.store.models import NewItem
+from atlas.store.postgres import PostgresStore
+from atlas.store.postgres.connection import migrations
+from tests.helpers.postgres import wipe
+from tests.helpers.stores import sql_rows
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[PostgresStore]:
+    store = PostgresStore(postgres_url, pool_size=4)
+    wipe(store)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def empty_database_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the test server (dropped afterwards)."""
+    name = f"atlas_fresh_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def doc(text: str) -> NewItem:
+    return NewItem(kind="document", payload={"content": text})
+
+
+def test_an_enqueue_wakes_an_engine_waiting_for_work(pg: PostgresStore) -> None:
+    other = PostgresStore(pg.url, pool_size=1)  # the API process
+    try:
+        assert pg.wait_for_work(0) is False  # subscribed now; nothing enqueued yet
+        other.enqueue([doc("a"), doc("b")])
+        # The notification is already queued on the LISTEN connection: no wait, no sleep.
+        assert pg.wait_for_work(30) is True
+        assert pg.wait_for_work(0) is False  # one enqueue, one wake-up (the rest drained)
+        other.enqueue([NewItem(kind="document", payload={"content": "c"}, idempotency_key="k")])
+        other.enqueue([NewItem(kind="document", payload={"content": "c"}, idempotency_key="k")])
+        assert pg.wait_for_work(30) is True
+        assert pg.wait_for_work(0) is False  # the replay of key k inserted nothing and woke nobody
+    finally:
+        other.close()
+
+
+def test_a_waiting_engine_returns_as_soon_as_another_process_enqueues(pg: PostgresStore) -> None:
+    other = PostgresStore(pg.url, pool_size=1)
+    woke: list[bool] = []
+    pg.wait_for_work(0)  # LISTEN before the enqueue below can commit
+    waiter = threading.Thread(target=lambda: woke.append(pg.wait_for_work(60)))
+    waiter.start()
+    try:
+        other.enqueue([doc("x")])
+        waiter.join(60)
+        assert woke == [True]
+    finally:
+        other.close()
+
+
+def test_without_migrate_an_empty_database_is_not_ready_and_migrations_run_once_when_raced(
+    empty_database_url: str,
+) -> None:
+    with pytest.raises(DatabaseNotReady, match=r"schema version 0.*atlas-ops database migrate"):
+        PostgresStore(empty_database_url, migrate=False)
+    stores: list[PostgresStore] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            stores.append(PostgresStore(empty_database_url, pool_size=1))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(s.migrations_applied for s in stores) == [0, 0, len(migrations())]
+    for s in stores:
+        s.close()
+    PostgresStore(empty_database_url, migrate=False).close()  # at the current schema now
+
+
+def test_compacting_the_counters_folds_delta_rows_and_keeps_the_figures(pg: PostgresStore) -> None:
+    for i in range(5):
+        pg.enqueue([doc(f"d{i}")])
+    pg.claim("o", 2, 30)
+    before = pg.counts()
+    assert len(sql_rows(pg, "SELECT * FROM stats_items")) > 2  # one delta row per change
+    assert pg.compact_counters() is True
+    assert pg.counts() == before == {("queued", "document"): 3, ("leased", "document"): 2}
+    assert sorted(sql_rows(pg, "SELECT state, kind, n FROM stats_items")) == [
+        ("leased", "document", 2),
+        ("queued", "document", 3),
+    ]
+
+
+def test_the_factory_opens_postgres_for_a_postgresql_url(pg: PostgresStore, settings: Settings) -> None:
+    store: Any = open_backend(settings.replace(database_url=pg.url, db_pool_size=2), migrate=False)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert store.db.pool.max_size == 2
+        assert store.enqueue([doc("through the factory")])[0].created
+    finally:
+        store.close()

@@ -2,14 +2,15 @@
 
 Setup: the router process (synchronous=FULL outbox, the defaults but a fast retry) with all three
 channels on: a webhook receiver and a Slack receiver (small HTTP servers on 127.0.0.1) and an
-aiosmtpd SMTP server in its own process (tests/helpers/smtp_relay.py, like a local relay: in this process
-its event loop competed with the clients for the GIL and queued the messages it timed). 16 client threads post the 1,000 notifications (distinct groups) as fast as
-the router accepts them.
+aiosmtpd SMTP server in its own process (tests/helpers/smtp_relay.py, like a local relay: in this
+process its event loop competed with the clients for the GIL and queued the messages it timed).
+16 client threads post the 1,000 notifications (distinct groups) as fast as the router accepts them.
 
 Prints the accept rate, and p50/p99 from accept (the router's 200 arriving at the client) to
-delivered (the message arriving at the webhook receiver / the end of DATA at the SMTP server), both
-on the machine's monotonic clock. Slack is paced at one message a second per webhook URL, so it cannot drain 1,000
-messages in a benchmark: the figure is how many it sent during the run and the most in any second.
+delivered (the message arriving at the webhook receiver / the end of DATA at the SMTP server),
+both on the machine's monotonic clock. Slack is paced at one message a second per webhook URL, so
+it cannot drain 1,000 messages in a benchmark: the figure is how many it sent during the run and
+the most in any second. `--concurrency N` sets ATLAS_ROUTER_CONCURRENCY (default: the router's).
 Goal (issue 12): p99 <= 1 s for webhook and email. Last line: JSON with "ratio" = 1 s / the worse
 of the two p99s (>= 1 means the goal is met).
 """
@@ -31,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.helpers.engine import wait_for  # noqa: E402
 from tests.helpers.net import free_port  # noqa: E402
-from tests.helpers.smtp_relay import SmtpRelayProcess  # noqa: E402
 from tests.helpers.receivers import HttpReceiver  # noqa: E402
 from tests.helpers.router import AUTH, RouterProcess, alert, config_dir, payload  # noqa: E402
+from tests.helpers.smtp_relay import SmtpRelayProcess  # noqa: E402
 
 GOAL_SECONDS = 1.0
 

@@ -310,6 +310,7 @@ _CHANNELS: dict[str, dict[str, str]] = {
         "tls": "bool",  # implicit TLS (port 465); starttls: false and tls: false = plain (local relay)
         "send_resolved": "bool",
         "timeout": "duration",
+        "concurrency": "count",  # SMTP sessions at once (default ATLAS_ROUTER_CONCURRENCY)
     },
     "webhook": {
         "enabled": "bool",
@@ -320,6 +321,7 @@ _CHANNELS: dict[str, dict[str, str]] = {
         "hmac_secret": "secret",  # signs the body: X-Atlas-Signature: sha256=<hex HMAC-SHA256>
         "send_resolved": "bool",
         "timeout": "duration",
+        "concurrency": "count",  # requests at once (default ATLAS_ROUTER_CONCURRENCY)
     },
     "slack": {
         "enabled": "bool",
@@ -436,6 +438,12 @@ def _option(check: YamlChecker, kind_of: str, node: yaml.Node, at: str) -> Any:
         return seconds
     if kind_of == "port":
         value = check.number(node, at, 1, 65535)
+        return int(value) if value is not None else None
+    if kind_of == "count":
+        value = check.number(node, at, 1, 256)
+        if value is not None and not value.is_integer():
+            check.error(node, at, f"expected a whole number 1-256, got {value:g}")
+            return None
         return int(value) if value is not None else None
     if kind_of == "url":
         return check.text(node, at, _URL, "an http:// or https:// URL")

@@ -200,3 +200,40 @@ def test_a_disabled_channel_may_name_a_secret_not_set_yet(tmp_path: Path) -> Non
     assert messages(load_monitoring, tmp_path / "m.yaml", MONITORING, set())[0].endswith(
         "no secret 'slack_webhook_url' in the secrets file (atlas-ops config secrets set slack_webhook_url)"
     )
+
+
+CHANNEL_CONCURRENCY = """\
+version: 1
+notifications:
+  email:
+    smtp_server: 127.0.0.1
+    from: atlas@example.org
+    to: [ops@example.org]
+    concurrency: 16
+  webhook:
+    url: http://127.0.0.1:9/hook
+"""
+
+
+def test_a_channel_concurrency_overrides_the_setting(tmp_path: Path) -> None:
+    from atlas.alerting.router.process import build_channels
+    from atlas.alerting.router.render import Renderer
+    from atlas.settings import load_settings
+
+    (tmp_path / "m.yaml").write_text(CHANNEL_CONCURRENCY, encoding="utf-8")
+    settings = load_settings({"ATLAS_ROUTER_CONCURRENCY": "3"}, files=False)
+    built = build_channels(settings, Renderer(tmp_path), None, tmp_path / "m.yaml")
+    assert {c.name: c.concurrency for c, _ in built} == {"email": 16, "webhook": 3}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "m.yaml:7: notifications.email.concurrency: expected a number 1-256, got '0'"),
+        ("2.5", "m.yaml:7: notifications.email.concurrency: expected a whole number 1-256, got 2.5"),
+        ("many", "m.yaml:7: notifications.email.concurrency: expected a number 1-256, got 'many'"),
+    ],
+)
+def test_a_bad_channel_concurrency_names_the_line(tmp_path: Path, value: str, expected: str) -> None:
+    text = CHANNEL_CONCURRENCY.replace("concurrency: 16", f"concurrency: {value}")
+    assert messages(load_monitoring, tmp_path / "m.yaml", text, set()) == [f"{tmp_path}/{expected}"]

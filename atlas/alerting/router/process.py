@@ -75,7 +75,7 @@ def build_channels(
                 username=o.get("username", "") if "password_secret" in secret else "",
                 password=secret.get("password_secret", ""),
                 timeout_seconds=timeout,
-                concurrency=settings.router_concurrency,
+                concurrency=int(o.get("concurrency", settings.router_concurrency)),
                 thread_root=None if outbox is None else _thread_root(outbox),
             )
         elif ch.kind == "webhook":
@@ -85,7 +85,7 @@ def build_channels(
                 bearer_token=secret.get("bearer_token_secret", ""),
                 hmac_secret=secret.get("hmac_secret", ""),
                 timeout_seconds=timeout,
-                concurrency=settings.router_concurrency,
+                concurrency=int(o.get("concurrency", settings.router_concurrency)),
             )
         else:
             channel = SlackChannel(

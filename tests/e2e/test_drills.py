@@ -1,0 +1,274 @@
+"""Drills: every failure mode an Atlas operator must hear about, caused for real against a live
+Atlas, must raise its alert in a real Prometheus within `for` + 2 evaluation intervals (plus a
+bounded slack for scrapes), and the alert must resolve once the fault is removed.
+
+One stack for every drill: `atlas core`, `api`, `exporter`, `services` and `alert-router` as
+separate processes under the local supervisor, an HTTP origin on 127.0.0.1 whose `localhost`
+host can be made to fail, and Debian's Prometheus (1 s scrapes and evaluations) with the rules
+compiled from a test copy of alerting.yaml (tests/helpers/drills.py). Faults that do not touch
+each other run at the same time, in phases; each phase removes its faults and waits for every
+alert it raised to resolve before the next begins. The table of seconds to firing and to
+resolution is printed at the end (README: Alerting, Drills).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from atlas.api.keys import create_key
+from atlas.ops.services.local import LocalSupervisor
+from atlas.settings import Settings, load_settings
+from atlas.store import open_store
+from tests.conftest import atlas_env, require_program
+from tests.helpers.drills import (
+    Alerts,
+    Drill,
+    caused,
+    compile_drill_rules,
+    process,
+    prometheus_config,
+    removed,
+)
+from tests.helpers.engine import wait_for
+from tests.helpers.net import free_port
+from tests.helpers.opscli import ok_json
+from tests.helpers.origin import Origin, running_origin
+from tests.helpers.router import config_dir
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+
+SERVICES = ("core", "api", "exporter", "services", "alert-router")  # start order: core makes the schema
+CRASHING_PIPELINE = "tests.helpers.pipelines:crash_after_start"
+TABLE: list[Drill] = []
+
+
+@dataclass
+class Live:
+    env: dict[str, str]
+    settings: Settings
+    supervisor: LocalSupervisor
+    alerts: Alerts
+    origin: Origin
+    api: httpx.Client
+    root: Path
+
+    def post_items(self, items: list[dict[str, Any]]) -> list[int]:
+        return [self.api.post("/v1/items", json=item).status_code for item in items]
+
+    def backup(self) -> None:
+        ok_json(self.env, "backup", "create", "--out", str(self.root / "backups"))
+
+    def core_argv(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "atlas", "core", *extra]
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Live]:
+    prometheus = require_program("prometheus", "prometheus")
+    root = tmp_path_factory.mktemp("drills")
+    ports = {job: free_port() for job in ("node", "atlas-api", "atlas-core", "atlas-router")}
+    prom_port = free_port()
+    cfg = config_dir(root, webhook_url="http://127.0.0.1:9/unused")
+    env = atlas_env(
+        root / "data",
+        ATLAS_CONFIG_DIR=str(cfg),
+        ATLAS_ENVIRONMENT="development",
+        ATLAS_SERVICE_BACKEND="local",
+        ATLAS_API_HOST="127.0.0.1",
+        ATLAS_API_PORT=str(ports["atlas-api"]),
+        ATLAS_CORE_METRICS_HOST="127.0.0.1",
+        ATLAS_CORE_METRICS_PORT=str(ports["atlas-core"]),
+        ATLAS_EXPORTER_PORT=str(ports["node"]),
+        ATLAS_ROUTER_PORT=str(ports["atlas-router"]),
+        ATLAS_WORKERS="1",
+        ATLAS_LEASE_SECONDS="9",  # heartbeats every 3 s: a dead engine shows within seconds
+        ATLAS_FETCH_ALLOW_HOSTS="127.0.0.1,localhost",
+        ATLAS_HOST_RATE_OVERRIDES="127.0.0.1=1000,localhost=1000",
+        ATLAS_MAX_ATTEMPTS="3",
+        ATLAS_BACKOFF_BASE_SECONDS="0.2",
+        ATLAS_BACKOFF_CAP_SECONDS="1",
+        ATLAS_BREAKER_MIN_CALLS="2",
+        ATLAS_BREAKER_COOLDOWN_SECONDS="3",
+        ATLAS_BREAKER_MAX_COOLDOWN_SECONDS="3",
+        ATLAS_DB_BUSY_TIMEOUT_MS="300",  # a held lock fails a write in 0.3 s, not 10 s
+    )
+    settings = load_settings(env, secrets=False)
+    supervisor = LocalSupervisor(settings, env=env)
+    rules = compile_drill_rules(root)
+    prom_cfg = prometheus_config(root, rules, ports)
+    prom_url = f"http://127.0.0.1:{prom_port}"
+    prom_argv = [
+        prometheus,
+        f"--config.file={prom_cfg}",
+        f"--storage.tsdb.path={root / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+    ]
+    with running_origin() as origin, process(prom_argv, {}, root / "prometheus.log") as prom:
+        try:
+            for name in SERVICES:
+                supervisor.start(name)
+            store = open_store(settings, migrate=False)
+            try:
+                key = str(
+                    create_key(store, settings.api_key_pepper, "drills", ["ingest", "read", "admin"])["key"]
+                )
+            finally:
+                store.close()
+            wait_for(lambda: prom.poll() is None and _ok(f"{prom_url}/-/ready"), 30, "Prometheus")
+            alerts = Alerts(prom_url)
+
+            def all_up() -> bool:
+                body = httpx.get(f"{prom_url}/api/v1/query", params={"query": "up == 1"}, timeout=5).json()
+                return {r["metric"]["job"] for r in body["data"]["result"]} == set(ports)
+
+            wait_for(all_up, 60, "Prometheus to scrape every Atlas target")
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{ports['atlas-api']}",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            ) as api:
+                yield Live(env, settings, supervisor, alerts, origin, api, root)
+        finally:
+            for name in reversed(SERVICES):
+                supervisor.stop(name)
+            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None and TABLE:
+                reporter.write_line("\n| failure mode | alert | seconds to firing | seconds to resolved |")
+                reporter.write_line("|---|---|---|---|")
+                for d in TABLE:
+                    reporter.write_line(d.row())
+
+
+def _purge_dlq(live: Live) -> None:
+    for item in live.api.get("/v1/dlq", params={"limit": 1000}).json()["items"]:
+        live.api.delete(f"/v1/dlq/{item['id']}")
+
+
+def test_dlq_breaker_feed_and_backup_drills(live: Live) -> None:
+    port = live.origin.port
+    live.backup()  # fresh now: the drill is that no backup follows
+    live.origin.failing.add("localhost")
+    drills = caused(
+        Drill("DLQ growing (404s from a local host)", "AtlasDeadLetters"),
+        Drill("host breaker open (local host answers 500)", "AtlasCircuitOpenHosts"),
+        Drill("feed failing (its host answers 500)", "AtlasFeedsFailing"),
+        Drill("backup stale (none for 15 s)", "AtlasBackupAge", lag=15),
+    )
+    TABLE.extend(drills)
+    feed = live.api.post("/v1/feeds", json={"url": f"http://localhost:{port}/feed.rss"})
+    assert feed.status_code == 201, feed.text
+    items = [{"url": f"http://127.0.0.1:{port}/status?code=404&n={i}"} for i in range(4)]
+    items += [{"url": f"http://localhost:{port}/article/{i}"} for i in range(6)]
+    assert set(live.post_items(items)) == {202}
+    live.alerts.wait_firing(drills)
+
+    live.origin.failing.clear()
+    removed(drills)
+    assert live.api.post(f"/v1/feeds/{feed.json()['id']}/poll").status_code == 202
+    live.backup()
+    # A probe through the half-open breaker closes it; items that died meanwhile are purged too.
+    assert set(live.post_items([{"url": f"http://localhost:{port}/article/{i}"} for i in range(10, 12)])) == {
+        202
+    }
+    live.alerts.wait_resolved(drills, tick=lambda: _purge_dlq(live))
+
+
+def test_engine_killed_backlog_and_maintenance_drills(live: Live) -> None:
+    pid = live.supervisor.status("core").pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    drills = caused(
+        Drill("engine killed (SIGKILL atlas core)", "AtlasEngineHeartbeatAge", lag=8 + 3),
+        Drill("engine killed (SIGKILL atlas core)", "AtlasTargetDown", {"job": "atlas-core"}),
+        Drill("backlog growing (engine stopped, ingest continues)", "AtlasQueueBacklog"),
+        Drill("maintenance left on", "AtlasMaintenanceAge", lag=1),
+    )
+    TABLE.extend(drills)
+    assert set(live.post_items([{"content": f"backlog {i}", "source": "drill"} for i in range(8)])) == {202}
+    on = live.api.post("/v1/admin/maintenance", json={"enabled": True, "reason": "drill"})
+    assert on.status_code == 200, on.text
+    live.alerts.wait_firing(drills)
+
+    assert live.api.post("/v1/admin/maintenance", json={"enabled": False}).status_code == 200
+    live.supervisor.start("core")
+    removed(drills)
+    live.alerts.wait_resolved(drills)
+
+
+def test_crash_looping_workers_api_down_and_exporter_down_drills(live: Live) -> None:
+    live.supervisor.stop("core")
+    with process(live.core_argv("--pipeline", CRASHING_PIPELINE), live.env, live.root / "crashing-core.log"):
+        live.supervisor.stop("api")
+        live.supervisor.stop("exporter")
+        drills = caused(
+            Drill(
+                "workers crash-looping (a pipeline that cannot start)", "AtlasEngineWorkerRestarts", window=10
+            ),
+            Drill("API down", "AtlasTargetDown", {"job": "atlas-api"}),
+            Drill("exporter down", "AtlasTargetDown", {"job": "node"}),
+        )
+        TABLE.extend(drills)
+        live.alerts.wait_firing(drills)
+    live.supervisor.start("core")
+    live.supervisor.start("api")
+    live.supervisor.start("exporter")
+    removed(drills)
+    live.alerts.wait_resolved(drills)
+
+
+def test_disk_low_drill(live: Live) -> None:
+    free = shutil.disk_usage(live.settings.sqlite_path.parent).free
+    live.supervisor.stop("api")
+    # Readiness fails under the low-water mark by design: wait for liveness instead.
+    low = live.env | {"ATLAS_DISK_LOW_WATER_BYTES": str(free + (1 << 40))}
+    with process([sys.executable, "-m", "atlas", "api"], low, live.root / "api-low-water.log") as api:
+        wait_for(
+            lambda: api.poll() is None and _ok(f"{live.api.base_url}health/live"), 60, "the low-water API"
+        )
+        drills = caused(
+            Drill("disk low (low-water mark above free space: writes 503)", "AtlasApiErrorRate", window=10)
+        )
+        TABLE.extend(drills)
+        codes = live.post_items([{"content": f"disk {i}"} for i in range(10)])
+        assert set(codes) == {503}, codes
+        live.alerts.wait_firing(drills)
+    live.supervisor.start("api")
+    removed(drills)
+    live.alerts.wait_resolved(drills)
+
+
+def test_api_5xx_rate_from_a_locked_database_drill(live: Live) -> None:
+    other = sqlite3.connect(live.settings.sqlite_path, isolation_level=None, timeout=5)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock: the API's writes time out
+        drills = caused(
+            Drill("API 5xx rate (database locked)", "AtlasApiErrorRate", window=10),
+            Drill("API 5xx rate (database locked)", "AtlasDbLockedErrors", {"job": "atlas-api"}, window=10),
+        )
+        TABLE.extend(drills)
+        codes = live.post_items([{"content": f"locked {i}"} for i in range(6)])
+        assert set(codes) == {503}, codes
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    live.alerts.wait_firing(drills)
+    removed(drills)
+    live.alerts.wait_resolved(drills)

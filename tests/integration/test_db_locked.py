@@ -57,9 +57,8 @@ def _counter(text: str) -> float:
 def test_the_store_counts_a_write_that_found_the_database_locked(tmp_path: Path) -> None:
     store = ShortBusyStore(tmp_path / "atlas.db", synchronous="NORMAL")
     try:
-        with write_lock_held(store.path):
-            with pytest.raises(StoreError, match="locked"):
-                store.enqueue([NewItem("document", {"content": "x"})])
+        with write_lock_held(store.path), pytest.raises(StoreError, match="locked"):
+            store.enqueue([NewItem("document", {"content": "x"})])
         assert store.locked_errors == 1
         store.enqueue([NewItem("document", {"content": "x"})])  # lock gone: no new count
         assert store.locked_errors == 1

@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,11 @@ def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     ]
     with running_origin() as origin, process(prom_argv, {}, root / "prometheus.log") as prom:
         try:
-            for name in SERVICES:
-                supervisor.start(name)
+            # The engine first (it makes the schema), then the others side by side: each start
+            # waits for its process's readiness, and waiting in turn would add the waits up.
+            supervisor.start(SERVICES[0])
+            with ThreadPoolExecutor(len(SERVICES) - 1) as pool:
+                list(pool.map(supervisor.start, SERVICES[1:]))
             store = open_store(settings, migrate=False)
             try:
                 key = str(
@@ -170,7 +174,7 @@ def test_dlq_breaker_feed_and_backup_drills(live: Live) -> None:
         Drill("DLQ growing (404s from a local host)", "AtlasDeadLetters"),
         Drill("host breaker open (local host answers 500)", "AtlasCircuitOpenHosts"),
         Drill("feed failing (its host answers 500)", "AtlasFeedsFailing"),
-        Drill("backup stale (none for 15 s)", "AtlasBackupAge", lag=15),
+        Drill("backup stale (none for 10 s)", "AtlasBackupAge", lag=10),
     )
     TABLE.extend(drills)
     feed = live.api.post("/v1/feeds", json={"url": f"http://localhost:{port}/feed.rss"})
@@ -178,97 +182,88 @@ def test_dlq_breaker_feed_and_backup_drills(live: Live) -> None:
     items = [{"url": f"http://127.0.0.1:{port}/status?code=404&n={i}"} for i in range(4)]
     items += [{"url": f"http://localhost:{port}/article/{i}"} for i in range(6)]
     assert set(live.post_items(items)) == {202}
-    live.alerts.wait_firing(drills)
+    live.alerts.wait(firing=drills)
 
     live.origin.failing.clear()
-    removed(drills)
     assert live.api.post(f"/v1/feeds/{feed.json()['id']}/poll").status_code == 202
-    live.backup()
     # A probe through the half-open breaker closes it; items that died meanwhile are purged too.
     assert set(live.post_items([{"url": f"http://localhost:{port}/article/{i}"} for i in range(10, 12)])) == {
         202
     }
-    live.alerts.wait_resolved(drills, tick=lambda: _purge_dlq(live))
+    live.backup()
+    removed(drills)
+    live.alerts.wait(resolved=drills, tick=lambda: _purge_dlq(live))
 
 
-def test_engine_killed_backlog_and_maintenance_drills(live: Live) -> None:
+def test_engine_killed_backlog_maintenance_and_locked_database_drills(live: Live) -> None:
     pid = live.supervisor.status("core").pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    drills = caused(
+    engine = caused(
         Drill("engine killed (SIGKILL atlas core)", "AtlasEngineHeartbeatAge", lag=8 + 3),
         Drill("engine killed (SIGKILL atlas core)", "AtlasTargetDown", {"job": "atlas-core"}),
         Drill("backlog growing (engine stopped, ingest continues)", "AtlasQueueBacklog"),
-        Drill("maintenance left on", "AtlasMaintenanceAge", lag=1),
     )
-    TABLE.extend(drills)
     assert set(live.post_items([{"content": f"backlog {i}", "source": "drill"} for i in range(8)])) == {202}
-    on = live.api.post("/v1/admin/maintenance", json={"enabled": True, "reason": "drill"})
-    assert on.status_code == 200, on.text
-    live.alerts.wait_firing(drills)
-
-    assert live.api.post("/v1/admin/maintenance", json={"enabled": False}).status_code == 200
-    live.supervisor.start("core")
-    removed(drills)
-    live.alerts.wait_resolved(drills)
-
-
-def test_crash_looping_workers_api_down_and_exporter_down_drills(live: Live) -> None:
-    live.supervisor.stop("core")
-    with process(live.core_argv("--pipeline", CRASHING_PIPELINE), live.env, live.root / "crashing-core.log"):
-        live.supervisor.stop("api")
-        live.supervisor.stop("exporter")
-        drills = caused(
-            Drill(
-                "workers crash-looping (a pipeline that cannot start)", "AtlasEngineWorkerRestarts", window=10
-            ),
-            Drill("API down", "AtlasTargetDown", {"job": "atlas-api"}),
-            Drill("exporter down", "AtlasTargetDown", {"job": "node"}),
-        )
-        TABLE.extend(drills)
-        live.alerts.wait_firing(drills)
-    live.supervisor.start("core")
-    live.supervisor.start("api")
-    live.supervisor.start("exporter")
-    removed(drills)
-    live.alerts.wait_resolved(drills)
-
-
-def test_disk_low_drill(live: Live) -> None:
-    free = shutil.disk_usage(live.settings.sqlite_path.parent).free
-    live.supervisor.stop("api")
-    # Readiness fails under the low-water mark by design: wait for liveness instead.
-    low = live.env | {"ATLAS_DISK_LOW_WATER_BYTES": str(free + (1 << 40))}
-    with process([sys.executable, "-m", "atlas", "api"], low, live.root / "api-low-water.log") as api:
-        wait_for(
-            lambda: api.poll() is None and _ok(f"{live.api.base_url}health/live"), 60, "the low-water API"
-        )
-        drills = caused(
-            Drill("disk low (low-water mark above free space: writes 503)", "AtlasApiErrorRate", window=10)
-        )
-        TABLE.extend(drills)
-        codes = live.post_items([{"content": f"disk {i}"} for i in range(10)])
-        assert set(codes) == {503}, codes
-        live.alerts.wait_firing(drills)
-    live.supervisor.start("api")
-    removed(drills)
-    live.alerts.wait_resolved(drills)
-
-
-def test_api_5xx_rate_from_a_locked_database_drill(live: Live) -> None:
+    # With no engine writing, the only other writer is a connection holding the lock: the API's
+    # writes give up after ATLAS_DB_BUSY_TIMEOUT_MS and are answered 503.
     other = sqlite3.connect(live.settings.sqlite_path, isolation_level=None, timeout=5)
     try:
-        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock: the API's writes time out
-        drills = caused(
-            Drill("API 5xx rate (database locked)", "AtlasApiErrorRate", window=10),
-            Drill("API 5xx rate (database locked)", "AtlasDbLockedErrors", {"job": "atlas-api"}, window=10),
+        other.execute("BEGIN IMMEDIATE")
+        locked = caused(
+            Drill("API 5xx rate (database locked by another writer)", "AtlasApiErrorRate", window=10),
+            Drill("database locked", "AtlasDbLockedErrors", {"job": "atlas-api"}, window=10),
         )
-        TABLE.extend(drills)
         codes = live.post_items([{"content": f"locked {i}"} for i in range(6)])
         assert set(codes) == {503}, codes
         other.execute("ROLLBACK")
     finally:
         other.close()
-    live.alerts.wait_firing(drills)
+    on = live.api.post("/v1/admin/maintenance", json={"enabled": True, "reason": "drill"})
+    assert on.status_code == 200, on.text
+    maintenance = caused(Drill("maintenance left on", "AtlasMaintenanceAge", lag=1))
+    drills = engine + locked + maintenance
+    TABLE.extend(drills)
+    live.alerts.wait(firing=drills)
+
+    assert live.api.post("/v1/admin/maintenance", json={"enabled": False}).status_code == 200
+    live.supervisor.start("core")
     removed(drills)
-    live.alerts.wait_resolved(drills)
+    live.alerts.wait(resolved=drills)
+
+
+def test_crash_looping_workers_api_down_exporter_down_and_disk_low_drills(live: Live) -> None:
+    live.supervisor.stop("core")
+    with process(live.core_argv("--pipeline", CRASHING_PIPELINE), live.env, live.root / "crashing-core.log"):
+        crash = caused(
+            # Two worker starts on a loaded box before the second restart: the lag.
+            Drill(
+                "workers crash-looping (a pipeline that cannot start)", "AtlasEngineWorkerRestarts", lag=10
+            ),
+        )
+        live.supervisor.stop("api")
+        live.supervisor.stop("exporter")
+        down = caused(
+            Drill("API down", "AtlasTargetDown", {"job": "atlas-api"}),
+            Drill("exporter down", "AtlasTargetDown", {"job": "node"}),
+        )
+        TABLE.extend(crash + down)
+        live.alerts.wait(firing=crash + down)
+    live.supervisor.start("core")
+    live.supervisor.start("exporter")
+    # The API comes back with its low-water mark above the free space: writes are refused (503).
+    free = shutil.disk_usage(live.settings.sqlite_path.parent).free
+    low = live.env | {"ATLAS_DISK_LOW_WATER_BYTES": str(free + (1 << 40))}
+    with process([sys.executable, "-m", "atlas", "api"], low, live.root / "api-low-water.log") as api:
+        # Readiness fails under the low-water mark by design: wait for liveness instead.
+        live_url = str(live.api.base_url).rstrip("/") + "/health/live"
+        wait_for(lambda: api.poll() is None and _ok(live_url), 60, "the low-water API")
+        removed(crash + down)
+        disk = caused(Drill("disk low (low-water mark above free space)", "AtlasApiErrorRate", window=10))
+        TABLE.extend(disk)
+        codes = live.post_items([{"content": f"disk {i}"} for i in range(10)])
+        assert set(codes) == {503}, codes
+        live.alerts.wait(firing=disk, resolved=crash + down)
+    live.supervisor.start("api")
+    removed(disk)
+    live.alerts.wait(resolved=disk)

@@ -41,7 +41,7 @@ DRILL_ALERTS: dict[str, dict[str, Any]] = {
     "queue_backlog": {"warning": 5, "for": FOR},
     "dead_letters": {"warning": 2, "for": FOR},
     "circuit_open_hosts": {"warning": 1, "for": FOR},
-    "backup_age": {"warning": "15s", "for": FOR},
+    "backup_age": {"warning": "10s", "for": FOR},
     "maintenance_age": {"warning": "1s", "for": FOR},
     "feeds_failing": {"warning": 1, "for": FOR},
     "api_error_rate": {"warning": 10, "for": FOR},
@@ -130,33 +130,33 @@ class Alerts:
         alerts: list[dict[str, Any]] = body["data"]["alerts"]
         return alerts
 
-    def wait_firing(self, drills: list[Drill], tick: Callable[[], None] = lambda: None) -> None:
-        """Until every drill's alert is firing; fails naming the ones past their deadline."""
-        self._wait(drills, tick, firing=True)
-
-    def wait_resolved(self, drills: list[Drill], tick: Callable[[], None] = lambda: None) -> None:
-        """Until no drill's alert is pending or firing; `tick` keeps fixing (e.g. purges a DLQ)."""
-        self._wait(drills, tick, firing=False)
-
-    def _wait(self, drills: list[Drill], tick: Callable[[], None], *, firing: bool) -> None:
+    def wait(
+        self,
+        firing: list[Drill] = [],  # noqa: B006 - read only
+        resolved: list[Drill] = [],  # noqa: B006 - read only
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Until every drill of `firing` has fired and no alert of `resolved` is pending or firing;
+        fails naming the drills past their deadline. `tick` runs each round (e.g. purges a DLQ)."""
         while True:
             tick()
             alerts = self.current()
             now = time.monotonic()
             late = []
-            for d in drills:
-                if firing and d.fired is None:
+            for d in firing:
+                if d.fired is None:
                     if any(d.matches(a) and a["state"] == "firing" for a in alerts):
                         d.fired = now
                     elif now - d.caused > d.fire_deadline:
                         late.append(f"{d.mode}: {d.alert} not firing after {d.fire_deadline:.0f}s")
-                if not firing and d.resolved is None:
+            for d in resolved:
+                if d.resolved is None:
                     if not any(d.matches(a) for a in alerts):
                         d.resolved = now
                     elif now - d.removed > d.resolve_deadline:
                         late.append(f"{d.mode}: {d.alert} still active after {d.resolve_deadline:.0f}s")
             assert not late, "; ".join(late) + f"\nalerts: {[(a['labels'], a['state']) for a in alerts]}"
-            if all((d.fired if firing else d.resolved) is not None for d in drills):
+            if all(d.fired is not None for d in firing) and all(d.resolved is not None for d in resolved):
                 return
             time.sleep(0.25)
 

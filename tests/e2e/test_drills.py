@@ -20,6 +20,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import httpx
 import pytest
 
 from atlas.api.keys import create_key
+from atlas.ops.backup import create_backup
 from atlas.ops.services.local import LocalSupervisor
 from atlas.settings import Settings, load_settings
 from atlas.store import open_store
@@ -43,7 +45,6 @@ from tests.helpers.drills import (
 )
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port
-from tests.helpers.opscli import ok_json
 from tests.helpers.origin import Origin, running_origin
 from tests.helpers.router import config_dir
 
@@ -68,7 +69,8 @@ class Live:
         return [self.api.post("/v1/items", json=item).status_code for item in items]
 
     def backup(self) -> None:
-        ok_json(self.env, "backup", "create", "--out", str(self.root / "backups"))
+        # What `atlas-ops backup create` runs, in this process (a CLI start costs seconds here).
+        create_backup(self.settings, self.root / "backups")
 
     def core_argv(self, *extra: str) -> list[str]:
         return [sys.executable, "-m", "atlas", "core", *extra]
@@ -100,7 +102,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         ATLAS_EXPORTER_PORT=str(ports["node"]),
         ATLAS_ROUTER_PORT=str(ports["atlas-router"]),
         ATLAS_WORKERS="1",
-        ATLAS_LEASE_SECONDS="9",  # heartbeats every 3 s: a dead engine shows within seconds
+        ATLAS_LEASE_SECONDS="6",  # heartbeats every 2 s: a dead engine shows within seconds
         ATLAS_FETCH_ALLOW_HOSTS="127.0.0.1,localhost",
         ATLAS_HOST_RATE_OVERRIDES="127.0.0.1=1000,localhost=1000",
         ATLAS_MAX_ATTEMPTS="3",
@@ -148,17 +150,22 @@ def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
                 base_url=f"http://127.0.0.1:{ports['atlas-api']}",
                 headers={"Authorization": f"Bearer {key}"},
                 timeout=30,
+                # No idle connection kept open: it would hold up the API's graceful stop each
+                # time a drill stops it.
+                limits=httpx.Limits(max_keepalive_connections=0),
             ) as api:
                 yield Live(env, settings, supervisor, alerts, origin, api, root)
         finally:
             for name in reversed(SERVICES):
                 supervisor.stop(name)
-            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None and TABLE:
-                reporter.write_line("\n| failure mode | alert | seconds to firing | seconds to resolved |")
-                reporter.write_line("|---|---|---|---|")
-                for d in TABLE:
-                    reporter.write_line(d.row())
+            # The table on the terminal whether or not output is captured (-s).
+            capture = request.config.pluginmanager.getplugin("capturemanager")
+            if capture is not None and TABLE:
+                with capture.global_and_fixture_disabled():
+                    print("\n| failure mode | alert | seconds to firing | seconds to resolved |")
+                    print("|---|---|---|---|")
+                    for d in TABLE:
+                        print(d.row())
 
 
 def _purge_dlq(live: Live) -> None:
@@ -174,7 +181,7 @@ def test_dlq_breaker_feed_and_backup_drills(live: Live) -> None:
         Drill("DLQ growing (404s from a local host)", "AtlasDeadLetters"),
         Drill("host breaker open (local host answers 500)", "AtlasCircuitOpenHosts"),
         Drill("feed failing (its host answers 500)", "AtlasFeedsFailing"),
-        Drill("backup stale (none for 10 s)", "AtlasBackupAge", lag=10),
+        Drill("backup stale (none for 6 s)", "AtlasBackupAge", lag=6),
     )
     TABLE.extend(drills)
     feed = live.api.post("/v1/feeds", json={"url": f"http://localhost:{port}/feed.rss"})
@@ -200,7 +207,7 @@ def test_engine_killed_backlog_maintenance_and_locked_database_drills(live: Live
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     engine = caused(
-        Drill("engine killed (SIGKILL atlas core)", "AtlasEngineHeartbeatAge", lag=8 + 3),
+        Drill("engine killed (SIGKILL atlas core)", "AtlasEngineHeartbeatAge", lag=5 + 2),
         Drill("engine killed (SIGKILL atlas core)", "AtlasTargetDown", {"job": "atlas-core"}),
         Drill("backlog growing (engine stopped, ingest continues)", "AtlasQueueBacklog"),
     )
@@ -234,36 +241,48 @@ def test_engine_killed_backlog_maintenance_and_locked_database_drills(live: Live
 
 def test_crash_looping_workers_api_down_exporter_down_and_disk_low_drills(live: Live) -> None:
     live.supervisor.stop("core")
-    with process(live.core_argv("--pipeline", CRASHING_PIPELINE), live.env, live.root / "crashing-core.log"):
+    with ExitStack() as crashing, ExitStack() as low_water:
+        crashing.enter_context(
+            process(
+                live.core_argv("--pipeline", CRASHING_PIPELINE), live.env, live.root / "crashing-core.log"
+            )
+        )
+        # Two worker starts on a loaded box before the restarts show: the lag.
         crash = caused(
-            # Two worker starts on a loaded box before the second restart: the lag.
-            Drill(
-                "workers crash-looping (a pipeline that cannot start)", "AtlasEngineWorkerRestarts", lag=10
-            ),
+            Drill("workers crash-looping (a pipeline that cannot start)", "AtlasEngineWorkerRestarts", lag=15)
         )
         live.supervisor.stop("api")
+        api_down = caused(Drill("API down", "AtlasTargetDown", {"job": "atlas-api"}))
         live.supervisor.stop("exporter")
-        down = caused(
-            Drill("API down", "AtlasTargetDown", {"job": "atlas-api"}),
-            Drill("exporter down", "AtlasTargetDown", {"job": "node"}),
+        exporter_down = caused(Drill("exporter down", "AtlasTargetDown", {"job": "node"}))
+        TABLE.extend(crash + api_down + exporter_down)
+        live.alerts.wait(firing=crash + api_down + exporter_down)
+        crashing.close()
+        # The API comes back with its low-water mark above the free space: writes are refused
+        # (503). It starts while the engine and the exporter do.
+        free = shutil.disk_usage(live.settings.sqlite_path.parent).free
+        low = live.env | {"ATLAS_DISK_LOW_WATER_BYTES": str(free + (1 << 40))}
+        api = low_water.enter_context(
+            process([sys.executable, "-m", "atlas", "api"], low, live.root / "api-low-water.log")
         )
-        TABLE.extend(crash + down)
-        live.alerts.wait(firing=crash + down)
-    live.supervisor.start("core")
-    live.supervisor.start("exporter")
-    # The API comes back with its low-water mark above the free space: writes are refused (503).
-    free = shutil.disk_usage(live.settings.sqlite_path.parent).free
-    low = live.env | {"ATLAS_DISK_LOW_WATER_BYTES": str(free + (1 << 40))}
-    with process([sys.executable, "-m", "atlas", "api"], low, live.root / "api-low-water.log") as api:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(live.supervisor.start, ("core", "exporter")))
+        removed(crash + exporter_down)
         # Readiness fails under the low-water mark by design: wait for liveness instead.
         live_url = str(live.api.base_url).rstrip("/") + "/health/live"
         wait_for(lambda: api.poll() is None and _ok(live_url), 60, "the low-water API")
-        removed(crash + down)
+        removed(api_down)
         disk = caused(Drill("disk low (low-water mark above free space)", "AtlasApiErrorRate", window=10))
         TABLE.extend(disk)
-        codes = live.post_items([{"content": f"disk {i}"} for i in range(10)])
-        assert set(codes) == {503}, codes
-        live.alerts.wait(firing=disk, resolved=crash + down)
+        n = iter(range(1_000_000))
+
+        def ingest() -> None:
+            # Ingest goes on, refused: spread over scrapes, so the new process's 5xx series rises
+            # between two of them (a series born at its final value has no rate).
+            codes = live.post_items([{"content": f"disk {next(n)}"}])
+            assert codes == [503], codes
+
+        live.alerts.wait(firing=disk, resolved=crash + api_down + exporter_down, tick=ingest)
     live.supervisor.start("api")
     removed(disk)
     live.alerts.wait(resolved=disk)

@@ -35,13 +35,13 @@ _WINDOWS = re.compile(r"\[(5m|15m|1h)\]")
 
 # The test copy's thresholds: each crossed by its drill within seconds.
 DRILL_ALERTS: dict[str, dict[str, Any]] = {
-    "engine_heartbeat_age": {"critical": "8s", "for": FOR},
+    "engine_heartbeat_age": {"critical": "5s", "for": FOR},
     "engine_worker_restarts": {"warning": 1, "for": FOR},
     "target_down": {"critical": 1, "for": FOR},
     "queue_backlog": {"warning": 5, "for": FOR},
     "dead_letters": {"warning": 2, "for": FOR},
     "circuit_open_hosts": {"warning": 1, "for": FOR},
-    "backup_age": {"warning": "10s", "for": FOR},
+    "backup_age": {"warning": "6s", "for": FOR},
     "maintenance_age": {"warning": "1s", "for": FOR},
     "feeds_failing": {"warning": 1, "for": FOR},
     "api_error_rate": {"warning": 10, "for": FOR},

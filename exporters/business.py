@@ -36,6 +36,7 @@ from typing import Any
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from atlas.engine.pool import parse_heartbeat
 from atlas.logging import get_logger
 from atlas.observability.metrics import family
 from atlas.store.models import BACKUP_KEY, HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
@@ -46,6 +47,14 @@ FEED_STATUSES = ("active", "failing")
 # oldest_queued): time since acceptance of the oldest queued item, one seek on the partial index
 # items_queued_created (migration 0002_api) whatever the queue's length.
 OLDEST_QUEUED_SQL = "SELECT min(created_at) FROM items WHERE state = 'queued'"
+
+
+def _beat_at(value: str) -> float:
+    """When a heartbeat value says its engine beat (0 for a value no engine wrote)."""
+    try:
+        return parse_heartbeat(value)[0]
+    except (ValueError, KeyError, TypeError):
+        return 0.0
 
 
 class StoreSnapshot:
@@ -115,11 +124,13 @@ class StoreReader:
                     snap.contents, snap.content_bytes = row
                 snap.feeds = _feeds(conn)
                 # kv is a handful of rows (maintenance, backup, one heartbeat per engine).
-                beat = conn.execute(
-                    "SELECT max(CAST(value AS REAL)) FROM kv WHERE substr(key, 1, ?) = ?",
+                # Engines write JSON ({"at", "status", "message"}; older ones a bare Unix time):
+                # parse_heartbeat reads both, as the health checks do.
+                beats = conn.execute(
+                    "SELECT value FROM kv WHERE substr(key, 1, ?) = ?",
                     (len(HEARTBEAT_KEY_PREFIX), HEARTBEAT_KEY_PREFIX),
-                ).fetchone()[0]
-                snap.heartbeat_at = float(beat or 0.0)
+                ).fetchall()
+                snap.heartbeat_at = max((_beat_at(v) for (v,) in beats), default=0.0)
                 snap.kv = dict(
                     conn.execute(
                         "SELECT key, value FROM kv WHERE key IN (?, ?)", (BACKUP_KEY, MAINTENANCE_KEY)

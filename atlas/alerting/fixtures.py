@@ -125,6 +125,11 @@ FIXTURES: dict[str, Fixture] = {
         {"job": "atlas-core"},
         ramp=True,
     ),
+    "db_locked_errors": Fixture(
+        lambda v: [(sel("atlas_db_locked_errors_total", API), "counter", v / 300)],
+        {"job": "atlas-api"},
+        ramp=True,
+    ),
     "dead_letters": Fixture(
         _gauge("atlas_dlq_items", EXPORTER, fingerprint="fetch:HTTPStatusError"),
         {"instance": EXPORTER["instance"]},

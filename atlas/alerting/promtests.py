@@ -93,6 +93,10 @@ def targets(rule: AlertRule, fixture: Fixture) -> Targets:
         if "warning" in th and "critical" not in th:
             mid = nice(first * 0.95)
         normal = nice(min(first * 2, s.hi))
+    if mid is not None and "critical" not in th and not _past(mid, first, s.comparison):
+        # Rounding took the value back onto the threshold (10 * 1.05 rounds half-even to 10):
+        # step to the next whole value past it (from 10 up the unit's rounding is whole numbers).
+        mid = first + 1 if up else first - 1
     t = Targets(max(safe, 0.0), mid, crit, max(normal, 0.0))
     op = s.comparison
     checks = [(t.safe, first, False), (t.crit, worst, True)]

@@ -83,6 +83,7 @@ QUERIES: dict[str, Expr] = {
     "db_latency_p99": Quantile(
         0.99, _agg("sum", ("job", "le"), _rate(Sel("atlas_engine_commit_duration_seconds_bucket"), 300))
     ),
+    "db_locked_errors": _agg("sum", JOB, _rate(Sel("atlas_db_locked_errors_total"), 300, "increase")),
     "cpu_usage": Bin(
         "*",
         Num(100),

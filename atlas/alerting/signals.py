@@ -222,6 +222,18 @@ SIGNALS: dict[str, Signal] = {
         window_seconds=300,
         title="database commit p99 latency",
     ),
+    "db_locked_errors": Signal(
+        "count",
+        "above",
+        "Store operations that failed because the database stayed locked past the busy timeout "
+        '("database is locked"), per job, last 5 minutes.',
+        record="job:atlas_db_locked_errors:increase5m",
+        expr="sum by (job) (increase(atlas_db_locked_errors_total[5m]))",
+        by=("job",),
+        window_seconds=300,
+        op=">=",
+        title="database locked errors",
+    ),
     # Host ----------------------------------------------------------------------------------------
     "cpu_usage": Signal(
         "percent",

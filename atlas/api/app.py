@@ -28,7 +28,7 @@ from atlas.api.keys import KeyChecker
 from atlas.api.pressure import Pressure
 from atlas.api.services import Services
 from atlas.errors import ConfigError
-from atlas.observability.metrics import ApiMetrics
+from atlas.observability.metrics import ApiMetrics, watch_store_locks
 from atlas.settings import Settings
 from atlas.store.sqlite import SQLiteStore
 
@@ -63,6 +63,7 @@ def create_app(
         raise ConfigError("ATLAS_API_AUTH_DISABLED: authentication cannot be disabled in production")
     registry = registry or CollectorRegistry()
     api_metrics = ApiMetrics(registry)
+    watch_store_locks(registry, store)
     svc = Services(
         settings=settings,
         store=store,

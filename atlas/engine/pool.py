@@ -31,6 +31,11 @@ STABLE_WORKER_SECONDS = 60.0
 
 LEASE_LAPSED_EXIT = 75  # EX_TEMPFAIL: the worker exits because our heartbeats stopped landing
 
+# Every value restart_reason returns. The engine creates each series at 0 when it starts: a
+# counter's first appearance at 1 is invisible to increase(), so otherwise the first restart of
+# each reason would never count towards AtlasEngineWorkerRestarts.
+RESTART_REASONS = ("start_failed", "timeout", "heartbeat", "signal", "exit")
+
 
 def restart_reason(*, ready: bool, exitcode: int | None, timed_out: bool) -> str:
     """The `reason` label of atlas_engine_worker_restarts_total for one worker's end."""

@@ -30,12 +30,19 @@ from prometheus_client import CollectorRegistry
 
 from atlas.engine import queue
 from atlas.engine.host_metrics import HostMetrics
-from atlas.engine.pool import LEASE_LAPSED_EXIT, Restarts, describe_exit, heartbeat_value, restart_reason
+from atlas.engine.pool import (
+    LEASE_LAPSED_EXIT,
+    RESTART_REASONS,
+    Restarts,
+    describe_exit,
+    heartbeat_value,
+    restart_reason,
+)
 from atlas.engine.wakeups import WorkWatcher
 from atlas.engine.worker import WATCHDOG_SECONDS, build_pipeline, job_of, worker_main
 from atlas.errors import AtlasError, ConfigError, PipelineError, StoreError
 from atlas.logging import get_logger
-from atlas.observability.metrics import EngineMetrics
+from atlas.observability.metrics import EngineMetrics, watch_store_locks
 from atlas.settings import Settings
 from atlas.store.base import Store
 from atlas.store.models import HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY, Claimed, ErrorInfo, Transition
@@ -89,6 +96,9 @@ class Engine:
         self.pipeline = pipeline
         self.metrics = EngineMetrics(registry or CollectorRegistry())
         self.hosts = HostMetrics(self.metrics.registry)
+        watch_store_locks(self.metrics.registry, store)
+        for reason in RESTART_REASONS:
+            self.metrics.worker_restarts.labels(reason)
         self.wall, self.monotonic, self.rand = wall, monotonic, rand
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.policy = queue.RetryPolicy(

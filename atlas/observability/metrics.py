@@ -6,11 +6,14 @@ docs refer to `CATALOG`, and tests fail when they name a metric missing from it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 # Seconds, from 1 ms to 10 min: stages are milliseconds, accept-to-done spans retries.
 LATENCY_BUCKETS = (
@@ -193,6 +196,13 @@ CATALOG: dict[str, MetricSpec] = {
             "maintenance or commit queue), by status.",
             ("status",),
         ),
+        # API and engine (and any process with a store): read at scrape time from the store.
+        MetricSpec(
+            "atlas_db_locked_errors_total",
+            "counter",
+            "Store operations of this process that failed because SQLite stayed locked or busy past "
+            'ATLAS_DB_BUSY_TIMEOUT_MS ("database is locked": another connection held the write lock).',
+        ),
         MetricSpec(
             "atlas_api_commit_batch_rows",
             "histogram",
@@ -370,6 +380,24 @@ def family(name: str) -> GaugeMetricFamily | CounterMetricFamily:
     if spec.kind == "gauge":
         return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
     raise ValueError(f"{name}: a scrape-time family must be a counter or gauge, not a {spec.kind}")
+
+
+class LockedErrorsCollector(Collector):
+    """atlas_db_locked_errors_total from a store's own count, read at scrape time (the store
+    counts where it translates driver errors; it knows nothing of registries)."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterable[Metric]:
+        counter = family("atlas_db_locked_errors_total")
+        counter.add_metric([], self.read())
+        yield counter
+
+
+def watch_store_locks(registry: CollectorRegistry, store: object) -> None:
+    """Export `store`'s locked-error count (a backend without one reads 0) in `registry`."""
+    registry.register(LockedErrorsCollector(lambda: int(getattr(store, "locked_errors", 0))))
 
 
 class EngineMetrics:

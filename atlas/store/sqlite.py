@@ -158,6 +158,22 @@ def dlq_groups_query(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
+# SQLite's primary result codes for "the database file is locked" and "a table is locked"
+# (sqlite3.h); extended codes (SQLITE_BUSY_SNAPSHOT, ...) carry them in their low byte.
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite giving up on a lock ("database is locked", busy) rather than a bug."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class SQLiteStore(ContentStore, OpsStore):
     """Store protocol on one SQLite file. Thread-safe: each thread gets its own connection."""
 
@@ -183,6 +199,9 @@ class SQLiteStore(ContentStore, OpsStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # Operations that failed on SQLITE_BUSY / SQLITE_LOCKED (atlas_db_locked_errors_total,
+        # read at scrape time by StoreLockCollector): another writer held the lock too long.
+        self.locked_errors = 0
         self._create = migrate
         self.migrations_applied = 0
         if migrate:
@@ -226,6 +245,7 @@ class SQLiteStore(ContentStore, OpsStore):
         try:
             yield conn
         except sqlite3.Error as exc:
+            self._note(exc)
             raise StoreError(f"database read failed on {self.path}: {exc}") from exc
 
     @contextmanager
@@ -234,6 +254,7 @@ class SQLiteStore(ContentStore, OpsStore):
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self._note(exc)
             raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
         try:
             yield conn
@@ -242,8 +263,15 @@ class SQLiteStore(ContentStore, OpsStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
+                self._note(exc)
                 raise StoreError(f"database write failed on {self.path}: {exc}") from exc
             raise
+
+    def _note(self, exc: sqlite3.Error) -> None:
+        """Count an error that is the database being locked or busy past the busy timeout."""
+        if is_locked(exc):
+            with self._lock:
+                self.locked_errors += 1
 
     def close(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from atlas.engine.pool import heartbeat_value
 from atlas.store import SQLiteStore
 from atlas.store.models import HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
 from exporters.business import BusinessCollector
@@ -20,8 +21,10 @@ def test_heartbeat_and_maintenance_since_follow_the_store(store: SQLiteStore) ->
     assert got[("atlas_newest_heartbeat_timestamp_seconds", ())] == 0  # no engine: age counts from 1970
     assert ("atlas_maintenance_since_timestamp_seconds", ()) not in got  # off: no series, no age
 
+    # What an engine writes (heartbeat_value: JSON), and a bare Unix time as older engines wrote.
     store.kv_set(HEARTBEAT_KEY_PREFIX + "core-a", "1700000000.5")
-    store.kv_set(HEARTBEAT_KEY_PREFIX + "core-b", "1700000090.25")
+    store.kv_set(HEARTBEAT_KEY_PREFIX + "core-b", heartbeat_value(1700000090.25, "healthy", ""))
+    store.kv_set(HEARTBEAT_KEY_PREFIX + "core-c", "not a heartbeat")  # ignored, not an error
     store.kv_set("engine.heartbeatx", "1800000000")  # not a heartbeat key: ignored
     store.kv_set(MAINTENANCE_KEY, json.dumps({"enabled": True, "reason": "upgrade", "since": 1700000100.0}))
     got = scrape(collector)

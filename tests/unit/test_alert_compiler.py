@@ -269,3 +269,16 @@ def test_every_metric_a_rule_reads_is_defined() -> None:
 )
 def test_humanize_twins_match_prometheus(fn: object, value: float, expected: str) -> None:
     assert fn(value) == expected  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["backup_age: {warning: 10s}", "queue_backlog: {warning: 10}", "disk_fill_hours: {warning: 10}"],
+)
+def test_a_single_threshold_of_ten_gets_tests_generated(tmp_path: Path, entry: str) -> None:
+    # 10 * 1.05 rounds (half to even) back to 10, which is not past the threshold: the generator
+    # must step to the next whole value rather than give up (a drill's alerting.yaml hit this).
+    (tmp_path / "alerting.yaml").write_text(f"version: 1\nalerts:\n  {entry}\n")
+    files = compile_files(read_alerting(tmp_path / "alerting.yaml"))
+    name = entry.split(":")[0]
+    assert f"tests/{name}.yml" in files

@@ -127,7 +127,7 @@ KEPT = KeptFiles()
 _PSEUDO = _pseudo_fs_mounts()
 
 
-def read_bytes(path: Path, key: str | None = None) -> bytes:
+def read_bytes(path: str | Path, key: str | None = None) -> bytes:
     name = os.fspath(path)
     if name.startswith(_PSEUDO):
         return KEPT.read(name, key)
@@ -138,7 +138,7 @@ def read_bytes(path: Path, key: str | None = None) -> bytes:
         os.close(fd)
 
 
-def read_text(path: Path, key: str | None = None) -> str:
+def read_text(path: str | Path, key: str | None = None) -> str:
     """A procfs/sysfs file's text. os.open/os.pread instead of open(): a scrape reads ~200 small
     files, and the io stack's buffered text wrapper costs several times the read itself; procfs and
     sysfs files stay open between scrapes (KeptFiles)."""

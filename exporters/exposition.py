@@ -32,6 +32,23 @@ _TYPES = {"counter": "counter", "info": "gauge", "stateset": "gauge", "gaugehist
 _OM_SUFFIXES = ("_created", "_gsum", "_gcount")
 
 _Header = tuple[str, str, tuple[str, ...]]
+# Formatted values: most samples repeat a value another sample or the last scrape had (0, 1, flags,
+# limits, sizes), and floatToGoString costs more than the lookup. Zero is left out: -0.0 == 0.0 but
+# formats differently. Cleared when it grows past _VALUES_MAX (counters keep making new values).
+_VALUES: dict[float, str] = {}
+_VALUES_MAX = 20_000
+
+
+def format_value(value: float) -> str:
+    """floatToGoString's text for `value`, from the cache when it has it."""
+    text = _VALUES.get(value)
+    if text is None:
+        text = floatToGoString(value)
+        if value:
+            if len(_VALUES) >= _VALUES_MAX:
+                _VALUES.clear()
+            _VALUES[value] = text
+    return text
 
 
 class TextRenderer:
@@ -77,8 +94,8 @@ class TextRenderer:
         else:
             head = self._sample_name(s.name) + " "
         if s.timestamp is not None:
-            return f"{head}{floatToGoString(s.value)} {int(float(s.timestamp) * 1000):d}\n"
-        return f"{head}{floatToGoString(s.value)}\n"
+            return f"{head}{format_value(s.value)} {int(float(s.timestamp) * 1000):d}\n"
+        return f"{head}{format_value(s.value)}\n"
 
     def render(self, families: Iterable[Any]) -> bytes:
         out: list[str] = []

@@ -47,6 +47,11 @@ def corner_cases() -> list[Metric]:
     g.add_metric(("small", "m"), 1e-9)
     g.add_metric(("neg", "m"), -12345678.0)
     g.add_metric(("ts", "m"), 3, timestamp=1700000000.123)
+    g.add_metric(("zero", "m"), 0.0)
+    g.add_metric(("negzero", "m"), -0.0)  # == 0.0, formatted apart
+    g.add_metric(("int", "m"), 1)
+    g.add_metric(("float", "m"), 1.0)
+    g.add_metric(("true", "m"), True)
     c = CounterMetricFamily("c_total", "a counter", labels=("x",), created=1700000000.0)
     c.add_metric(("1",), 2**53, created=1700000001.0)
     h = HistogramMetricFamily("h_seconds", "a histogram", labels=("le_not",))

@@ -41,13 +41,14 @@ _VALUES_MAX = 20_000
 
 def format_value(value: float) -> str:
     """floatToGoString's text for `value`, from the cache when it has it."""
-    text = _VALUES.get(value)
-    if text is None:
-        text = floatToGoString(value)
-        if value:
-            if len(_VALUES) >= _VALUES_MAX:
-                _VALUES.clear()
-            _VALUES[value] = text
+    cached = _VALUES.get(value)
+    if cached is not None:
+        return cached
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+    if value:
+        if len(_VALUES) >= _VALUES_MAX:
+            _VALUES.clear()
+        _VALUES[value] = text
     return text
 
 
@@ -156,7 +157,7 @@ def start_server(registry: Collector, port: int, addr: str) -> tuple[WSGIServer,
     class Server(ThreadingWSGIServer):
         pass
 
-    Server.address_family, addr = _get_best_family(addr, port)
+    Server.address_family, addr = _get_best_family(addr, port)  # type: ignore[no-untyped-call]
     httpd = make_server(addr, port, make_app(registry), Server, handler_class=_SilentHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

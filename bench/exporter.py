@@ -237,9 +237,18 @@ def main() -> None:
             scrape(atlas_port)
             scrape(node_port)
         ours, theirs = [], []
+        # CPU each process spends per scrape (user + system, all threads): the cost itself, apart
+        # from how the machine schedules it (node_exporter spreads its collectors over the cores).
+        cpu_procs = (psutil.Process(atlas.pid), psutil.Process(node.pid))
+        cpu_before = [sum(p.cpu_times()[:2]) for p in cpu_procs]
         for _ in range(args.scrapes):
             ours.append(scrape(atlas_port))
             theirs.append(scrape(node_port))
+        cpu_ms = [
+            (sum(p.cpu_times()[:2]) - before) / args.scrapes * 1000
+            for p, before in zip(cpu_procs, cpu_before, strict=True)
+        ]
+        print(f"CPU per scrape: atlas {cpu_ms[0]:.2f} ms, node_exporter {cpu_ms[1]:.2f} ms", flush=True)
         p50 = (statistics.median(ours), statistics.median(theirs))
         p99 = (pct(ours, 0.99), pct(theirs, 0.99))
         print(
@@ -286,6 +295,8 @@ def main() -> None:
                     "p50_ms": {"atlas": round(p50[0], 3), "node_exporter": round(p50[1], 3)},
                     "p99_ms": {"atlas": round(p99[0], 3), "node_exporter": round(p99[1], 3)},
                     "scrapes": args.scrapes,
+                    "cpu_ms_per_scrape": {"atlas": round(cpu_ms[0], 3), "node_exporter": round(cpu_ms[1], 3)},
+                    "load_average": os.getloadavg(),
                     "collector_ms": costs,
                     "items": args.items,
                     "rss_bytes_after_100": rss_100,

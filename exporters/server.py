@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
@@ -31,6 +31,7 @@ from exporters.collectors.netclass import NetclassCollector
 from exporters.collectors.process import NodeBuildInfoCollector, VirtualMemoryMaxCollector
 from exporters.collectors.textfile import TextfileCollector
 from exporters.datadir import DataDirCollector
+from exporters.exposition import start_server
 from exporters.services import ServiceProcessCollector
 from exporters.system import Filters, SystemCollector, SystemPaths
 
@@ -139,7 +140,7 @@ def start_exporter(settings: Settings, *, port: int | None = None) -> tuple[WSGI
     registry = build_registry(settings)
     port = settings.exporter_port if port is None else port
     try:
-        return start_http_server(port, settings.exporter_host, registry=registry)
+        return start_server(registry, port, settings.exporter_host)
     except OSError as exc:
         raise ConfigError(
             "ATLAS_EXPORTER_PORT/ATLAS_EXPORTER_HOST: cannot listen on"

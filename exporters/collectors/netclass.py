@@ -37,9 +37,9 @@ _ATTRIBUTES = (
 _INFO_FILES = ("address", "broadcast", "duplex", "operstate", "ifalias")
 
 
-def _attr(device_dir: Path, name: str) -> str | None:
+def _attr(device_dir: str, name: str, key: str) -> str | None:
     try:
-        return read_text(device_dir / name).strip()
+        return read_text(f"{device_dir}/{name}", f"{key}/{name}").strip()
     except OSError:  # EINVAL for carrier/speed/duplex of a device that is down, ENOENT, ...
         return None
 
@@ -56,6 +56,9 @@ class NetclassCollector:
         # node_exporter's --collector.netclass.ignored-devices defaults to "^$" (nothing ignored).
         self.exclude = re.compile(devices_exclude) if devices_exclude else None
         self.ignore_invalid_speed = ignore_invalid_speed
+        # Which entries of class/net are device directories, by name and the entry's inode (a
+        # device's symlink is made anew when a device is created or renamed): not stat'ed again.
+        self._is_dir: dict[str, bool] = {}
 
     def __call__(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -75,17 +78,23 @@ class NetclassCollector:
             )
             for name, filename, kind in _ATTRIBUTES
         ]
-        for device in sorted(os.listdir(self.net)):
-            device_dir = self.net / device
-            if not device_dir.is_dir():  # bonding_masters and other plain files
+        is_dir: dict[str, bool] = {}
+        with os.scandir(self.net) as entries:
+            listed = sorted((entry.name, entry.inode(), entry.path) for entry in entries)
+        for device, inode, device_dir in listed:
+            # The kept fds of this device's attributes are named by its entry's inode as well as
+            # its name, so a new device under an old name is never read through the old one's fds.
+            key = f"netclass:{device}:{inode}"
+            is_dir[key] = self._is_dir[key] if key in self._is_dir else os.path.isdir(device_dir)
+            if not is_dir[key]:  # bonding_masters and other plain files
                 continue
             if self.exclude and self.exclude.search(device):
                 continue
-            text = {name: _attr(device_dir, name) for name in _INFO_FILES}
+            text = {name: _attr(device_dir, name, key) for name in _INFO_FILES}
             up.add_metric((device,), 1 if text["operstate"] == "up" else 0)
             info.add_metric((device, *(text[name] or "" for name in _INFO_FILES)), 1)
             for fam, filename in fams:
-                raw = _attr(device_dir, filename)
+                raw = _attr(device_dir, filename, key)
                 if not raw:
                     continue
                 try:
@@ -97,5 +106,6 @@ class NetclassCollector:
                         continue
                     value = value * 1000 * 1000 // 8
                 fam.add_metric((device,), value)
+        self._is_dir = is_dir
         yield from (up, info)
         yield from (fam for fam, _ in fams)

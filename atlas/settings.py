@@ -34,6 +34,11 @@ from atlas.config.parsers import optional_path as _optional_path
 from atlas.config.parsers import origins as _origins
 from atlas.config.parsers import path as _path
 from atlas.config.parsers import regex as _regex
+from atlas.config.parsers import unit_limits as _unit_limits
+from atlas.config.parsers import systemd_cpu_quota as _systemd_cpu_quota
+from atlas.config.parsers import systemd_memory as _systemd_memory
+from atlas.config.parsers import systemd_nofile as _systemd_nofile
+from atlas.config.parsers import systemd_tasks as _systemd_tasks
 from atlas.config.parsers import text as _text
 from atlas.errors import ConfigError
 
@@ -78,6 +83,26 @@ def _setting(
     meta |= {"secret": secret} if secret else {}
     meta |= {"bootstrap": True} if bootstrap else {}
     return field(default=default, metadata=meta, repr=secret is None)
+
+# The systemd units' resource limits (atlas/ops/units.py renders them; `atlas-ops install` with the
+# environment's values, systemd/ with these): unit -> (MemoryMax, CPUQuota, TasksMax, LimitNOFILE).
+# The engine forks its workers (ATLAS_WORKERS processes, each with threads) and so gets the most
+# memory and tasks; the others are one process each; backup is the daily atlas-backup.service.
+UNIT_LIMITS = {
+    "api": ("1G", "200%", "128", "65536"),
+    "core": ("2G", "200%", "512", "65536"),
+    "services": ("512M", "100%", "64", "65536"),
+    "monitoring": ("256M", "50%", "64", "65536"),
+    "exporter": ("256M", "50%", "64", "65536"),
+    "alert-router": ("256M", "50%", "64", "65536"),
+    "backup": ("512M", "100%", "32", "65536"),
+}
+
+
+def _unit_limit(column: int, check: Callable[[str], bool], syntax: str, example: str) -> Any:
+    """(default, parser) of the setting for one column of UNIT_LIMITS."""
+    defaults = tuple((unit, limits[column]) for unit, limits in UNIT_LIMITS.items())
+    return defaults, _unit_limits(defaults, check, syntax, example)
 
 
 class SecretValues(Mapping[str, str]):
@@ -740,6 +765,32 @@ class Settings:
         0,
         _int_in(0, 1 << 24),
         "File descriptors per process before health checks warn (0 = 80% of the process limit).",
+        category="resources",
+    )
+    # Written as unit=value pairs, one variable per systemd directive: an env file line then reads
+    # like the directive it sets, and each value has one syntax to check.
+    systemd_memory_max: tuple[tuple[str, str], ...] = _setting(
+        "ATLAS_SYSTEMD_MEMORY_MAX",
+        *_unit_limit(0, _systemd_memory, "a size (K, M, G, T: base 1024), a percentage or infinity", "core=4G"),
+        "MemoryMax= of each systemd unit (`atlas-ops install`), unit=size; units not named keep this default.",
+        category="resources",
+    )
+    systemd_cpu_quota: tuple[tuple[str, str], ...] = _setting(
+        "ATLAS_SYSTEMD_CPU_QUOTA",
+        *_unit_limit(1, _systemd_cpu_quota, "a percentage of one CPU", "api=150%"),
+        "CPUQuota= of each systemd unit, unit=percentage of one CPU (200% = two cores).",
+        category="resources",
+    )
+    systemd_tasks_max: tuple[tuple[str, str], ...] = _setting(
+        "ATLAS_SYSTEMD_TASKS_MAX",
+        *_unit_limit(2, _systemd_tasks, "a count, a percentage or infinity", "core=1024"),
+        "TasksMax= of each systemd unit (processes and threads), unit=count, percentage or infinity.",
+        category="resources",
+    )
+    systemd_limit_nofile: tuple[tuple[str, str], ...] = _setting(
+        "ATLAS_SYSTEMD_LIMIT_NOFILE",
+        *_unit_limit(3, _systemd_nofile, "a count, soft:hard or infinity", "core=131072"),
+        "LimitNOFILE= of each systemd unit (open files per process), unit=count, soft:hard or infinity.",
         category="resources",
     )
     backup_dir: Path | None = _setting(

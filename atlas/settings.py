@@ -84,6 +84,7 @@ def _setting(
     meta |= {"bootstrap": True} if bootstrap else {}
     return field(default=default, metadata=meta, repr=secret is None)
 
+
 # The systemd units' resource limits (atlas/ops/units.py renders them; `atlas-ops install` with the
 # environment's values, systemd/ with these): unit -> (MemoryMax, CPUQuota, TasksMax, LimitNOFILE).
 # The engine forks its workers (ATLAS_WORKERS processes, each with threads) and so gets the most
@@ -771,26 +772,32 @@ class Settings:
     # like the directive it sets, and each value has one syntax to check.
     systemd_memory_max: tuple[tuple[str, str], ...] = _setting(
         "ATLAS_SYSTEMD_MEMORY_MAX",
-        *_unit_limit(0, _systemd_memory, "a size (K, M, G, T: base 1024), a percentage or infinity", "core=4G"),
-        "MemoryMax= of each systemd unit (`atlas-ops install`), unit=size; units not named keep this default.",
+        *_unit_limit(
+            0, _systemd_memory, "a size (K, M, G, T: base 1024), a percentage or infinity", "core=4G"
+        ),
+        "`MemoryMax=` of the systemd units `atlas-ops install` writes, as unit=size (K, M, G, T: base"
+        " 1024), unit=percentage of RAM or unit=infinity. Units not named keep their default.",
         category="resources",
     )
     systemd_cpu_quota: tuple[tuple[str, str], ...] = _setting(
         "ATLAS_SYSTEMD_CPU_QUOTA",
         *_unit_limit(1, _systemd_cpu_quota, "a percentage of one CPU", "api=150%"),
-        "CPUQuota= of each systemd unit, unit=percentage of one CPU (200% = two cores).",
+        "`CPUQuota=` of the systemd units, as unit=percentage of one CPU (200% = two cores)."
+        " Units not named keep their default.",
         category="resources",
     )
     systemd_tasks_max: tuple[tuple[str, str], ...] = _setting(
         "ATLAS_SYSTEMD_TASKS_MAX",
         *_unit_limit(2, _systemd_tasks, "a count, a percentage or infinity", "core=1024"),
-        "TasksMax= of each systemd unit (processes and threads), unit=count, percentage or infinity.",
+        "`TasksMax=` (processes and threads) of the systemd units, as unit=count, unit=percentage or"
+        " unit=infinity. Units not named keep their default.",
         category="resources",
     )
     systemd_limit_nofile: tuple[tuple[str, str], ...] = _setting(
         "ATLAS_SYSTEMD_LIMIT_NOFILE",
         *_unit_limit(3, _systemd_nofile, "a count, soft:hard or infinity", "core=131072"),
-        "LimitNOFILE= of each systemd unit (open files per process), unit=count, soft:hard or infinity.",
+        "`LimitNOFILE=` (open files per process) of the systemd units, as unit=count, unit=soft:hard or"
+        " unit=infinity. Units not named keep their default.",
         category="resources",
     )
     backup_dir: Path | None = _setting(

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from atlas.config.loader import collect
 from atlas.errors import AtlasError, ConfigError
-from atlas.ops.units import Layout, render_units
+from atlas.ops.units import LIMIT_DIRECTIVES, Layout, render_units
 from atlas.settings import Settings
 
 UNIT_DIR = Path("/etc/systemd/system")
@@ -158,7 +158,9 @@ def plan(
     )
     units = _under(root, unit_dir)
     for name, text in render_units(layout, settings).items():
-        steps.append(Step("unit", str(units / name), owner="root:root", mode=0o644, content=text))
+        # The limits in the text, so a dry run shows what the environment's settings made of them.
+        limits = " ".join(line for line in text.splitlines() if line.split("=")[0] in LIMIT_DIRECTIVES)
+        steps.append(Step("unit", str(units / name), limits, owner="root:root", mode=0o644, content=text))
     return steps
 
 

@@ -82,6 +82,8 @@ PROCESS_UNITS = (
 # The units atlas.target starts: the API's first color only (8001 is the blue-green partner).
 TARGET_WANTS = ("atlas-api@8000.service", *(u.file for u in PROCESS_UNITS[1:]))
 BACKUP_CALENDAR = "*-*-* 03:15:00"
+# The resource-control directives the ATLAS_SYSTEMD_* settings set, in the units' order.
+LIMIT_DIRECTIVES = ("MemoryMax", "CPUQuota", "TasksMax", "LimitNOFILE")
 
 
 def _sandbox(layout: Layout, internet: bool) -> list[str]:
@@ -134,12 +136,12 @@ def _sandbox(layout: Layout, internet: bool) -> list[str]:
 def _limits(settings: Settings, name: str) -> list[str]:
     """The resource-control lines of the unit `name` (a key of atlas.settings.UNIT_LIMITS)."""
     columns = (
-        ("MemoryMax", settings.systemd_memory_max),
-        ("CPUQuota", settings.systemd_cpu_quota),
-        ("TasksMax", settings.systemd_tasks_max),
-        ("LimitNOFILE", settings.systemd_limit_nofile),
+        settings.systemd_memory_max,
+        settings.systemd_cpu_quota,
+        settings.systemd_tasks_max,
+        settings.systemd_limit_nofile,
     )
-    return [f"{directive}={dict(values)[name]}" for directive, values in columns]
+    return [f"{d}={dict(values)[name]}" for d, values in zip(LIMIT_DIRECTIVES, columns, strict=True)]
 
 
 def _process_unit(layout: Layout, unit: ProcessUnit, settings: Settings) -> str:

@@ -34,12 +34,12 @@ from atlas.config.parsers import optional_path as _optional_path
 from atlas.config.parsers import origins as _origins
 from atlas.config.parsers import path as _path
 from atlas.config.parsers import regex as _regex
-from atlas.config.parsers import unit_limits as _unit_limits
 from atlas.config.parsers import systemd_cpu_quota as _systemd_cpu_quota
 from atlas.config.parsers import systemd_memory as _systemd_memory
 from atlas.config.parsers import systemd_nofile as _systemd_nofile
 from atlas.config.parsers import systemd_tasks as _systemd_tasks
 from atlas.config.parsers import text as _text
+from atlas.config.parsers import unit_limits as _unit_limits
 from atlas.errors import ConfigError
 
 ENVIRONMENTS = ("development", "staging", "production")
@@ -100,10 +100,9 @@ UNIT_LIMITS = {
 }
 
 
-def _unit_limit(column: int, check: Callable[[str], bool], syntax: str, example: str) -> Any:
-    """(default, parser) of the setting for one column of UNIT_LIMITS."""
-    defaults = tuple((unit, limits[column]) for unit, limits in UNIT_LIMITS.items())
-    return defaults, _unit_limits(defaults, check, syntax, example)
+def _unit_column(column: int) -> tuple[tuple[str, str], ...]:
+    """One column of UNIT_LIMITS as a setting's value: ((unit, value), ...) for every unit."""
+    return tuple((unit, limits[column]) for unit, limits in UNIT_LIMITS.items())
 
 
 class SecretValues(Mapping[str, str]):
@@ -772,8 +771,12 @@ class Settings:
     # like the directive it sets, and each value has one syntax to check.
     systemd_memory_max: tuple[tuple[str, str], ...] = _setting(
         "ATLAS_SYSTEMD_MEMORY_MAX",
-        *_unit_limit(
-            0, _systemd_memory, "a size (K, M, G, T: base 1024), a percentage or infinity", "core=4G"
+        _unit_column(0),
+        _unit_limits(
+            _unit_column(0),
+            _systemd_memory,
+            "a size (K, M, G, T: base 1024), a percentage or infinity",
+            "core=4G",
         ),
         "`MemoryMax=` of the systemd units `atlas-ops install` writes, as unit=size (K, M, G, T: base"
         " 1024), unit=percentage of RAM or unit=infinity. Units not named keep their default.",
@@ -781,21 +784,24 @@ class Settings:
     )
     systemd_cpu_quota: tuple[tuple[str, str], ...] = _setting(
         "ATLAS_SYSTEMD_CPU_QUOTA",
-        *_unit_limit(1, _systemd_cpu_quota, "a percentage of one CPU", "api=150%"),
+        _unit_column(1),
+        _unit_limits(_unit_column(1), _systemd_cpu_quota, "a percentage of one CPU", "api=150%"),
         "`CPUQuota=` of the systemd units, as unit=percentage of one CPU (200% = two cores)."
         " Units not named keep their default.",
         category="resources",
     )
     systemd_tasks_max: tuple[tuple[str, str], ...] = _setting(
         "ATLAS_SYSTEMD_TASKS_MAX",
-        *_unit_limit(2, _systemd_tasks, "a count, a percentage or infinity", "core=1024"),
+        _unit_column(2),
+        _unit_limits(_unit_column(2), _systemd_tasks, "a count, a percentage or infinity", "core=1024"),
         "`TasksMax=` (processes and threads) of the systemd units, as unit=count, unit=percentage or"
         " unit=infinity. Units not named keep their default.",
         category="resources",
     )
     systemd_limit_nofile: tuple[tuple[str, str], ...] = _setting(
         "ATLAS_SYSTEMD_LIMIT_NOFILE",
-        *_unit_limit(3, _systemd_nofile, "a count, soft:hard or infinity", "core=131072"),
+        _unit_column(3),
+        _unit_limits(_unit_column(3), _systemd_nofile, "a count, soft:hard or infinity", "core=131072"),
         "`LimitNOFILE=` (open files per process) of the systemd units, as unit=count, unit=soft:hard or"
         " unit=infinity. Units not named keep their default.",
         category="resources",

@@ -13,8 +13,8 @@ import pytest
 from atlas.config.envfile import quote_env
 from atlas.config.loader import collect
 from atlas.engine.hosts import HostGate, HostPolicy
-from atlas.ops.units import Layout, render_units
 from atlas.errors import ConfigError
+from atlas.ops.units import Layout, render_units
 from atlas.pipeline.ssrf import AllowList
 from atlas.settings import UNIT_LIMITS, Settings, load_settings, setting_fields
 
@@ -102,8 +102,8 @@ CASES: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, str]]]] = {
         [
             ("core=4G, api=1.5G", _limits(0, core="4G", api="1.5G")),
             (
-                "services=50%,monitoring=infinity,backup=1073741824",
-                _limits(0, services="50%", monitoring="infinity", backup="1073741824"),
+                "services=12.55%,monitoring=infinity,backup=1073741824",
+                _limits(0, services="12.55%", monitoring="infinity", backup="1073741824"),
             ),
             ("", _limits(0)),
         ],
@@ -134,8 +134,8 @@ CASES: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, str]]]] = {
     "ATLAS_SYSTEMD_TASKS_MAX": (
         [
             (
-                "core=1024,services=15%,alert-router=infinity",
-                _limits(2, core="1024", services="15%", alert_router="infinity"),
+                "core=1024,services=15.5%,alert-router=infinity",
+                _limits(2, core="1024", services="15.5%", alert_router="infinity"),
             )
         ],
         [
@@ -207,7 +207,7 @@ def test_bad_values_are_refused_at_load_with_file_and_line(
 
 
 def test_what_the_loader_accepts_the_workers_accept() -> None:
-    """The per-host policy and the SSRF allow list take every good value above without raising."""
+    """The per-host policy, the SSRF allow list and the systemd units take every good value above."""
     good = {k: good[0][0] for k, (good, _) in CASES.items()}
     settings = load_settings({**good, "ATLAS_WORKERS": "2"}, files=False)
     policy = HostPolicy.from_settings(settings)

@@ -34,7 +34,12 @@ from atlas.config.parsers import optional_path as _optional_path
 from atlas.config.parsers import origins as _origins
 from atlas.config.parsers import path as _path
 from atlas.config.parsers import regex as _regex
+from atlas.config.parsers import systemd_cpu_quota as _systemd_cpu_quota
+from atlas.config.parsers import systemd_memory as _systemd_memory
+from atlas.config.parsers import systemd_nofile as _systemd_nofile
+from atlas.config.parsers import systemd_tasks as _systemd_tasks
 from atlas.config.parsers import text as _text
+from atlas.config.parsers import unit_limits as _unit_limits
 from atlas.errors import ConfigError
 
 ENVIRONMENTS = ("development", "staging", "production")
@@ -78,6 +83,26 @@ def _setting(
     meta |= {"secret": secret} if secret else {}
     meta |= {"bootstrap": True} if bootstrap else {}
     return field(default=default, metadata=meta, repr=secret is None)
+
+
+# The systemd units' resource limits (atlas/ops/units.py renders them; `atlas-ops install` with the
+# environment's values, systemd/ with these): unit -> (MemoryMax, CPUQuota, TasksMax, LimitNOFILE).
+# The engine forks its workers (ATLAS_WORKERS processes, each with threads) and so gets the most
+# memory and tasks; the others are one process each; backup is the daily atlas-backup.service.
+UNIT_LIMITS = {
+    "api": ("1G", "200%", "128", "65536"),
+    "core": ("2G", "200%", "512", "65536"),
+    "services": ("512M", "100%", "64", "65536"),
+    "monitoring": ("256M", "50%", "64", "65536"),
+    "exporter": ("256M", "50%", "64", "65536"),
+    "alert-router": ("256M", "50%", "64", "65536"),
+    "backup": ("512M", "100%", "32", "65536"),
+}
+
+
+def _unit_column(column: int) -> tuple[tuple[str, str], ...]:
+    """One column of UNIT_LIMITS as a setting's value: ((unit, value), ...) for every unit."""
+    return tuple((unit, limits[column]) for unit, limits in UNIT_LIMITS.items())
 
 
 class SecretValues(Mapping[str, str]):
@@ -740,6 +765,45 @@ class Settings:
         0,
         _int_in(0, 1 << 24),
         "File descriptors per process before health checks warn (0 = 80% of the process limit).",
+        category="resources",
+    )
+    # Written as unit=value pairs, one variable per systemd directive: an env file line then reads
+    # like the directive it sets, and each value has one syntax to check.
+    systemd_memory_max: tuple[tuple[str, str], ...] = _setting(
+        "ATLAS_SYSTEMD_MEMORY_MAX",
+        _unit_column(0),
+        _unit_limits(
+            _unit_column(0),
+            _systemd_memory,
+            "a size (K, M, G, T: base 1024), a percentage or infinity",
+            "core=4G",
+        ),
+        "`MemoryMax=` of the systemd units `atlas-ops install` writes, as unit=size (K, M, G, T: base"
+        " 1024), unit=percentage of RAM or unit=infinity. Units not named keep their default.",
+        category="resources",
+    )
+    systemd_cpu_quota: tuple[tuple[str, str], ...] = _setting(
+        "ATLAS_SYSTEMD_CPU_QUOTA",
+        _unit_column(1),
+        _unit_limits(_unit_column(1), _systemd_cpu_quota, "a percentage of one CPU", "api=150%"),
+        "`CPUQuota=` of the systemd units, as unit=percentage of one CPU (200% = two cores)."
+        " Units not named keep their default.",
+        category="resources",
+    )
+    systemd_tasks_max: tuple[tuple[str, str], ...] = _setting(
+        "ATLAS_SYSTEMD_TASKS_MAX",
+        _unit_column(2),
+        _unit_limits(_unit_column(2), _systemd_tasks, "a count, a percentage or infinity", "core=1024"),
+        "`TasksMax=` (processes and threads) of the systemd units, as unit=count, unit=percentage or"
+        " unit=infinity. Units not named keep their default.",
+        category="resources",
+    )
+    systemd_limit_nofile: tuple[tuple[str, str], ...] = _setting(
+        "ATLAS_SYSTEMD_LIMIT_NOFILE",
+        _unit_column(3),
+        _unit_limits(_unit_column(3), _systemd_nofile, "a count, soft:hard or infinity", "core=131072"),
+        "`LimitNOFILE=` (open files per process) of the systemd units, as unit=count, unit=soft:hard or"
+        " unit=infinity. Units not named keep their default.",
         category="resources",
     )
     backup_dir: Path | None = _setting(

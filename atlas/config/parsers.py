@@ -229,3 +229,73 @@ def regex(raw: str) -> str:
     except re.error as exc:
         raise ValueError(f"expected a regular expression, got {raw!r}: {exc}") from None
     return raw
+
+
+# systemd's resource-limit syntax, as systemd 252 reads it (systemd.resource-control(5),
+# systemd.exec(5)): a value accepted here is one `systemd-analyze verify` takes without a warning
+# (tests/integration/test_systemd_units.py renders each form into a unit and verifies it). [0-9],
+# not \d: Python's \d matches other scripts' digits too, which systemd does not read.
+_SD_MOST = 1 << 63  # systemd keeps these in 64 bits, the top values meaning "infinity"
+_SD_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _sd_percent(raw: str, most: float) -> bool:
+    """`N%` with at most two decimals, 0 < N <= most."""
+    return bool(re.fullmatch(r"[0-9]+(\.[0-9]{1,2})?%", raw)) and 0 < float(raw[:-1]) <= most
+
+
+def systemd_memory(raw: str) -> bool:
+    """MemoryMax=: bytes, or with K, M, G or T (base 1024; `1.5G`), a percentage of RAM, infinity."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([KMGT]?)", raw)
+    if match and (match.group(2) or "." not in raw):
+        return 1 <= float(match.group(1)) * _SD_SIZE_UNITS[match.group(2)] < _SD_MOST
+    return raw == "infinity" or _sd_percent(raw, 100)
+
+
+def systemd_cpu_quota(raw: str) -> bool:
+    """CPUQuota=: a percentage of one CPU (200% = two cores)."""
+    return _sd_percent(raw, float("inf"))
+
+
+def systemd_tasks(raw: str) -> bool:
+    """TasksMax=: a count, a percentage of the system's limit, infinity."""
+    if re.fullmatch(r"[0-9]+", raw):
+        return 0 < int(raw) < _SD_MOST
+    return raw == "infinity" or _sd_percent(raw, 100)
+
+
+def systemd_nofile(raw: str) -> bool:
+    """LimitNOFILE=: a count, `soft:hard`, infinity."""
+    parts = raw.split(":")
+    if len(parts) > 2 or not all(p == "infinity" or re.fullmatch(r"[0-9]+", p) for p in parts):
+        return False
+    soft, hard = (float("inf") if p == "infinity" else int(p) for p in (parts[0], parts[-1]))
+    return 0 < soft <= hard and (hard == float("inf") or hard < _SD_MOST)
+
+
+def unit_limits(
+    defaults: tuple[tuple[str, str], ...], check: Callable[[str], bool], syntax: str, example: str
+) -> Callable[[str], tuple[tuple[str, str], ...]]:
+    """`unit=value,...` over `defaults` (every unit, in order): the units named take their value,
+    the others keep the default, so the parsed value is always the whole table.
+
+    `check` says whether a value is systemd's syntax for this limit; `syntax` describes it.
+    """
+    known = [unit for unit, _ in defaults]
+
+    def parse(raw: str) -> tuple[tuple[str, str], ...]:
+        chosen: dict[str, str] = {}
+        for part in csv(raw):
+            unit, sep, value = (s.strip() for s in part.partition("="))
+            if not sep or not unit:
+                raise ValueError(f"{part!r} is not unit=value (expected e.g. {example}, comma-separated)")
+            if unit not in known:
+                raise ValueError(f"{part!r}: {unit!r} is not an Atlas unit (one of {', '.join(known)})")
+            if not check(value):
+                raise ValueError(f"{part!r}: {value!r} is not {syntax} (e.g. {example})")
+            if unit in chosen:
+                raise ValueError(f"{part!r}: {unit!r} is given twice")
+            chosen[unit] = value
+        return tuple((unit, chosen.get(unit, value)) for unit, value in defaults)
+
+    return parse

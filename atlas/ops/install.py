@@ -6,7 +6,8 @@
     <prefix>/backups   atlas:atlas 0700  archives hold every item
     <prefix>/releases  root:root 0755    one virtual environment per version (the deployment manager)
     <prefix>/current   -> the environment the units run (the one running this command, if none yet)
-    /etc/systemd/system/  the units of systemd/, rendered for <prefix>
+    /etc/systemd/system/  the units of systemd/, rendered for <prefix> with the resource limits
+                          of the environment's settings (ATLAS_SYSTEMD_*)
 
 The code, config and units belong to root so a compromised Atlas process cannot rewrite what
 runs it; only data, logs and backups are the service user's (the units' ReadWritePaths).
@@ -27,8 +28,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from atlas.config.loader import collect
 from atlas.errors import AtlasError, ConfigError
-from atlas.ops.units import Layout, render_units
+from atlas.ops.units import LIMIT_DIRECTIVES, Layout, render_units
+from atlas.settings import Settings
 
 UNIT_DIR = Path("/etc/systemd/system")
 # (directory, owner as "user:group" with {u} for the service user, mode)
@@ -85,6 +88,18 @@ def atlas_env(layout: Layout, environment: str) -> str:
     )
 
 
+def environment_settings(config_dir: Path, environment: str) -> Settings:
+    """The settings `config_dir/<environment>.env` gives (over the defaults). The process
+    environment of whoever runs install is not the units' environment, so it is ignored, and so are
+    the secrets (no limit is secret). Raises ConfigError listing every finding with file:line."""
+    loaded = collect(
+        {"ATLAS_CONFIG_DIR": str(config_dir)}, environment=environment, overrides=False, secrets=False
+    )
+    if loaded.settings is None:
+        raise ConfigError("\n".join(str(f) for f in loaded.errors) or "invalid configuration")
+    return loaded.settings
+
+
 def plan(
     layout: Layout,
     *,
@@ -96,8 +111,10 @@ def plan(
     unit_dir: Path = UNIT_DIR,
 ) -> list[Step]:
     """The steps that install Atlas for `layout` under `root`. Existing config is kept, never
-    overwritten; units are always rewritten (they are generated). Raises ConfigError when the
-    environment's .env is missing from `config_src`."""
+    overwritten; units are always rewritten (they are generated), with the resource limits of the
+    environment's .env that will be in place: the installed one when there is one, else the one
+    copied from `config_src`. Raises ConfigError when the environment's .env is missing from
+    `config_src` or does not validate."""
     env_file = config_src / f"{environment}.env"
     if not env_file.is_file():
         raise ConfigError(f"--environment {environment}: no {env_file}")
@@ -120,6 +137,7 @@ def plan(
     else:
         steps.append(Step("link", str(current), "the environment running atlas-ops", source=str(runtime)))
     config = prefix / "config"
+    settings = environment_settings(config if (config / env_file.name).is_file() else config_src, environment)
     for name in (env_file.name, *CONFIG_FILES):
         target = config / name
         if target.exists():
@@ -139,8 +157,10 @@ def plan(
         )
     )
     units = _under(root, unit_dir)
-    for name, text in render_units(layout).items():
-        steps.append(Step("unit", str(units / name), owner="root:root", mode=0o644, content=text))
+    for name, text in render_units(layout, settings).items():
+        # The limits in the text, so a dry run shows what the environment's settings made of them.
+        limits = " ".join(line for line in text.splitlines() if line.split("=")[0] in LIMIT_DIRECTIVES)
+        steps.append(Step("unit", str(units / name), limits, owner="root:root", mode=0o644, content=text))
     return steps
 
 

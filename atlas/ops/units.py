@@ -1,9 +1,10 @@
 """Atlas's systemd units, rendered from one table so every unit gets the same sandbox.
 
-`render_units(layout)` gives {file name: text} for an install prefix. systemd/ in the repository
-holds them rendered for the default prefix /opt/atlas (regenerate with
-`python -m atlas.ops.units systemd`; a test fails when the files differ from this module), and
-`atlas-ops install` renders them for its --prefix.
+`render_units(layout, settings)` gives {file name: text} for an install prefix, with the resource
+limits of `settings` (ATLAS_SYSTEMD_MEMORY_MAX, _CPU_QUOTA, _TASKS_MAX, _LIMIT_NOFILE). systemd/ in
+the repository holds them rendered for the default prefix /opt/atlas and the default limits
+(regenerate with `python -m atlas.ops.units systemd`; a test fails when the files differ from this
+module), and `atlas-ops install` renders them for its --prefix and its environment's settings.
 
 The sandbox is the same for every unit and scores <= 2.0 in `systemd-analyze security`. What
 differs is what each process needs: the engine, the feed poller and the alert router talk to the
@@ -18,6 +19,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from atlas.settings import Settings
 
 DEFAULT_PREFIX = Path("/opt/atlas")
 USER = "atlas"
@@ -50,42 +53,37 @@ class ProcessUnit:
     command: str  # the `atlas` subcommand
     description: str
     internet: bool  # False: IP traffic to and from this host only
-    memory_max: str
-    cpu_quota: str
-    tasks_max: int
     watchdog_seconds: int  # systemd's tolerance; the process pings at half of it
     extra_env: tuple[str, ...] = ()
 
+    @property
+    def name(self) -> str:
+        """The unit's name in the ATLAS_SYSTEMD_* settings: `atlas-core.service` -> `core`."""
+        return self.file.removeprefix("atlas-").removesuffix(".service").removesuffix("@")
 
-# Limits: the engine forks its workers (ATLAS_WORKERS processes, each with threads) and so gets the
-# most memory and tasks; the others are one process each. WatchdogSec is at least twice the longest
-# a main loop may legitimately take for one turn (a feed poll is bounded by the fetch timeout).
+
+# WatchdogSec is at least twice the longest a main loop may legitimately take for one turn (a feed
+# poll is bounded by the fetch timeout). Resource limits are settings (atlas.settings.UNIT_LIMITS).
 PROCESS_UNITS = (
     ProcessUnit(
         "atlas-api@.service",
         "api",
         "Atlas HTTP API on port %i",
         internet=False,
-        memory_max="1G",
-        cpu_quota="200%",
-        tasks_max=128,
         watchdog_seconds=30,
         extra_env=("ATLAS_API_PORT=%i",),
     ),
-    ProcessUnit("atlas-core.service", "core", "Atlas engine", True, "2G", "200%", 512, 60),
-    ProcessUnit("atlas-services.service", "services", "Atlas scheduled work", True, "512M", "100%", 64, 180),
-    ProcessUnit(
-        "atlas-monitoring.service", "monitor", "Atlas monitoring agent", False, "256M", "50%", 64, 60
-    ),
-    ProcessUnit("atlas-exporter.service", "exporter", "Atlas node exporter", False, "256M", "50%", 64, 30),
-    ProcessUnit(
-        "atlas-alert-router.service", "alert-router", "Atlas alert router", True, "256M", "50%", 64, 30
-    ),
+    ProcessUnit("atlas-core.service", "core", "Atlas engine", True, 60),
+    ProcessUnit("atlas-services.service", "services", "Atlas scheduled work", True, 180),
+    ProcessUnit("atlas-monitoring.service", "monitor", "Atlas monitoring agent", False, 60),
+    ProcessUnit("atlas-exporter.service", "exporter", "Atlas node exporter", False, 30),
+    ProcessUnit("atlas-alert-router.service", "alert-router", "Atlas alert router", True, 30),
 )
-LIMIT_NOFILE = 65536
 # The units atlas.target starts: the API's first color only (8001 is the blue-green partner).
 TARGET_WANTS = ("atlas-api@8000.service", *(u.file for u in PROCESS_UNITS[1:]))
 BACKUP_CALENDAR = "*-*-* 03:15:00"
+# The resource-control directives the ATLAS_SYSTEMD_* settings set, in the units' order.
+LIMIT_DIRECTIVES = ("MemoryMax", "CPUQuota", "TasksMax", "LimitNOFILE")
 
 
 def _sandbox(layout: Layout, internet: bool) -> list[str]:
@@ -135,7 +133,18 @@ def _sandbox(layout: Layout, internet: bool) -> list[str]:
     return lines
 
 
-def _process_unit(layout: Layout, unit: ProcessUnit) -> str:
+def _limits(settings: Settings, name: str) -> list[str]:
+    """The resource-control lines of the unit `name` (a key of atlas.settings.UNIT_LIMITS)."""
+    columns = (
+        settings.systemd_memory_max,
+        settings.systemd_cpu_quota,
+        settings.systemd_tasks_max,
+        settings.systemd_limit_nofile,
+    )
+    return [f"{d}={dict(values)[name]}" for d, values in zip(LIMIT_DIRECTIVES, columns, strict=True)]
+
+
+def _process_unit(layout: Layout, unit: ProcessUnit, settings: Settings) -> str:
     env = [f"ATLAS_CONFIG_DIR={layout.dir('config')}", *unit.extra_env]
     lines = [
         "# Generated by atlas/ops/units.py; do not edit (atlas-ops install renders it for a prefix).",
@@ -160,10 +169,7 @@ def _process_unit(layout: Layout, unit: ProcessUnit) -> str:
         # SIGTERM drains (the engine finishes leased items, the API its requests), then SIGKILL.
         "TimeoutStopSec=60",
         "KillMode=mixed",
-        f"MemoryMax={unit.memory_max}",
-        f"CPUQuota={unit.cpu_quota}",
-        f"TasksMax={unit.tasks_max}",
-        f"LimitNOFILE={LIMIT_NOFILE}",
+        *_limits(settings, unit.name),
         *_sandbox(layout, unit.internet),
         "",
         "[Install]",
@@ -172,7 +178,7 @@ def _process_unit(layout: Layout, unit: ProcessUnit) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _backup_units(layout: Layout) -> dict[str, str]:
+def _backup_units(layout: Layout, settings: Settings) -> dict[str, str]:
     service = [
         "# Generated by atlas/ops/units.py; do not edit (atlas-ops install renders it for a prefix).",
         "[Unit]",
@@ -185,10 +191,7 @@ def _backup_units(layout: Layout) -> dict[str, str]:
         "TimeoutStartSec=3600",
         "Nice=10",
         "IOSchedulingClass=idle",
-        "MemoryMax=512M",
-        "CPUQuota=100%",
-        "TasksMax=32",
-        f"LimitNOFILE={LIMIT_NOFILE}",
+        *_limits(settings, "backup"),
         *_sandbox(layout, internet=False),
     ]
     timer = [
@@ -225,19 +228,21 @@ def _target() -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_units(layout: Layout) -> dict[str, str]:
-    """Every unit file Atlas installs, {file name: text}, for `layout`."""
-    units = {u.file: _process_unit(layout, u) for u in PROCESS_UNITS}
-    units.update(_backup_units(layout))
+def render_units(layout: Layout, settings: Settings | None = None) -> dict[str, str]:
+    """Every unit file Atlas installs, {file name: text}, for `layout`, with the resource limits
+    of `settings` (default: the built-in ones)."""
+    settings = settings or Settings()
+    units = {u.file: _process_unit(layout, u, settings) for u in PROCESS_UNITS}
+    units.update(_backup_units(layout, settings))
     units["atlas.target"] = _target()
     return units
 
 
-def write_units(out: Path, layout: Layout) -> list[Path]:
-    """Write render_units(layout) into `out`; returns the paths written."""
+def write_units(out: Path, layout: Layout, settings: Settings | None = None) -> list[Path]:
+    """Write render_units(layout, settings) into `out`; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render_units(layout).items():
+    for name, text in render_units(layout, settings).items():
         path = out / name
         path.write_text(text, encoding="utf-8")
         written.append(path)

@@ -4,8 +4,10 @@ is `nobody`, who exists everywhere)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 import sys
@@ -45,7 +47,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None:
     prefix = root / PREFIX.lstrip("/")
     assert f"mkdir  {prefix}/backups  mode 0700  owner nobody:nobody" in lines
     assert f"mkdir  {prefix}/config  mode 0750  owner root:nobody" in lines
-    assert f"unit   {root}/etc/systemd/system/atlas-api@.service  mode 0644  owner root:root" in lines
+    api_unit = f"unit   {root}/etc/systemd/system/atlas-api@.service  mode 0644  owner root:root"
+    assert f"{api_unit}  (MemoryMax=1G CPUQuota=200% TasksMax=128 LimitNOFILE=65536)" in lines
     assert list(root.iterdir()) == []
 
 
@@ -103,3 +106,58 @@ def test_a_relative_prefix_is_refused(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 2 and "--prefix" in done.stderr and "absolute" in done.stderr
+
+
+def test_the_units_take_the_limits_of_the_environments_settings(tmp_path: Path) -> None:
+    """ATLAS_SYSTEMD_* in the environment's .env: the dry run shows them, the installed units hold
+    them, editing the installed .env and installing again changes them, and a bad one is refused
+    (exit 2, file:line and variable) by install and by `config validate` alike."""
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    with (config / "production.env").open("a") as env_file:
+        env_file.write("ATLAS_SYSTEMD_MEMORY_MAX=core=4G\nATLAS_SYSTEMD_CPU_QUOTA=api=150%, core=300%\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    units = root / "etc" / "systemd" / "system"
+
+    dry = install(root, "--config-from", str(config), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    core = f"unit   {units}/atlas-core.service  mode 0644  owner root:root"
+    assert f"{core}  (MemoryMax=4G CPUQuota=300% TasksMax=512 LimitNOFILE=65536)" in dry.stdout.splitlines()
+    assert "(MemoryMax=1G CPUQuota=150% TasksMax=128 LimitNOFILE=65536)" in dry.stdout
+    assert list(root.iterdir()) == []
+
+    done = install(root, "--config-from", str(config))
+    assert done.returncode == 0, done.stderr
+    core_text = (units / "atlas-core.service").read_text().splitlines()
+    assert {"MemoryMax=4G", "CPUQuota=300%", "TasksMax=512", "LimitNOFILE=65536"} <= set(core_text)
+    assert "CPUQuota=150%" in (units / "atlas-api@.service").read_text().splitlines()
+    # The units not named keep the defaults: the exporter's unit is the default rendering.
+    default = render_units(Layout(Path(PREFIX), "nobody"))["atlas-exporter.service"]
+    assert (units / "atlas-exporter.service").read_text() == default
+
+    # The operator changes the installed .env (install keeps it) and installs again.
+    installed = root / PREFIX.lstrip("/") / "config" / "production.env"
+    installed.write_text(installed.read_text() + "ATLAS_SYSTEMD_TASKS_MAX=core=infinity\n")
+    again = install(root, "--config-from", str(config))
+    assert again.returncode == 0, again.stderr
+    assert "TasksMax=infinity" in (units / "atlas-core.service").read_text().splitlines()
+
+    lines = installed.read_text().splitlines()
+    installed.write_text("\n".join([*lines, "ATLAS_SYSTEMD_LIMIT_NOFILE=core=lots"]) + "\n")
+    message = f"{installed}:{len(lines) + 1}: ATLAS_SYSTEMD_LIMIT_NOFILE: 'core=lots': 'lots' is not a count"
+    refused = install(root, "--config-from", str(config))
+    assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert "TasksMax=infinity" in (units / "atlas-core.service").read_text()  # nothing rewritten
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
+    validate = subprocess.run(
+        [ATLAS_OPS, "config", "validate", "--env", "production", "--format", "json"],
+        env=env | {"PYTHONPATH": str(ROOT), "ATLAS_CONFIG_DIR": str(installed.parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert validate.returncode == 2, validate.stdout + validate.stderr
+    [finding] = json.loads(validate.stdout)["findings"]
+    where = f"{finding['file']}:{finding['line']}: {finding['key']}: {finding['message']}"
+    assert where.startswith(message), where

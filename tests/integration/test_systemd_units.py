@@ -15,12 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from atlas.ops.units import PROCESS_UNITS, Layout, render_units, write_units
+from atlas.ops.units import LIMIT_DIRECTIVES, PROCESS_UNITS, Layout, render_units, write_units
+from atlas.settings import UNIT_LIMITS
 from tests.conftest import ROOT, require_program
+from tests.unit.test_settings_compound import CASES
 
 pytestmark = pytest.mark.integration
 
 MAX_EXPOSURE = 2.0
+# Limits systemd reads but the settings refuse: no process starts without a file descriptor.
+STRICTER = {("LimitNOFILE", "0")}
 EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+\.\d+)")
 
 
@@ -91,3 +95,42 @@ def test_verify_catches_a_missing_program(units: Path) -> None:
     core.write_text(core.read_text().replace("/bin/atlas core", "/bin/no-such-atlas core"))
     done = subprocess.run([analyze, "verify", str(core)], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "no-such-atlas" in done.stderr
+
+
+def test_systemd_reads_every_limit_the_settings_accept_and_refuses_the_ones_they_refuse(
+    tmp_path: Path,
+) -> None:
+    """The ATLAS_SYSTEMD_* parsers agree with systemd itself: each value the settings test accepts
+    gives a unit `verify` is silent about, each value it refuses for its syntax one verify warns of."""
+    analyze = require_program("systemd-analyze", "systemd")
+    variables = [
+        f"ATLAS_SYSTEMD_{d.upper()}" for d in ("memory_max", "cpu_quota", "tasks_max", "limit_nofile")
+    ]
+    good: list[tuple[str, str]] = []
+    bad: list[tuple[str, str]] = []
+    for directive, variable in zip(LIMIT_DIRECTIVES, variables, strict=True):
+        accepted, refused = CASES[variable]
+        for raw, _ in accepted:
+            good += [(directive, part.split("=", 1)[1].strip()) for part in raw.split(",") if part.strip()]
+        for raw, _ in refused:
+            unit, sep, value = raw.partition("=")
+            # A syntax refusal (not a unit name's), but for one systemd takes that would not run.
+            if sep and "," not in raw and unit in UNIT_LIMITS and (directive, value) not in STRICTER:
+                bad.append((directive, value))
+    assert len(good) >= 12 and len(bad) >= 12
+
+    def verify(kind: str, lines: list[tuple[str, str]]) -> tuple[list[Path], str]:
+        files = []
+        for n, (directive, value) in enumerate(lines):
+            unit = tmp_path / f"{kind}{n}.service"
+            unit.write_text(f"[Service]\nExecStart=/bin/true\n{directive}={value}\n")
+            files.append(unit)
+        done = subprocess.run(
+            [analyze, "verify", "--no-pager", *map(str, files)], capture_output=True, text=True, timeout=120
+        )
+        return files, done.stdout + done.stderr
+
+    assert verify("good", good)[1] == ""
+    files, said = verify("bad", bad)
+    for unit, line in zip(files, bad, strict=True):
+        assert f"{unit}:3:" in said, f"systemd takes {line}, which the settings refuse"

@@ -14,8 +14,16 @@ from atlas.config.envfile import quote_env
 from atlas.config.loader import collect
 from atlas.engine.hosts import HostGate, HostPolicy
 from atlas.errors import ConfigError
+from atlas.ops.units import Layout, render_units
 from atlas.pipeline.ssrf import AllowList
-from atlas.settings import Settings, load_settings, setting_fields
+from atlas.settings import UNIT_LIMITS, Settings, load_settings, setting_fields
+
+
+def _limits(column: int, **changed: str) -> tuple[tuple[str, str], ...]:
+    """The whole ATLAS_SYSTEMD_* table (every unit, in order) with `changed` units' values."""
+    changed = {unit.replace("_", "-"): value for unit, value in changed.items()}
+    return tuple((unit, changed.get(unit, limits[column])) for unit, limits in UNIT_LIMITS.items())
+
 
 # variable -> ([(good value, parsed)], [(bad value, start of the message after "VARIABLE: ")])
 CASES: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, str]]]] = {
@@ -89,6 +97,68 @@ CASES: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, str]]]] = {
     "ATLAS_EXPORTER_FS_TYPES_EXCLUDE": ([("^tmpfs$", "^tmpfs$")], [("[", "expected a regular expression")]),
     "ATLAS_EXPORTER_DISK_DEVICES_EXCLUDE": ([("^loop", "^loop")], [("(?P<", "expected a regular")]),
     "ATLAS_EXPORTER_NET_DEVICES_EXCLUDE": ([("^veth", "^veth")], [("*", "expected a regular expression")]),
+    # systemd's own syntax; tests/integration/test_systemd_units.py has systemd read each good form.
+    "ATLAS_SYSTEMD_MEMORY_MAX": (
+        [
+            ("core=4G, api=1.5G", _limits(0, core="4G", api="1.5G")),
+            (
+                "services=12.55%,monitoring=infinity,backup=1073741824",
+                _limits(0, services="12.55%", monitoring="infinity", backup="1073741824"),
+            ),
+            ("", _limits(0)),
+        ],
+        [
+            ("core=4g", "'core=4g': '4g' is not a size (K, M, G, T: base 1024), a percentage or infinity"),
+            ("core=4GB", "'core=4GB': '4GB' is not a size"),
+            ("core=0", "'core=0': '0' is not a size"),
+            ("core=0.1", "'core=0.1': '0.1' is not a size"),
+            ("core=150%", "'core=150%': '150%' is not a size"),
+            (
+                "db=1G",
+                "'db=1G': 'db' is not an Atlas unit (one of api, core, services, monitoring, exporter,",
+            ),
+            ("atlas-core.service=1G", "'atlas-core.service=1G': 'atlas-core.service' is not an Atlas unit"),
+            ("core", "'core' is not unit=value (expected e.g. core=4G, comma-separated)"),
+            ("core=1G,core=2G", "'core=2G': 'core' is given twice"),
+        ],
+    ),
+    "ATLAS_SYSTEMD_CPU_QUOTA": (
+        [("api=150%, core=12.5%", _limits(1, api="150%", core="12.5%"))],
+        [
+            ("api=150", "'api=150': '150' is not a percentage of one CPU (e.g. api=150%)"),
+            ("api=0%", "'api=0%': '0%' is not a percentage"),
+            ("api=infinity", "'api=infinity': 'infinity' is not a percentage"),
+            ("api=1.125%", "'api=1.125%': '1.125%' is not a percentage"),
+        ],
+    ),
+    "ATLAS_SYSTEMD_TASKS_MAX": (
+        [
+            (
+                "core=1024,services=15.5%,alert-router=infinity",
+                _limits(2, core="1024", services="15.5%", alert_router="infinity"),
+            )
+        ],
+        [
+            ("core=0", "'core=0': '0' is not a count, a percentage or infinity (e.g. core=1024)"),
+            ("core=150%", "'core=150%': '150%' is not a count"),
+            ("core=1k", "'core=1k': '1k' is not a count"),
+        ],
+    ),
+    "ATLAS_SYSTEMD_LIMIT_NOFILE": (
+        [
+            (
+                "core=131072,api=1024:524288,exporter=infinity",
+                _limits(3, core="131072", api="1024:524288", exporter="infinity"),
+            )
+        ],
+        [
+            ("core=2G", "'core=2G': '2G' is not a count, soft:hard or infinity (e.g. core=131072)"),
+            ("core=4096:1024", "'core=4096:1024': '4096:1024' is not a count, soft:hard or infinity"),
+            ("core=infinity:1024", "'core=infinity:1024': 'infinity:1024' is not a count"),
+            ("core=0", "'core=0': '0' is not a count"),
+            ("core=1:2:3", "'core=1:2:3': '1:2:3' is not a count"),
+        ],
+    ),
 }
 
 
@@ -137,7 +207,7 @@ def test_bad_values_are_refused_at_load_with_file_and_line(
 
 
 def test_what_the_loader_accepts_the_workers_accept() -> None:
-    """The per-host policy and the SSRF allow list take every good value above without raising."""
+    """The per-host policy, the SSRF allow list and the systemd units take every good value above."""
     good = {k: good[0][0] for k, (good, _) in CASES.items()}
     settings = load_settings({**good, "ATLAS_WORKERS": "2"}, files=False)
     policy = HostPolicy.from_settings(settings)
@@ -145,4 +215,6 @@ def test_what_the_loader_accepts_the_workers_accept() -> None:
     assert HostGate(policy).host("big.example").limit.max_limit == 16
     allow = AllowList.parse(settings.fetch_allow_hosts)
     assert allow.allows_host("wiki.intranet") and len(allow.networks) == 5
+    core = render_units(Layout(), settings)["atlas-core.service"].splitlines()
+    assert {"MemoryMax=4G", "CPUQuota=12.5%", "TasksMax=1024", "LimitNOFILE=131072"} <= set(core)
     assert isinstance(settings, Settings)

@@ -54,6 +54,12 @@ OWN_RULES = {
     "backup restore",
     "backup schedule",
     "backup verify",
+    # The deployment manager works on releases under the install prefix and on running services;
+    # a deploy's backup and health gate are `backup create` and `system check --health` above.
+    "deploy prepare",
+    "deployment status",
+    "rollback",
+    "version list",
     "install",  # opens no database: lays out a host (atlas/ops/install.py)
     "logs",
     "monitoring metrics",  # scrapes /metrics endpoints; opens no database

@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test files run in parallel worker processes (pytest-xdist; one file stays in one worker, so its
+# module-scoped stacks are shared as before). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 3
 
 .PHONY: run test lint bench clean
 
@@ -16,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/atlas up
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q --durations=20 -n $(TEST_WORKERS) --dist loadfile
 
 LINT_PATHS := $(wildcard atlas exporters tests bench tools)
 lint: $(STAMP)

@@ -135,3 +135,20 @@ def atlas_env(data_dir: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The failure drills' table (tests/e2e/test_drills.py), whether output was captured or not."""
+    rows = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "teardown"
+        for key, value in getattr(report, "user_properties", ())
+        if key == "drill"
+    ]
+    if rows:
+        terminalreporter.write_line("\n| failure mode | alert | seconds to firing | seconds to resolved |")
+        terminalreporter.write_line("|---|---|---|---|")
+        for row in rows:
+            terminalreporter.write_line(str(row))

@@ -55,7 +55,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420
 
 SERVICES = ("core", "api", "exporter", "services", "alert-router")  # start order: core makes the schema
 CRASHING_PIPELINE = "tests.helpers.pipelines:crash_after_start"
+
 TABLE: list[Drill] = []
+
+
+@pytest.fixture(autouse=True)
+def _table_rows(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test's rows of the drills' table, once measured; tests/conftest.py prints them at the end
+    of the run, also when this file ran in an xdist worker (user properties travel with reports)."""
+    start = len(TABLE)
+    yield
+    request.node.user_properties.extend(("drill", d.row()) for d in TABLE[start:])
 
 
 @dataclass
@@ -88,7 +98,7 @@ def _ok(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     prometheus = require_program("prometheus", "prometheus")
     root = tmp_path_factory.mktemp("drills")
     ports = {job: free_port() for job in ("node", "atlas-api", "atlas-core", "atlas-router")}
@@ -175,14 +185,6 @@ def live(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         finally:
             for name in reversed(SERVICES):
                 supervisor.stop(name)
-            # The table on the terminal whether or not output is captured (-s).
-            capture = request.config.pluginmanager.getplugin("capturemanager")
-            if capture is not None and TABLE:
-                with capture.global_and_fixture_disabled():
-                    print("\n| failure mode | alert | seconds to firing | seconds to resolved |")
-                    print("|---|---|---|---|")
-                    for d in TABLE:
-                        print(d.row())
 
 
 def _purge_dlq(live: Live) -> None:

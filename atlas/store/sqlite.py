@@ -34,7 +34,7 @@ from atlas.store.models import (
     NewItem,
     Transition,
 )
-from atlas.store.queries import load_queries
+from atlas.store.queries import TimedConnection, load_queries
 from atlas.store.sqlite_content import C, ContentStore
 from atlas.store.sqlite_items import insert_items, item_row
 from atlas.store.sqlite_items import to_json as _json
@@ -226,6 +226,7 @@ class SQLiteStore(ContentStore, OpsStore):
                 check_same_thread=False,
                 timeout=self.busy_timeout_ms / 1000,
                 uri=not self._create,
+                factory=TimedConnection,  # atlas_db_query_duration_seconds of the named queries
             )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
-from typing import Any
+from time import perf_counter
+from typing import Any, Self
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.abc import Params, Query
+from psycopg.rows import Row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
+from atlas.store.queries import NamedSQL
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 # pg_advisory_xact_lock key held while migrating, so processes starting together migrate once.
@@ -28,6 +31,36 @@ NOTIFY_CHANNEL = "atlas_items"
 POOL_TIMEOUT_SECONDS = 30.0
 
 Conn = psycopg.Connection[dict[str, Any]]
+
+
+class TimedCursor(psycopg.Cursor[Row]):
+    """A cursor that times named queries into atlas_db_query_duration_seconds (see
+    atlas.store.queries): `conn.execute` and `conn.cursor()` both make one of these."""
+
+    def execute(
+        self,
+        query: Any,  # Any: Cursor.execute is overloaded (templates take no params)
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        if type(query) is not NamedSQL:
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        start = perf_counter()
+        try:
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        finally:
+            query.observe(perf_counter() - start)
+
+    def executemany(self, query: Query, params_seq: Iterable[Params], *, returning: bool = False) -> None:
+        if type(query) is not NamedSQL:
+            return super().executemany(query, params_seq, returning=returning)
+        start = perf_counter()
+        try:
+            return super().executemany(query, params_seq, returning=returning)
+        finally:
+            query.observe(perf_counter() - start)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -58,7 +91,7 @@ class Connections:
                 url,
                 min_size=1,
                 max_size=max(1, pool_size),
-                kwargs={"row_factory": dict_row},
+                kwargs={"row_factory": dict_row, "cursor_factory": TimedCursor},
                 timeout=POOL_TIMEOUT_SECONDS,
                 open=False,
                 name="atlas",

@@ -104,7 +104,7 @@ def slow_queries(settings: Settings) -> dict[str, Any]:
             "available": False,
             "scraped": [],
             "queries": [],
-            "message": f"slowest queries unknown: nothing is running. {exc}",
+            "message": f"unknown, nothing is running: {exc}",
         }
     answered = [s.job for s in scrapes if s.text is not None]
     queries = rank_queries(scrapes)

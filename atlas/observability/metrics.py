@@ -423,17 +423,13 @@ class LockedErrorsCollector(Collector):
         yield counter
 
 
-# The store's named queries run in whichever process opened the store; their durations are one
-# histogram per process (the store layer observes it, knowing nothing of registries), exported by
-# every registry that watches a store. One process is one scrape target, so nothing is counted twice.
-QUERY_DURATION = build(None, "atlas_db_query_duration_seconds")
-
-
 def watch_store_locks(registry: CollectorRegistry, store: object) -> None:
-    """Export `store`'s locked-error count (a backend without one reads 0) and this process's
-    named-query durations (atlas_db_query_duration_seconds) in `registry`."""
+    """Export `store`'s locked-error count (a backend without one reads 0) and, when it keeps
+    them, its named queries' durations (atlas_db_query_duration_seconds) in `registry`."""
     registry.register(LockedErrorsCollector(lambda: int(getattr(store, "locked_errors", 0))))
-    registry.register(QUERY_DURATION)
+    timings = getattr(store, "query_timings", None)
+    if timings is not None:
+        registry.register(timings.histogram)
 
 
 class EngineMetrics:

@@ -1,9 +1,11 @@
 """Load named SQL from a .sql file: `-- name: x` starts query x.
 
-Each query is a NamedSQL: the text itself (drivers take it as the str it is) plus its name and the
-histogram child it is timed into. The backends' connections (TimedConnection here, the PostgreSQL
-TimedCursor) time a statement only when it is a NamedSQL: one perf_counter pair and one observe on
-a child bound when the file was loaded, nothing for PRAGMAs, BEGIN/COMMIT or assembled statements.
+Each query is a NamedSQL: the text itself (drivers take it as the str it is) plus its name. A
+store keeps a QueryTimings (its atlas_db_query_duration_seconds histogram) and its connections
+(TimedConnection here, the PostgreSQL TimedCursor) time a statement only when it is a NamedSQL: one
+perf_counter pair and one observe on the name's child, made on first use; PRAGMAs, BEGIN/COMMIT and
+assembled statements are not timed. Per store, not per process: `atlas up` runs the API's and the
+engine's stores in one process, each exported by its own /metrics, and neither may count the other's.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from importlib.resources import files
 from time import perf_counter
 from typing import Any
 
-from atlas.observability.metrics import QUERY_DURATION
+from atlas.observability.metrics import build
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -25,22 +27,30 @@ class NamedSQL(str):
     """One named query's text; `format` keeps the name (an IN list's placeholders are filled in)."""
 
     name: str
-    observe: Callable[[float], None]
 
     def __new__(cls, text: str, name: str) -> NamedSQL:
         sql = super().__new__(cls, text)
         sql.name = name
-        sql.observe = sql._bind
         return sql
-
-    def _bind(self, seconds: float) -> None:
-        # The child is made on first use, so /metrics carries only the queries this process ran;
-        # then it replaces this method (two threads binding at once get the same child).
-        self.observe = QUERY_DURATION.labels(self.name).observe
-        self.observe(seconds)
 
     def format(self, *args: Any, **kwargs: Any) -> NamedSQL:
         return NamedSQL(str.format(self, *args, **kwargs), self.name)
+
+
+class QueryTimings(dict[str, Callable[[float], None]]):
+    """One store's named-query durations: query name -> its histogram child's `observe`, made on
+    first use (so /metrics carries only the queries that ran). The histogram is in no registry:
+    whoever exports the store registers `histogram` (atlas.observability.metrics.watch_store_locks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.histogram = build(None, "atlas_db_query_duration_seconds")
+
+    def __missing__(self, name: str) -> Callable[[float], None]:
+        # Two threads missing at once get the same child from labels(); the second store wins.
+        observe: Callable[[float], None] = self.histogram.labels(name).observe
+        self[name] = observe
+        return observe
 
 
 def parse_queries(text: str) -> dict[str, NamedSQL]:
@@ -58,12 +68,16 @@ def load_queries(package: str, resource: str) -> dict[str, NamedSQL]:
 
 
 class TimedConnection(sqlite3.Connection):
-    """A SQLite connection that times named queries (`sqlite3.connect(..., factory=...)`).
+    """A SQLite connection that times named queries into `timings` (`sqlite3.connect(...,
+    factory=TimedConnection)`, then set `timings`: connect passes no extra arguments).
 
     What is timed is the driver's execute: for a SELECT that is the statement up to its first row
     (sorting and aggregation included); rows fetched afterwards are not, which for the store's
-    queries (keyed lookups, counts, LIMITed pages) is the small part.
+    queries (keyed lookups, counts, LIMITed pages) is the small part. A failed statement (e.g. busy
+    past the timeout) is observed too: that time was spent.
     """
+
+    timings: QueryTimings
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if type(sql) is not NamedSQL:
@@ -72,7 +86,7 @@ class TimedConnection(sqlite3.Connection):
         try:
             return super().execute(sql, parameters)
         finally:
-            sql.observe(perf_counter() - start)
+            self.timings[sql.name](perf_counter() - start)
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
         if type(sql) is not NamedSQL:
@@ -81,4 +95,4 @@ class TimedConnection(sqlite3.Connection):
         try:
             return super().executemany(sql, parameters)
         finally:
-            sql.observe(perf_counter() - start)
+            self.timings[sql.name](perf_counter() - start)

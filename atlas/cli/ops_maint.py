@@ -69,7 +69,8 @@ def system() -> None:
     "--database",
     "what",
     flag_value="database",
-    help="Integrity, WAL size, free pages, the hot queries' plans (full table scans flagged).",
+    help="Integrity, WAL size, free pages, the hot queries' plans (full table scans flagged), the"
+    " slowest queries of the running API and engine.",
 )
 @backend_option
 @format_option
@@ -77,7 +78,9 @@ def system() -> None:
 def check(what: str, backend: str | None, fmt: str) -> None:
     """--health: database, engine heartbeat, backlog, maintenance, disk, memory and services.
     --database: PRAGMA integrity_check, WAL size, free pages, EXPLAIN QUERY PLAN of the claim,
-    enqueue idempotency lookup, search and DLQ listing queries, slowest queries.
+    enqueue idempotency lookup, search and DLQ listing queries; the slowest named queries (p99 and
+    mean of atlas_db_query_duration_seconds, top 10) scraped from the API and engine /metrics on
+    this machine (information only, not part of the verdict; says so when nothing is running).
 
     \b
     Exit codes (as monitoring plugins read them):
@@ -105,7 +108,20 @@ def _database_check(settings: Settings, fmt: str) -> None:
         emit(fmt, report)
     else:
         emit(fmt, report["checks"], ["name", "status", "value", "message"])
-        click.echo(f"slowest queries: {report['slow_queries']['message']}")
+        slow = report["slow_queries"]
+        click.echo(f"slowest queries: {slow['message']}")
+        if slow["queries"]:
+            rows = [
+                {
+                    "query": q["query"],
+                    "p99_ms": f"{q['p99_seconds'] * 1000:.3f}",
+                    "mean_ms": f"{q['mean_seconds'] * 1000:.3f}",
+                    "count": q["count"],
+                    "from": ",".join(q["jobs"]),
+                }
+                for q in slow["queries"]
+            ]
+            emit(fmt, rows, ["query", "p99_ms", "mean_ms", "count", "from"])
         click.echo(f"overall: {report['status']}")
     sys.exit(DB_EXIT_CODES[report["status"]])
 

@@ -37,6 +37,26 @@ LATENCY_BUCKETS = (
     600,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Seconds, from 50 µs to 5 s: a keyed SQLite lookup takes tens of microseconds, a batch insert of
+# 1,000 rows tens of milliseconds; past the 5 s busy timeout a query has failed, not run slowly.
+QUERY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+)
 
 
 @dataclass(frozen=True)
@@ -204,6 +224,14 @@ CATALOG: dict[str, MetricSpec] = {
             'ATLAS_DB_BUSY_TIMEOUT_MS ("database is locked": another connection held the write lock).',
         ),
         MetricSpec(
+            "atlas_db_query_duration_seconds",
+            "histogram",
+            "Time the driver took to execute one of the store's named queries (the name in its .sql "
+            "file), in this process; an executemany is one observation for all its rows.",
+            ("query",),
+            QUERY_BUCKETS,
+        ),
+        MetricSpec(
             "atlas_api_commit_batch_rows",
             "histogram",
             "Items committed by one group-commit transaction.",
@@ -357,8 +385,8 @@ CATALOG: dict[str, MetricSpec] = {
 }
 
 
-def build(registry: CollectorRegistry, name: str) -> Any:
-    """Create the catalog's metric `name` in `registry`."""
+def build(registry: CollectorRegistry | None, name: str) -> Any:
+    """Create the catalog's metric `name` in `registry` (None: in no registry yet)."""
     spec = CATALOG[name]
     # prometheus_client appends _total to counters itself.
     base = spec.name[: -len("_total")] if spec.kind == "counter" else spec.name
@@ -396,8 +424,12 @@ class LockedErrorsCollector(Collector):
 
 
 def watch_store_locks(registry: CollectorRegistry, store: object) -> None:
-    """Export `store`'s locked-error count (a backend without one reads 0) in `registry`."""
+    """Export `store`'s locked-error count (a backend without one reads 0) and, when it keeps
+    them, its named queries' durations (atlas_db_query_duration_seconds) in `registry`."""
     registry.register(LockedErrorsCollector(lambda: int(getattr(store, "locked_errors", 0))))
+    timings = getattr(store, "query_timings", None)
+    if timings is not None:
+        registry.register(timings.histogram)
 
 
 class EngineMetrics:

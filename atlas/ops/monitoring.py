@@ -11,6 +11,7 @@ memory   RSS history per service from the samples `atlas services` records, with
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,11 +72,16 @@ class Scrape:
     error: str | None = None
 
 
-def scrape_all(settings: Settings, timeout: float = SCRAPE_TIMEOUT_SECONDS) -> list[Scrape]:
-    """Every target's /metrics. Raises NothingToScrape (naming each URL tried) when none answers."""
+def scrape_all(
+    settings: Settings, timeout: float = SCRAPE_TIMEOUT_SECONDS, jobs: Collection[str] | None = None
+) -> list[Scrape]:
+    """Every target's /metrics (with `jobs`, only those jobs'). Raises NothingToScrape (naming
+    each URL tried) when none answers."""
     found = []
     with httpx.Client(timeout=timeout) as client:
         for job, url in targets(settings).items():
+            if jobs is not None and job not in jobs:
+                continue
             try:
                 r = client.get(url)
                 r.raise_for_status()

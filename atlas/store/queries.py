@@ -1,23 +1,98 @@
-"""Load named SQL from a .sql file: `-- name: x` starts query x."""
+"""Load named SQL from a .sql file: `-- name: x` starts query x.
+
+Each query is a NamedSQL: the text itself (drivers take it as the str it is) plus its name. A
+store keeps a QueryTimings (its atlas_db_query_duration_seconds histogram) and its connections
+(TimedConnection here, the PostgreSQL TimedCursor) time a statement only when it is a NamedSQL: one
+perf_counter pair and one observe on the name's child, made on first use; PRAGMAs, BEGIN/COMMIT and
+assembled statements are not timed. Per store, not per process: `atlas up` runs the API's and the
+engine's stores in one process, each exported by its own /metrics, and neither may count the other's.
+"""
 
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
+from time import perf_counter
+from typing import Any
+
+from atlas.observability.metrics import build
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
-def parse_queries(text: str) -> dict[str, str]:
+class NamedSQL(str):
+    """One named query's text; `format` keeps the name (an IN list's placeholders are filled in)."""
+
+    name: str
+
+    def __new__(cls, text: str, name: str) -> NamedSQL:
+        sql = super().__new__(cls, text)
+        sql.name = name
+        return sql
+
+    def format(self, *args: Any, **kwargs: Any) -> NamedSQL:
+        return NamedSQL(str.format(self, *args, **kwargs), self.name)
+
+
+class QueryTimings(dict[str, Callable[[float], None]]):
+    """One store's named-query durations: query name -> its histogram child's `observe`, made on
+    first use (so /metrics carries only the queries that ran). The histogram is in no registry:
+    whoever exports the store registers `histogram` (atlas.observability.metrics.watch_store_locks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.histogram = build(None, "atlas_db_query_duration_seconds")
+
+    def __missing__(self, name: str) -> Callable[[float], None]:
+        # Two threads missing at once get the same child from labels(); the second store wins.
+        observe: Callable[[float], None] = self.histogram.labels(name).observe
+        self[name] = observe
+        return observe
+
+
+def parse_queries(text: str) -> dict[str, NamedSQL]:
     parts = _NAME.split(text)
-    queries: dict[str, str] = {}
+    queries: dict[str, NamedSQL] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
-        queries[name] = "\n".join(lines).strip().rstrip(";")
+        queries[name] = NamedSQL("\n".join(lines).strip().rstrip(";"), name)
     return queries
 
 
 @cache
-def load_queries(package: str, resource: str) -> dict[str, str]:
+def load_queries(package: str, resource: str) -> dict[str, NamedSQL]:
     return parse_queries(files(package).joinpath(resource).read_text(encoding="utf-8"))
+
+
+class TimedConnection(sqlite3.Connection):
+    """A SQLite connection that times named queries into `timings` (`sqlite3.connect(...,
+    factory=TimedConnection)`, then set `timings`: connect passes no extra arguments).
+
+    What is timed is the driver's execute: for a SELECT that is the statement up to its first row
+    (sorting and aggregation included); rows fetched afterwards are not, which for the store's
+    queries (keyed lookups, counts, LIMITed pages) is the small part. A failed statement (e.g. busy
+    past the timeout) is observed too: that time was spent.
+    """
+
+    timings: QueryTimings
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if type(sql) is not NamedSQL:
+            return super().execute(sql, parameters)
+        start = perf_counter()
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            self.timings[sql.name](perf_counter() - start)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        if type(sql) is not NamedSQL:
+            return super().executemany(sql, parameters)
+        start = perf_counter()
+        try:
+            return super().executemany(sql, parameters)
+        finally:
+            self.timings[sql.name](perf_counter() - start)

@@ -34,7 +34,7 @@ from atlas.store.models import (
     NewItem,
     Transition,
 )
-from atlas.store.queries import load_queries
+from atlas.store.queries import QueryTimings, TimedConnection, load_queries
 from atlas.store.sqlite_content import C, ContentStore
 from atlas.store.sqlite_items import insert_items, item_row
 from atlas.store.sqlite_items import to_json as _json
@@ -202,6 +202,8 @@ class SQLiteStore(ContentStore, OpsStore):
         # Operations that failed on SQLITE_BUSY / SQLITE_LOCKED (atlas_db_locked_errors_total,
         # read at scrape time by StoreLockCollector): another writer held the lock too long.
         self.locked_errors = 0
+        # atlas_db_query_duration_seconds of the named queries, exported like locked_errors.
+        self.query_timings = QueryTimings()
         self._create = migrate
         self.migrations_applied = 0
         if migrate:
@@ -226,7 +228,9 @@ class SQLiteStore(ContentStore, OpsStore):
                 check_same_thread=False,
                 timeout=self.busy_timeout_ms / 1000,
                 uri=not self._create,
+                factory=TimedConnection,  # atlas_db_query_duration_seconds of the named queries
             )
+            conn.timings = self.query_timings
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")

@@ -203,8 +203,57 @@ def test_database_check_is_ok_on_a_sound_database(cli: CliRunner) -> None:
         "dlq list",
     ]
     assert all(p["plan"] and not p["full_scans"] for p in report["query_plans"])
-    assert report["slow_queries"]["available"] is False
-    assert "no per-query duration metric" in report["slow_queries"]["message"]
+    # Nothing serves the API's or the engine's /metrics in this stack: said plainly, no verdict.
+    slow = report["slow_queries"]
+    assert slow["available"] is False and slow["queries"] == []
+    assert slow["message"].startswith("unknown, nothing is running: no Atlas metrics endpoint answered")
+    assert f"127.0.0.1:{os.environ['ATLAS_API_PORT']}/metrics" in slow["message"]  # the URL tried
+
+
+def test_database_check_lists_the_slowest_queries_of_a_running_api(
+    stack: Stack, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    env = {**stack.env, "ATLAS_API_PORT": str(port)}
+    api = _start("api", env, stack.data_dir / "api.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/health/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 60, "atlas api to be ready")
+        # An unknown key is looked up (api_key_get) and refused: a named query, nothing stored.
+        r = httpx.post(
+            f"{base}/v1/items", json={"content": "x"}, headers={"Authorization": "Bearer atlas_nokey_x"}
+        )
+        assert r.status_code == 401, r.text
+        monkeypatch.setenv("ATLAS_API_PORT", str(port))
+        result = cli.invoke(ops, ["system", "check", "--database", "--format", "json"])
+        report = json.loads(result.stdout)
+        assert result.exit_code == 0, report
+        slow = report["slow_queries"]
+        assert slow["available"] is True and slow["scraped"] == ["atlas-api"]
+        assert "ATLAS_CORE_METRICS_PORT=0" in slow["message"]  # the engine's queries are not in it
+        rows = {q["query"]: q for q in slow["queries"]}
+        assert 1 <= len(slow["queries"]) <= 10
+        key = rows["api_key_get"]
+        assert key["count"] >= 1 and key["jobs"] == ["atlas-api"]
+        assert key["mean_seconds"] > 0 and 0 < key["p99_seconds"] <= 5
+        p99s = [q["p99_seconds"] for q in slow["queries"]]
+        assert p99s == sorted(p99s, reverse=True)
+        table = cli.invoke(ops, ["system", "check", "--database"])
+        assert "QUERY" in table.output and "P99_MS" in table.output and "api_key_get" in table.output
+    finally:
+        api.send_signal(signal.SIGTERM)
+        try:
+            api.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            api.kill()
+            api.wait()
 
 
 def test_the_guide_command_through_the_shim(stack: Stack) -> None:

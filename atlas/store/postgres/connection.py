@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
-from typing import Any
+from time import perf_counter
+from typing import Any, Self
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.abc import Params, Query
+from psycopg.rows import Row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
+from atlas.store.queries import NamedSQL, QueryTimings
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 # pg_advisory_xact_lock key held while migrating, so processes starting together migrate once.
@@ -28,6 +31,40 @@ NOTIFY_CHANNEL = "atlas_items"
 POOL_TIMEOUT_SECONDS = 30.0
 
 Conn = psycopg.Connection[dict[str, Any]]
+
+
+class TimedCursor(psycopg.Cursor[Row]):
+    """A cursor that times named queries into its connection's `query_timings` (see
+    atlas.store.queries; the pool sets it on every connection it makes): `conn.execute` and
+    `conn.cursor()` both make one of these. What is timed is the execute (the statement's round
+    trip and its result's transfer); a failed statement is observed too."""
+
+    def execute(
+        self,
+        query: Any,  # Any: Cursor.execute is overloaded (templates take no params)
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        timings: QueryTimings | None = getattr(self.connection, "query_timings", None)
+        if type(query) is not NamedSQL or timings is None:
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        start = perf_counter()
+        try:
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        finally:
+            timings[query.name](perf_counter() - start)
+
+    def executemany(self, query: Query, params_seq: Iterable[Params], *, returning: bool = False) -> None:
+        timings: QueryTimings | None = getattr(self.connection, "query_timings", None)
+        if type(query) is not NamedSQL or timings is None:
+            return super().executemany(query, params_seq, returning=returning)
+        start = perf_counter()
+        try:
+            return super().executemany(query, params_seq, returning=returning)
+        finally:
+            timings[query.name](perf_counter() - start)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -51,6 +88,8 @@ class Connections:
     def __init__(self, url: str, *, pool_size: int) -> None:
         self.url = url
         self.where = redact(url)
+        # atlas_db_query_duration_seconds of the named queries run on this pool's connections.
+        self.query_timings = QueryTimings()
         self._listener: psycopg.Connection[Any] | None = None
         self._listen_lock = threading.Lock()
         try:
@@ -58,7 +97,8 @@ class Connections:
                 url,
                 min_size=1,
                 max_size=max(1, pool_size),
-                kwargs={"row_factory": dict_row},
+                kwargs={"row_factory": dict_row, "cursor_factory": TimedCursor},
+                configure=self._configure,
                 timeout=POOL_TIMEOUT_SECONDS,
                 open=False,
                 name="atlas",
@@ -66,6 +106,9 @@ class Connections:
             self.pool.open(wait=True, timeout=POOL_TIMEOUT_SECONDS)
         except (psycopg.Error, PoolTimeout) as exc:
             raise StoreError(f"cannot connect to {self.where}: {exc}") from exc
+
+    def _configure(self, conn: Conn) -> None:
+        conn.query_timings = self.query_timings  # type: ignore[attr-defined]  # read by TimedCursor
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:

@@ -57,6 +57,7 @@ class PostgresStore(ContentStore, SharedStateStore):
         self.url = url
         self.clock = clock
         self.db = Connections(url, pool_size=pool_size)
+        self.query_timings = self.db.query_timings  # exported by watch_store_locks
         self.migrations_applied = 0
         try:
             if migrate:

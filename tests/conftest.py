@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

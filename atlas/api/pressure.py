@@ -19,7 +19,7 @@ from atlas.errors import StoreError
 from atlas.logging import get_logger
 from atlas.settings import Settings
 from atlas.store.models import MAINTENANCE_KEY
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import AtlasStore
 
 SAMPLE_SECONDS = 1.0
 DRAIN_WINDOW_SECONDS = 60.0
@@ -34,7 +34,7 @@ class Verdict:
 
 
 class Pressure:
-    def __init__(self, settings: Settings, store: SQLiteStore) -> None:
+    def __init__(self, settings: Settings, store: AtlasStore) -> None:
         self.settings, self.store = settings, store
         self.queued = 0
         self.oldest_queued_age = 0.0

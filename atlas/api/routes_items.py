@@ -29,7 +29,7 @@ from atlas.api.services import Services, current_traceparent
 from atlas.engine.items import parse_item
 from atlas.errors import ItemError, StoreError
 from atlas.store.models import EnqueueResult, Item, NewItem
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import AtlasStore
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error} for code in (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 503)
@@ -125,7 +125,7 @@ async def accept_one(svc: Services, body: bytes, idempotency_key: str | None) ->
     }
 
 
-def item_view(store: SQLiteStore, item: Item, full: bool) -> ItemView:
+def item_view(store: AtlasStore, item: Item, full: bool) -> ItemView:
     """The item as the API shows it; `full` adds its attempt history and result (more queries)."""
     history, result = None, None
     if full:

@@ -15,7 +15,7 @@ from opentelemetry.trace import TracerProvider
 from atlas.api.app import create_app
 from atlas.api.keys import create_key
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 from tests.helpers.engine import wait_for
 
 

@@ -7,6 +7,7 @@ what they keep by the narrowest protocol they use.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atlas.errors import StoreError
@@ -60,6 +61,14 @@ def shipped_migrations(backend: str = "sqlite") -> list[tuple[int, str, str]]:
     return migrations()
 
 
+def local_database_dir(settings: Settings) -> Path:
+    """The local directory whose free space the database needs: the SQLite file's, or the data
+    directory where the database is a server elsewhere (PostgreSQL)."""
+    if settings.database_backend == "postgresql":
+        return settings.data_dir
+    return settings.sqlite_path.parent
+
+
 def describe_database(settings: Settings) -> str:
     """The database for messages and reports: the SQLite file, or the URL without its password."""
     if settings.database_backend == "postgresql":
@@ -105,6 +114,7 @@ __all__ = [
     "StatsStore",
     "Store",
     "describe_database",
+    "local_database_dir",
     "open_archive",
     "open_store",
     "shipped_migrations",

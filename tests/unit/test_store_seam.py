@@ -3,8 +3,8 @@
 Every Python module of the product (atlas/ outside atlas/store, exporters/, tools/) is walked:
 an import of sqlite3, psycopg or a backend module (atlas.store.sqlite*, atlas.store.postgres), or
 the text `sqlite3` / `SQLiteStore` / `PostgresStore` / `atlas.store.sqlite` anywhere in it (a
-string handed to a subprocess, a docstring pointing callers at the backend), fails the test with
-file:line. Tests and benchmarks may still use SQLite directly.
+string handed to a subprocess, a docstring pointing callers at the backend), or a string constant
+that is an SQL statement, fails the test with file:line. Tests and benchmarks may still use SQLite directly.
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ SCANNED = ("atlas", "exporters", "tools")
 STORE = ROOT / "atlas" / "store"
 FORBIDDEN_MODULES = re.compile(r"^(sqlite3|psycopg|psycopg_pool|atlas\.store\.(sqlite\w*|postgres))(\.|$)")
 FORBIDDEN_TEXT = re.compile(r"sqlite3|SQLiteStore|PostgresStore|atlas\.store\.(sqlite|postgres)")
+# A string constant that is a statement (messages that name a PRAGMA, "PRAGMA integrity_check: ok",
+# are not): SQL lives in atlas/store's named query files.
+SQL = re.compile(
+    r"^\s*(SELECT\s.*\bFROM\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|CREATE\s+(TABLE|INDEX)\s"
+    r"|PRAGMA\s+\w+\s*(=|\(|;|$))",
+    re.DOTALL,
+)
 
 
 def product_modules() -> list[Path]:
@@ -44,18 +51,18 @@ def imports(tree: ast.AST) -> list[tuple[int, str]]:
 def violations(path: Path, root: Path = ROOT) -> list[str]:
     text = path.read_text(encoding="utf-8")
     where = path.relative_to(root)
-    found = [
-        f"{where}:{line}: imports {name}"
-        for line, name in imports(ast.parse(text, str(path)))
-        if FORBIDDEN_MODULES.match(name)
-    ]
-    found += [
-        f"{where}:{n}: mentions {m.group(0)!r}"
-        for n, line in enumerate(text.splitlines(), 1)
-        for m in [FORBIDDEN_TEXT.search(line)]
-        if m
-    ]
-    return found
+    flagged: dict[int, str] = {}  # one finding per line: the import if it is one
+    tree = ast.parse(text, str(path))
+    for line, name in imports(tree):
+        if FORBIDDEN_MODULES.match(name):
+            flagged.setdefault(line, f"imports {name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.match(node.value):
+            flagged.setdefault(node.lineno, f"holds SQL {node.value.strip()[:40]!r}")
+    for n, line_text in enumerate(text.splitlines(), 1):
+        if n not in flagged and (m := FORBIDDEN_TEXT.search(line_text)):
+            flagged[n] = f"mentions {m.group(0)!r}"
+    return [f"{where}:{n}: {what}" for n, what in sorted(flagged.items())]
 
 
 def test_the_walk_sees_the_product() -> None:
@@ -67,13 +74,17 @@ def test_the_walk_sees_the_product() -> None:
 def test_the_check_finds_what_it_looks_for(tmp_path: Path) -> None:
     bad = tmp_path / "atlas" / "_seam_probe.py"
     bad.parent.mkdir()
-    bad.write_text("import sqlite3\nfrom atlas.store import sqlite\nx = 'SQLiteStore'\n", encoding="utf-8")
+    bad.write_text(
+        "import sqlite3\nfrom atlas.store import sqlite\nx = 'SQLiteStore'\n"
+        "q = 'SELECT n FROM stats_items'\nok = 'PRAGMA integrity_check: ok'\n",
+        encoding="utf-8",
+    )
     found = violations(bad, tmp_path)
     assert found == [
         "atlas/_seam_probe.py:1: imports sqlite3",
         "atlas/_seam_probe.py:2: imports atlas.store.sqlite",
-        "atlas/_seam_probe.py:1: mentions 'sqlite3'",
         "atlas/_seam_probe.py:3: mentions 'SQLiteStore'",
+        "atlas/_seam_probe.py:4: holds SQL 'SELECT n FROM stats_items'",
     ]
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,7 +50,9 @@ def fail(store: SQLiteStore, ids: list[str], token: str, stage: str, error_class
     )
 
 
-def test_gauges_follow_the_store_through_every_transition(store: SQLiteStore) -> None:
+def test_gauges_follow_the_store_through_every_transition(any_store: Any) -> None:
+    """Both backends, through the store's own snapshot (what `atlas exporter` opens)."""
+    store = any_store
     now = [1_000_000.0]
     store.clock = lambda: now[0]
     ids = [r.id for r in store.enqueue([NewItem(kind="url", payload={"n": i}) for i in range(10)])]
@@ -66,7 +69,7 @@ def test_gauges_follow_the_store_through_every_transition(store: SQLiteStore) ->
     fail(store, [claimed[2].id, claimed[3].id], token, "fetch", "HTTPError")
     fail(store, [claimed[4].id], token, "extract", "ParseError")
     now[0] += 100
-    collector = BusinessCollector(stats_opener(store.path), dlq_top_n=1, clock=lambda: now[0])
+    collector = BusinessCollector(lambda: store, dlq_top_n=1, clock=lambda: now[0])
 
     got = scrape(collector)
     assert got[("atlas_exporter_store_up", ())] == 1
@@ -80,13 +83,23 @@ def test_gauges_follow_the_store_through_every_transition(store: SQLiteStore) ->
     assert got[("atlas_items_completed_total", ())] == 5  # 2 done + 3 dead
     assert got[("atlas_contents", ())] == 2 and got[("atlas_contents_size_bytes", ())] == 12
     assert got[("atlas_queue_oldest_item_age_seconds", ())] == 100
-    assert got[("atlas_db_size_bytes", ())] == store.path.stat().st_size
+    if isinstance(store, SQLiteStore):
+        assert got[("atlas_db_size_bytes", ())] == store.path.stat().st_size
+    else:
+        assert got[("atlas_db_size_bytes", ())] > 0 and ("atlas_db_wal_size_bytes", ()) not in got
     assert got[("atlas_maintenance_mode", ())] == 0
     assert by_label(got, "atlas_feeds", "status") == {"active": 0, "failing": 0}
     # No backup yet: 0 = never (backups write kv backup.last; see test_backup_restore.py). Feeds
     # cannot be paused yet, so there is no `paused` series.
     assert got[("atlas_backup_last_success_timestamp_seconds", ())] == 0
     assert got[("atlas_backup_last_size_bytes", ())] == 0
+    store.kv_set("engine.heartbeat.e1", json.dumps({"at": 999_990.0, "status": "healthy", "message": ""}))
+    store.kv_set("engine.heartbeat.e2", "999000")  # an older engine's bare Unix time
+    store.record_backup(999_000.0, 4096, "/b.tar.gz")
+    got = scrape(collector)
+    assert got[("atlas_newest_heartbeat_timestamp_seconds", ())] == 999_990.0
+    assert got[("atlas_backup_last_success_timestamp_seconds", ())] == 999_000.0
+    assert got[("atlas_backup_last_size_bytes", ())] == 4096
 
     # Replay, purge and a retry move the counters exactly like a COUNT(*) would.
     store.dlq_replay(DLQFilter(error_class="ParseError"))

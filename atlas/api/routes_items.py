@@ -15,6 +15,7 @@ from atlas.api.groupcommit import Overloaded
 from atlas.api.guards import ApiError
 from atlas.api.schemas import (
     ID_PATTERN,
+    NO_NUL_PATTERN,
     Accepted,
     AnyItemIn,
     AttemptView,
@@ -260,8 +261,8 @@ def build(svc: Services) -> APIRouter:
     @router.get("", response_model=ItemPage)
     def list_items(
         state: str | None = Query(default=None, pattern="^(queued|leased|done|duplicate|dead)$"),
-        kind: str | None = Query(default=None, max_length=32),
-        source: str | None = Query(default=None, max_length=255),
+        kind: str | None = Query(default=None, max_length=32, pattern=NO_NUL_PATTERN),
+        source: str | None = Query(default=None, max_length=255, pattern=NO_NUL_PATTERN),
         cursor: str | None = Query(
             default=None, pattern=ID_PATTERN, description="next_cursor of the previous page."
         ),

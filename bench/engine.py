@@ -28,8 +28,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atlas.store import SQLiteStore  # noqa: E402
 from atlas.store.models import NewItem  # noqa: E402
+from atlas.store.sqlite import SQLiteStore  # noqa: E402
 
 BATCH = 100
 

@@ -33,10 +33,11 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atlas.store import SQLiteStore  # noqa: E402
 from atlas.store.models import NewItem, Transition  # noqa: E402
+from atlas.store.sqlite import SQLiteStore  # noqa: E402
 from exporters.business import BusinessCollector  # noqa: E402
 from tests.helpers.net import free_port  # noqa: E402
+from tests.helpers.stores import stats_opener  # noqa: E402
 
 HEADERS = {
     "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -100,7 +101,7 @@ def build_store(path: Path, n: int) -> None:
 
 
 def store_read_ms(path: Path, reads: int) -> float:
-    collector = BusinessCollector(path)
+    collector = BusinessCollector(stats_opener(path))
     times = []
     for _ in range(reads):
         started = time.perf_counter()

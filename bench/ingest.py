@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from atlas.api.keys import create_key  # noqa: E402
-from atlas.store import SQLiteStore  # noqa: E402
 from atlas.store.ids import new_id  # noqa: E402
+from atlas.store.sqlite import SQLiteStore  # noqa: E402
 
 CONNECTIONS = 32
 BATCH = 1000

@@ -39,8 +39,8 @@ from atlas.engine.supervisor import Engine  # noqa: E402
 from atlas.pipeline.extract import decode, extract_page  # noqa: E402
 from atlas.reliability.token_bucket import TokenBucket  # noqa: E402
 from atlas.settings import Settings  # noqa: E402
-from atlas.store import SQLiteStore  # noqa: E402
 from atlas.store.models import NewItem  # noqa: E402
+from atlas.store.sqlite import SQLiteStore  # noqa: E402
 from tests.helpers.engine import engine_thread, wait_for  # noqa: E402
 from tests.helpers.origin import Origin, running_origin  # noqa: E402
 

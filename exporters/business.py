@@ -1,9 +1,9 @@
 """Business gauges read from the store at scrape time, correct when the API and engine are down.
 
-Every read is an index seek or a read of a small counter table kept in the same transaction as
-each change (triggers of migration 0003_stats; inserts count themselves, atlas.store.sqlite_items),
-never a scan of items or contents, so a scrape costs the same at 1,000,000 items as at 1,000. All
-store reads of one scrape run in one read transaction: the figures are a snapshot.
+The figures come from the store's read-only snapshot (StatsStore.stats_snapshot): maintained
+counters and index seeks in one read transaction, so a scrape costs the same at 1,000,000 items as
+at 1,000 and the figures are consistent. The store is opened without migrating and reopened after
+a failure, so the exporter reports store_up 0 while the database is missing and recovers by itself.
 
 What it reads besides the counters:
 - Last backup: `atlas-ops backup create` (and scheduled backups) write kv key `backup.last` = JSON
@@ -25,28 +25,22 @@ What it reads besides the counters:
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from atlas.engine.pool import parse_heartbeat
+from atlas.errors import AtlasError
 from atlas.logging import get_logger
 from atlas.observability.metrics import family
-from atlas.store.models import BACKUP_KEY, HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
+from atlas.store.models import BACKUP_KEY, MAINTENANCE_KEY, StoreStats
+from atlas.store.protocols import StatsStore
 
 FEED_STATUSES = ("active", "failing")
-
-# The same definition the API's backpressure uses (atlas.api.pressure, queries.sql
-# oldest_queued): time since acceptance of the oldest queued item, one seek on the partial index
-# items_queued_created (migration 0002_api) whatever the queue's length.
-OLDEST_QUEUED_SQL = "SELECT min(created_at) FROM items WHERE state = 'queued'"
 
 
 def _beat_at(value: str) -> float:
@@ -57,115 +51,29 @@ def _beat_at(value: str) -> float:
         return 0.0
 
 
-class StoreSnapshot:
-    """What one scrape read from the store."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str, int]] = []
-        self.dlq: list[tuple[str, str, int]] = []
-        self.oldest_queued_at: float | None = None
-        self.completed = 0
-        self.contents = 0
-        self.content_bytes = 0
-        self.kv: dict[str, str] = {}
-        self.feeds: dict[str, int] = {}
-        self.heartbeat_at = 0.0
-
-
 class StoreReader:
-    """A read-only view of the SQLite store on its own connection (never migrates or creates it)."""
+    """The store's snapshot, opened on first use and again after any failure (never migrated)."""
 
-    def __init__(self, path: Path, busy_timeout_ms: int = 1000) -> None:
-        self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
-        self._conn: sqlite3.Connection | None = None
-        self._inode: tuple[int, int] | None = None
+    def __init__(self, opener: Callable[[], StatsStore]) -> None:
+        self.opener = opener
+        self._store: StatsStore | None = None
 
-    def _connect(self) -> sqlite3.Connection:
-        # A restore replaces the database file: an open connection would keep reading the old,
-        # unlinked one forever, so the file's identity is checked every scrape (one stat call).
+    def read(self) -> StoreStats:
+        """One snapshot. Raises AtlasError (DatabaseNotReady, StoreError); the store is dropped."""
         try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            self.close()
-            raise sqlite3.OperationalError(f"unable to open database file: {exc}") from exc
-        if self._conn is not None and self._inode != (st.st_dev, st.st_ino):
-            self.close()
-        if self._conn is None:
-            self._inode = (st.st_dev, st.st_ino)
-            # mode=rw: a missing database is an error (store down), never a new empty file.
-            conn = sqlite3.connect(
-                f"{Path(self.path).resolve().as_uri()}?mode=rw",  # as_uri escapes ?, # and % in the path
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=self.busy_timeout_ms / 1000,
-            )
-            conn.execute("PRAGMA query_only = ON")
-            self._conn = conn
-        return self._conn
-
-    def read(self) -> StoreSnapshot:
-        """One consistent snapshot. Raises sqlite3.Error; the connection is dropped on error."""
-        snap = StoreSnapshot()
-        try:
-            conn = self._connect()
-            conn.execute("BEGIN")
-            try:
-                snap.items = conn.execute("SELECT state, kind, n FROM stats_items").fetchall()
-                snap.dlq = conn.execute(
-                    "SELECT stage, error_class, n FROM stats_dlq WHERE n > 0"
-                    " ORDER BY n DESC, stage, error_class"
-                ).fetchall()
-                snap.oldest_queued_at = conn.execute(OLDEST_QUEUED_SQL).fetchone()[0]
-                snap.completed = conn.execute("SELECT coalesce(max(seq), 0) FROM completions").fetchone()[0]
-                row = conn.execute("SELECT n, bytes FROM stats_contents WHERE id = 1").fetchone()
-                if row is not None:
-                    snap.contents, snap.content_bytes = row
-                snap.feeds = _feeds(conn)
-                # kv is a handful of rows (maintenance, backup, one heartbeat per engine).
-                # Engines write JSON ({"at", "status", "message"}; older ones a bare Unix time):
-                # parse_heartbeat reads both, as the health checks do.
-                beats = conn.execute(
-                    "SELECT value FROM kv WHERE substr(key, 1, ?) = ?",
-                    (len(HEARTBEAT_KEY_PREFIX), HEARTBEAT_KEY_PREFIX),
-                ).fetchall()
-                snap.heartbeat_at = max((_beat_at(v) for (v,) in beats), default=0.0)
-                snap.kv = dict(
-                    conn.execute(
-                        "SELECT key, value FROM kv WHERE key IN (?, ?)", (BACKUP_KEY, MAINTENANCE_KEY)
-                    ).fetchall()
-                )
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.Error:
+            if self._store is None:
+                self._store = self.opener()
+            return self._store.stats_snapshot()
+        except AtlasError:
             self.close()
             raise
-        return snap
 
     def close(self) -> None:
-        if self._conn is not None:
+        if self._store is not None:
             try:
-                self._conn.close()
+                self._store.close()
             finally:
-                self._conn = None
-
-
-def _feeds(conn: sqlite3.Connection) -> dict[str, int]:
-    try:
-        rows = conn.execute("SELECT failures > 0, count(*) FROM feeds GROUP BY 1").fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):  # a store from before migration 0004
-            return {}
-        raise
-    return {("failing" if failing else "active"): n for failing, n in rows}
-
-
-def _file_size(path: Path) -> float | None:
-    try:
-        return float(path.stat().st_size)
-    except OSError:
-        return None
+                self._store = None
 
 
 def _maintenance_on(raw: str | None) -> bool:
@@ -206,17 +114,16 @@ class BusinessCollector(Collector):
 
     def __init__(
         self,
-        db_path: Path,
+        opener: Callable[[], StatsStore],
         *,
         dlq_top_n: int = 20,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.db_path = db_path
         self.dlq_top_n = dlq_top_n
         self.clock = clock
         self.timer = timer
-        self.reader = StoreReader(db_path)
+        self.reader = StoreReader(opener)
         # Scrapes may overlap (threaded HTTP server); the reader's connection serves one at a time.
         self._lock = threading.Lock()
         self._last_error: str | None = None
@@ -226,10 +133,10 @@ class BusinessCollector(Collector):
         with self._lock:
             started = self.timer()
             try:
-                snap: StoreSnapshot | None = self.reader.read()
+                snap: StoreStats | None = self.reader.read()
                 error = None
-            except sqlite3.Error as exc:
-                snap, error = None, f"{self.db_path}: {exc}"
+            except AtlasError as exc:
+                snap, error = None, str(exc)
             duration = self.timer() - started
         if error != self._last_error:  # log changes of state, not every failing scrape
             if error:
@@ -244,20 +151,17 @@ class BusinessCollector(Collector):
         took.add_metric((), duration)
         yield from (up, took)
 
-        for name, path in (
-            ("atlas_db_size_bytes", self.db_path),
-            ("atlas_db_wal_size_bytes", Path(f"{self.db_path}-wal")),
-        ):
-            size = _file_size(path)
+        if snap is not None:
+            yield from self._store_families(snap)
+
+    def _store_families(self, snap: StoreStats) -> Iterator[Metric]:
+        sizes = (("atlas_db_size_bytes", snap.db_bytes), ("atlas_db_wal_size_bytes", snap.wal_bytes))
+        for name, size in sizes:
             if size is not None:
                 fam = family(name)
                 fam.add_metric((), size)
                 yield fam
 
-        if snap is not None:
-            yield from self._store_families(snap)
-
-    def _store_families(self, snap: StoreSnapshot) -> Iterator[Metric]:
         items = family("atlas_items")
         for state, kind, n in snap.items:
             items.add_metric((state, kind), n)
@@ -310,5 +214,7 @@ class BusinessCollector(Collector):
         yield since
 
         heartbeat = family("atlas_newest_heartbeat_timestamp_seconds")
-        heartbeat.add_metric((), snap.heartbeat_at)
+        # Engines write JSON ({"at", "status", "message"}; older ones a bare Unix time):
+        # parse_heartbeat reads both, as the health checks do.
+        heartbeat.add_metric((), max((_beat_at(v) for v in snap.heartbeats), default=0.0))
         yield heartbeat

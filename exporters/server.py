@@ -23,6 +23,7 @@ from atlas.errors import ConfigError
 from atlas.observability.metrics import family
 from atlas.ops.sdnotify import Liveness, Notifier, Watchdog, loop_alive
 from atlas.settings import Settings
+from atlas.store import open_store
 from exporters.business import BusinessCollector
 from exporters.collectors import kernel, net
 from exporters.collectors.base import NodeCollector, Part
@@ -127,7 +128,11 @@ def build_registry(settings: Settings, *, commit: str | None = None) -> Collecto
     if "services" not in disabled:
         registry.register(ServiceProcessCollector(settings.data_dir, settings.exporter_procfs))
     if "business" not in disabled:
-        registry.register(BusinessCollector(settings.sqlite_path, dlq_top_n=settings.exporter_dlq_top_n))
+        registry.register(
+            BusinessCollector(
+                partial(open_store, settings, migrate=False), dlq_top_n=settings.exporter_dlq_top_n
+            )
+        )
     registry.register(DataDirCollector(settings.data_dir, settings.memory_budget_bytes))
     return registry
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,9 +108,27 @@ def any_store(store_factory: StoreFactory) -> Any:
     return store_factory()
 
 
+# ATLAS_TEST_SETTINGS_BACKEND=postgres points the `settings` fixture (and so every stack built
+# from it: running_api, processes) at the session's PostgreSQL database, emptied per test: how
+# the API tests are run against PostgreSQL until every stack fixture is parametrised (issue 17).
+SETTINGS_BACKEND = os.environ.get("ATLAS_TEST_SETTINGS_BACKEND", "sqlite")
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, core_metrics_port=0, db_synchronous="NORMAL")
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    base = Settings(data_dir=tmp_path, core_metrics_port=0, db_synchronous="NORMAL")
+    if SETTINGS_BACKEND != "postgres":
+        return base
+    url = request.getfixturevalue("postgres_url")
+    from atlas.store.postgres import PostgresStore
+    from tests.helpers.postgres import wipe
+
+    pg = PostgresStore(url, pool_size=1)
+    try:
+        wipe(pg)
+    finally:
+        pg.close()
+    return base.replace(database_url=url, db_pool_size=4)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from atlas.api.services import Services
 from atlas.errors import ConfigError
 from atlas.observability.metrics import ApiMetrics, watch_store_locks
 from atlas.settings import Settings
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import AtlasStore
 
 
 class AtlasAPI(FastAPI):
@@ -48,7 +48,7 @@ class AtlasAPI(FastAPI):
 
 def create_app(
     settings: Settings,
-    store: SQLiteStore,
+    store: AtlasStore,
     registry: CollectorRegistry | None = None,
     tracer_provider: trace.TracerProvider | None = None,
 ) -> FastAPI:

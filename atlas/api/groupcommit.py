@@ -18,7 +18,7 @@ from typing import Any
 from atlas.errors import StoreError
 from atlas.logging import get_logger
 from atlas.store.models import EnqueueResult, NewItem
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import AtlasStore
 
 MAX_ROWS = 4000
 log = get_logger("atlas.api.commit")
@@ -36,7 +36,7 @@ class Overloaded(StoreError):
 
 
 class GroupCommitter:
-    def __init__(self, store: SQLiteStore, max_pending_rows: int, rows_histogram: Any = None) -> None:
+    def __init__(self, store: AtlasStore, max_pending_rows: int, rows_histogram: Any = None) -> None:
         """`rows_histogram`: atlas_api_commit_batch_rows from the catalog, observed per commit."""
         self.store = store
         self.max_pending_rows = max_pending_rows

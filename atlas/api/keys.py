@@ -24,7 +24,7 @@ from atlas.errors import ItemError, StoreError
 from atlas.logging import get_logger
 from atlas.secrets import KEEP_PREVIOUS, previous_values
 from atlas.settings import Settings
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import AtlasStore
 
 SCOPES = ("ingest", "read", "admin")
 CACHE_SECONDS = 5.0
@@ -57,7 +57,7 @@ def previous_peppers(settings: Settings) -> list[str]:
     return previous_values(settings.secrets.get(KEEP_PREVIOUS["api_key_pepper"]))
 
 
-def create_key(store: SQLiteStore, pepper: str, name: str, scopes: Sequence[str]) -> dict[str, object]:
+def create_key(store: AtlasStore, pepper: str, name: str, scopes: Sequence[str]) -> dict[str, object]:
     """Create a key; the returned dict holds the only copy of the key itself."""
     if not name.strip():
         raise ItemError("name: must not be empty")
@@ -79,7 +79,7 @@ class KeyUsage:
     """Records key use off the request path: `touch` and `rehash` only note what to write (a dict
     update under a lock); a daemon thread writes it in one transaction, woken when there is work."""
 
-    def __init__(self, store: SQLiteStore, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: AtlasStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.clock = store, clock
         self._touched: dict[str, float] = {}  # key id -> clock() of the last touch noted
         self._touches: dict[str, float] = {}  # key id -> wall time, waiting to be written
@@ -150,7 +150,7 @@ class KeyChecker:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: AtlasStore,
         pepper: str,
         clock: Callable[[], float] = time.monotonic,
         previous: Sequence[str] = (),
@@ -163,7 +163,7 @@ class KeyChecker:
         self._cache: dict[str, tuple[float, dict[str, object] | None]] = {}
 
     @classmethod
-    def for_settings(cls, store: SQLiteStore, settings: Settings) -> KeyChecker:
+    def for_settings(cls, store: AtlasStore, settings: Settings) -> KeyChecker:
         return cls(store, settings.api_key_pepper, previous=previous_peppers(settings))
 
     def close(self) -> None:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from atlas.errors import StoreError
 from atlas.logging import get_logger
 from atlas.settings import Settings
+from atlas.store import local_database_dir
 from atlas.store.models import MAINTENANCE_KEY
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import AtlasStore
 
 SAMPLE_SECONDS = 1.0
 DRAIN_WINDOW_SECONDS = 60.0
@@ -34,7 +35,7 @@ class Verdict:
 
 
 class Pressure:
-    def __init__(self, settings: Settings, store: SQLiteStore) -> None:
+    def __init__(self, settings: Settings, store: AtlasStore) -> None:
         self.settings, self.store = settings, store
         self.queued = 0
         self.oldest_queued_age = 0.0
@@ -78,7 +79,7 @@ class Pressure:
         (t0, c0), (t1, c1) = self._samples[0], self._samples[-1]
         self.drain_rate = (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
         try:
-            self.disk_free = shutil.disk_usage(self.settings.sqlite_path.parent).free
+            self.disk_free = shutil.disk_usage(local_database_dir(self.settings)).free
         except OSError:
             self.disk_free = 0
         self.sampled_at = now

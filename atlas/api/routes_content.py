@@ -18,7 +18,7 @@ from atlas.api.schemas import FEED_ID_PATTERN, FeedIn, FeedPage, FeedView, Searc
 from atlas.api.services import Services
 from atlas.engine.items import parse_url
 from atlas.errors import ItemError
-from atlas.store.sqlite_content import CURSOR_PATTERN
+from atlas.store.models import CURSOR_PATTERN
 
 MAX_QUERY_CHARS = 500
 

@@ -15,6 +15,7 @@ from atlas.api.groupcommit import Overloaded
 from atlas.api.guards import ApiError
 from atlas.api.schemas import (
     ID_PATTERN,
+    NO_NUL_PATTERN,
     Accepted,
     AnyItemIn,
     AttemptView,
@@ -29,7 +30,7 @@ from atlas.api.services import Services, current_traceparent
 from atlas.engine.items import parse_item
 from atlas.errors import ItemError, StoreError
 from atlas.store.models import EnqueueResult, Item, NewItem
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import AtlasStore
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error} for code in (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 503)
@@ -125,7 +126,7 @@ async def accept_one(svc: Services, body: bytes, idempotency_key: str | None) ->
     }
 
 
-def item_view(store: SQLiteStore, item: Item, full: bool) -> ItemView:
+def item_view(store: AtlasStore, item: Item, full: bool) -> ItemView:
     """The item as the API shows it; `full` adds its attempt history and result (more queries)."""
     history, result = None, None
     if full:
@@ -260,8 +261,8 @@ def build(svc: Services) -> APIRouter:
     @router.get("", response_model=ItemPage)
     def list_items(
         state: str | None = Query(default=None, pattern="^(queued|leased|done|duplicate|dead)$"),
-        kind: str | None = Query(default=None, max_length=32),
-        source: str | None = Query(default=None, max_length=255),
+        kind: str | None = Query(default=None, max_length=32, pattern=NO_NUL_PATTERN),
+        source: str | None = Query(default=None, max_length=255, pattern=NO_NUL_PATTERN),
         cursor: str | None = Query(
             default=None, pattern=ID_PATTERN, description="next_cursor of the previous page."
         ),

@@ -18,6 +18,7 @@ from atlas.api.guards import ApiError
 from atlas.api.routes_items import ERRORS, item_view
 from atlas.api.schemas import (
     ID_PATTERN,
+    NO_NUL_PATTERN,
     DLQView,
     HealthView,
     MaintenanceIn,
@@ -38,12 +39,12 @@ def build(svc: Services) -> APIRouter:
 
     @router.get("/v1/dlq", response_model=DLQView, tags=["dlq"])
     def dlq(
-        stage: str | None = Query(default=None, max_length=64),
-        error_class: str | None = Query(default=None, max_length=128),
-        host: str | None = Query(default=None, max_length=255),
-        kind: str | None = Query(default=None, max_length=32),
-        source: str | None = Query(default=None, max_length=255),
-        reason: str | None = Query(default=None, max_length=32),
+        stage: str | None = Query(default=None, max_length=64, pattern=NO_NUL_PATTERN),
+        error_class: str | None = Query(default=None, max_length=128, pattern=NO_NUL_PATTERN),
+        host: str | None = Query(default=None, max_length=255, pattern=NO_NUL_PATTERN),
+        kind: str | None = Query(default=None, max_length=32, pattern=NO_NUL_PATTERN),
+        source: str | None = Query(default=None, max_length=255, pattern=NO_NUL_PATTERN),
+        reason: str | None = Query(default=None, max_length=32, pattern=NO_NUL_PATTERN),
         cursor: str | None = Query(
             default=None, pattern=ID_PATTERN, description="next_cursor of the previous page."
         ),

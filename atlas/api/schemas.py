@@ -23,6 +23,10 @@ class _Strict(BaseModel):
 # Item ids (atlas.store.ids) and feed ids ("f_" + an item id): what a cursor may be.
 ID_PATTERN = r"^[0-9a-f]{32}$"
 FEED_ID_PATTERN = r"^f_[0-9a-f]{32}$"
+# Text stored in its own column (source, idempotency key) must not hold NUL: PostgreSQL's text
+# cannot, so on that backend one such item failed its whole group commit with a 503 (issue 17).
+# Refused here on both backends, naming the field, as any other malformed value.
+NO_NUL_PATTERN = r"^[^\x00]*$"
 
 
 def _priority() -> Any:
@@ -33,11 +37,11 @@ class DocumentIn(_Strict):
     content: str = Field(pattern=r"\S", description="The document's text, Markdown or HTML (not blank).")
     content_type: Literal[DOCUMENT_CONTENT_TYPES] = "text/plain"  # type: ignore[valid-type]
     title: str | None = None
-    source: str | None = Field(default=None, max_length=255)
+    source: str | None = Field(default=None, max_length=255, pattern=NO_NUL_PATTERN)
     priority: int = _priority()
     metadata: dict[str, Any] | None = None
     not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255, pattern=NO_NUL_PATTERN)
 
 
 class BatchIn(_Strict):
@@ -128,12 +132,12 @@ class DLQView(BaseModel):
 
 class ReplayIn(_Strict):
     ids: list[str] = Field(default_factory=list, max_length=10_000)
-    stage: str | None = None
-    error_class: str | None = None
-    host: str | None = None
-    kind: str | None = None
-    source: str | None = None
-    reason: str | None = None
+    stage: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
+    error_class: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
+    host: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
+    kind: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
+    source: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
+    reason: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
     dry_run: bool = False
 
 
@@ -187,11 +191,11 @@ class UrlIn(_Strict):
     url: str = Field(
         max_length=2048, pattern=URL_PATTERN, description="An http(s) page to fetch and extract."
     )
-    source: str | None = Field(default=None, max_length=255)
+    source: str | None = Field(default=None, max_length=255, pattern=NO_NUL_PATTERN)
     priority: int = _priority()
     metadata: dict[str, Any] | None = None
     not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255, pattern=NO_NUL_PATTERN)
 
 
 class FeedItemIn(_Strict):
@@ -199,11 +203,11 @@ class FeedItemIn(_Strict):
         max_length=2048, pattern=URL_PATTERN, description="An RSS/Atom feed: read now, then polled."
     )
     poll_interval_seconds: float | None = Field(default=None, ge=60, le=604_800)
-    source: str | None = Field(default=None, max_length=255)
+    source: str | None = Field(default=None, max_length=255, pattern=NO_NUL_PATTERN)
     priority: int = _priority()
     metadata: dict[str, Any] | None = None
     not_before: float | None = Field(default=None, description="Unix time before which not to process it.")
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255, pattern=NO_NUL_PATTERN)
 
 
 class AnyItemIn(RootModel[DocumentIn | UrlIn | FeedItemIn]):

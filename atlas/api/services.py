@@ -11,13 +11,13 @@ from atlas.api.groupcommit import GroupCommitter
 from atlas.api.guards import ApiError, Authenticator
 from atlas.api.pressure import Pressure
 from atlas.settings import Settings
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import AtlasStore
 
 
 @dataclass
 class Services:
     settings: Settings
-    store: SQLiteStore
+    store: AtlasStore
     committer: GroupCommitter
     pressure: Pressure
     auth: Authenticator

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
-from atlas.store import open_store
+from atlas.store import describe_database, open_store
 
 
 @click.group()
@@ -23,14 +23,15 @@ def database() -> None:
 def database_migrate(fmt: str) -> None:
     """Create the database ATLAS_DATA_DIR / ATLAS_DATABASE_URL names, or bring it to this schema."""
     settings = settings_or_exit()
-    existed = settings.sqlite_path.exists()
     store = open_store(settings, migrate=True)
     try:
+        version = store.schema_version()
         report = {
-            "path": str(store.path),
-            "created": not existed,
+            "path": describe_database(settings),
+            # Every migration from the first applied now: the database was new (or empty).
+            "created": store.migrations_applied > 0 and store.migrations_applied == version,
             "migrations_applied": store.migrations_applied,
-            "schema_version": store.schema_version(),
+            "schema_version": version,
         }
     finally:
         store.close()

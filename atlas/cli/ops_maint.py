@@ -17,11 +17,10 @@ from atlas.ops.maintenance import get_mode, set_mode
 from atlas.ops.services import pick_manager
 from atlas.settings import Settings
 from atlas.store import open_store
-from atlas.store.sqlite import SQLiteStore
-from atlas.store.sqlite_maint import optimize, vacuum
+from atlas.store.protocols import AtlasStore
 
 
-def existing_store(settings: Settings) -> SQLiteStore:
+def existing_store(settings: Settings) -> AtlasStore:
     """The store as it is: a missing database or an older schema is an error (DatabaseNotReady,
     exit 2), never a fresh empty installation or a migration (`atlas-ops database migrate` does that)."""
     return open_store(settings, migrate=False)
@@ -132,8 +131,12 @@ def _database_check(settings: Settings, fmt: str) -> None:
 def optimize_cmd(fmt: str) -> None:
     """PRAGMA optimize, ANALYZE and a TRUNCATE WAL checkpoint (safe while Atlas runs)."""
     settings = settings_or_exit()
-    existing_store(settings).close()  # a missing database or an older schema: exit 2, nothing created
-    emit(fmt, optimize(settings.sqlite_path))
+    store = existing_store(settings)  # a missing database or an older schema: exit 2, nothing created
+    try:
+        result = store.optimize()
+    finally:
+        store.close()
+    emit(fmt, result)
 
 
 @database.command("vacuum")
@@ -147,6 +150,9 @@ def vacuum_cmd(fmt: str) -> None:
     maintenance mode.
     """
     settings = settings_or_exit()
-    existing_store(settings).close()  # a missing database or an older schema: exit 2, nothing created
-    result: dict[str, Any] = vacuum(settings.sqlite_path, reserve_bytes=settings.disk_low_water_bytes)
+    store = existing_store(settings)  # a missing database or an older schema: exit 2, nothing created
+    try:
+        result: dict[str, Any] = store.vacuum(reserve_bytes=settings.disk_low_water_bytes)
+    finally:
+        store.close()
     emit(fmt, result)

@@ -89,6 +89,15 @@ def _utf8(text: str, at: str, field: str) -> bytes:
         raise ItemError(f"{at}{field}: not valid Unicode (lone surrogate at character {exc.start})") from None
 
 
+def _column_text(text: str, at: str, field: str) -> None:
+    """A string the store keeps in a column of its own (source, idempotency key): valid UTF-8 and
+    no NUL, which PostgreSQL's text cannot hold. Refused on both backends alike; on PostgreSQL it
+    failed the item's whole group commit with a 503 (issue 17). Payload text is JSON (escaped)."""
+    if (nul := text.find("\x00")) >= 0:
+        raise ItemError(f"{at}{field}: contains a NUL character (at character {nul})")
+    _utf8(text, at, field)
+
+
 def _parse_kind(
     data: dict[str, Any], at: str, kind: str, allowed: set[str], trace_context: str | None
 ) -> NewItem:
@@ -125,7 +134,7 @@ def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
     if source is not None and (not isinstance(source, str) or len(source) > MAX_KEY_CHARS):
         raise ItemError(f"{at}source: expected a string of at most {MAX_KEY_CHARS} characters")
     if source is not None:
-        _utf8(source, at, "source")
+        _column_text(source, at, "source")
     out["source"] = source
     sent = priority = data.get("priority", 0)
     if isinstance(priority, float) and priority.is_integer() and PRIORITY_MIN <= priority <= PRIORITY_MAX:
@@ -153,6 +162,6 @@ def _common(data: dict[str, Any], at: str) -> dict[str, Any]:
             f"{at}idempotency_key: expected a non-empty string of at most {MAX_KEY_CHARS} characters"
         )
     if key is not None:
-        _utf8(key, at, "idempotency_key")
+        _column_text(key, at, "idempotency_key")
     out["idempotency_key"] = key
     return out

@@ -16,7 +16,7 @@ import psutil
 from atlas.engine.pool import parse_heartbeat
 from atlas.settings import Settings
 from atlas.store.models import HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import KVStore
 
 ORDER = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
@@ -30,7 +30,7 @@ class Component:
     message: str
 
 
-def database(store: SQLiteStore) -> Component:
+def database(store: KVStore) -> Component:
     started = time.perf_counter()
     try:
         store.kv_get(MAINTENANCE_KEY)
@@ -56,7 +56,7 @@ def memory() -> Component:
     return Component("memory", status, pct, 90.0, f"{pct:.0f}% of system memory in use")
 
 
-def engine(store: SQLiteStore, lease_seconds: float, now: float | None = None) -> Component:
+def engine(store: KVStore, lease_seconds: float, now: float | None = None) -> Component:
     """The engines' own word on their health (see atlas.engine.pool), from their heartbeats.
 
     The worst engine that beat within a lease counts: one reporting its workers failing makes

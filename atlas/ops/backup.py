@@ -28,10 +28,9 @@ from typing import IO, Any
 
 from atlas import __version__
 from atlas.errors import AtlasError, StoreError
+from atlas.fsutil import fsync_path
 from atlas.settings import Settings
-from atlas.store import open_store
-from atlas.store.sqlite import migrations
-from atlas.store.sqlite_maint import facts, fsync_path, integrity_check, online_copy, schema_version
+from atlas.store import describe_database, open_archive, open_store
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -58,7 +57,7 @@ def sha256_file(path: Path) -> str:
 
 
 def latest_schema() -> int:
-    return max(version for version, _, _ in migrations())
+    return open_archive().latest_schema_version()
 
 
 def _config_members(settings: Settings) -> Iterator[tuple[str, Path]]:
@@ -87,34 +86,38 @@ def create_backup(
     """Write an archive into `out_dir` (default: the backup dir) and return its manifest with "path"
     and "bytes". The archive is verified before the last-backup record (the exporter's gauges) is
     written. Raises BackupError."""
-    db = settings.sqlite_path
-    if not db.is_file():
-        raise BackupError(f"no database at {db}: nothing to back up")
+    try:
+        files = open_archive(settings)
+        live = files.exists()
+    except StoreError as exc:
+        raise BackupError(str(exc)) from exc
+    if not live:
+        raise BackupError(f"no database at {describe_database(settings)}: nothing to back up")
     out = out_dir or settings.backup_path
     out.mkdir(parents=True, exist_ok=True)
     started = clock()
     with tempfile.TemporaryDirectory(dir=out, prefix=".staging-") as tmp:
         copy = Path(tmp) / DB_MEMBER
         try:
-            online_copy(db, copy)
+            files.copy_live(copy)
         except StoreError as exc:
             raise BackupError(f"cannot copy the database: {exc}") from exc
-        problems = integrity_check(copy)
+        problems = files.integrity_problems(copy)
         if problems:
             raise BackupError(f"the database copy failed its integrity check: {'; '.join(problems)}")
-        db_facts = facts(copy)
+        schema_version, items, contents = files.facts(copy)
         members = [(DB_MEMBER, copy), *(_config_members(settings) if full else [])]
         manifest: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "atlas_version": __version__,
-            "schema_version": db_facts.schema_version,
+            "schema_version": schema_version,
             "environment": settings.environment,
             "kind": "full" if full else "database",
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "created_at_unix": started,
-            "items": db_facts.items,
-            "item_total": sum(db_facts.items.values()),
-            "contents": db_facts.contents,
+            "items": items,
+            "item_total": sum(items.values()),
+            "contents": contents,
             "members": {name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for name, p in members},
         }
         n = 0
@@ -253,11 +256,12 @@ def verify_backup(path: Path, *, extract_db_to: Path | None = None, schema: bool
         report.add("checksums", not bad, "; ".join(bad) or f"{len(expected)} member(s) match the manifest")
         if DB_MEMBER not in seen:
             return report
-        problems = integrity_check(db_copy)
+        files = open_archive()
+        problems = files.integrity_problems(db_copy)
         report.add("integrity", not problems, "; ".join(problems) or "PRAGMA integrity_check: ok")
         if problems or not schema:
             return report
-        version, latest = schema_version(db_copy), latest_schema()
+        version, latest = files.schema_version(db_copy), files.latest_schema_version()
         if version != report.manifest.get("schema_version"):
             report.add(
                 "schema",

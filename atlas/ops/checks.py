@@ -13,7 +13,7 @@ from atlas.observability.health import Component
 from atlas.ops.maintenance import get_mode
 from atlas.ops.services import ServiceManager, names
 from atlas.settings import Settings
-from atlas.store import open_store
+from atlas.store import local_database_dir, open_store
 
 # Exit codes by verdict, as monitoring plugins (Nagios, Icinga, Sensu) read them.
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
@@ -36,7 +36,7 @@ def services_component(manager: ServiceManager) -> Component:
 
 def health_report(settings: Settings, manager: ServiceManager | None) -> dict[str, Any]:
     """Every component's status; the report's status is the worst. Never creates a database."""
-    db = settings.sqlite_path
+    db_dir = local_database_dir(settings)
     components: list[Component] = []
     try:
         store = open_store(settings, migrate=False)
@@ -59,7 +59,7 @@ def health_report(settings: Settings, manager: ServiceManager | None) -> dict[st
             ]
         finally:
             store.close()
-    free = shutil.disk_usage(db.parent if db.parent.exists() else settings.data_dir.parent).free
+    free = shutil.disk_usage(db_dir if db_dir.exists() else settings.data_dir.parent).free
     components += [health.disk(free, settings.disk_low_water_bytes), health.memory()]
     if manager is not None:
         components.append(services_component(manager))

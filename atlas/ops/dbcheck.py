@@ -20,8 +20,7 @@ from atlas.monitor.daemon import targets
 from atlas.observability.metrics import CATALOG
 from atlas.ops.monitoring import NothingToScrape, Scrape, scrape_all
 from atlas.settings import Settings
-from atlas.store import open_store
-from atlas.store.sqlite_maint import integrity_check, wal_path
+from atlas.store import describe_database, open_store
 
 EXIT_CODES = {"ok": 0, "warning": 1, "failure": 2}
 # The WAL is checkpointed back to zero by `atlas services` every ATLAS_DB_UPKEEP_INTERVAL_SECONDS and
@@ -130,11 +129,11 @@ def database_report(settings: Settings) -> dict[str, Any]:
     try:
         pages = store.page_facts()
         plans = store.query_plans()
+        problems = store.integrity_problems()
+        wal = store.storage_bytes()["wal"]
     finally:
         store.close()
-    path = settings.sqlite_path
     checks: list[dict[str, Any]] = []
-    problems = integrity_check(path)
     checks.append(
         {
             "name": "integrity",
@@ -143,7 +142,6 @@ def database_report(settings: Settings) -> dict[str, Any]:
             "message": "PRAGMA integrity_check: ok" if not problems else "; ".join(problems),
         }
     )
-    wal = wal_path(path).stat().st_size if wal_path(path).exists() else 0
     checks.append(
         {
             "name": "wal_size",
@@ -182,7 +180,7 @@ def database_report(settings: Settings) -> dict[str, Any]:
     status = max((c["status"] for c in checks), key=lambda s: EXIT_CODES[s])
     return {
         "status": status,
-        "path": str(path),
+        "path": describe_database(settings),
         "checks": checks,
         "pages": pages,
         "wal_bytes": wal,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from atlas.store.models import MAINTENANCE_KEY
-from atlas.store.sqlite import SQLiteStore
+from atlas.store.protocols import KVStore
 
 
 def default_actor() -> str:
@@ -27,7 +27,7 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def get_mode(store: SQLiteStore) -> dict[str, Any]:
+def get_mode(store: KVStore) -> dict[str, Any]:
     raw = store.kv_get(MAINTENANCE_KEY)
     if not raw:
         return {"enabled": False, "reason": None, "since": None, "by": None}
@@ -39,7 +39,7 @@ def get_mode(store: SQLiteStore) -> dict[str, Any]:
 
 
 def set_mode(
-    store: SQLiteStore,
+    store: KVStore,
     enabled: bool,
     *,
     reason: str | None,

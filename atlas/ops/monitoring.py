@@ -24,7 +24,7 @@ from atlas.monitor.health import agent_report
 from atlas.ops.services import ServiceManager
 from atlas.settings import Settings
 from atlas.store import open_store
-from atlas.store.sqlite_ops import RssSample
+from atlas.store.models import RssSample
 
 SCRAPE_TIMEOUT_SECONDS = 3.0
 HOUR_SECONDS = 3600.0

@@ -175,7 +175,8 @@ def running_release() -> str | None:
 def release_migrations(release: Release) -> list[tuple[int, str, str]]:
     """(version, name, sql) of the migrations the release's own code ships (asked of its own
     interpreter, so a wheel-built and a linked release answer alike)."""
-    code = "import json; from atlas.store.sqlite import migrations; print(json.dumps(migrations()))"
+    # Releases from before the store seam (issue 17) lack shipped_migrations: they cannot answer.
+    code = "import json; from atlas.store import shipped_migrations; print(json.dumps(shipped_migrations()))"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     done = subprocess.run(
         [str(release.python), "-P", "-c", code],

@@ -22,15 +22,15 @@ from typing import Any
 
 import psutil
 
+from atlas.errors import StoreError
 from atlas.ops.backup import BackupError, verify_backup
 from atlas.ops.maintenance import default_actor, mode_json, set_mode
 from atlas.ops.pidfiles import read_pid_files
 from atlas.ops.services import SERVICES
 from atlas.ops.services.local import LocalSupervisor
 from atlas.settings import Settings
-from atlas.store import open_store
+from atlas.store import describe_database, open_archive, open_store
 from atlas.store.models import BACKUP_KEY, MAINTENANCE_KEY
-from atlas.store.sqlite_maint import checkpoint, fsync_path, get_kv, online_copy, set_kv
 
 
 def _unmanaged(settings: Settings, managed: dict[str, int]) -> list[str]:
@@ -63,10 +63,12 @@ def restore_backup(
 ) -> dict[str, Any]:
     """Restore `archive` into settings' database; returns what was done. Raises BackupError."""
     by = by or default_actor()
-    db = settings.sqlite_path
-    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        files = open_archive(settings)
+    except StoreError as exc:
+        raise BackupError(str(exc)) from exc
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
-    staged = db.parent / f".{db.name}.restore-{stamp}"
+    staged = files.beside_live(f".{{name}}.restore-{stamp}")
     report = verify_backup(archive, extract_db_to=staged)
     if not report.ok:
         staged.unlink(missing_ok=True)
@@ -85,7 +87,7 @@ def restore_backup(
             config_dir = settings.data_dir / f"restored-config-{stamp}"
             _extract_config(archive, config_dir)
         was_running = [name for name in SERVICES if name in running]
-        if was_running and db.exists():
+        if was_running and files.exists():
             store = open_store(settings, migrate=False)
             try:
                 set_mode(store, True, reason=f"restoring {archive.name}", by=by, clock=clock)
@@ -94,23 +96,18 @@ def restore_backup(
         for name in reversed(was_running):
             supervisor.stop(name)
         pre_restore = None
-        if db.exists():
+        if files.exists():
             # The backup just restored was recorded after its snapshot: carry the record over so
             # the exporter's last-backup gauges do not go back to an older backup (or "never").
-            last = get_kv(db, BACKUP_KEY)
+            last = files.get_kv(files.beside_live("{name}"), BACKUP_KEY)
             if last is not None:
-                set_kv(staged, BACKUP_KEY, last, clock())
-            checkpoint(db)
-            pre_restore = db.with_name(f"{db.name}.pre-restore-{stamp}")
-            online_copy(db, pre_restore)
+                files.set_kv(staged, BACKUP_KEY, last, clock())
+            files.checkpoint_live()
+            pre_restore = files.beside_live(f"{{name}}.pre-restore-{stamp}")
+            files.copy_live(pre_restore)
         reason = f"restored from {archive.name}"
-        set_kv(staged, MAINTENANCE_KEY, mode_json(bool(was_running), reason, by, clock()), clock())
-        fsync_path(staged)
-        # The old database's WAL must not be replayed into the restored file.
-        for suffix in ("-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        os.replace(staged, db)
-        fsync_path(db.parent)
+        files.set_kv(staged, MAINTENANCE_KEY, mode_json(bool(was_running), reason, by, clock()), clock())
+        files.install(staged)
     finally:
         staged.unlink(missing_ok=True)
     restarted = [supervisor.start(name).name for name in was_running]
@@ -122,7 +119,7 @@ def restore_backup(
             store.close()
     return {
         "restored": str(archive),
-        "database": str(db),
+        "database": describe_database(settings),
         "pre_restore_copy": str(pre_restore) if pre_restore else None,
         "config_extracted_to": str(config_dir) if config_dir else None,
         "restarted": restarted,

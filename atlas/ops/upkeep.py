@@ -24,10 +24,8 @@ from atlas.logging import get_logger
 from atlas.ops.pidfiles import read_pid_files
 from atlas.settings import Settings
 from atlas.store import open_store
-from atlas.store.models import DLQFilter
-from atlas.store.sqlite import SQLiteStore
-from atlas.store.sqlite_maint import routine_upkeep
-from atlas.store.sqlite_ops import RssSample
+from atlas.store.models import DLQFilter, RssSample
+from atlas.store.protocols import AtlasStore
 
 log = get_logger("atlas.ops.upkeep")
 
@@ -52,12 +50,13 @@ def sample_rss(data_dir: Path, at: float) -> list[RssSample]:
 
 
 def database_upkeep(
-    settings: Settings, store: SQLiteStore, clock: Callable[[], float] = time.time
+    settings: Settings, store: AtlasStore, clock: Callable[[], float] = time.time
 ) -> dict[str, Any]:
-    """DLQ retention, then PRAGMA optimize and a checkpoint; returns what was done."""
+    """DLQ retention, then the backend's routine upkeep (SQLite: PRAGMA optimize and a
+    checkpoint); returns what was done."""
     before = clock() - settings.dlq_retention_days * 86_400
     purged = store.dlq_purge(DLQFilter(dead_before=before))
-    result: dict[str, Any] = {"dlq_purged": purged, **routine_upkeep(settings.sqlite_path)}
+    result: dict[str, Any] = {"dlq_purged": purged, **store.routine_upkeep()}
     log.info("database upkeep", retention_days=settings.dlq_retention_days, **result)
     return result
 

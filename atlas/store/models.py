@@ -11,6 +11,8 @@ FINAL_STATES = ("done", "duplicate", "dead")
 # Shared keys in the kv table, read by every process.
 MAINTENANCE_KEY = "maintenance"  # JSON {"enabled", "reason", "since"}
 HEARTBEAT_KEY_PREFIX = "engine.heartbeat."  # + engine owner -> Unix time of its last heartbeat
+# A search cursor (rank:seq) as both backends hand it out; the API validates input against it.
+CURSOR_PATTERN = r"^-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?:[0-9]{1,18}$"
 BACKUP_KEY = "backup.last"  # JSON {"finished_at": unix seconds, "bytes", "path"}; the exporter reads it
 
 
@@ -172,3 +174,39 @@ class DLQGroup:
     newest: float
     sample_ids: list[str] = field(default_factory=list)
     sample_message: str | None = None
+
+
+@dataclass(frozen=True)
+class RssSample:
+    at: float
+    service: str
+    pid: int
+    rss_bytes: int
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    detail: str  # the backend's plan text, e.g. SQLite's "SCAN items" or "SEARCH items USING INDEX ..."
+    full_scan: bool  # every row of a table read (directly, or walking an index over all of them)
+
+
+@dataclass
+class StoreStats:
+    """What one exporter scrape reads from the store, in one read transaction (a snapshot).
+
+    Every figure is a maintained counter or an index seek, so the read costs the same at any size.
+    `kv` holds only BACKUP_KEY and MAINTENANCE_KEY; `heartbeats` the raw engine heartbeat values.
+    `db_bytes` / `wal_bytes` are None where the backend has no such file.
+    """
+
+    items: list[tuple[str, str, int]] = field(default_factory=list)  # (state, kind, n)
+    dlq: list[tuple[str, str, int]] = field(default_factory=list)  # (stage, error class, n), biggest first
+    oldest_queued_at: float | None = None
+    completed: int = 0
+    contents: int = 0
+    content_bytes: int = 0
+    kv: dict[str, str] = field(default_factory=dict)
+    feeds: dict[str, int] = field(default_factory=dict)  # active | failing -> n
+    heartbeats: list[str] = field(default_factory=list)
+    db_bytes: float | None = None
+    wal_bytes: float | None = None

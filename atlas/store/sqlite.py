@@ -283,6 +283,9 @@ class SQLiteStore(ContentStore, OpsStore):
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+        reader = getattr(self, "_stats_reader", None)
+        if reader is not None:
+            reader.close()
 
     # -- schema ---------------------------------------------------------------------------------
 

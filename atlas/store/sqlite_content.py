@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from atlas.errors import ItemError
 from atlas.store.ids import new_id
-from atlas.store.models import NewItem, SearchHit
+from atlas.store.models import CURSOR_PATTERN, NewItem, SearchHit
 from atlas.store.queries import load_queries
 from atlas.store.sqlite_items import insert_items, item_row
 
@@ -35,7 +35,6 @@ def fts_query(text: str) -> str | None:
 
 # "rank:seq": readable, and every string of this shape is a valid position (the API states the
 # pattern, so a client can never send a well-formed cursor the store rejects).
-CURSOR_PATTERN = r"^-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?:[0-9]{1,18}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas.errors import StoreError
+from atlas.fsutil import fsync_path
 
 
 @contextmanager
@@ -53,15 +54,6 @@ def online_copy(source: Path, dest: Path) -> None:
         src.backup(dst, pages=-1)
         dst.execute("PRAGMA journal_mode = DELETE")
     fsync_path(dest)
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory (so a rename in it is durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -184,3 +176,59 @@ def routine_upkeep(path: Path, busy_timeout_ms: int = 1000) -> dict[str, int]:
         conn.execute("PRAGMA optimize")
         busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     return {"checkpoint_busy": int(busy), "wal_frames": int(log), "frames_checkpointed": int(done)}
+
+
+class SQLiteArchive:
+    """The DatabaseArchive protocol for SQLite: backups are consistent copies of the file."""
+
+    def __init__(self, live: Path | None) -> None:
+        self._live = live
+
+    @property
+    def live(self) -> Path:
+        if self._live is None:
+            raise StoreError("no live database given: this archive reader only reads backup files")
+        return self._live
+
+    def exists(self) -> bool:
+        return self.live.is_file()
+
+    def beside_live(self, template: str) -> Path:
+        self.live.parent.mkdir(parents=True, exist_ok=True)
+        return self.live.parent / template.format(name=self.live.name)
+
+    def latest_schema_version(self) -> int:
+        from atlas.store.sqlite import migrations  # sqlite imports this module
+
+        return max(version for version, _, _ in migrations())
+
+    def copy_live(self, dest: Path) -> None:
+        online_copy(self.live, dest)
+
+    def checkpoint_live(self) -> None:
+        checkpoint(self.live)
+
+    def integrity_problems(self, path: Path) -> list[str]:
+        return integrity_check(path)
+
+    def facts(self, path: Path) -> tuple[int, dict[str, int], int]:
+        found = facts(path)
+        return found.schema_version, found.items, found.contents
+
+    def schema_version(self, path: Path) -> int:
+        return schema_version(path)
+
+    def get_kv(self, path: Path, key: str) -> str | None:
+        return get_kv(path, key)
+
+    def set_kv(self, path: Path, key: str, value: str, now: float) -> None:
+        set_kv(path, key, value, now)
+
+    def install(self, staged: Path) -> Path:
+        fsync_path(staged)
+        # The old database's WAL must not be replayed into the restored file.
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.live}{suffix}").unlink(missing_ok=True)
+        os.replace(staged, self.live)
+        fsync_path(self.live.parent)
+        return self.live

@@ -8,11 +8,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atlas.store.models import DLQFilter
+from atlas.store import sqlite_maint
+from atlas.store.models import DLQFilter, PlanStep, RssSample, StoreStats
 from atlas.store.queries import load_queries
+from atlas.store.sqlite_stats import StatsReader
 
 OPS = load_queries("atlas.store", "ops.sql")
 # A hard bound on memory samples whatever the settings: a week of one-minute samples of a dozen
@@ -20,23 +22,11 @@ OPS = load_queries("atlas.store", "ops.sql")
 MAX_RSS_ROWS = 200_000
 
 
-@dataclass(frozen=True)
-class RssSample:
-    at: float
-    service: str
-    pid: int
-    rss_bytes: int
-
-
-@dataclass(frozen=True)
-class PlanStep:
-    detail: str  # EXPLAIN QUERY PLAN's text, e.g. "SCAN items" or "SEARCH items USING INDEX ..."
-    full_scan: bool  # every row of a table read (directly, or walking an index over all of them)
-
-
 class OpsStore:
     if TYPE_CHECKING:
         clock: Callable[[], float]
+        path: Path
+        busy_timeout_ms: int
 
         def _read(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
@@ -116,6 +106,42 @@ class OpsStore:
                 details = [str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bound)]
                 plans.append((name, [PlanStep(d, _full_scan(d, details, partial)) for d in details]))
         return plans
+
+    # -- database care (file operations on its own short connections: see sqlite_maint) ----------
+
+    def integrity_problems(self) -> list[str]:
+        return sqlite_maint.integrity_check(self.path)
+
+    def storage_bytes(self) -> dict[str, int]:
+        wal = sqlite_maint.wal_path(self.path)
+        return {
+            "database": self.path.stat().st_size if self.path.exists() else 0,
+            "wal": wal.stat().st_size if wal.exists() else 0,
+        }
+
+    def optimize(self) -> dict[str, int]:
+        return sqlite_maint.optimize(self.path)
+
+    def vacuum(self, *, reserve_bytes: int) -> dict[str, int]:
+        return sqlite_maint.vacuum(self.path, reserve_bytes=reserve_bytes)
+
+    def routine_upkeep(self) -> dict[str, int]:
+        return sqlite_maint.routine_upkeep(self.path)
+
+    def backup_to(self, dest: Path) -> None:
+        sqlite_maint.online_copy(self.path, dest)
+
+    # -- the exporter's snapshot ----------------------------------------------------------------
+
+    def stats_snapshot(self) -> StoreStats:
+        # Its own read-only connection (sqlite_stats): it follows a restore's new file and never
+        # holds the store's per-thread connections in a transaction.
+        reader: StatsReader | None = getattr(self, "_stats_reader", None)
+        if reader is None:
+            # A short busy timeout, as the exporter always had: a scrape must not hang on a lock.
+            reader = StatsReader(self.path, min(self.busy_timeout_ms, 1000))
+            self._stats_reader = reader
+        return reader.read()
 
 
 def _full_scan(detail: str, plan: list[str], partial: set[str]) -> bool:

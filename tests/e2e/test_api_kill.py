@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from atlas.api.keys import create_key
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.api import free_port
 from tests.helpers.engine import wait_for

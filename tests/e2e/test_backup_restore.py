@@ -12,12 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 from exporters.business import BusinessCollector
 from tests.conftest import atlas_env
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port
 from tests.helpers.opscli import atlas_ops, ok_json
+from tests.helpers.stores import stats_opener
 
 
 class Producer:
@@ -100,7 +101,7 @@ def test_backup_during_ingest_restores_every_acknowledged_item_byte_identical(
     assert atlas_ops(env, "backup", "verify", str(archive)).returncode == 0
 
     # The exporter's backup gauges are fed by the backup just taken.
-    families = {m.name: m for m in BusinessCollector(data / "atlas.db").collect()}
+    families = {m.name: m for m in BusinessCollector(stats_opener(data / "atlas.db")).collect()}
     assert families["atlas_backup_last_size_bytes"].samples[0].value == archive.stat().st_size
     assert families["atlas_backup_last_success_timestamp_seconds"].samples[0].value > 0
 
@@ -129,5 +130,5 @@ def test_backup_during_ingest_restores_every_acknowledged_item_byte_identical(
     assert r.status_code == 200
     r = httpx.post(f"{url}/v1/items", json={"content": "after"}, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 202
-    families = {m.name: m for m in BusinessCollector(data / "atlas.db").collect()}
+    families = {m.name: m for m in BusinessCollector(stats_opener(data / "atlas.db")).collect()}
     assert families["atlas_backup_last_size_bytes"].samples[0].value == archive.stat().st_size

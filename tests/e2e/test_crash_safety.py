@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from atlas.store import SQLiteStore
 from atlas.store.models import DLQFilter, NewItem
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.engine import finished, start_core, wait_for
 

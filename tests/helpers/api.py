@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,7 +16,8 @@ from opentelemetry.trace import TracerProvider
 from atlas.api.app import create_app
 from atlas.api.keys import create_key
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
+from atlas.store import open_store
+from atlas.store.sqlite import SQLiteStore
 from tests.helpers.engine import wait_for
 
 
@@ -44,7 +46,7 @@ def serve(app: FastAPI) -> Iterator[str]:
 @dataclass
 class Api:
     url: str
-    store: SQLiteStore
+    store: Any  # SQLiteStore, or PostgresStore under ATLAS_TEST_SETTINGS_BACKEND=postgres
     settings: Settings
     keys: dict[str, str]  # scope -> bearer key
 
@@ -61,7 +63,11 @@ def running_api(
 ) -> Iterator[Api]:
     """`store_class`: the real store or a subclass wrapping a method to inject a fault or a delay;
     `tracer_provider`: handed to create_app (never set globally, which would change later apps)."""
-    store = store_class(settings.sqlite_path, synchronous=settings.db_synchronous)
+    store: Any = (
+        open_store(settings, migrate=True)
+        if settings.database_backend == "postgresql"
+        else store_class(settings.sqlite_path, synchronous=settings.db_synchronous)
+    )
     keys = {
         scope: str(create_key(store, settings.api_key_pepper, f"test-{scope}", [scope])["key"])
         for scope in ("ingest", "read", "admin")

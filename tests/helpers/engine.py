@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from atlas.engine.supervisor import Engine
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import FINAL_STATES
+from atlas.store.sqlite import SQLiteStore
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 
 
 def sql_rows(store: Any, sql: str) -> list[tuple[Any, ...]]:
@@ -30,3 +32,9 @@ def second_handle(store: Any) -> Any:
     from atlas.store.postgres import PostgresStore
 
     return PostgresStore(store.url, pool_size=4, clock=store.clock)
+
+
+def stats_opener(path: Path) -> Callable[[], SQLiteStore]:
+    """What the exporter opens for a data dir, for a database file given directly: the store as it
+    is (no migration, DatabaseNotReady when missing)."""
+    return lambda: SQLiteStore(path, migrate=False)

@@ -111,6 +111,12 @@ def test_atomic_and_oversized_batches_write_nothing(api: Api) -> None:
         (b'{"content": "\xff\xfe"}', 400, "not valid UTF-8"),
         (b'{"content": "x", "extra": 1}', 422, "extra: unknown field"),
         (b'{"content": ["x"]}', 422, "content: expected a string"),
+        # PostgreSQL text cannot hold NUL: refused on both backends, not a 503 for the whole group commit
+        (
+            b'{"content": "x", "source": "a\\u0000b"}',
+            422,
+            "source: contains a NUL character (at character 1)",
+        ),
         (b"[" * 40 + b"]" * 40, 400, "nested deeper than 32"),
         (b'{"content": "' + b"x" * (2 << 20) + b'"}', 413, "larger than"),
     ],

@@ -21,7 +21,7 @@ import pytest
 
 from atlas.api import keys
 from atlas.api.keys import _hash, pepper_id
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import ROOT, atlas_env
 from tests.helpers.api import free_port
 from tests.helpers.engine import wait_for

@@ -10,8 +10,8 @@ import httpx
 from atlas.engine import queue
 from atlas.pipeline.document import content_hash
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, Item, NewItem, Transition
+from atlas.store.sqlite import SQLiteStore
 from tests.helpers.api import running_api
 
 HOLD_SECONDS = 10.0  # the listing's longest hold; the test releases it as soon as ingest answered

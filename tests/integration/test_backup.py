@@ -17,8 +17,8 @@ from atlas.ops.backup import create_backup, list_backups, verify_backup
 from atlas.ops.backup_schedule import load_schedule, prune, run_due, set_schedule
 from atlas.secrets import write_key_file
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import NewItem
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.engine import wait_for
 from tests.helpers.opscli import atlas_ops, ok_json

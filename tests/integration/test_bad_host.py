@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import NewItem
+from atlas.store.sqlite import SQLiteStore
 from tests.helpers.engine import engine_thread, wait_for
 from tests.helpers.origin import Origin, running_origin
 

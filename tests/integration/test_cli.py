@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from atlas.cli.ops import ops
 from atlas.engine import queue
-from atlas.store import SQLiteStore
 from atlas.store.models import ErrorInfo, NewItem
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.engine import finished, start_core, wait_for
 

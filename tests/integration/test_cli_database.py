@@ -12,8 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli.ops import ops
-from atlas.store import SQLiteStore
-from atlas.store.sqlite import _split_sql, migrations
+from atlas.store.sqlite import SQLiteStore, _split_sql, migrations
 
 LATEST = migrations()[-1][0]
 

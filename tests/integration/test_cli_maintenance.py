@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from atlas.api.pressure import Pressure
 from atlas.cli.ops import ops
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 
 
 def test_items_add_is_refused_during_maintenance_and_accepted_after(

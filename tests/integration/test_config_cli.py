@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 
 from atlas import secrets as sec
 from atlas.api.keys import _hash
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import ROOT, atlas_env
 from tests.helpers.api import free_port
 from tests.helpers.engine import wait_for

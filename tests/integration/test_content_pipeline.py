@@ -12,8 +12,8 @@ import pytest
 from atlas.pipeline import build_fetcher
 from atlas.pipeline.feeds import FeedPoller
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import NewItem
+from atlas.store.sqlite import SQLiteStore
 from tests.helpers.engine import engine_thread, finished, wait_for
 from tests.helpers.origin import Origin, origin_resolver, running_origin
 

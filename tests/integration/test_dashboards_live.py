@@ -31,7 +31,7 @@ from atlas.cli.ops import ops
 from atlas.dashboards.boards import MAY_BE_EMPTY, all_dashboards
 from atlas.dashboards.promql import substitute
 from atlas.dashboards.render import HEADER_PX, ROW_PX, WIDTH_PX
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import ROOT, atlas_env, require_program
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port

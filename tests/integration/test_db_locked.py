@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from atlas.engine.supervisor import Engine
 from atlas.errors import StoreError
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import NewItem
+from atlas.store.sqlite import SQLiteStore
 from tests.helpers.api import running_api
 
 BUSY_TIMEOUT_MS = 200  # how long the store waits for the lock before "database is locked"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import NewItem
+from atlas.store.sqlite import SQLiteStore
 from tests.helpers.engine import engine_thread, finished, wait_for
 
 

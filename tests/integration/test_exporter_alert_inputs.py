@@ -8,15 +8,16 @@ import os
 from pathlib import Path
 
 from atlas.engine.pool import heartbeat_value
-from atlas.store import SQLiteStore
 from atlas.store.models import HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
+from atlas.store.sqlite import SQLiteStore
 from exporters.business import BusinessCollector
 from exporters.datadir import DataDirCollector
+from tests.helpers.stores import stats_opener
 from tests.integration.test_exporter_store import scrape
 
 
 def test_heartbeat_and_maintenance_since_follow_the_store(store: SQLiteStore) -> None:
-    collector = BusinessCollector(store.path)
+    collector = BusinessCollector(stats_opener(store.path))
     got = scrape(collector)
     assert got[("atlas_newest_heartbeat_timestamp_seconds", ())] == 0  # no engine: age counts from 1970
     assert ("atlas_maintenance_since_timestamp_seconds", ()) not in got  # off: no series, no age

@@ -18,8 +18,8 @@ from prometheus_client import generate_latest
 
 from atlas.observability.metrics import CATALOG
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import ContentResult, ErrorInfo, NewItem, Transition
+from atlas.store.sqlite import SQLiteStore
 from exporters import build_registry
 from tests.conftest import ROOT, atlas_env, require_program
 from tests.helpers.engine import wait_for

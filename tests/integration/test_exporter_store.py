@@ -6,19 +6,20 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from atlas.ops.pidfiles import pid_file, read_pid_files
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem, Transition
-from atlas.store.sqlite import _split_sql, migrations
+from atlas.store.sqlite import SQLiteStore, _split_sql, migrations
 from exporters import build_registry
 from exporters.business import BusinessCollector
 from exporters.services import ServiceProcessCollector
 from tests.helpers.procfs_tree import add_process, write_tree
+from tests.helpers.stores import stats_opener
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -49,7 +50,9 @@ def fail(store: SQLiteStore, ids: list[str], token: str, stage: str, error_class
     )
 
 
-def test_gauges_follow_the_store_through_every_transition(store: SQLiteStore) -> None:
+def test_gauges_follow_the_store_through_every_transition(any_store: Any) -> None:
+    """Both backends, through the store's own snapshot (what `atlas exporter` opens)."""
+    store = any_store
     now = [1_000_000.0]
     store.clock = lambda: now[0]
     ids = [r.id for r in store.enqueue([NewItem(kind="url", payload={"n": i}) for i in range(10)])]
@@ -66,7 +69,7 @@ def test_gauges_follow_the_store_through_every_transition(store: SQLiteStore) ->
     fail(store, [claimed[2].id, claimed[3].id], token, "fetch", "HTTPError")
     fail(store, [claimed[4].id], token, "extract", "ParseError")
     now[0] += 100
-    collector = BusinessCollector(store.path, dlq_top_n=1, clock=lambda: now[0])
+    collector = BusinessCollector(lambda: store, dlq_top_n=1, clock=lambda: now[0])
 
     got = scrape(collector)
     assert got[("atlas_exporter_store_up", ())] == 1
@@ -80,13 +83,23 @@ def test_gauges_follow_the_store_through_every_transition(store: SQLiteStore) ->
     assert got[("atlas_items_completed_total", ())] == 5  # 2 done + 3 dead
     assert got[("atlas_contents", ())] == 2 and got[("atlas_contents_size_bytes", ())] == 12
     assert got[("atlas_queue_oldest_item_age_seconds", ())] == 100
-    assert got[("atlas_db_size_bytes", ())] == store.path.stat().st_size
+    if isinstance(store, SQLiteStore):
+        assert got[("atlas_db_size_bytes", ())] == store.path.stat().st_size
+    else:
+        assert got[("atlas_db_size_bytes", ())] > 0 and ("atlas_db_wal_size_bytes", ()) not in got
     assert got[("atlas_maintenance_mode", ())] == 0
     assert by_label(got, "atlas_feeds", "status") == {"active": 0, "failing": 0}
     # No backup yet: 0 = never (backups write kv backup.last; see test_backup_restore.py). Feeds
     # cannot be paused yet, so there is no `paused` series.
     assert got[("atlas_backup_last_success_timestamp_seconds", ())] == 0
     assert got[("atlas_backup_last_size_bytes", ())] == 0
+    store.kv_set("engine.heartbeat.e1", json.dumps({"at": 999_990.0, "status": "healthy", "message": ""}))
+    store.kv_set("engine.heartbeat.e2", "999000")  # an older engine's bare Unix time
+    store.record_backup(999_000.0, 4096, "/b.tar.gz")
+    got = scrape(collector)
+    assert got[("atlas_newest_heartbeat_timestamp_seconds", ())] == 999_990.0
+    assert got[("atlas_backup_last_success_timestamp_seconds", ())] == 999_000.0
+    assert got[("atlas_backup_last_size_bytes", ())] == 4096
 
     # Replay, purge and a retry move the counters exactly like a COUNT(*) would.
     store.dlq_replay(DLQFilter(error_class="ParseError"))
@@ -108,13 +121,13 @@ def test_oldest_queued_age_counts_from_acceptance_and_only_queued_items(store: S
     now[0] = 5_060.0
     store.enqueue([NewItem(kind="url", payload={}, priority=-3), NewItem(kind="url", payload={})])
     assert (
-        scrape(BusinessCollector(store.path, clock=lambda: 5_100.0))[
+        scrape(BusinessCollector(stats_opener(store.path), clock=lambda: 5_100.0))[
             ("atlas_queue_oldest_item_age_seconds", ())
         ]
         == 100
     )
     assert [c.priority for c in store.claim("me", 1, 30)] == [9]  # the oldest leaves the queue
-    got = scrape(BusinessCollector(store.path, clock=lambda: 5_100.0))
+    got = scrape(BusinessCollector(stats_opener(store.path), clock=lambda: 5_100.0))
     assert got[("atlas_queue_oldest_item_age_seconds", ())] == 40
 
 
@@ -143,7 +156,7 @@ def test_counters_are_backfilled_when_the_migration_meets_existing_items(tmp_pat
     conn.close()
 
     SQLiteStore(db).close()  # applies 0002_api and 0003_stats, which backfills from the rows above
-    got = scrape(BusinessCollector(db))
+    got = scrape(BusinessCollector(stats_opener(db)))
     items = {(dict(k[1])["state"], dict(k[1])["kind"]): v for k, v in got.items() if k[0] == "atlas_items"}
     assert items == {
         ("queued", "document"): 2,
@@ -164,7 +177,7 @@ def test_a_restored_database_file_is_read_not_the_replaced_one(tmp_path: Path) -
     restored.enqueue([NewItem(kind="document", payload={}) for _ in range(3)])
     live.close()
     restored.close()
-    collector = BusinessCollector(tmp_path / "atlas.db")
+    collector = BusinessCollector(stats_opener(tmp_path / "atlas.db"))
     assert by_label(scrape(collector), "atlas_items", "kind") == {"url": 1}
     os.replace(tmp_path / "restored.db", tmp_path / "atlas.db")
     assert by_label(scrape(collector), "atlas_items", "kind") == {"document": 3}
@@ -217,7 +230,7 @@ def test_feed_subscriptions_are_counted_by_status(store: SQLiteStore) -> None:
     )  # a feed item subscribes its feed (atlas.store.sqlite_items.insert_items)
     with sqlite3.connect(store.path) as conn:
         conn.execute("UPDATE feeds SET failures = 2, last_status = 'error' WHERE url LIKE '%feeds0%'")
-    got = scrape(BusinessCollector(store.path))
+    got = scrape(BusinessCollector(stats_opener(store.path)))
     assert by_label(got, "atlas_feeds", "status") == {
         "active": 2,
         "failing": 1,

@@ -21,7 +21,7 @@ from atlas.cli.ops import ops
 from atlas.pipeline import build_fetcher
 from atlas.pipeline.feeds import FeedPoller
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 from tests.helpers.api import running_api
 
 

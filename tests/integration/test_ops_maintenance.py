@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import NewItem
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.api import running_api
 from tests.helpers.engine import wait_for

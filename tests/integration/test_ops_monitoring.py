@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from atlas.cli.ops import ops
-from atlas.store import SQLiteStore
 from atlas.store.models import ErrorInfo, NewItem, Transition
+from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port

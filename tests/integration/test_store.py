@@ -14,10 +14,9 @@ import pytest
 
 from atlas.engine import queue
 from atlas.errors import StoreError
-from atlas.store import SQLiteStore
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, NewItem, Transition
 from atlas.store.postgres import PostgresStore
-from atlas.store.sqlite import migrations
+from atlas.store.sqlite import SQLiteStore, migrations
 from tests.helpers.stores import second_handle, sql_rows
 
 

@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from atlas.engine import queue
-from atlas.store import SQLiteStore
 from atlas.store.models import Claimed, ContentResult, DLQFilter, ErrorInfo, NewItem
-from atlas.store.sqlite import _split_sql, migrations
+from atlas.store.sqlite import SQLiteStore, _split_sql, migrations
 from tests.conftest import StoreFactory
 from tests.helpers.stores import sql_rows
 

@@ -14,7 +14,7 @@ import pytest
 
 from atlas.errors import DatabaseNotReady
 from atlas.settings import Settings
-from atlas.store import open_backend
+from atlas.store import open_store
 from atlas.store.models import NewItem
 from atlas.store.postgres import PostgresStore
 from atlas.store.postgres.connection import migrations
@@ -120,7 +120,7 @@ def test_compacting_the_counters_folds_delta_rows_and_keeps_the_figures(pg: Post
 
 
 def test_the_factory_opens_postgres_for_a_postgresql_url(pg: PostgresStore, settings: Settings) -> None:
-    store: Any = open_backend(settings.replace(database_url=pg.url, db_pool_size=2), migrate=False)
+    store: Any = open_store(settings.replace(database_url=pg.url, db_pool_size=2), migrate=False)
     try:
         assert isinstance(store, PostgresStore)
         assert store.db.pool.max_size == 2

@@ -10,7 +10,7 @@ from atlas.api.keys import KeyChecker, create_key
 from atlas.api.pressure import Pressure
 from atlas.reliability.token_bucket import TokenBucket
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 
 
 def test_json_depth_counts_brackets_but_not_inside_strings() -> None:

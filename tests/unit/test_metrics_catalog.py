@@ -4,7 +4,7 @@ from atlas.engine.pool import RESTART_REASONS
 from atlas.engine.supervisor import Engine
 from atlas.observability.metrics import CATALOG, EngineMetrics, build
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
+from atlas.store.sqlite import SQLiteStore
 
 
 def test_names_follow_prometheus_conventions() -> None:

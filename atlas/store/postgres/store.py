@@ -29,6 +29,7 @@ from atlas.store.models import (
 )
 from atlas.store.postgres.connection import Conn, Connections
 from atlas.store.postgres.content import ContentStore
+from atlas.store.postgres.ops import PgOpsStore
 from atlas.store.postgres.rows import dlq_where, row_to_item
 from atlas.store.postgres.shared import SharedStateStore
 from atlas.store.queries import load_queries
@@ -40,7 +41,7 @@ DLQ_SAMPLE_IDS = 5
 COMPACT_LOCK_KEY = 0x41746C6174  # pg_try_advisory_xact_lock: one compactor at a time
 
 
-class PostgresStore(ContentStore, SharedStateStore):
+class PostgresStore(ContentStore, SharedStateStore, PgOpsStore):
     """Store protocol on a PostgreSQL database. Thread-safe: every call borrows a pooled connection."""
 
     def __init__(

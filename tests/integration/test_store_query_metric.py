@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from atlas.engine.supervisor import Engine
 from atlas.observability.metrics import watch_store_locks
 from atlas.settings import Settings
-from atlas.store import SQLiteStore
 from atlas.store.models import NewItem
+from atlas.store.sqlite import SQLiteStore
 
 METRIC = "atlas_db_query_duration_seconds"
 

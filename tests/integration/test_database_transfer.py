@@ -153,3 +153,56 @@ def test_an_unreachable_url_or_a_missing_source_exits_2_naming_it(
 
     not_pg = _migrate(source["data_dir"], "--to", "mysql://x@127.0.0.1/atlas")
     assert not_pg.exit_code == 2 and "is not a postgresql:// URL" in not_pg.stderr
+
+
+def test_writes_during_the_copy_are_not_blocked_and_not_half_copied(
+    source: dict[str, Any], empty_target: str
+) -> None:
+    """The source is one snapshot: an item and a kv entry committed while items are being copied
+    (by another connection, as the running API would) reach neither items nor kv, read later."""
+    from atlas.store.postgres import PostgresStore
+    from atlas.store.transfer import copy_sqlite_to_postgres
+
+    writer = SQLiteStore(source["data_dir"] / "atlas.db", synchronous="NORMAL", busy_timeout_ms=2000)
+    written: list[str] = []
+
+    def progress(table: str, done: int, total: int) -> None:
+        if table == "items" and not written:
+            written.append(writer.enqueue([NewItem("document", {"text": "late"})])[0].id)
+            writer.kv_set("written.during.copy", "1")
+
+    try:
+        report = copy_sqlite_to_postgres(
+            source["data_dir"] / "atlas.db", empty_target, force=True, progress=progress
+        )
+        assert report.mismatches == [] and report.tables["items"].rows == 7
+    finally:
+        writer.kv_delete("written.during.copy")
+        writer.close()
+    pg = PostgresStore(empty_target, pool_size=1, migrate=False)
+    try:
+        assert pg.get_item(written[0]) is None and pg.kv_get("written.during.copy") is None
+    finally:
+        pg.close()
+
+
+def test_a_copy_that_differs_from_the_snapshot_exits_1_naming_the_table(
+    source: dict[str, Any], empty_target: str
+) -> None:
+    """A target that changes what it is given (a trigger rewriting kv values) fails verification."""
+    import psycopg
+
+    with psycopg.connect(empty_target, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION test_mangle() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN NEW.value := NEW.value || '!'; RETURN NEW; END $$;"
+            " CREATE TRIGGER test_mangle BEFORE INSERT ON kv FOR EACH ROW EXECUTE FUNCTION test_mangle()"
+        )
+    try:
+        done = _migrate(source["data_dir"], "--to", empty_target, "--force")
+    finally:
+        with psycopg.connect(empty_target, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER test_mangle ON kv; DROP FUNCTION test_mangle()")
+    assert done.exit_code == 1, done.output
+    assert "VERIFY FAILED" in done.stdout and "  kv: " in done.stdout
+    assert "items" not in done.stdout.split("VERIFY FAILED", 1)[1]  # only kv differs

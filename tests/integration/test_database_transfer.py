@@ -11,13 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
-from atlas.api.keys import KeyChecker, create_key
+from atlas.api.keys import create_key
 from atlas.cli.ops import ops
+from atlas.settings import Settings
 from atlas.store.models import MAINTENANCE_KEY, ContentResult, DLQFilter, ErrorInfo, NewItem, Transition
 from atlas.store.sqlite import SQLiteStore
+from tests.helpers.api import running_api
 
 PEPPER = "transfer-test-pepper-0123456789abcdef"
 
@@ -80,7 +83,7 @@ def empty_target(postgres_url: str) -> Iterator[str]:
 
 
 def test_copies_every_state_verifies_and_serves_from_postgres(
-    source: dict[str, Any], empty_target: str
+    source: dict[str, Any], empty_target: str, tmp_path: Path
 ) -> None:
     from atlas.store.postgres import PostgresStore
 
@@ -113,17 +116,28 @@ def test_copies_every_state_verifies_and_serves_from_postgres(
         assert json.loads(pg.kv_get(MAINTENANCE_KEY) or "{}")["reason"] == "moving"
         assert [f["url"] for f in pg.feed_list()] == ["http://127.0.0.1:9/feed.xml"]
         assert pg.stats_snapshot().contents == 1
-        # A key made on SQLite authenticates against the PostgreSQL store (hash and pepper id as is).
-        checker = KeyChecker(pg, PEPPER)
-        try:
-            principal = checker.check(source["key"])
-        finally:
-            checker.close()
-        assert principal is not None and principal.name == "migrated"
         # New items take ids and sequence numbers after the copied ones.
         assert pg.enqueue([NewItem("document", {"text": "after"})])[0].created
     finally:
         pg.close()
+
+    # A key made on SQLite authenticates against an API serving from PostgreSQL (hash and pepper
+    # id copied as they are), and its search finds the copied content.
+    settings = Settings(
+        data_dir=tmp_path,
+        core_metrics_port=0,
+        database_url=empty_target,
+        db_pool_size=2,
+        api_key_pepper=PEPPER,
+    )
+    with running_api(settings) as api:
+        found = httpx.get(
+            f"{api.url}/v1/search",
+            params={"q": "zebra"},
+            headers={"Authorization": f"Bearer {source['key']}"},
+        )
+        assert found.status_code == 200, found.text
+        assert [h["item_id"] for h in found.json()["hits"]] == [ids[0]]
 
     # The target now holds data: refused without --force (exit 2, naming it), replaced with it.
     again = _migrate(source["data_dir"], "--to", empty_target)

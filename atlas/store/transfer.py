@@ -29,9 +29,13 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas.errors import StoreError, TransferRefused
+
+if TYPE_CHECKING:
+    from atlas.store.postgres import PostgresStore
+    from atlas.store.postgres.connection import Conn
 
 BATCH = 1000
 CONNECT_TIMEOUT_SECONDS = 10
@@ -172,7 +176,7 @@ def _open_snapshot(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _open_target(url: str, pool_size: int) -> Any:
+def _open_target(url: str, pool_size: int) -> PostgresStore:
     """The PostgresStore on `url` with the schema created; TransferRefused when it cannot be reached
     (probed with one plain connection first: the pool would keep retrying for half a minute)."""
     import psycopg
@@ -217,10 +221,13 @@ def copy_sqlite_to_postgres(
         target = _open_target(url, pool_size=2)
         try:
             with target.db.transaction() as conn:
+                # Nothing else writes into the target while it is checked and filled.
+                names = ", ".join((*(t.name for t in TABLES), *COUNTERS))
+                conn.execute(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
                 held = [
                     t.name
                     for t in TABLES
-                    if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t.name}) AS x").fetchone()["x"]
+                    if conn.execute(f"SELECT 1 FROM {t.name} LIMIT 1").fetchone() is not None
                 ]
                 if held and not force:
                     raise TransferRefused(
@@ -246,7 +253,7 @@ def copy_sqlite_to_postgres(
 
 
 def _copy_table(
-    conn: Any,
+    conn: Conn,
     source: sqlite3.Connection,
     table: Table,
     total: int,
@@ -288,7 +295,7 @@ def _requeue_if_leased(row: tuple[Any, ...], report: TransferReport) -> tuple[An
     return tuple(fixed)
 
 
-def _verify(target: Any, report: TransferReport) -> None:
+def _verify(target: PostgresStore, report: TransferReport) -> None:
     """Read the committed copy back: rows and checksums per table, items per (state, kind)."""
     from psycopg.rows import tuple_row
 
@@ -296,11 +303,12 @@ def _verify(target: Any, report: TransferReport) -> None:
         for table in TABLES:
             out = report.tables[table.name]
             out.target_rows, out.target_checksum = 0, 0
-            cur = conn.cursor(row_factory=tuple_row)
-            cur.execute(f"SELECT {', '.join(table.columns)} FROM {table.name}")
-            while batch := cur.fetchmany(BATCH):
-                out.target_rows += len(batch)
-                for row in batch:
-                    out.target_checksum = (out.target_checksum + _row_hash(row)) % _MOD
+            # A server-side cursor: a large table is read back in batches, not held in memory whole.
+            with conn.cursor(name=f"atlas_verify_{table.name}", row_factory=tuple_row) as cur:
+                cur.execute(f"SELECT {', '.join(table.columns)} FROM {table.name}")
+                while batch := cur.fetchmany(BATCH):
+                    out.target_rows += len(batch)
+                    for row in batch:
+                        out.target_checksum = (out.target_checksum + _row_hash(row)) % _MOD
     report.target_counts = {k: n for k, n in target.counts().items() if n}
     report.counts = {k: n for k, n in report.counts.items() if n}

@@ -220,3 +220,6 @@ def test_a_copy_that_differs_from_the_snapshot_exits_1_naming_the_table(
     assert done.exit_code == 1, done.output
     assert "VERIFY FAILED" in done.stdout and "  kv: " in done.stdout
     assert "items" not in done.stdout.split("VERIFY FAILED", 1)[1]  # only kv differs
+
+    alone = _migrate(source["data_dir"], "--force")
+    assert alone.exit_code == 2 and "error: --force: only with --to" in alone.stderr

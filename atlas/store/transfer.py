@@ -265,6 +265,8 @@ def _copy_table(
     with conn.cursor().copy(f"COPY {table.name} ({cols}) FROM STDIN") as copy:
         for batch in _source_rows(source, table):
             for row in batch:
+                if any(type(v) is str and "\x00" in v for v in row):
+                    raise _nul_refused(table, row)
                 if table.name == "items":
                     row = _requeue_if_leased(row, report)
                     report.counts[(row[_STATE], row[1])] = report.counts.get((row[_STATE], row[1]), 0) + 1
@@ -281,6 +283,16 @@ def _copy_table(
             f" coalesce((SELECT max({table.serial}) FROM {table.name}), 0) + 1, false)"
         )
     return out
+
+
+def _nul_refused(table: Table, row: tuple[Any, ...]) -> TransferRefused:
+    """SQLite text may hold NUL characters (rows stored before the API refused them); PostgreSQL
+    text cannot. Named so the operator can fix or purge the row: nothing is written."""
+    column = next(c for c, v in zip(table.columns, row, strict=True) if type(v) is str and "\x00" in v)
+    return TransferRefused(
+        f"source: {table.name}.{column} of the row {table.columns[0]}={row[0]!r} holds a NUL character,"
+        " which PostgreSQL text cannot store; nothing was copied"
+    )
 
 
 def _requeue_if_leased(row: tuple[Any, ...], report: TransferReport) -> tuple[Any, ...]:

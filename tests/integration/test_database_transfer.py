@@ -223,3 +223,20 @@ def test_a_copy_that_differs_from_the_snapshot_exits_1_naming_the_table(
 
     alone = _migrate(source["data_dir"], "--force")
     assert alone.exit_code == 2 and "error: --force: only with --to" in alone.stderr
+
+
+def test_a_nul_character_in_the_source_is_refused_naming_the_row(
+    source: dict[str, Any], empty_target: str, tmp_path: Path
+) -> None:
+    """SQLite text may hold NUL, PostgreSQL text cannot: exit 2 naming table, column and row, and
+    the target keeps what it held (one transaction, rolled back)."""
+    s = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    try:
+        s.kv_set("bad\x00key", "v")
+    finally:
+        s.close()
+    done = _migrate(tmp_path, "--to", empty_target, "--force")
+    assert done.exit_code == 2, done.output
+    assert "error: source: kv.key of the row key='bad\\x00key' holds a NUL character" in done.stderr
+    kept = _migrate(source["data_dir"], "--to", empty_target)  # the earlier copy is still there
+    assert kept.exit_code == 2 and "is not empty (rows in items" in kept.stderr

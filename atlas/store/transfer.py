@@ -247,6 +247,8 @@ def copy_sqlite_to_postgres(
             _verify(target, report)
         finally:
             target.close()
+    except sqlite3.Error as exc:  # e.g. text that is not UTF-8: the target was rolled back
+        raise StoreError(f"source: reading {sqlite_path} failed: {exc}; nothing was copied") from exc
     finally:
         source.close()
     return report

@@ -39,6 +39,10 @@ class DatabaseNotReady(StoreError):
     """The database is missing or not at this version's schema; nothing was created or migrated."""
 
 
+class TransferRefused(AtlasError):
+    """`database migrate --to` cannot start: a missing source, an unreachable or non-empty target."""
+
+
 class PipelineError(AtlasError):
     """The engine's pipeline cannot be imported or built."""
 

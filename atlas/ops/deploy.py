@@ -355,8 +355,12 @@ def blue_green(t: Target, release: Release, previous: Release | None, live: int)
         old_workers = t.nginx.switch(idle)
     except AtlasError as exc:
         new.stop("api")
+        # The others run the new release already; `current` points at it (systemd) while the
+        # recorded version stays the previous one: put them back, as after a failed drain.
+        _roll_back_others(t, previous, others, live)
         raise DeployError(
-            f"blue-green to {release.version}: nginx switch failed, traffic stays: {exc}"
+            f"blue-green to {release.version}: nginx switch failed, traffic stays (the others "
+            f"are back on the previous release): {exc}"
         ) from exc
     if not t.nginx.drain(old_workers, t.drain_timeout):
         # The old workers (old upstream) still run: stopping the old color could fail their requests.

@@ -15,7 +15,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -223,3 +223,36 @@ def test_blue_green_starts_the_idle_port_on_the_new_release_switches_then_stops_
     assert (t.prefix.parent / "reloads").read_text() == "reload\n"
     last = dm.history(t.prefix, "prod")[-1]
     assert (last["version"], last["result"], last["backend"]) == (BAD, "failed", "systemd")
+
+
+def test_blue_green_failing_at_or_after_the_switch_puts_current_and_the_others_back(
+    host: Host,
+) -> None:
+    t, sim = host.target, host.sim
+    live, idle = host.blue, host.green
+    others = [n for n in ROLLING_ORDER if n != "api"]
+    undo = [("restart", _unit(n, live), "v1", live) for n in reversed(others)]
+
+    # nginx's reload fails: the include is put back, the new color stops, the others return to v1.
+    refused = replace(t, nginx=Nginx(sim.upstream, reload_command="false"))
+    with pytest.raises(dm.DeployError, match="nginx switch failed, traffic stays"):
+        dm.deploy(refused, "v2", "blue-green", backup=False)
+    calls = sim.changes()
+    assert calls[-len(undo) - 1 :] == [("stop", f"atlas-api@{idle}.service", "v2", live), *undo]
+    assert sim.current() == "v1" and Nginx(sim.upstream).current_port() == live
+
+    # nginx's old workers do not exit (a child of this process stands in as one): switched back.
+    worker = subprocess.Popen(["sleep", "60"])
+    try:
+        master = t.prefix.parent / "nginx.pid"
+        master.write_text(str(os.getpid()))
+        stuck = replace(t, nginx=replace(t.nginx, pid_file=master))  # type: ignore[type-var]
+        with pytest.raises(dm.DeployError, match="traffic switched back"):
+            dm.deploy(stuck, "v2", "blue-green", backup=False)
+    finally:
+        worker.kill()
+        worker.wait()
+    calls = sim.changes()
+    assert calls[-len(undo) - 1 :] == [("stop", f"atlas-api@{idle}.service", "v2", live), *undo]
+    assert sim.current() == "v1" and Nginx(sim.upstream).current_port() == live
+    assert sim.running[f"atlas-api@{live}.service"] == "v1"

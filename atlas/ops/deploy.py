@@ -41,6 +41,7 @@ from atlas.ops.services import (
     names,
     wait_until,
 )
+from atlas.ops.services.systemd import Runner
 from atlas.settings import Settings
 from atlas.store import open_store
 
@@ -70,6 +71,8 @@ class Target:
     log: Callable[[str], None] = field(default=lambda _line: None)
     # systemd: where <prefix>/current pointed before this deployment (what "previous" runs).
     original_current: Path | None = None
+    # systemd: how systemctl is run (None: the real one); tests pass a recorder (no systemd here).
+    systemctl: Runner | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -141,14 +144,15 @@ def color(t: Target, port: int) -> str:
 
 def manager(t: Target, release: Release | None, port: int) -> ServiceManager:
     """A service manager whose starts run `release` (None: the environment running atlas-ops) with
-    the API on `port`. Stopping and status go by the record, whatever release a process runs."""
+    the API on `port`. Stopping and status go by the record, whatever release a process runs.
+    systemd: the units run <prefix>/current/bin/atlas, so a start runs whatever `current` points at
+    then; call `runs_on` just before starting anything (building a manager changes nothing)."""
     settings = replace(t.settings, api_port=port)
     if t.backend == "systemd":
         from atlas.ops.services.systemd import SystemdManager
 
-        root = release.root if release is not None else t.original_current
-        if root is not None:
-            _point_current(t.prefix, root)  # the units run <prefix>/current/bin/atlas
+        if t.systemctl is not None:
+            return SystemdManager(settings, run=t.systemctl)
         return SystemdManager(settings)
     from atlas.ops.services.local import LocalSupervisor
 
@@ -159,6 +163,16 @@ def manager(t: Target, release: Release | None, port: int) -> ServiceManager:
     return LocalSupervisor(settings, env=env, python=python, start_timeout=t.gate_timeout)
 
 
+def runs_on(t: Target, release: Release | None) -> None:
+    """systemd: point <prefix>/current at `release` (None: where it pointed before this deployment)
+    so the next unit (re)start runs it. The local supervisor picks the interpreter per start."""
+    if t.backend != "systemd":
+        return
+    root = release.root if release is not None else t.original_current
+    if root is not None:
+        _point_current(t.prefix, root)
+
+
 def _point_current(prefix: Path, root: Path) -> None:
     link = prefix / "current"
     tmp = prefix / f".current.{os.getpid()}"
@@ -167,12 +181,13 @@ def _point_current(prefix: Path, root: Path) -> None:
     os.replace(tmp, link)  # atomic: a unit starting now runs the old or the new release, never none
 
 
-def gate(t: Target, mgr: ServiceManager, name: str, port: int) -> None:
-    """(Re)start `name` and check it: ready within the gate timeout (the manager's start waits),
-    then its health is not `unhealthy`. Raises ServiceError."""
-    status = mgr.restart(name)
+def gate(t: Target, mgr: ServiceManager, name: str, port: int, *, verb: str = "restart") -> None:
+    """(Re)start `name` (`verb`: restart, or start for a stopped one) and check it: ready within
+    the gate timeout (the manager's start waits), then its health is not `unhealthy`.
+    Raises ServiceError."""
+    status = mgr.start(name) if verb == "start" else mgr.restart(name)
     if status.state != "running":
-        raise ServiceError(f"{name} is {status.state} after its restart: {status.message}")
+        raise ServiceError(f"{name} is {status.state} after its {verb}: {status.message}")
     settings = replace(t.settings, api_port=port)
     if name == "api" and not wait_until(lambda: api_ready(settings, 1.0), t.gate_timeout, 0.2):
         raise ServiceError(
@@ -199,10 +214,12 @@ def roll(t: Target, release: Release, previous: Release | None, services: list[s
         changed.append(name)
         t.log(f"restart {name} on {release.version}")
         try:
+            runs_on(t, release)
             gate(t, manager(t, release, port), name, port)
         except ServiceError as exc:
             back = previous.version if previous else "the previous environment"
             t.log(f"gate failed: {exc}; rolling back {', '.join(reversed(changed))} to {back}")
+            runs_on(t, previous)
             undo = manager(t, previous, port)
             for done in reversed(changed):
                 try:
@@ -274,6 +291,7 @@ def deploy(
         "version": version,
         "from_version": state.get("version"),
         "strategy": strategy,
+        "backend": t.backend,
     }
     started = time.monotonic()
     try:
@@ -323,35 +341,48 @@ def blue_green(t: Target, release: Release, previous: Release | None, live: int)
     t.log(f"start api on {idle} ({color(t, idle)}) from {release.version}")
     try:
         new.stop("api")  # a leftover of an earlier failed attempt
-        gate(t, new, "api", idle)
+        runs_on(t, release)
+        gate(t, new, "api", idle, verb="start")
         smoke(t, idle)
         roll(t, release, previous, others, live)
     except (ServiceError, DeployError, AtlasError) as exc:
         t.log(f"{exc}; stopping {color(t, idle)}, traffic stays on {live}")
         new.stop("api")
+        runs_on(t, previous)  # systemd: a restart of the old color must not run the failed release
         raise DeployError(f"blue-green to {release.version} failed before the switch: {exc}") from exc
     t.log(f"switch traffic to {idle}")
     try:
         old_workers = t.nginx.switch(idle)
     except AtlasError as exc:
         new.stop("api")
+        # The others run the new release already; `current` points at it (systemd) while the
+        # recorded version stays the previous one: put them back, as after a failed drain.
+        _roll_back_others(t, previous, others, live)
         raise DeployError(
-            f"blue-green to {release.version}: nginx switch failed, traffic stays: {exc}"
+            f"blue-green to {release.version}: nginx switch failed, traffic stays (the others "
+            f"are back on the previous release): {exc}"
         ) from exc
     if not t.nginx.drain(old_workers, t.drain_timeout):
         # The old workers (old upstream) still run: stopping the old color could fail their requests.
         t.log(f"nginx's old workers still run after {t.drain_timeout:g}s; switching back to {live}")
         t.nginx.switch(live)
         new.stop("api")
-        undo = manager(t, previous, live)
-        for name in reversed(others):
-            undo.restart(name)
+        _roll_back_others(t, previous, others, live)
         raise DeployError(
             f"blue-green to {release.version}: nginx did not replace its workers within "
             f"{t.drain_timeout:g}s (see nginx's error log); traffic switched back to {live}"
         )
-    manager(t, previous, live).stop("api")  # SIGTERM: uvicorn finishes what it holds
+    manager(t, None, live).stop("api")  # SIGTERM: uvicorn finishes what it holds
     return idle
+
+
+def _roll_back_others(t: Target, previous: Release | None, others: list[str], port: int) -> None:
+    """After a failure past the others' rollout: restart them on `previous` (and point systemd's
+    `current` back at it)."""
+    runs_on(t, previous)
+    undo = manager(t, previous, port)
+    for name in reversed(others):
+        undo.restart(name)
 
 
 def smoke(t: Target, port: int) -> None:

@@ -174,7 +174,19 @@ def running_release() -> str | None:
 
 def release_migrations(release: Release) -> list[tuple[int, str, str]]:
     """(version, name, sql) of the migrations the release's own code ships (asked of its own
-    interpreter, so a wheel-built and a linked release answer alike)."""
+    interpreter, so a wheel-built and a linked release answer alike). A release never changes once
+    prepared (built aside, renamed into place), so the answer is kept for the process's life:
+    a process deploying several times (tests, a long-lived caller) asks each release once."""
+    key = (str(release.root), str(release.meta.get("prepared_at")))
+    if key not in _MIGRATIONS:
+        _MIGRATIONS[key] = _ask_migrations(release)
+    return list(_MIGRATIONS[key])
+
+
+_MIGRATIONS: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+
+
+def _ask_migrations(release: Release) -> list[tuple[int, str, str]]:
     # Releases from before the store seam (issue 17) lack shipped_migrations: they cannot answer.
     code = "import json; from atlas.store import shipped_migrations; print(json.dumps(shipped_migrations()))"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}

@@ -6,7 +6,7 @@ An archive holds, in this order:
                     `list` and `verify` read it without decompressing the rest)
     atlas.db        SQLite: an online, consistent copy of the database (its backup API, never a
                     file copy)
-    atlas.pgdump    PostgreSQL: `pg_dump --format=custom` of one snapshot (atlas.store.postgres.archive)
+    atlas.pgdump    PostgreSQL: `pg_dump --format=custom` of one snapshot
     config/...      with --full: the config directory, encrypted secrets included, never a key file
 
 Restoring is in atlas.ops.restore; schedules and pruning in atlas.ops.backup_schedule.

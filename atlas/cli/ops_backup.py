@@ -68,7 +68,8 @@ def create(kind: str, out: Path | None, fmt: str) -> None:
 @format_option
 @clean_errors
 def verify(path: Path, fmt: str) -> None:
-    """Checksums, PRAGMA integrity_check on an extracted copy, schema compatibility.
+    """Checksums, the database's check (SQLite: PRAGMA integrity_check on an extracted copy;
+    PostgreSQL: pg_restore --list of the dump), schema compatibility.
 
     Exit 0 only when every check passes."""
     if not path.is_file():

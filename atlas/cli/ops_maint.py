@@ -129,7 +129,8 @@ def _database_check(settings: Settings, fmt: str) -> None:
 @format_option
 @clean_errors
 def optimize_cmd(fmt: str) -> None:
-    """PRAGMA optimize, ANALYZE and a TRUNCATE WAL checkpoint (safe while Atlas runs)."""
+    """Fresh planner statistics (safe while Atlas runs): SQLite: PRAGMA optimize, ANALYZE and a
+    TRUNCATE WAL checkpoint; PostgreSQL: ANALYZE of Atlas's tables."""
     settings = settings_or_exit()
     store = existing_store(settings)  # a missing database or an older schema: exit 2, nothing created
     try:
@@ -143,11 +144,12 @@ def optimize_cmd(fmt: str) -> None:
 @format_option
 @clean_errors
 def vacuum_cmd(fmt: str) -> None:
-    """Rebuild the database file to give free pages back; reports bytes reclaimed.
+    """Give free space back; reports bytes reclaimed.
 
-    Refused (exit 1) unless twice the database's size is free with the disk low-water mark
-    (ATLAS_DISK_LOW_WATER_BYTES) to spare. Writers wait for it: run it in a quiet hour or in
-    maintenance mode.
+    SQLite rebuilds the file: refused (exit 1) unless twice the database's size is free with the
+    disk low-water mark (ATLAS_DISK_LOW_WATER_BYTES) to spare, and writers wait for it: run it in
+    a quiet hour or in maintenance mode. PostgreSQL runs VACUUM (ANALYZE) on Atlas's tables:
+    writers go on, dead rows' space becomes reusable, trailing empty pages go back to the disk.
     """
     settings = settings_or_exit()
     store = existing_store(settings)  # a missing database or an older schema: exit 2, nothing created

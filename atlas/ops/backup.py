@@ -1,10 +1,12 @@
 """Backups: create, verify and list `atlas_backup_<UTC timestamp>.tar.gz` archives.
 
 An archive holds, in this order:
-    manifest.json   Atlas version, schema version, environment, created-at, item counts, and the
-                    sha256 and size of every other member (first, so `list` and `verify` read it
-                    without decompressing the rest)
-    atlas.db        an online, consistent copy of the database (SQLite's backup API, never a file copy)
+    manifest.json   Atlas version, schema version, environment, created-at, item counts, the
+                    database backend, and the sha256 and size of every other member (first, so
+                    `list` and `verify` read it without decompressing the rest)
+    atlas.db        SQLite: an online, consistent copy of the database (its backup API, never a
+                    file copy)
+    atlas.pgdump    PostgreSQL: `pg_dump --format=custom` of one snapshot
     config/...      with --full: the config directory, encrypted secrets included, never a key file
 
 Restoring is in atlas.ops.restore; schedules and pruning in atlas.ops.backup_schedule.
@@ -30,11 +32,11 @@ from atlas import __version__
 from atlas.errors import AtlasError, StoreError
 from atlas.fsutil import fsync_path
 from atlas.settings import Settings
-from atlas.store import describe_database, open_archive, open_store
+from atlas.store import DatabaseArchive, describe_database, open_archive, open_store
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-DB_MEMBER = "atlas.db"
+DB_MEMBER = "atlas.db"  # SQLite's; each backend names its own (DatabaseArchive.member)
 ARCHIVE = re.compile(r"^atlas_backup_(\d{8}T\d{6}Z)(?:_\d+)?\.tar\.gz$")
 CHUNK_BYTES = 1 << 20
 
@@ -97,7 +99,7 @@ def create_backup(
     out.mkdir(parents=True, exist_ok=True)
     started = clock()
     with tempfile.TemporaryDirectory(dir=out, prefix=".staging-") as tmp:
-        copy = Path(tmp) / DB_MEMBER
+        copy = Path(tmp) / files.member
         try:
             files.copy_live(copy)
         except StoreError as exc:
@@ -106,9 +108,10 @@ def create_backup(
         if problems:
             raise BackupError(f"the database copy failed its integrity check: {'; '.join(problems)}")
         schema_version, items, contents = files.facts(copy)
-        members = [(DB_MEMBER, copy), *(_config_members(settings) if full else [])]
+        members = [(files.member, copy), *(_config_members(settings) if full else [])]
         manifest: dict[str, Any] = {
             "format": FORMAT_VERSION,
+            "backend": files.backend,
             "atlas_version": __version__,
             "schema_version": schema_version,
             "environment": settings.environment,
@@ -190,11 +193,22 @@ def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
     except ValueError as exc:
         raise BackupError(f"{MANIFEST} is not JSON: {exc}") from None
     members = manifest.get("members") if isinstance(manifest, dict) else None
-    if not isinstance(members, dict) or DB_MEMBER not in members:
-        raise BackupError(f"{MANIFEST} lists no members or no {DB_MEMBER}")
+    try:
+        member = archive_for(manifest).member
+    except StoreError as exc:
+        raise BackupError(f"{MANIFEST}: {exc}") from None
+    if not isinstance(members, dict) or member not in members:
+        raise BackupError(f"{MANIFEST} lists no members or no {member}")
     if manifest.get("format") != FORMAT_VERSION:
         raise BackupError(f"{MANIFEST}: format {manifest.get('format')!r}, this Atlas reads {FORMAT_VERSION}")
     return dict(manifest)
+
+
+def archive_for(manifest: Any) -> DatabaseArchive:
+    """The reader of the database files of the backend a manifest names (SQLite before it named
+    one)."""
+    backend = manifest.get("backend", "sqlite") if isinstance(manifest, dict) else "sqlite"
+    return open_archive(backend=str(backend))
 
 
 def _stream(src: IO[bytes], sink: IO[bytes] | None) -> tuple[str, int]:
@@ -209,18 +223,20 @@ def _stream(src: IO[bytes], sink: IO[bytes] | None) -> tuple[str, int]:
 
 def verify_backup(path: Path, *, extract_db_to: Path | None = None, schema: bool = True) -> VerifyReport:
     """Check an archive: readable, every member's sha256 and size as the manifest says (and no
-    member it does not list), PRAGMA integrity_check on the extracted database, and a schema this
+    member it does not list), the backend's check of the extracted database (SQLite: PRAGMA
+    integrity_check; PostgreSQL: pg_restore --list and the Atlas tables in it), and a schema this
     Atlas can run (not newer than its migrations; `schema=False` skips this one). With
     `extract_db_to`, the verified database is left there (restore swaps in exactly the bytes it
     checked)."""
     report = VerifyReport(path)
     with tempfile.TemporaryDirectory(prefix="atlas-verify-") as tmp:
-        db_copy = extract_db_to or Path(tmp) / DB_MEMBER
+        db_copy = extract_db_to or Path(tmp) / "database"
         seen: dict[str, tuple[str, int]] = {}
         try:
             with tarfile.open(path, "r:gz") as tar:
                 report.manifest = _read_manifest(tar)
                 expected: dict[str, Any] = report.manifest["members"]
+                files = archive_for(report.manifest)
                 manifest_seen = False
                 for info in tar:  # from the start again: the manifest is yielded first
                     if info.name == MANIFEST and not manifest_seen:
@@ -231,7 +247,7 @@ def verify_backup(path: Path, *, extract_db_to: Path | None = None, schema: bool
                         continue
                     src = tar.extractfile(info)
                     assert src is not None
-                    if info.name == DB_MEMBER:
+                    if info.name == files.member:
                         with db_copy.open("wb") as sink:
                             seen[info.name] = _stream(src, sink)
                     else:
@@ -254,14 +270,17 @@ def verify_backup(path: Path, *, extract_db_to: Path | None = None, schema: bool
                     f" manifest {str(want.get('sha256'))[:12]}.../{want.get('bytes')} bytes)"
                 )
         report.add("checksums", not bad, "; ".join(bad) or f"{len(expected)} member(s) match the manifest")
-        if DB_MEMBER not in seen:
+        if files.member not in seen:
             return report
-        files = open_archive()
         problems = files.integrity_problems(db_copy)
-        report.add("integrity", not problems, "; ".join(problems) or "PRAGMA integrity_check: ok")
+        report.add("integrity", not problems, "; ".join(problems) or f"{files.check_name}: ok")
         if problems or not schema:
             return report
-        version, latest = files.schema_version(db_copy), files.latest_schema_version()
+        try:
+            version, latest = files.schema_version(db_copy), files.latest_schema_version()
+        except StoreError as exc:
+            report.add("schema", False, str(exc))
+            return report
         if version != report.manifest.get("schema_version"):
             report.add(
                 "schema",

@@ -130,6 +130,8 @@ def database_report(settings: Settings) -> dict[str, Any]:
         pages = store.page_facts()
         plans = store.query_plans()
         problems = store.integrity_problems()
+        checked = store.integrity_check_name()
+        relations = store.relation_facts()
         wal = store.storage_bytes()["wal"]
     finally:
         store.close()
@@ -139,7 +141,7 @@ def database_report(settings: Settings) -> dict[str, Any]:
             "name": "integrity",
             "status": "failure" if problems else "ok",
             "value": "ok" if not problems else len(problems),
-            "message": "PRAGMA integrity_check: ok" if not problems else "; ".join(problems),
+            "message": f"{checked}: ok" if not problems else "; ".join(problems),
         }
     )
     checks.append(
@@ -183,6 +185,7 @@ def database_report(settings: Settings) -> dict[str, Any]:
         "path": describe_database(settings),
         "checks": checks,
         "pages": pages,
+        "relations": relations,
         "wal_bytes": wal,
         "query_plans": plan_rows,
         "slow_queries": slow_queries(settings),

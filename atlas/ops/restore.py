@@ -5,7 +5,9 @@ Order, when the local supervisor runs services on this data dir:
   2. maintenance on (writes get 503, engines stop claiming), then stop the services: writers, and
      readers too, since they hold the live database's WAL open
   3. keep the current database as atlas.db.pre-restore-<stamp> (an online copy: WAL included)
-  4. atomic swap: rename the staged file over atlas.db (its stale -wal/-shm removed first)
+  4. install the staged copy: on SQLite an atomic rename over atlas.db (its stale -wal/-shm
+     removed first); on PostgreSQL `pg_restore --clean --if-exists --single-transaction` into the
+     configured database (the pre-restore copy of step 3 is then a pg_dump in the data dir)
   5. restart what was running (in maintenance: the staged copy carries the flag), maintenance off
 A process running on the data dir outside the supervisor (a foreground `atlas up`) cannot be
 stopped safely from here: the restore refuses and names it.
@@ -70,6 +72,9 @@ def restore_backup(
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
     staged = files.beside_live(f".{{name}}.restore-{stamp}")
     report = verify_backup(archive, extract_db_to=staged)
+    backend = report.manifest.get("backend", "sqlite")
+    if report.ok and backend != files.backend:
+        report.add("backend", False, f"a {backend} backup cannot be restored into a {files.backend} database")
     if not report.ok:
         staged.unlink(missing_ok=True)
         raise BackupError(f"refusing to restore {archive}: {report.failures()}")

@@ -78,14 +78,19 @@ def describe_database(settings: Settings) -> str:
     return str(settings.sqlite_path)
 
 
-def open_archive(settings: Settings | None = None) -> DatabaseArchive:
+def open_archive(settings: Settings | None = None, *, backend: str | None = None) -> DatabaseArchive:
     """The backup files of the database the settings name (no store is opened); without settings,
-    a reader of archived database files only (`backup verify` of an archive on its own).
+    a reader of archived database files of `backend` only (`backup verify` of an archive on its
+    own: the backend its manifest names). Raises StoreError for a backend it does not know."""
+    backend = backend or (settings.database_backend if settings is not None else "sqlite")
+    if backend == "postgresql":
+        from atlas.store.postgres.archive import PgArchive
 
-    Raises StoreError on PostgreSQL: its backups (pg_dump) are not built yet (issue 17).
-    """
-    if settings is not None and settings.database_backend == "postgresql":
-        raise StoreError("not supported on PostgreSQL yet: backup and restore (pg_dump archives)")
+        if settings is None or settings.database_backend != "postgresql":
+            return PgArchive(None, None)
+        return PgArchive(settings.database_url, settings.data_dir)
+    if backend != "sqlite":
+        raise StoreError(f"unknown database backend {backend!r} (sqlite or postgresql)")
     from atlas.store.sqlite_maint import SQLiteArchive
 
     return SQLiteArchive(None if settings is None else settings.sqlite_path)
@@ -94,12 +99,14 @@ def open_archive(settings: Settings | None = None) -> DatabaseArchive:
 if TYPE_CHECKING:
     # mypy proves both backends satisfy the whole seam: a missing or mistyped method fails lint.
     from atlas.store.postgres import PostgresStore
+    from atlas.store.postgres.archive import PgArchive
     from atlas.store.sqlite import SQLiteStore
     from atlas.store.sqlite_maint import SQLiteArchive
 
     _sqlite: type[AtlasStore] = SQLiteStore
     _postgres: type[AtlasStore] = PostgresStore
     _archive: type[DatabaseArchive] = SQLiteArchive
+    _pg_archive: type[DatabaseArchive] = PgArchive
 
 
 __all__ = [

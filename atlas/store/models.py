@@ -176,6 +176,11 @@ class DLQGroup:
     sample_message: str | None = None
 
 
+# A hard bound on memory samples whatever the settings, on both backends: a week of one-minute
+# samples of a dozen processes is ~120,000 rows of ~40 bytes.
+MAX_RSS_ROWS = 200_000
+
+
 @dataclass(frozen=True)
 class RssSample:
     at: float

@@ -5,8 +5,8 @@ A caller asks for the narrowest protocol it uses (the engine: `QueueStore`; a he
 satisfy (mypy checks it: see the assertions at the end of atlas/store/__init__.py).
 
 Methods are synchronous and thread-safe; each is one transaction unless it says otherwise. Driver
-errors are translated to atlas.errors.StoreError with the cause kept. What a backend cannot do yet
-(SQLite file care on PostgreSQL) raises StoreError("not supported on PostgreSQL yet: ...").
+errors are translated to atlas.errors.StoreError with the cause kept. What a backend cannot do
+raises StoreError naming it.
 """
 
 from __future__ import annotations
@@ -171,6 +171,15 @@ class OpsStore(Protocol):
         """The database's own integrity check; [] when sound, else its findings."""
         ...
 
+    def integrity_check_name(self) -> str:
+        """What integrity_problems checks, for the report (e.g. PRAGMA integrity_check)."""
+        ...
+
+    def relation_facts(self) -> list[dict[str, Any]]:
+        """Per table: bytes of table and indexes, live and dead rows, last vacuum/analyze, where
+        the backend keeps such statistics ([] where it does not: SQLite)."""
+        ...
+
     def storage_bytes(self) -> dict[str, int]:
         """`database` and `wal`: bytes on disk (wal 0 where the backend has none)."""
         ...
@@ -200,7 +209,11 @@ class AtlasStore(QueueStore, ContentStore, FeedStore, KeyStore, KVStore, StatsSt
 class DatabaseArchive(Protocol):
     """A backend's database backup files: what `backup create|verify|restore` do to files no store
     has open (the copy in an archive, a restore's staged database). Paths are the backend's own
-    backup format (an SQLite file today)."""
+    backup format: an SQLite file, or a pg_dump custom-format file."""
+
+    backend: str  # "sqlite" or "postgresql": written in the manifest, read back by verify
+    member: str  # the database's member name in an archive (atlas.db, atlas.pgdump)
+    check_name: str  # what integrity_problems checks, for verify's report
 
     def exists(self) -> bool:
         """Whether the live database exists (nothing to back up, nothing to keep, otherwise)."""

@@ -181,6 +181,10 @@ def routine_upkeep(path: Path, busy_timeout_ms: int = 1000) -> dict[str, int]:
 class SQLiteArchive:
     """The DatabaseArchive protocol for SQLite: backups are consistent copies of the file."""
 
+    backend = "sqlite"
+    member = "atlas.db"
+    check_name = "PRAGMA integrity_check"
+
     def __init__(self, live: Path | None) -> None:
         self._live = live
 

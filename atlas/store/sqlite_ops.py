@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atlas.store import sqlite_maint
-from atlas.store.models import DLQFilter, PlanStep, RssSample, StoreStats
+from atlas.store.models import MAX_RSS_ROWS, DLQFilter, PlanStep, RssSample, StoreStats
 from atlas.store.queries import load_queries
 from atlas.store.sqlite_stats import StatsReader
 
 OPS = load_queries("atlas.store", "ops.sql")
-# A hard bound on memory samples whatever the settings: a week of one-minute samples of a dozen
-# processes is ~120,000 rows of ~40 bytes.
-MAX_RSS_ROWS = 200_000
 
 
 class OpsStore:
@@ -111,6 +108,12 @@ class OpsStore:
 
     def integrity_problems(self) -> list[str]:
         return sqlite_maint.integrity_check(self.path)
+
+    def integrity_check_name(self) -> str:
+        return "PRAGMA integrity_check"
+
+    def relation_facts(self) -> list[dict[str, Any]]:
+        return []  # one file: page_facts says what there is to say
 
     def storage_bytes(self) -> dict[str, int]:
         wal = sqlite_maint.wal_path(self.path)

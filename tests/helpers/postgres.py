@@ -93,7 +93,7 @@ class Cluster:
 # faster (TRUNCATE makes new files and syncs them at commit).
 TABLES = (
     "items", "attempts", "contents", "completions", "kv", "api_keys", "fetch_validators", "feeds",
-    "feed_entries", "stats_items", "stats_dlq", "stats_contents",
+    "feed_entries", "rss_samples", "stats_items", "stats_dlq", "stats_contents",
 )  # fmt: skip
 
 

@@ -1,38 +1,36 @@
-"""The exporter's snapshot and the operations surface on PostgreSQL (mixed into PostgresStore).
-
-SQLite's file care (integrity check, WAL checkpoint, VACUUM, the online backup API, memory
-samples, query plans) has no PostgreSQL equivalent here yet: those raise StoreError naming what
-is missing, so `atlas-ops` says so instead of doing something else (issue 17 lists them).
+"""The exporter's snapshot and the operations surface on PostgreSQL (mixed into PostgresStore):
+memory samples, business figures, and (from .care) the database checks and care; backups are
+pg_dump archives (.archive).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlas.errors import StoreError
 from atlas.store.models import (
     BACKUP_KEY,
     HEARTBEAT_KEY_PREFIX,
     MAINTENANCE_KEY,
-    PlanStep,
+    MAX_RSS_ROWS,
     RssSample,
     StoreStats,
 )
+from atlas.store.postgres.care import K, PgCare
 from atlas.store.postgres.connection import Conn
 from atlas.store.queries import load_queries
 
 S = load_queries("atlas.store.postgres", "stats.sql")
 
 
-def _unsupported(what: str) -> StoreError:
-    return StoreError(f"not supported on PostgreSQL yet: {what}")
-
-
-class PgOpsStore:
+class PgOpsStore(PgCare):
     if TYPE_CHECKING:
+        clock: Callable[[], float]
+        url: str
+
+        def _write(self) -> AbstractContextManager[Conn]: ...
 
         def _read(self) -> AbstractContextManager[Conn]: ...
 
@@ -77,26 +75,24 @@ class PgOpsStore:
             row = conn.execute(S["database_bytes"]).fetchone()
         return {"database": int(row["n"]) if row else 0, "wal": 0}
 
-    def rss_record(self, samples: Sequence[RssSample], retain_seconds: float, max_rows: int = 0) -> int:
-        raise _unsupported("memory samples (monitoring analyze --memory)")
+    def rss_record(
+        self, samples: Sequence[RssSample], retain_seconds: float, max_rows: int = MAX_RSS_ROWS
+    ) -> int:
+        """Store `samples` and drop those older than `retain_seconds` or beyond the newest
+        `max_rows`, in one transaction; returns how many old rows were dropped."""
+        with self._write() as conn:
+            if samples:
+                conn.cursor().executemany(K["rss_insert"], [vars(s) for s in samples])
+            params = {"before": self.clock() - retain_seconds, "max_rows": max_rows}
+            return conn.execute(K["rss_prune"], params).rowcount
 
     def rss_history(self, since: float) -> list[RssSample]:
-        raise _unsupported("memory samples (monitoring analyze --memory)")
-
-    def page_facts(self) -> dict[str, int]:
-        raise _unsupported("page facts (system check --database)")
-
-    def query_plans(self) -> list[tuple[str, list[PlanStep]]]:
-        raise _unsupported("query plans (system check --database)")
-
-    def integrity_problems(self) -> list[str]:
-        raise _unsupported("integrity check (system check --database)")
-
-    def optimize(self) -> dict[str, int]:
-        raise _unsupported("database optimize (run ANALYZE; autovacuum does the rest)")
-
-    def vacuum(self, *, reserve_bytes: int) -> dict[str, int]:
-        raise _unsupported("database vacuum (autovacuum runs on its own)")
+        """Every sample taken at or after `since`, by service then time."""
+        with self._read() as conn:
+            return [
+                RssSample(float(r["at"]), str(r["service"]), int(r["pid"]), int(r["rss_bytes"]))
+                for r in conn.execute(K["rss_history"], {"since": since})
+            ]
 
     def routine_upkeep(self) -> dict[str, int]:
         # What PostgreSQL needs from Atlas on a schedule: the counters' delta rows folded back
@@ -104,4 +100,8 @@ class PgOpsStore:
         return {"counters_compacted": int(self.compact_counters())}
 
     def backup_to(self, dest: Path) -> None:
-        raise _unsupported("online backup copy (pg_dump archives)")
+        """A pg_dump (custom format) of the whole database into `dest`, one consistent snapshot
+        taken while other processes keep writing."""
+        from atlas.store.postgres.archive import PgArchive
+
+        PgArchive(self.url, dest.parent).copy_live(dest)

@@ -36,6 +36,8 @@ from atlas.store.queries import load_queries
 from atlas.store.sqlite_items import to_json
 
 Q = load_queries("atlas.store.postgres", "queries.sql")
+# A page of dead items; {where} is dlq_where's clause (every value in it a parameter).
+DLQ_LIST = "SELECT * FROM items WHERE {where} ORDER BY id LIMIT %(limit)s"
 DLQ_SAMPLE_IDS = 5
 # Counter delta rows are folded back into one row per key when compacting (see 0001_init.sql).
 COMPACT_LOCK_KEY = 0x41746C6174  # pg_try_advisory_xact_lock: one compactor at a time
@@ -352,9 +354,7 @@ class PostgresStore(ContentStore, SharedStateStore, PgOpsStore):
             where += " AND id > %(after)s"
             params["after"] = after
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT * FROM items WHERE {where} ORDER BY id LIMIT %(limit)s", {**params, "limit": limit}
-            ).fetchall()
+            rows = conn.execute(DLQ_LIST.format(where=where), {**params, "limit": limit}).fetchall()
         return [row_to_item(r) for r in rows]
 
     def dlq_groups(self, flt: DLQFilter, limit: int = 50) -> list[DLQGroup]:

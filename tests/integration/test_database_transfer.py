@@ -230,6 +230,8 @@ def test_a_nul_character_in_the_source_is_refused_naming_the_row(
 ) -> None:
     """SQLite text may hold NUL, PostgreSQL text cannot: exit 2 naming table, column and row, and
     the target keeps what it held (one transaction, rolled back)."""
+    first = _migrate(source["data_dir"], "--to", empty_target, "--force")  # what the target holds
+    assert first.exit_code == 0, first.output
     s = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
     try:
         s.kv_set("bad\x00key", "v")
@@ -238,5 +240,5 @@ def test_a_nul_character_in_the_source_is_refused_naming_the_row(
     done = _migrate(tmp_path, "--to", empty_target, "--force")
     assert done.exit_code == 2, done.output
     assert "error: source: kv.key of the row key='bad\\x00key' holds a NUL character" in done.stderr
-    kept = _migrate(source["data_dir"], "--to", empty_target)  # the earlier copy is still there
+    kept = _migrate(source["data_dir"], "--to", empty_target)  # the first copy is still there
     assert kept.exit_code == 2 and "is not empty (rows in items" in kept.stderr

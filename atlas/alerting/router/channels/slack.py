@@ -22,8 +22,8 @@ from atlas.alerting.router.channels.base import (
     Outgoing,
     TransientDeliveryError,
     http_status_error,
-    quiet_httpx,
     parse_retry_after,
+    quiet_httpx,
 )
 from atlas.alerting.router.payload import Alert
 from atlas.alerting.router.render import Renderer

@@ -20,8 +20,8 @@ from atlas.alerting.router.channels.base import (
     Outgoing,
     TransientDeliveryError,
     http_status_error,
-    quiet_httpx,
     parse_retry_after,
+    quiet_httpx,
 )
 
 SIGNATURE_HEADER = "X-Atlas-Signature"

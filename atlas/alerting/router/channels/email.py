@@ -133,7 +133,7 @@ class EmailChannel:
             headers += [("In-Reply-To", root), ("References", root)]
         # The parts are base64, whose lines never start with "-": this boundary cannot occur in them.
         boundary = f"=_atlas_{out.dedupe_key[:32]}"
-        lines = [f'Content-Type: multipart/alternative; boundary="{boundary}"', "MIME-Version: 1.0"]
+        lines = [f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"', "MIME-Version: 1.0"]
         lines += [_fold(name, value) for name, value in headers]
         text = self.renderer.render("email_body.txt.j2", n)
         html = self.renderer.render("email_body.html.j2", n)

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     UNIQUE (notification_id, channel)
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(channel, state, group_key, id);
+-- The claim walks a channel's pending rows in id order and stops at its LIMIT; without this index
+-- it sorted every pending row first (~5 ms a claim, under the bookkeeping lock, with 1,000 pending).
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(channel, state, id);
 CREATE INDEX IF NOT EXISTS notifications_received ON notifications(received_at);
 CREATE TABLE IF NOT EXISTS cooldowns (
     channel     TEXT NOT NULL,

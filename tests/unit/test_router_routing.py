@@ -3,14 +3,16 @@ cooldowns per channel and fingerprint inside the accepting transaction."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from atlas.alerting.config import read_alerting
 from atlas.alerting.router.payload import PayloadError, parse_notification
+from atlas.alerting.router.render import OVERRIDE_DIR, Renderer
 from atlas.alerting.router.routing import AlertPolicy, ChannelPolicy, alert_policies, plan
-from atlas.store.outbox import Outbox
+from atlas.store.outbox import _CLAIM, Outbox
 from tests.conftest import ROOT
 from tests.helpers.router import alert, payload
 
@@ -91,3 +93,31 @@ def test_cooldown_holds_a_refire_within_it_but_never_a_status_change(tmp_path: P
         assert skipped and all(d["last_error"].startswith("cooldown") for d in skipped)
     finally:
         box.close()
+
+
+def test_a_claim_walks_pending_deliveries_in_order_without_sorting_them(tmp_path: Path) -> None:
+    """With every pending row sorted first, a claim cost ~5 ms at 1,000 pending, under the lock
+    the bookkeeping commits share (bench/router.py); the index lets it stop at its limit."""
+    box = Outbox(tmp_path / "alert-router.db", synchronous="NORMAL")
+    try:
+        plan_rows = box._db.execute(
+            "EXPLAIN QUERY PLAN " + _CLAIM, {"channel": "c", "now": 0, "lease_until": 1, "limit": 8}
+        ).fetchall()
+    finally:
+        box.close()
+    details = [str(r["detail"]) for r in plan_rows]
+    assert not [d for d in details if "TEMP B-TREE" in d], details
+
+
+def test_an_override_template_edited_after_start_is_not_used_unchecked(tmp_path: Path) -> None:
+    """Templates are checked when the router starts; a file changed later must not be picked up
+    (nor stat'ed on every render, which cost CPU per email)."""
+    override = tmp_path / OVERRIDE_DIR / "email_subject.txt.j2"
+    override.parent.mkdir(parents=True)
+    override.write_text("checked {{ status }}", encoding="utf-8")
+    renderer = Renderer(tmp_path)
+    note = parse_notification(payload("G", [alert("f1")]))
+    assert renderer.render("email_subject.txt.j2", note) == "checked firing"
+    override.write_text("{{ broken", encoding="utf-8")
+    os.utime(override, (override.stat().st_atime + 10, override.stat().st_mtime + 10))
+    assert renderer.render("email_subject.txt.j2", note) == "checked firing"

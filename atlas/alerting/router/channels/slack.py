@@ -23,6 +23,7 @@ from atlas.alerting.router.channels.base import (
     TransientDeliveryError,
     http_status_error,
     parse_retry_after,
+    quiet_httpx,
 )
 from atlas.alerting.router.payload import Alert
 from atlas.alerting.router.render import Renderer
@@ -125,6 +126,7 @@ class SlackChannel:
         self._clock, self._sleep, self._wall = clock, sleep, wall
         self._lock = threading.Lock()
         self._next_allowed = 0.0  # monotonic: no send to this URL before
+        quiet_httpx()
         self._client = httpx.Client(timeout=timeout_seconds, follow_redirects=False)
 
     def send(self, out: Outgoing) -> None:

@@ -21,6 +21,7 @@ from atlas.alerting.router.channels.base import (
     TransientDeliveryError,
     http_status_error,
     parse_retry_after,
+    quiet_httpx,
 )
 
 SIGNATURE_HEADER = "X-Atlas-Signature"
@@ -50,6 +51,7 @@ class WebhookChannel:
         base["Content-Type"] = "application/json"
         if bearer_token:
             base["Authorization"] = f"Bearer {bearer_token}"
+        quiet_httpx()
         self._client = httpx.Client(headers=base, timeout=timeout_seconds, follow_redirects=False)
 
     def payload(self, out: Outgoing) -> dict[str, Any]:

@@ -262,18 +262,18 @@ def main() -> None:
     ratios = {n: rates[n] / one for n in counts}
     print(
         f"processing: {args.items} URL items, {args.latency_ms:g} ms origin latency, 1 worker x "
-        f"{args.concurrency} per process; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
+        f"{args.concurrency} per process; load average before {load_before[0]:.2f},"
+        f" after {os.getloadavg()[0]:.2f}"
     )
     for n in counts:
         print(f"  {n} process(es): {rates[n]:8.1f} items/s  ratio {ratios[n]:.2f}")
     print("ingest (synchronous=FULL on SQLite; PostgreSQL fsync=on):")
     print(f"  floor bare FastAPI 202:       {ing['floor_rps']:8.0f} req/s")
-    for backend in ("sqlite", "postgresql"):
+    for b in ("sqlite", "postgresql"):
+        rps, batch, floor = ing[f"{b}_rps"], ing[f"{b}_batch_items_per_s"], ing[f"{b}_batch_floor"]
         print(
-            f"  {backend:10} single {ing[f'{backend}_rps']:8.0f} req/s (ratio {ing[f'{backend}_rps'] / ing['floor_rps']:.3f});"
-            f" batch {ing[f'{backend}_batch_items_per_s']:8.0f} items/s against raw floor"
-            f" {ing[f'{backend}_batch_floor']:8.0f} (ratio"
-            f" {ing[f'{backend}_batch_items_per_s'] / ing[f'{backend}_batch_floor']:.3f})"
+            f"  {b:10} single {rps:8.0f} req/s (ratio {rps / ing['floor_rps']:.3f});"
+            f" batch {batch:8.0f} items/s against raw floor {floor:8.0f} (ratio {batch / floor:.3f})"
         )
     result: dict[str, Any] = {
         "bench": "scale",

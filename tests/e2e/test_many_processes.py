@@ -4,6 +4,7 @@ acknowledged item ends final exactly once, and the dead engine's leases expire a
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -22,7 +23,9 @@ from tests.helpers.engine import finished, start_core, wait_for
 from tests.helpers.postgres import wipe
 from tests.helpers.stores import sql_rows
 
-ITEMS = 50_000
+# The issue's figure is 50,000; on 2 shared cores that takes minutes (see the report in bench/
+# README "Scaling out"), so the suite runs 10,000 and ATLAS_TEST_MANY_ITEMS=50000 runs the full one.
+ITEMS = int(os.environ.get("ATLAS_TEST_MANY_ITEMS", "10000"))
 BATCH = 500  # items per POST /v1/items/batch
 CLIENTS = 6  # client threads, spread over both APIs
 APIS = 2
@@ -57,12 +60,12 @@ def ingest(urls: list[str], key: str, acked: list[str], refused: list[str]) -> N
         assert not t.is_alive(), "an ingest client hung"
 
 
-def leases_of(store: PostgresStore, pid: int) -> int:
-    """Items leased right now by the engine process `pid` (its owner is host:pid:nonce)."""
+def leases_of(store: PostgresStore, pid: int) -> list[str]:
+    """Ids of the items leased right now by the engine process `pid` (its owner is host:pid:nonce)."""
     rows = sql_rows(
-        store, f"SELECT count(*) FROM items WHERE state = 'leased' AND lease_owner LIKE '%:{pid}:%'"
+        store, f"SELECT id FROM items WHERE state = 'leased' AND lease_owner LIKE '%:{pid}:%' ORDER BY id"
     )
-    return int(rows[0][0])
+    return [str(r[0]) for r in rows]
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -119,13 +122,14 @@ def test_two_apis_and_three_engines_on_one_database_complete_every_item_once(
         # Kill an engine mid-run: once the backlog is partly done and while it holds leases.
         victim = engines[0]
         wait_for(
-            lambda: finished(store) > ITEMS // 10 and leases_of(store, victim.pid) > 0,
+            lambda: finished(store) > ITEMS // 10 and len(leases_of(store, victim.pid)) > 0,
             120,
             "the first engine to hold leases with the backlog partly done",
         )
-        held = leases_of(store, victim.pid)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
+        held = leases_of(store, victim.pid)  # what it held when it died: nobody else can take them yet
+        assert held, "the killed engine held no leases"
         loader.join(timeout=300)
         assert not loader.is_alive()
         ingested = time.monotonic() - started
@@ -135,7 +139,7 @@ def test_two_apis_and_three_engines_on_one_database_complete_every_item_once(
         wait_for(lambda: finished(store) == ITEMS, 300, f"all {ITEMS} items to reach a final state")
         elapsed = time.monotonic() - started
         print(f"\n{ITEMS} items: ingested in {ingested:.1f}s, all final in {elapsed:.1f}s; "
-              f"the killed engine held {held} leases")  # fmt: skip
+              f"the killed engine held {len(held)} leases")  # fmt: skip
         assert all(p.poll() is None for p in procs if p is not victim), "a surviving process died"
     finally:
         stop(procs)
@@ -147,7 +151,9 @@ def test_two_apis_and_three_engines_on_one_database_complete_every_item_once(
     assert set(completions) == set(acked), "an acknowledged item never completed"
     assert max(completions.values()) == 1, "an item completed twice"
     # The killed engine's leases ran out and other engines claimed those items again.
-    expired = sql_rows(store, "SELECT count(DISTINCT item_id) FROM attempts WHERE outcome = 'lease_expired'")
-    assert int(expired[0][0]) > 0
-    assert leases_of(store, victim.pid) == 0
+    for item_id in held:
+        outcomes = [a.outcome for a in store.item_attempts(item_id)]
+        assert "lease_expired" in outcomes, (item_id, outcomes)
+        item = store.get_item(item_id)
+        assert item is not None and item.state == "done", (item_id, item)
     store.close()

@@ -2,8 +2,9 @@
 
 1. Processing: URL items fetched from the tests' local origin (tests.helpers.origin) on 127.0.0.1,
    answering for 20 *.test hosts after `--latency-ms` per response, by real `atlas core` processes
-   (1 worker each, `--concurrency` items at a time, the real web pipeline: guarded fetch,
-   extraction, dedupe, normalise, store) sharing one PostgreSQL database. Politeness is set well
+   (1 worker each, `--concurrency` items at a time, the real guarded fetch only:
+   tests.helpers.pipelines:fetch_only; extraction's CPU would measure the CPUs instead) sharing
+   one PostgreSQL database. Politeness is set well
    above what the run needs so it measures the engines, not the per-host budget. Each run: start
    N processes, warm them up (workers import their stages on their first items), then enqueue
    `--items` URLs at once and time until every one is final. Ratio: items/s over 1 process's.
@@ -57,6 +58,7 @@ from tests.helpers import postgres  # noqa: E402
 from tests.helpers.origin import running_origin  # noqa: E402
 
 HOSTS = [f"s{i}.test" for i in range(20)]
+PIPELINE = "tests.helpers.pipelines:fetch_only"
 
 
 def finished(store: Any) -> int:
@@ -106,7 +108,7 @@ def processing(url: str, n: int, args: argparse.Namespace, origin: Any, tmp: Pat
             env["ATLAS_DATA_DIR"] = str(tmp / f"core{n}-{k}")
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "atlas", "core", "--pipeline", "tests.helpers.pipelines:web"],
+                    [sys.executable, "-m", "atlas", "core", "--pipeline", PIPELINE],
                     env=env,
                     cwd=ROOT,
                     stdout=subprocess.DEVNULL,
@@ -231,7 +233,7 @@ def ingest(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--items", type=int, default=800, help="URL items per processing run")
+    parser.add_argument("--items", type=int, default=600, help="URL items per processing run")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=4, help="items in flight per engine process")
     parser.add_argument("--processes", default="1,2,4")

@@ -124,3 +124,13 @@ def crash_after_start(settings: Settings) -> Pipeline:
         os._exit(3)
 
     return Pipeline(stages=real.stages, probe=probe)
+
+
+def fetch_only(settings: Settings) -> Pipeline:
+    """Only the real guarded fetch of URL items from the local origin (*.test hosts): I/O-bound
+    work for bench/scale.py, where extraction's CPU would measure the CPUs, not the engines."""
+    from atlas.pipeline import build_fetcher
+    from atlas.pipeline.fetch import Fetch
+    from tests.helpers.origin import origin_resolver
+
+    return Pipeline(stages=(Fetch(build_fetcher(settings, resolver=origin_resolver)),))

@@ -239,6 +239,7 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--seconds", type=int, default=5, help="single-item ingest load per backend")
     parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--no-ingest", action="store_true", help="processing only")
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
     load_before = os.getloadavg()
@@ -259,7 +260,7 @@ def main() -> None:
         origin.latency_seconds = args.latency_ms / 1000
         rates = {n: processing(url, n, args, origin, tmp) for n in counts}
         origin.latency_seconds = 0
-        ing = ingest(url, args, tmp)
+        ing = ingest(url, args, tmp) if not args.no_ingest else {}
     one = rates[counts[0]]
     ratios = {n: rates[n] / one for n in counts}
     print(
@@ -269,9 +270,10 @@ def main() -> None:
     )
     for n in counts:
         print(f"  {n} process(es): {rates[n]:8.1f} items/s  ratio {ratios[n]:.2f}")
-    print("ingest (synchronous=FULL on SQLite; PostgreSQL fsync=on):")
-    print(f"  floor bare FastAPI 202:       {ing['floor_rps']:8.0f} req/s")
-    for b in ("sqlite", "postgresql"):
+    if ing:
+        print("ingest (synchronous=FULL on SQLite; PostgreSQL fsync=on):")
+        print(f"  floor bare FastAPI 202:       {ing['floor_rps']:8.0f} req/s")
+    for b in ("sqlite", "postgresql") if ing else ():
         rps, batch, floor = ing[f"{b}_rps"], ing[f"{b}_batch_items_per_s"], ing[f"{b}_batch_floor"]
         print(
             f"  {b:10} single {rps:8.0f} req/s (ratio {rps / ing['floor_rps']:.3f});"
@@ -288,11 +290,12 @@ def main() -> None:
         "goal": {"2": 1.8, "4": 3.2},
         "ingest": {k: round(v, 1) for k, v in ing.items()},
         "ingest_ratio_single": {
-            b: round(ing[f"{b}_rps"] / ing["floor_rps"], 4) for b in ("sqlite", "postgresql")
+            b: round(ing[f"{b}_rps"] / ing["floor_rps"], 4) for b in ("sqlite", "postgresql") if ing
         },
         "ingest_ratio_batch": {
             b: round(ing[f"{b}_batch_items_per_s"] / ing[f"{b}_batch_floor"], 4)
             for b in ("sqlite", "postgresql")
+            if ing
         },
         "ratio": round(ratios[counts[-1]], 4),
     }

@@ -100,6 +100,7 @@ def processing(url: str, n: int, args: argparse.Namespace, origin: Any, tmp: Pat
         ATLAS_HOST_RATE_PER_SECOND="10000",
         ATLAS_HOST_RATE_BURST="1000",
         ATLAS_HOST_MAX_CONCURRENCY="256",
+        ATLAS_CLAIM_BATCH_SIZE=str(args.claim_batch),
     )
     procs = []
     try:
@@ -239,6 +240,13 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--seconds", type=int, default=5, help="single-item ingest load per backend")
     parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument(
+        "--claim-batch",
+        type=int,
+        default=16,
+        help="ATLAS_CLAIM_BATCH_SIZE: the most items an engine holds is max(this, workers x concurrency"
+        " x 4); the default 256 lets the first engine to wake take a whole small backlog",
+    )
     parser.add_argument("--no-ingest", action="store_true", help="processing only")
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
@@ -284,6 +292,7 @@ def main() -> None:
         "items": args.items,
         "latency_ms": args.latency_ms,
         "concurrency_per_process": args.concurrency,
+        "claim_batch": args.claim_batch,
         "load_average_before": round(load_before[0], 2),
         "items_per_s": {str(n): round(rates[n], 1) for n in counts},
         "ratios": {str(n): round(ratios[n], 3) for n in counts},

@@ -8,14 +8,19 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 
 from atlas.store.models import DLQFilter, NewItem
+from atlas.store.postgres import PostgresStore
 from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.engine import finished, start_core, wait_for
+from tests.helpers.postgres import wipe
 
 
 def docs(n: int, prefix: str = "document") -> list[NewItem]:
@@ -32,12 +37,32 @@ def workers_of(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def test_sigkill_five_times_loses_nothing_and_completes_nothing_twice(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, dict[str, str], int]]:
+    """(store, extra environment for `atlas core`, kills): SQLite in tmp_path, or the session's
+    PostgreSQL database emptied. PostgreSQL gets fewer kills: each costs a process start and a
+    lease lapse, and the SQLite run already covers the kill-timing spread."""
+    if request.param == "sqlite":
+        sqlite = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+        yield sqlite, {}, 5
+        sqlite.close()
+        return
+    url = request.getfixturevalue("postgres_url")
+    pg = PostgresStore(url, pool_size=2, migrate=True)
+    wipe(pg)
+    yield pg, {"ATLAS_DATABASE_URL": url, "ATLAS_DB_POOL_SIZE": "4"}, 2
+    pg.close()
+
+
+def test_sigkill_repeatedly_loses_nothing_and_completes_nothing_twice(
+    tmp_path: Path, backend: tuple[Any, dict[str, str], int]
+) -> None:
+    store, backend_env, kill_count = backend
     ids = [r.id for r in store.enqueue(docs(2000))]
     processed_log = tmp_path / "processed.log"
     env = atlas_env(
         tmp_path,
+        **backend_env,
         ATLAS_LEASE_SECONDS="2",
         ATLAS_WORKERS="2",
         ATLAS_WORKER_CONCURRENCY="8",
@@ -48,7 +73,7 @@ def test_sigkill_five_times_loses_nothing_and_completes_nothing_twice(tmp_path: 
     rng = random.Random(int(os.environ.get("TEST_SEED", "2")))
     kills = 0
     orphans: list[psutil.Process] = []
-    while kills < 5:
+    while kills < kill_count:
         core = start_core(env, "tests.helpers.pipelines:slow", tmp_path / "core.log")
         before = finished(store)
         # Kill at a random moment once this incarnation has made some progress.

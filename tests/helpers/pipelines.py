@@ -124,3 +124,28 @@ def crash_after_start(settings: Settings) -> Pipeline:
         os._exit(3)
 
     return Pipeline(stages=real.stages, probe=probe)
+
+
+class _RawAsText:
+    """The fetched body as the item's text, unextracted (Normalise then hashes it and builds the
+    result): a page stored without extraction's CPU."""
+
+    name: str = "raw_as_text"
+    kinds: tuple[str, ...] = ("url",)
+
+    async def run(self, ctx: ItemContext) -> None:
+        if ctx.result is None:  # None: not a 304 answered from what was stored before
+            ctx.text = ctx.extra["fetched"].body.decode("utf-8", "replace")
+
+
+def fetch_only(settings: Settings) -> Pipeline:
+    """The real guarded fetch of URL items from the local origin (*.test hosts), stored without
+    extraction: I/O-bound work for bench/scale.py, where extraction's CPU would measure the CPUs
+    (2, shared) rather than the engine processes."""
+    from atlas.pipeline import build_fetcher
+    from atlas.pipeline.document import Normalise
+    from atlas.pipeline.fetch import Fetch
+    from tests.helpers.origin import origin_resolver
+
+    fetch = Fetch(build_fetcher(settings, resolver=origin_resolver))
+    return Pipeline(stages=(fetch, _RawAsText(), Normalise()))

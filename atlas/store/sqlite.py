@@ -20,6 +20,7 @@ from typing import Any
 
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
 from atlas.store.ids import new_id
+from atlas.store.itemrows import row_to_item
 from atlas.store.models import (
     BACKUP_KEY,
     FINAL_STATES,
@@ -29,7 +30,6 @@ from atlas.store.models import (
     DLQFilter,
     DLQGroup,
     EnqueueResult,
-    ErrorInfo,
     Item,
     NewItem,
     Transition,
@@ -52,40 +52,6 @@ def migrations() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
     return sorted(found)
-
-
-def _row_to_item(row: sqlite3.Row) -> Item:
-    error = None
-    if row["last_error_class"] is not None:
-        error = ErrorInfo(
-            stage=row["last_error_stage"] or "",
-            error_class=row["last_error_class"],
-            message=row["last_error_message"] or "",
-            host=row["last_error_host"],
-        )
-    return Item(
-        id=row["id"],
-        kind=row["kind"],
-        source=row["source"],
-        idempotency_key=row["idempotency_key"],
-        priority=row["priority"],
-        state=row["state"],
-        payload=json.loads(row["payload"]),
-        metadata=json.loads(row["metadata"]) if row["metadata"] else None,
-        attempts=row["attempts"],
-        deaths=row["deaths"],
-        lease_expiries=row["lease_expiries"],
-        next_attempt_at=row["next_attempt_at"],
-        last_error=error,
-        dead_reason=row["dead_reason"],
-        content_hash=row["content_hash"],
-        duplicate_of=row["duplicate_of"],
-        trace_context=row["trace_context"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        done_at=row["done_at"],
-        timings=json.loads(row["timings"]) if row["timings"] else None,
-    )
 
 
 def _dlq_where(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
@@ -372,7 +338,7 @@ class SQLiteStore(ContentStore, OpsStore):
     def get_item(self, item_id: str) -> Item | None:
         with self._read() as conn:
             row = conn.execute(Q["get_item"], {"id": item_id}).fetchone()
-        return _row_to_item(row) if row else None
+        return row_to_item(row) if row else None
 
     def get_content(self, item_id: str) -> dict[str, Any] | None:
         with self._read() as conn:
@@ -568,7 +534,7 @@ class SQLiteStore(ContentStore, OpsStore):
         sql, params = dlq_list_query(flt, after)
         with self._read() as conn:
             rows = conn.execute(sql, {**params, "limit": limit}).fetchall()
-        return [_row_to_item(r) for r in rows]
+        return [row_to_item(r) for r in rows]
 
     def dlq_groups(self, flt: DLQFilter, limit: int = 50) -> list[DLQGroup]:
         sql, params = dlq_groups_query(flt)
@@ -638,7 +604,7 @@ class SQLiteStore(ContentStore, OpsStore):
         # Filters are optional, so the statement is assembled; every value is still a parameter.
         sql = f"SELECT * FROM items WHERE {' AND '.join(clauses)} ORDER BY id LIMIT :limit"
         with self._read() as conn:
-            return [_row_to_item(r) for r in conn.execute(sql, params)]
+            return [row_to_item(r) for r in conn.execute(sql, params)]
 
     def queue_stats(self) -> dict[str, float]:
         """Queued items, the oldest one's acceptance time (0 if none), and completions so far."""

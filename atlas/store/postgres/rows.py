@@ -2,45 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Any
 
-from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, Item
-
-
-def row_to_item(row: Mapping[str, Any]) -> Item:
-    error = None
-    if row["last_error_class"] is not None:
-        error = ErrorInfo(
-            stage=row["last_error_stage"] or "",
-            error_class=row["last_error_class"],
-            message=row["last_error_message"] or "",
-            host=row["last_error_host"],
-        )
-    return Item(
-        id=row["id"],
-        kind=row["kind"],
-        source=row["source"],
-        idempotency_key=row["idempotency_key"],
-        priority=row["priority"],
-        state=row["state"],
-        payload=json.loads(row["payload"]),
-        metadata=json.loads(row["metadata"]) if row["metadata"] else None,
-        attempts=row["attempts"],
-        deaths=row["deaths"],
-        lease_expiries=row["lease_expiries"],
-        next_attempt_at=row["next_attempt_at"],
-        last_error=error,
-        dead_reason=row["dead_reason"],
-        content_hash=row["content_hash"],
-        duplicate_of=row["duplicate_of"],
-        trace_context=row["trace_context"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        done_at=row["done_at"],
-        timings=json.loads(row["timings"]) if row["timings"] else None,
-    )
+from atlas.store.models import ContentResult, DLQFilter
 
 
 def dlq_where(flt: DLQFilter) -> tuple[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from atlas.store.ids import new_id
+from atlas.store.itemrows import row_to_item
 from atlas.store.models import (
     AttemptRecord,
     Claimed,
@@ -30,7 +31,7 @@ from atlas.store.models import (
 from atlas.store.postgres.connection import Conn, Connections
 from atlas.store.postgres.content import ContentStore
 from atlas.store.postgres.ops import PgOpsStore
-from atlas.store.postgres.rows import dlq_where, row_to_item
+from atlas.store.postgres.rows import dlq_where
 from atlas.store.postgres.shared import SharedStateStore
 from atlas.store.queries import load_queries
 from atlas.store.sqlite_items import to_json

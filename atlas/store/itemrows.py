@@ -1,0 +1,49 @@
+"""One `items` row as the Item record that crosses the store seam, for both backends: the column
+names and JSON columns are the same in SQLite's and PostgreSQL's schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from atlas.store.models import ErrorInfo, Item
+
+
+class Row(Protocol):
+    """What both drivers' rows offer: sqlite3.Row and psycopg's dict rows, by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def row_to_item(row: Row) -> Item:
+    error = None
+    if row["last_error_class"] is not None:
+        error = ErrorInfo(
+            stage=row["last_error_stage"] or "",
+            error_class=row["last_error_class"],
+            message=row["last_error_message"] or "",
+            host=row["last_error_host"],
+        )
+    return Item(
+        id=row["id"],
+        kind=row["kind"],
+        source=row["source"],
+        idempotency_key=row["idempotency_key"],
+        priority=row["priority"],
+        state=row["state"],
+        payload=json.loads(row["payload"]),
+        metadata=json.loads(row["metadata"]) if row["metadata"] else None,
+        attempts=row["attempts"],
+        deaths=row["deaths"],
+        lease_expiries=row["lease_expiries"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=error,
+        dead_reason=row["dead_reason"],
+        content_hash=row["content_hash"],
+        duplicate_of=row["duplicate_of"],
+        trace_context=row["trace_context"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        done_at=row["done_at"],
+        timings=json.loads(row["timings"]) if row["timings"] else None,
+    )

@@ -102,6 +102,21 @@ def wipe(store: Any) -> None:
     with store.db.transaction() as conn:
         for table in TABLES:
             conn.execute(f"DELETE FROM {table}")
+        # Sequences too: the exporter's completed-items counter is max(completions.seq), so a
+        # sequence left where an earlier test took it shows that test's completions.
+        conn.execute(RESTART_SEQUENCES)
+
+
+RESTART_SEQUENCES = """
+DO $$
+DECLARE s record;
+BEGIN
+    FOR s IN SELECT sequence_name FROM information_schema.sequences
+             WHERE sequence_schema = current_schema() LOOP
+        EXECUTE format('ALTER SEQUENCE %I RESTART', s.sequence_name);
+    END LOOP;
+END $$
+"""
 
 
 def wait_until_ready(url: str) -> None:

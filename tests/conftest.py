@@ -118,7 +118,8 @@ BACKENDS = ("sqlite", "postgres")
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`pytestmark = pytest.mark.both_backends`: every test of the module that builds on the
     `settings` fixture runs on SQLite and on PostgreSQL (the ids say which)."""
-    if metafunc.definition.get_closest_marker("both_backends") and "settings_backend" in metafunc.fixturenames:
+    marked = metafunc.definition.get_closest_marker("both_backends") is not None
+    if marked and "settings_backend" in metafunc.fixturenames:
         metafunc.parametrize("settings_backend", BACKENDS)
 
 

@@ -40,7 +40,8 @@ def env(tmp_path: Path, settings: Settings) -> dict[str, str]:
     """Development environment on a copy of the shipped config, secrets under the development key;
     on the `settings` fixture's database when that is PostgreSQL (tests marked both_backends)."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
-    database = {"ATLAS_DATABASE_URL": settings.database_url} if settings.database_backend == "postgresql" else {}
+    on_postgres = settings.database_backend == "postgresql"
+    database = {"ATLAS_DATABASE_URL": settings.database_url} if on_postgres else {}
     return atlas_env(
         tmp_path / "data",
         ATLAS_CONFIG_DIR=str(tmp_path / "config"),

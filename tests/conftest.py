@@ -108,16 +108,32 @@ def any_store(store_factory: StoreFactory) -> Any:
     return store_factory()
 
 
-# ATLAS_TEST_SETTINGS_BACKEND=postgres points the `settings` fixture (and so every stack built
-# from it: running_api, processes) at the session's PostgreSQL database, emptied per test: how
-# the API tests are run against PostgreSQL until every stack fixture is parametrised (issue 17).
+# The database the `settings` fixture (and so every stack built from it: running_api, processes)
+# points at. ATLAS_TEST_SETTINGS_BACKEND=postgres puts every such test on the session's PostgreSQL
+# database; a module marked `both_backends` runs each of its tests once per backend (issue 17).
 SETTINGS_BACKEND = os.environ.get("ATLAS_TEST_SETTINGS_BACKEND", "sqlite")
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`pytestmark = pytest.mark.both_backends`: every test of the module that builds on the
+    `settings` fixture runs on SQLite and on PostgreSQL (the ids say which)."""
+    marked = metafunc.definition.get_closest_marker("both_backends") is not None
+    if marked and "settings_backend" in metafunc.fixturenames:
+        metafunc.parametrize("settings_backend", BACKENDS)
 
 
 @pytest.fixture
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def settings_backend() -> str:
+    """sqlite or postgres: the `settings` fixture's database (parametrised by `both_backends`)."""
+    return SETTINGS_BACKEND
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, tmp_path: Path, settings_backend: str) -> Settings:
+    """Settings on tmp_path; on PostgreSQL pointing at the session's database, emptied first."""
     base = Settings(data_dir=tmp_path, core_metrics_port=0, db_synchronous="NORMAL")
-    if SETTINGS_BACKEND != "postgres":
+    if settings_backend != "postgres":
         return base
     url = request.getfixturevalue("postgres_url")
     from atlas.store.postgres import PostgresStore

@@ -8,15 +8,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from atlas.api.keys import create_key
+from atlas.store.postgres import PostgresStore
 from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.api import free_port
 from tests.helpers.engine import wait_for
+from tests.helpers.postgres import wipe
 
 CLIENTS = 16
 MAX_REQUESTS = 20_000
@@ -59,12 +64,30 @@ async def load(url: str, key: str, acked: list[str], refused: list[str]) -> None
     await asyncio.gather(*(client(n) for n in range(CLIENTS)))
 
 
-def test_every_acknowledged_item_survives_a_sigkill_of_the_api(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "atlas.db", synchronous="FULL")
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, dict[str, str]]]:
+    """(store, extra environment for `atlas api`): SQLite in tmp_path with FULL sync (a 202 means
+    fsynced), or the session's PostgreSQL database emptied (its commits are durable by default)."""
+    if request.param == "sqlite":
+        sqlite = SQLiteStore(tmp_path / "atlas.db", synchronous="FULL")
+        yield sqlite, {"ATLAS_DB_SYNCHRONOUS": "FULL"}
+        sqlite.close()
+        return
+    url = request.getfixturevalue("postgres_url")
+    pg = PostgresStore(url, pool_size=2, migrate=True)
+    wipe(pg)
+    yield pg, {"ATLAS_DATABASE_URL": url, "ATLAS_DB_POOL_SIZE": "4"}
+    pg.close()
+
+
+def test_every_acknowledged_item_survives_a_sigkill_of_the_api(
+    tmp_path: Path, backend: tuple[Any, dict[str, str]]
+) -> None:
+    store, backend_env = backend
     key = str(create_key(store, "", "kill-test", ["ingest", "read"])["key"])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = atlas_env(tmp_path, ATLAS_API_PORT=str(port), ATLAS_DB_SYNCHRONOUS="FULL")
+    env = atlas_env(tmp_path, ATLAS_API_PORT=str(port), **backend_env)
     api = start_api(env, tmp_path / "api.log")
     wait_for(lambda: ready(url), 60, "the API to be ready")
     acked: list[str] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +16,7 @@ from opentelemetry.trace import TracerProvider
 from atlas.api.app import create_app
 from atlas.api.keys import create_key
 from atlas.settings import Settings
-from atlas.store import open_store
-from atlas.store.sqlite import SQLiteStore
+from atlas.store import AtlasStore, open_store
 from tests.helpers.engine import wait_for
 
 
@@ -46,7 +45,7 @@ def serve(app: FastAPI) -> Iterator[str]:
 @dataclass
 class Api:
     url: str
-    store: Any  # SQLiteStore, or PostgresStore under ATLAS_TEST_SETTINGS_BACKEND=postgres
+    store: Any  # the store the app serves (as `wrap` returned it), on the settings' backend
     settings: Settings
     keys: dict[str, str]  # scope -> bearer key
 
@@ -58,20 +57,22 @@ class Api:
 def running_api(
     settings: Settings,
     *,
-    store_class: type[SQLiteStore] = SQLiteStore,
+    wrap: Callable[[AtlasStore], Any] | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> Iterator[Api]:
-    """`store_class`: the real store or a subclass wrapping a method to inject a fault or a delay;
-    `tracer_provider`: handed to create_app (never set globally, which would change later apps)."""
-    store: Any = (
-        open_store(settings, migrate=True)
-        if settings.database_backend == "postgresql"
-        else store_class(settings.sqlite_path, synchronous=settings.db_synchronous)
-    )
+    """The app on a real server, its store opened for the settings' backend as `atlas api` opens it.
+
+    `wrap`: given the real store, returns what the app gets instead (a wrapper through the store's
+    protocols, to inject a fault or a delay on either backend); `tracer_provider`: handed to
+    create_app (never set globally, which would change later apps)."""
+    store = open_store(settings, migrate=True)
+    served: Any = wrap(store) if wrap else store
     keys = {
         scope: str(create_key(store, settings.api_key_pepper, f"test-{scope}", [scope])["key"])
         for scope in ("ingest", "read", "admin")
     }
-    with serve(create_app(settings, store, tracer_provider=tracer_provider)) as url:
-        yield Api(url, store, settings, keys)
-    store.close()
+    try:
+        with serve(create_app(settings, served, tracer_provider=tracer_provider)) as url:
+            yield Api(url, served, settings, keys)
+    finally:
+        store.close()

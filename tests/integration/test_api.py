@@ -19,6 +19,8 @@ from atlas.store.models import NewItem
 from tests.helpers.api import Api, running_api
 from tests.helpers.engine import engine_thread, wait_for
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[Api]:

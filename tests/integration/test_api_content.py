@@ -11,6 +11,8 @@ from atlas.settings import Settings
 from atlas.store.models import ContentResult, Transition
 from tests.helpers.api import Api, running_api
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[Api]:

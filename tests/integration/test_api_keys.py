@@ -15,13 +15,15 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from atlas.api import keys
 from atlas.api.keys import _hash, pepper_id
-from atlas.store.sqlite import SQLiteStore
+from atlas.settings import Settings
+from atlas.store import open_store
 from tests.conftest import ROOT, atlas_env
 from tests.helpers.api import free_port
 from tests.helpers.engine import wait_for
@@ -34,14 +36,18 @@ def ops(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Complete
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """Development environment on a copy of the shipped config, secrets under the development key."""
+def env(tmp_path: Path, settings: Settings) -> dict[str, str]:
+    """Development environment on a copy of the shipped config, secrets under the development key;
+    on the `settings` fixture's database when that is PostgreSQL (tests marked both_backends)."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
+    on_postgres = settings.database_backend == "postgresql"
+    database = {"ATLAS_DATABASE_URL": settings.database_url} if on_postgres else {}
     return atlas_env(
         tmp_path / "data",
         ATLAS_CONFIG_DIR=str(tmp_path / "config"),
         ATLAS_ENVIRONMENT="development",
         ATLAS_API_PORT=str(free_port()),
+        **database,
     )
 
 
@@ -85,8 +91,10 @@ def post(base: str, key: str) -> int:
     return r.status_code
 
 
-def row(tmp_path: Path, key_id: str) -> dict[str, object]:
-    store = SQLiteStore(tmp_path / "data" / "atlas.db", synchronous="NORMAL")
+def row(env: dict[str, str], key_id: str) -> dict[str, object]:
+    """The key's stored row, read from the database `env` names (either backend)."""
+    database = {"database_url": env["ATLAS_DATABASE_URL"]} if "ATLAS_DATABASE_URL" in env else {}
+    store = open_store(Settings(data_dir=Path(env["ATLAS_DATA_DIR"]), **database), migrate=False)
     try:
         got = store.api_key_get(key_id)
     finally:
@@ -95,6 +103,8 @@ def row(tmp_path: Path, key_id: str) -> dict[str, object]:
     return got
 
 
+# SQLite only: each run costs ~15 CLI processes and two `atlas api` starts, and what it proves of
+# the store (key use recorded, re-hash on use) runs on both backends in test_store.py and below.
 def test_a_pepper_change_keeps_keys_working_and_key_use_is_recorded(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
@@ -106,7 +116,7 @@ def test_a_pepper_change_keeps_keys_working_and_key_use_is_recorded(
     assert ops(env, "database", "migrate").returncode == 0  # atlas-ops creates no database by itself
     used, idle = create_key(env, "used"), create_key(env, "idle")
     secret = used["key"].split("_", 2)[2]
-    assert row(tmp_path, used["id"])["secret_hash"] == _hash(old, secret)
+    assert row(env, used["id"])["secret_hash"] == _hash(old, secret)
 
     changed = ops(env, "config", "secrets", "set", "api_key_pepper", stdin=new + "\n")
     assert changed.returncode == 0, changed.stderr
@@ -119,10 +129,10 @@ def test_a_pepper_change_keeps_keys_working_and_key_use_is_recorded(
 
     with atlas_api(env, tmp_path / "api.log") as base:
         assert post(base, used["key"]) == 202  # verified with the old pepper
-        wait_for(lambda: row(tmp_path, used["id"])["secret_hash"] == _hash(new, secret), 30, "the re-hash")
+        wait_for(lambda: row(env, used["id"])["secret_hash"] == _hash(new, secret), 30, "the re-hash")
         assert post(base, used["key"]) == 202
-        wait_for(lambda: row(tmp_path, used["id"])["last_used_at"] is not None, 30, "last_used_at")
-    assert row(tmp_path, used["id"])["pepper_id"] == pepper_id(new)
+        wait_for(lambda: row(env, used["id"])["last_used_at"] is not None, 30, "last_used_at")
+    assert row(env, used["id"])["pepper_id"] == pepper_id(new)
     rows = listed(env)
     assert (rows[used["id"]]["pepper"], rows[idle["id"]]["pepper"]) == ("current", "old")
     assert isinstance(rows[used["id"]]["last_used_at"], float) and rows[idle["id"]]["last_used_at"] is None
@@ -152,22 +162,37 @@ def test_secrets_set_refuses_an_empty_value_naming_the_entry(tmp_path: Path, env
     assert json.loads(listing.stdout) == []  # nothing was stored
 
 
-class RecordingStore(SQLiteStore):
-    """The real store, noting every key-use write it makes."""
+class RecordingStore:
+    """The real store (either backend) through its protocol, noting every key-use write it makes."""
 
-    writes: list[tuple[list[tuple[str, float]], list[tuple[str, str, str, str]]]]
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.writes: list[tuple[list[tuple[str, float]], list[tuple[str, str, str, str]]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
     def api_key_record_use(
         self, touches: Sequence[tuple[str, float]], rehashes: Sequence[tuple[str, str, str, str]]
     ) -> None:
         self.writes.append((list(touches), list(rehashes)))
-        super().api_key_record_use(touches, rehashes)
+        self.store.api_key_record_use(touches, rehashes)
 
 
-def test_key_use_is_written_at_most_once_a_minute_per_key(tmp_path: Path) -> None:
-    wall, mono = [1_700_000_000.0], [0.0]
-    store = RecordingStore(tmp_path / "a.db", synchronous="NORMAL", clock=lambda: wall[0])
-    store.writes = []
+@pytest.fixture
+def wall() -> list[float]:
+    return [1_700_000_000.0]
+
+
+@pytest.fixture
+def store_clock(wall: list[float]) -> Any:
+    """The stores `any_store` makes here run on the test's wall clock."""
+    return lambda: wall[0]
+
+
+def test_key_use_is_written_at_most_once_a_minute_per_key(any_store: Any, wall: list[float]) -> None:
+    mono = [0.0]
+    store = RecordingStore(any_store)
     a, b = (str(keys.create_key(store, "p", n, ["ingest"])["key"]) for n in ("a", "b"))
     checker = keys.KeyChecker(store, "p", clock=lambda: mono[0])
     for step in (0.0, 10.0, 30.0, 59.0, 61.0):
@@ -183,5 +208,4 @@ def test_key_use_is_written_at_most_once_a_minute_per_key(tmp_path: Path) -> Non
     assert [at - 1_700_000_000.0 for k, at in touches if k == a_id] == [0.0, 61.0]
     assert [at for k, at in touches if k == b_id] == [1_700_000_061.0]
     assert [r for _, rehashed in store.writes for r in rehashed] == []  # made with this pepper: no re-hash
-    assert store.api_key_get(a.split("_")[1])["last_used_at"] == 1_700_000_061.0  # type: ignore[index]
-    store.close()
+    assert store.api_key_get(a.split("_")[1])["last_used_at"] == 1_700_000_061.0

@@ -15,9 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from atlas.settings import Settings
 from tests.conftest import ROOT
 from tests.helpers.api import running_api
+
+# Both backends: the stateful phase links operations (ingest, read, list, DLQ, feeds) through the
+# store, and a 5xx from PostgreSQL's stricter types would show here first.
+pytestmark = pytest.mark.both_backends
 
 EXAMPLES_PER_OPERATION = 10
 STATEFUL_MAX_STEPS = 6

@@ -6,32 +6,38 @@ import threading
 from typing import Any, cast
 
 import httpx
+import pytest
 
 from atlas.engine import queue
 from atlas.pipeline.document import content_hash
 from atlas.settings import Settings
 from atlas.store.models import ContentResult, DLQFilter, ErrorInfo, Item, NewItem, Transition
-from atlas.store.sqlite import SQLiteStore
 from tests.helpers.api import running_api
+
+pytestmark = pytest.mark.both_backends
 
 HOLD_SECONDS = 10.0  # the listing's longest hold; the test releases it as soon as ingest answered
 
 
-class SlowDLQStore(SQLiteStore):
-    """The real store, with its DLQ listing held until the test lets it go."""
+class SlowDLQStore:
+    """The real store (either backend) through its protocol, with its DLQ listing held until the
+    test lets it go; every other call goes straight to the store."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, store: Any) -> None:
+        self.store = store
         self.listing, self.release = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
     def dlq_list(self, flt: DLQFilter, limit: int = 100, after: str | None = None) -> list[Item]:
         self.listing.set()
         self.release.wait(HOLD_SECONDS)
-        return super().dlq_list(flt, limit, after)
+        return cast(list[Item], self.store.dlq_list(flt, limit, after))
 
 
 def test_a_slow_dlq_listing_does_not_hold_up_ingest(settings: Settings) -> None:
-    with running_api(settings, store_class=SlowDLQStore) as api:
+    with running_api(settings, wrap=SlowDLQStore) as api:
         store = cast(SlowDLQStore, api.store)
         listed: dict[str, httpx.Response] = {}
 

@@ -67,8 +67,10 @@ def test_the_store_counts_a_write_that_found_the_database_locked(tmp_path: Path)
 
 
 def test_the_api_answers_503_and_exports_the_locked_error(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, core_metrics_port=0, db_synchronous="NORMAL")
-    with running_api(settings, store_class=ShortBusyStore) as api:
+    settings = Settings(
+        data_dir=tmp_path, core_metrics_port=0, db_synchronous="NORMAL", db_busy_timeout_ms=BUSY_TIMEOUT_MS
+    )
+    with running_api(settings) as api:  # opens the store as `atlas api` does, with that timeout
         headers = api.auth("ingest")
         assert _counter(httpx.get(f"{api.url}/metrics").text) == 0
         with write_lock_held(settings.sqlite_path):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from atlas.settings import Settings
 from atlas.store.models import NewItem
@@ -18,9 +19,15 @@ from tests.helpers.opscli import atlas_ops, ok_json
 
 
 def env_of(settings: Settings, **extra: str) -> dict[str, str]:
+    """atlas-ops's environment for the settings' data dir and database (either backend)."""
+    if settings.database_backend == "postgresql":
+        extra = {"ATLAS_DATABASE_URL": settings.database_url, **extra}
     return atlas_env(settings.data_dir, ATLAS_SERVICE_BACKEND="local", **extra)
 
 
+# The flag lives in the shared database: every process on every host must see it (issue 17). The
+# other tests here are about SQLite files (vacuum, optimize; PostgreSQL's in test_postgres_ops).
+@pytest.mark.both_backends
 def test_maintenance_mode_records_who_when_why_and_the_api_honours_it(settings: Settings) -> None:
     env = env_of(settings)
     with running_api(settings) as api:

@@ -96,7 +96,7 @@ TABLES = (
     ),
     Table("feed_entries", ("feed_id", "entry_key", "item_id", "seen_at")),
 )
-COUNTERS = ("stats_items", "stats_dlq", "stats_contents")
+COUNTERS = ("stats_items", "stats_dlq", "stats_contents", "stats_completions")
 # The counters, recomputed from the copied rows (the triggers' delta rows of the COPYs dropped).
 _RECOUNT = (
     "INSERT INTO stats_items (state, kind, n) SELECT state, kind, count(*) FROM items GROUP BY state, kind",
@@ -104,6 +104,8 @@ _RECOUNT = (
     " SELECT coalesce(last_error_stage, ''), coalesce(last_error_class, ''), count(*)"
     " FROM items WHERE state = 'dead' GROUP BY 1, 2",
     "INSERT INTO stats_contents (n, bytes) SELECT count(*), coalesce(sum(bytes), 0) FROM contents",
+    # max(seq): SQLite's completed counter, which the copied seqs carry on.
+    "INSERT INTO stats_completions (n) SELECT coalesce(max(seq), 0) FROM completions",
 )
 
 Progress = Callable[[str, int, int], None]  # (table, rows copied so far, rows in the snapshot)

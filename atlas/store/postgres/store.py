@@ -195,7 +195,7 @@ class PostgresStore(ContentStore, SharedStateStore, PgOpsStore):
             row = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (COMPACT_LOCK_KEY,)).fetchone()
             if not row or not row["ok"]:
                 return False
-            for name in ("compact_items", "compact_dlq", "compact_contents"):
+            for name in ("compact_items", "compact_dlq", "compact_contents", "compact_completions"):
                 conn.execute(Q[name])
         return True
 

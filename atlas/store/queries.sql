@@ -124,6 +124,12 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.up
 -- name: kv_delete
 DELETE FROM kv WHERE key = :key;
 
+-- name: completions
+SELECT item_id, count(*) AS n FROM completions GROUP BY item_id;
+
+-- name: kv_items
+SELECT key, value FROM kv WHERE key LIKE :prefix || '%' ORDER BY key;
+
 -- name: kv_prune
 DELETE FROM kv WHERE key LIKE :prefix || '%' AND updated_at < :before;
 

@@ -6,7 +6,6 @@ busy timeout) instead of failing half-way; readers never block writers in WAL mo
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import threading
@@ -19,26 +18,25 @@ from pathlib import Path
 from typing import Any
 
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
+from atlas.store import dlq
+from atlas.store.dialect import Dialect
+from atlas.store.dlq import DLQStore
 from atlas.store.ids import new_id
-from atlas.store.itemrows import row_to_item
+from atlas.store.itemreads import ItemReadsStore
+from atlas.store.itemrows import row_to_claimed
 from atlas.store.models import (
-    BACKUP_KEY,
-    FINAL_STATES,
-    AttemptRecord,
     Claimed,
-    ContentResult,
     DLQFilter,
-    DLQGroup,
     EnqueueResult,
-    Item,
     NewItem,
     Transition,
 )
 from atlas.store.queries import QueryTimings, TimedConnection, load_queries
+from atlas.store.sharedstate import KeysAndStateStore
 from atlas.store.sqlite_content import C, ContentStore
 from atlas.store.sqlite_items import insert_items, item_row
-from atlas.store.sqlite_items import to_json as _json
 from atlas.store.sqlite_ops import OpsStore
+from atlas.store.transitions import TransitionRows, content_row, reap_expired
 
 Q = load_queries("atlas.store", "queries.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
@@ -54,74 +52,35 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def _dlq_where(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
-    # Filters are optional, so this one statement is assembled; every value is still a parameter.
-    clauses = ["state = 'dead'"]
-    params: dict[str, Any] = {}
-    columns = {
-        "stage": "last_error_stage",
-        "error_class": "last_error_class",
-        "host": "last_error_host",
-        "kind": "kind",
-        "source": "source",
-        "reason": "dead_reason",
-    }
-    for attr, column in columns.items():
-        value = getattr(flt, attr)
-        if value is not None:
-            clauses.append(f"{column} = :{attr}")
-            params[attr] = value
-    if flt.dead_before is not None:
-        clauses.append("updated_at < :dead_before")
-        params["dead_before"] = flt.dead_before
-    if flt.dead_after is not None:
-        clauses.append("updated_at >= :dead_after")
-        params["dead_after"] = flt.dead_after
-    if flt.ids:
-        names = []
-        for i, item_id in enumerate(flt.ids):
-            params[f"id{i}"] = item_id
-            names.append(f":id{i}")
-        clauses.append(f"id IN ({', '.join(names)})")
-    return " AND ".join(clauses), params
+def _in_values(column: str, name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
+    marks = []
+    for i, value in enumerate(values):
+        params[f"{name}{i}"] = value
+        marks.append(f":{name}{i}")
+    return f"{column} IN ({', '.join(marks)})"
+
+
+def _executemany(conn: sqlite3.Connection, sql: str, rows: Sequence[Any]) -> None:
+    conn.executemany(sql, rows)  # the connection's: TimedConnection times named queries there
+
+
+# SQLite's SQL dialect for the backend-neutral store logic (atlas.store.dialect).
+SQLITE = Dialect(
+    param=lambda name: f":{name}",
+    in_values=_in_values,
+    executemany=_executemany,
+    same="IS",
+)
 
 
 def dlq_list_query(flt: DLQFilter, after: str | None = None) -> tuple[str, dict[str, Any]]:
     """The DLQ listing statement and its parameters (`:limit` still to bind), in id order after `after`."""
-    where, params = _dlq_where(flt)
-    if after is not None:
-        where += " AND id > :after"
-        params["after"] = after
-    return f"SELECT * FROM items WHERE {where} ORDER BY id LIMIT :limit", params
-
-
-DLQ_SAMPLE_IDS = 5
+    return dlq.dlq_list_query(flt, SQLITE, after)
 
 
 def dlq_groups_query(flt: DLQFilter) -> tuple[str, dict[str, Any]]:
-    """The DLQ grouping statement and its parameters (`:limit` still to bind): per (stage, error
-    class, host), the size, time range and a sample message, largest groups first, and the first
-    DLQ_SAMPLE_IDS ids in id order.
-
-    The ids come from a correlated subquery with LIMIT, run only for the groups returned: a
-    group_concat over the whole group held every id of a million-item group in memory to keep five.
-    """
-    where, params = _dlq_where(flt)
-    same_group = (
-        "last_error_stage IS g.stage AND last_error_class IS g.error_class AND last_error_host IS g.host"
-    )
-    sql = (
-        "SELECT g.*, (SELECT group_concat(id) FROM"
-        f" (SELECT id FROM items WHERE {where} AND {same_group} ORDER BY id LIMIT {DLQ_SAMPLE_IDS})) AS ids"
-        " FROM (SELECT last_error_stage AS stage, last_error_class AS error_class,"
-        " last_error_host AS host, count(*) AS n, min(updated_at) AS oldest, max(updated_at) AS newest,"
-        " max(last_error_message) AS sample_message"
-        f" FROM items WHERE {where}"
-        " GROUP BY last_error_stage, last_error_class, last_error_host"
-        " ORDER BY n DESC, stage, error_class, host LIMIT :limit) AS g"
-        " ORDER BY g.n DESC, g.stage, g.error_class, g.host"
-    )
-    return sql, params
+    """atlas.store.dlq.dlq_groups_query with a group's first ids as group_concat's text."""
+    return dlq.dlq_groups_query(flt, SQLITE, lambda select: f"(SELECT group_concat(id) FROM ({select}))")
 
 
 # SQLite's primary result codes for "the database file is locked" and "a table is locked"
@@ -140,8 +99,11 @@ def is_locked(exc: BaseException) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-class SQLiteStore(ContentStore, OpsStore):
+class SQLiteStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, OpsStore):
     """Store protocol on one SQLite file. Thread-safe: each thread gets its own connection."""
+
+    dialect = SQLITE
+    sql = {**Q, **C}
 
     def __init__(
         self,
@@ -333,34 +295,7 @@ class SQLiteStore(ContentStore, OpsStore):
             conn.execute(Q["recount_items_zero"])
             conn.execute(Q["recount_items"])
 
-    # -- reads ----------------------------------------------------------------------------------
-
-    def get_item(self, item_id: str) -> Item | None:
-        with self._read() as conn:
-            row = conn.execute(Q["get_item"], {"id": item_id}).fetchone()
-        return row_to_item(row) if row else None
-
-    def get_content(self, item_id: str) -> dict[str, Any] | None:
-        with self._read() as conn:
-            row = conn.execute(Q["get_content"], {"id": item_id}).fetchone()
-        return dict(row) if row else None
-
-    def item_attempts(self, item_id: str) -> list[AttemptRecord]:
-        with self._read() as conn:
-            rows = conn.execute(Q["item_attempts"], {"id": item_id}).fetchall()
-        return [AttemptRecord(**dict(r)) for r in rows]
-
-    def counts(self) -> dict[tuple[str, str], int]:
-        with self._read() as conn:
-            return {(r["state"], r["kind"]): r["n"] for r in conn.execute(Q["count_by_state"])}
-
-    def completions(self) -> dict[str, int]:
-        """How many final transitions each item has had (the crash test expects exactly one)."""
-        with self._read() as conn:
-            rows = conn.execute("SELECT item_id, count(*) FROM completions GROUP BY item_id")
-            return {r[0]: r[1] for r in rows}
-
-    # -- leases ---------------------------------------------------------------------------------
+    # -- leases (item reads, heartbeat, release: atlas.store.itemreads) --------------------------
 
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
         now = self.clock()
@@ -370,40 +305,14 @@ class SQLiteStore(ContentStore, OpsStore):
                 Q["claim"],
                 {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},
             ).fetchall()
-        claimed = [
-            Claimed(
-                id=r["id"],
-                kind=r["kind"],
-                source=r["source"],
-                priority=r["priority"],
-                payload=json.loads(r["payload"]),
-                metadata=json.loads(r["metadata"]) if r["metadata"] else None,
-                attempts=r["attempts"],
-                deaths=r["deaths"],
-                isolate=bool(r["isolate"]),
-                trace_context=r["trace_context"],
-                created_at=r["created_at"],
-                token=token,
-            )
-            for r in rows
-        ]
+        claimed = [row_to_claimed(r, token) for r in rows]
         if any(c.kind == "url" for c in claimed):
             with self._read() as conn:
                 self.attach_validators(conn, claimed)
         return claimed
 
-    def heartbeat(self, owner: str, lease_seconds: float) -> int:
-        with self._write() as conn:
-            cur = conn.execute(Q["heartbeat"], {"owner": owner, "until": self.clock() + lease_seconds})
-            return cur.rowcount
-
-    def release(self, owner: str) -> int:
-        with self._write() as conn:
-            return conn.execute(Q["release_owner"], {"owner": owner, "now": self.clock()}).rowcount
-
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         now = self.clock()
-        applied: dict[str, str] = {}
         with self._write() as conn:
             # Inside one write transaction nothing changes under us, so checking leases and
             # content hashes up front lets every write below be one executemany (a C loop).
@@ -422,9 +331,10 @@ class SQLiteStore(ContentStore, OpsStore):
             url_owners = self._select_in(
                 conn, "SELECT canonical_url, item_id FROM contents WHERE canonical_url IN ({})", urls
             )
-            updates, attempts, contents, finals, validators = [], [], [], [], []
+            out = TransitionRows(now)
+            contents = []
             for t in live:
-                err, state, outcome, duplicate_of = t.error, t.state, t.outcome, None
+                duplicate_of = None
                 if t.result is not None:
                     original = owners.setdefault(t.result.content_hash, t.item_id)
                     if original == t.item_id and t.result.canonical_url:
@@ -432,54 +342,15 @@ class SQLiteStore(ContentStore, OpsStore):
                         if original != t.item_id:
                             del owners[t.result.content_hash]  # this text was not stored after all
                     if original != t.item_id:
-                        state = outcome = "duplicate"
                         duplicate_of = original
                     elif t.result.text:  # empty: a 304 whose content has since been deleted
-                        contents.append(_content_row(t.item_id, t.result, now))
-                    if t.result.url and (t.result.etag or t.result.last_modified):
-                        validators.append(
-                            {
-                                "url": t.result.url,
-                                "etag": t.result.etag,
-                                "last_modified": t.result.last_modified,
-                                "item_id": original,
-                                "content_hash": t.result.content_hash,
-                                "now": now,
-                            }
-                        )
-                params = {
-                    "id": t.item_id,
-                    "token": t.token,
-                    "state": state,
-                    "attempts_inc": t.attempts_inc,
-                    "deaths_inc": t.deaths_inc,
-                    "isolate": int(t.isolate),
-                    "next_attempt_at": t.next_attempt_at or now,
-                    "error_stage": err.stage if err else None,
-                    "error_class": err.error_class if err else None,
-                    "error_message": err.message if err else None,
-                    "error_host": err.host if err else None,
-                    "dead_reason": t.dead_reason,
-                    "content_hash": t.result.content_hash if t.result else None,
-                    "duplicate_of": duplicate_of,
-                    "timings": _json(t.timings),
-                    "done_at": now if state in FINAL_STATES else None,
-                    "now": now,
-                    "attempt_offset": 0,
-                    "outcome": t.outcome,
-                }
-                updates.append(params)
-                if err is not None and t.outcome != "deferred":  # a deferral is not an attempt
-                    attempts.append(params)
-                if state in FINAL_STATES:
-                    finals.append({"id": t.item_id, "outcome": state, "token": t.token, "now": now})
-                applied[t.item_id] = outcome
-            conn.executemany(Q["transition"], updates)
-            conn.executemany(Q["insert_attempt"], attempts)
-            conn.executemany(Q["insert_content"], contents)
-            conn.executemany(Q["insert_completion"], finals)
-            conn.executemany(C["validators_upsert"], validators)
-        return applied
+                        contents.append(content_row(t.item_id, t.result, now))
+                out.add(t, duplicate_of)
+            for query, rows in out.batches():
+                conn.executemany(self.sql[query], rows)
+                if query == "insert_attempt":  # the order the statements always ran in
+                    conn.executemany(Q["insert_content"], contents)
+        return out.applied
 
     @staticmethod
     def _select_in(conn: sqlite3.Connection, sql: str, keys: Sequence[str]) -> dict[str, Any]:
@@ -492,119 +363,16 @@ class SQLiteStore(ContentStore, OpsStore):
         return found
 
     def reap_expired(self, max_lease_expiries: int) -> int:
-        now = self.clock()
         with self._write() as conn:
-            expired = conn.execute(Q["expired_leases"], {"now": now}).fetchall()
-            for row in expired:
-                dead = row["lease_expiries"] + 1 >= max_lease_expiries
-                message = f"lease held by {row['lease_owner']} expired (engine stopped or hung)"
-                conn.execute(
-                    Q["insert_attempt"],
-                    {
-                        "id": row["id"],
-                        "attempt_offset": 1,
-                        "now": now,
-                        "outcome": "lease_expired",
-                        "error_stage": "engine",
-                        "error_class": "LeaseExpired",
-                        "error_message": message,
-                        "error_host": None,
-                    },
-                )
-                conn.execute(
-                    Q["reap_lease"],
-                    {
-                        "id": row["id"],
-                        "state": "dead" if dead else "queued",
-                        "now": now,
-                        "message": message,
-                        "dead_reason": "lease_expired" if dead else None,
-                    },
-                )
-                if dead:
-                    conn.execute(
-                        Q["insert_completion"],
-                        {"id": row["id"], "outcome": "dead", "token": None, "now": now},
-                    )
-        return len(expired)
+            return reap_expired(conn, Q, self.clock(), max_lease_expiries)
 
-    # -- dead-letter queue ----------------------------------------------------------------------
+    # -- dead-letter queue (atlas.store.dlq) ------------------------------------------------------
 
-    def dlq_list(self, flt: DLQFilter, limit: int = 100, after: str | None = None) -> list[Item]:
-        sql, params = dlq_list_query(flt, after)
-        with self._read() as conn:
-            rows = conn.execute(sql, {**params, "limit": limit}).fetchall()
-        return [row_to_item(r) for r in rows]
+    def _dlq_groups_query(self, flt: DLQFilter) -> tuple[str, dict[str, Any]]:
+        return dlq_groups_query(flt)
 
-    def dlq_groups(self, flt: DLQFilter, limit: int = 50) -> list[DLQGroup]:
-        sql, params = dlq_groups_query(flt)
-        with self._read() as conn:
-            rows = conn.execute(sql, {**params, "limit": limit}).fetchall()
-        return [
-            DLQGroup(
-                stage=r["stage"],
-                error_class=r["error_class"],
-                host=r["host"],
-                count=r["n"],
-                oldest=r["oldest"],
-                newest=r["newest"],
-                sample_ids=(r["ids"] or "").split(",")[:DLQ_SAMPLE_IDS],
-                sample_message=r["sample_message"],
-            )
-            for r in rows
-        ]
-
-    def dlq_replay(self, flt: DLQFilter, dry_run: bool = False) -> int:
-        """Requeue matching dead items with fresh attempt counters; their history is kept."""
-        where, params = _dlq_where(flt)
-        now = self.clock()
-        with self._write() as conn:
-            if dry_run:
-                return int(conn.execute(f"SELECT count(*) FROM items WHERE {where}", params).fetchone()[0])
-            conn.execute(
-                "INSERT INTO attempts (item_id, attempt, at, outcome, message)"
-                f" SELECT id, attempts, :now, 'replayed', 'replayed from the DLQ' FROM items WHERE {where}",
-                {**params, "now": now},
-            )
-            cur = conn.execute(
-                "UPDATE items SET state = 'queued', attempts = 0, deaths = 0, lease_expiries = 0,"
-                " isolate = 0, next_attempt_at = :now, dead_reason = NULL, done_at = NULL,"
-                f" updated_at = :now WHERE {where}",
-                {**params, "now": now},
-            )
-            return cur.rowcount
-
-    def dlq_purge(self, flt: DLQFilter, dry_run: bool = False) -> int:
-        """Delete matching dead items and their history."""
-        where, params = _dlq_where(flt)
-        with self._write() as conn:
-            if dry_run:
-                return int(conn.execute(f"SELECT count(*) FROM items WHERE {where}", params).fetchone()[0])
-            conn.execute(
-                f"DELETE FROM attempts WHERE item_id IN (SELECT id FROM items WHERE {where})", params
-            )
-            return conn.execute(f"DELETE FROM items WHERE {where}", params).rowcount
-
-    def list_items(
-        self,
-        *,
-        state: str | None = None,
-        kind: str | None = None,
-        source: str | None = None,
-        after: str | None = None,
-        limit: int = 100,
-    ) -> list[Item]:
-        """Items in id (acceptance) order after the cursor `after`, filtered."""
-        clauses: list[str] = ["1 = 1"]
-        params: dict[str, Any] = {"limit": limit}
-        for column, value in (("state", state), ("kind", kind), ("source", source), ("after", after)):
-            if value is not None:
-                clauses.append("id > :after" if column == "after" else f"{column} = :{column}")
-                params[column] = value
-        # Filters are optional, so the statement is assembled; every value is still a parameter.
-        sql = f"SELECT * FROM items WHERE {' AND '.join(clauses)} ORDER BY id LIMIT :limit"
-        with self._read() as conn:
-            return [row_to_item(r) for r in conn.execute(sql, params)]
+    def _sample_ids(self, value: Any) -> list[str]:
+        return (value or "").split(",")
 
     def queue_stats(self) -> dict[str, float]:
         """Queued items, the oldest one's acceptance time (0 if none), and completions so far."""
@@ -614,100 +382,6 @@ class SQLiteStore(ContentStore, OpsStore):
                 "oldest_queued_at": conn.execute(Q["oldest_queued"]).fetchone()[0] or 0.0,
                 "completions": conn.execute(Q["completions_seq"]).fetchone()[0],
             }
-
-    # -- API keys -------------------------------------------------------------------------------
-
-    def api_key_insert(
-        self, key_id: str, name: str, scopes: Sequence[str], secret_hash: str, pepper_id: str | None = None
-    ) -> None:
-        with self._write() as conn:
-            conn.execute(
-                Q["api_key_insert"],
-                {
-                    "id": key_id,
-                    "name": name,
-                    "scopes": ",".join(scopes),
-                    "secret_hash": secret_hash,
-                    "pepper_id": pepper_id,
-                    "now": self.clock(),
-                },
-            )
-
-    def api_key_get(self, key_id: str) -> dict[str, Any] | None:
-        with self._read() as conn:
-            row = conn.execute(Q["api_key_get"], {"id": key_id}).fetchone()
-        return dict(row) if row else None
-
-    def api_key_list(self) -> list[dict[str, Any]]:
-        with self._read() as conn:
-            return [dict(r) for r in conn.execute(Q["api_key_list"])]
-
-    def api_key_revoke(self, key_id: str) -> bool:
-        with self._write() as conn:
-            return conn.execute(Q["api_key_revoke"], {"id": key_id, "now": self.clock()}).rowcount == 1
-
-    def api_key_touch(self, key_id: str) -> None:
-        self.api_key_record_use([(key_id, self.clock())], [])
-
-    def api_key_record_use(
-        self, touches: Sequence[tuple[str, float]], rehashes: Sequence[tuple[str, str, str, str]]
-    ) -> None:
-        """In one transaction: last_used_at for each (key id, time) in `touches`, and for each
-        (key id, hash verified, new hash, pepper id) in `rehashes` the new hash, unless the stored
-        hash has changed since it was verified."""
-        with self._write() as conn:
-            conn.executemany(Q["api_key_touch"], [{"id": k, "now": at} for k, at in touches])
-            conn.executemany(
-                Q["api_key_rehash"],
-                [{"id": k, "old_hash": o, "new_hash": n, "pepper_id": p} for k, o, n, p in rehashes],
-            )
-
-    # -- shared state ---------------------------------------------------------------------------
-
-    def kv_get(self, key: str) -> str | None:
-        with self._read() as conn:
-            row = conn.execute(Q["kv_get"], {"key": key}).fetchone()
-        return row[0] if row else None
-
-    def kv_set(self, key: str, value: str) -> None:
-        with self._write() as conn:
-            conn.execute(Q["kv_set"], {"key": key, "value": value, "now": self.clock()})
-
-    def kv_items(self, prefix: str) -> list[tuple[str, str]]:
-        with self._read() as conn:
-            rows = conn.execute("SELECT key, value FROM kv WHERE key LIKE ? || '%'", (prefix,))
-            return [(r[0], r[1]) for r in rows]
-
-    def kv_delete(self, key: str) -> None:
-        with self._write() as conn:
-            conn.execute(Q["kv_delete"], {"key": key})
-
-    def kv_prune(self, prefix: str, older_than_seconds: float) -> int:
-        with self._write() as conn:
-            cur = conn.execute(Q["kv_prune"], {"prefix": prefix, "before": self.clock() - older_than_seconds})
-            return cur.rowcount
-
-    def record_backup(self, finished_at: float, size_bytes: int, path: str) -> None:
-        """Remember the last verified backup (kv BACKUP_KEY), which the exporter's gauges report."""
-        value = json.dumps({"finished_at": finished_at, "bytes": size_bytes, "path": path})
-        self.kv_set(BACKUP_KEY, value)
-
-
-def _content_row(item_id: str, r: ContentResult, now: float) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "content_hash": r.content_hash,
-        "content_type": r.content_type,
-        "title": r.title,
-        "text": r.text,
-        "canonical_url": r.canonical_url,
-        "language": r.language,
-        "author": r.author,
-        "published": r.published,
-        "url": r.url,
-        "bytes": len(r.text.encode("utf-8")),
-        "now": now,
-    }
 
 
 def _split_sql(script: str) -> list[str]:

@@ -40,8 +40,7 @@ class ContentStore(FeedsAndSearchStore):
         urls = [c.payload.get("url") for c in claimed if c.kind == "url"]
         found: dict[str, dict[str, Any]] = {}
         for chunk in chunks(urls, 500):  # under SQLite's limit of parameters
-            sql = f"SELECT * FROM fetch_validators WHERE url IN ({','.join('?' * len(chunk))})"
-            for row in conn.execute(sql, chunk):
+            for row in conn.execute(C["validators_in"].format(",".join("?" * len(chunk))), chunk):
                 found[row["url"]] = {k: row[k] for k in ("etag", "last_modified", "item_id", "content_hash")}
         for c in claimed:
             if c.kind == "url" and c.payload.get("url") in found:

@@ -160,7 +160,7 @@ def _open_snapshot(path: Path) -> sqlite3.Connection:
     """A read-only connection inside one read transaction (its snapshot is taken by the first read)."""
     if not path.is_file():
         raise TransferRefused(f"source: no SQLite database at {path} (ATLAS_DATA_DIR / ATLAS_DATABASE_URL)")
-    from atlas.store.sqlite import migrations
+    from atlas.store.sqlite_connection import migrations
 
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)

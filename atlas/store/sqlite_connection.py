@@ -7,30 +7,21 @@ busy timeout) instead of failing half-way; readers never block writers in WAL mo
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
 from atlas.store.dialect import Dialect
-from atlas.store.queries import QueryTimings, TimedConnection
-
-_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+from atlas.store.queries import QueryTimings, TimedConnection, load_migrations
 
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) for every migration shipped, in order."""
-    found = []
-    for entry in files("atlas.store").joinpath("migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return load_migrations("atlas.store")
 
 
 def _in_values(column: str, name: str, values: Sequence[Any], params: dict[str, Any]) -> str:

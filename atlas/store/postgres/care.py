@@ -31,6 +31,7 @@ from atlas.errors import StoreError
 from atlas.store.dlq import dlq_list_query
 from atlas.store.models import DLQFilter, PlanStep
 from atlas.store.postgres.connection import Conn
+from atlas.store.postgres.content import C, Q
 from atlas.store.postgres.dialect import POSTGRES
 from atlas.store.queries import load_queries
 
@@ -70,8 +71,6 @@ class PgCare:
     def hot_queries(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(name, SQL, sample parameters) of the statements the API and engine run most, in the
         texts the store runs, so a plan shown is the plan used."""
-        from atlas.store.postgres.content import C, Q
-
         dlq_sql, dlq_params = dlq_list_query(DLQFilter(), POSTGRES)
         return [
             ("claim", Q["claim"], {"owner": "o", "token": "t", "until": 0.0, "now": 0.0, "limit": 1}),

@@ -1,10 +1,11 @@
 """Typed, validated settings: defaults < config/<env>.env (+ secrets) < ATLAS_* process environment.
 
-One frozen `Settings` object is built at start (`load_settings`) and passed to whatever needs it;
-nothing reads the environment at import time. Every field declares its environment variable, its
-parser (atlas.config.parsers), a one-line doc and its category, so the reference
-(`config/REFERENCE.md`, `atlas-ops config schema`) is generated from this model. The layering,
-provenance and file checks live in `atlas.config.loader`.
+One frozen `Settings` object is built at start (`atlas.config.loader.load_settings`) and passed to
+whatever needs it; nothing reads the environment at import time. Every field declares its
+environment variable, its parser (atlas.config.parsers), a one-line doc and its category, so the
+reference (`config/REFERENCE.md`, `atlas-ops config schema`) is generated from this model. The
+layering, provenance and file checks live in `atlas.config.loader`; this module imports nothing
+of atlas.config but the parsers, so the loader can build `Settings` without an import circle.
 
 Field metadata: `env` (the variable), `parse`, `doc`, `category`; `secret` names the entry of
 `config/<env>.secrets` a secret field is read from (never from an env file); `bootstrap` marks the
@@ -126,7 +127,8 @@ class SecretValues(Mapping[str, str]):
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob Atlas has. Build with `load_settings`; construct directly only in tests."""
+    """Every knob Atlas has. Build with `atlas.config.loader.load_settings`; construct directly only
+    in tests."""
 
     environment: str = _setting(
         "ATLAS_ENVIRONMENT",
@@ -971,22 +973,6 @@ def setting_fields() -> list[dataclasses.Field[Any]]:
     Only fields with an environment variable: non-setting fields (`secrets`) are left out.
     """
     return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
-
-
-def load_settings(
-    environ: Mapping[str, str] | None = None, *, files: bool = True, secrets: bool = True
-) -> Settings:
-    """Build the settings: defaults < CONFIG_DIR/<env>.env < `environ` (default: os.environ).
-
-    `files=False` skips the env and secrets files (defaults and `environ` only); `secrets=False`
-    skips only the secrets. In production the production guard runs too.
-    Raises ConfigError naming the file, line, variable, the bad value and what was expected.
-    """
-    # Imported here: the loader builds `Settings`, so it imports this module.
-    from atlas.config.loader import load
-
-    env = os.environ if environ is None else environ
-    return load(env, files=files, secrets=secrets)[0]
 
 
 def validate(settings: Settings) -> None:

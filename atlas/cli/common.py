@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 import click
 
+from atlas.config.loader import load_settings
 from atlas.errors import AtlasError, ConfigError, DatabaseNotReady, ItemError
-from atlas.settings import Settings, load_settings
+from atlas.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 import click
 
 from atlas.cli.common import clean_errors, emit, format_option
+from atlas.config.loader import load_settings
 from atlas.errors import ConfigError
 from atlas.ops import deploy as dm
 from atlas.ops import releases
 from atlas.ops.maintenance import default_actor
 from atlas.ops.nginx import Nginx
-from atlas.settings import ENVIRONMENTS, Settings, load_settings
+from atlas.settings import ENVIRONMENTS, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from atlas.config.loader import DEFAULT, Finding, Loaded, Source
+from atlas.config.findings import DEFAULT, Finding, Loaded, Source
 from atlas.secrets import KEY_VARIABLE
 from atlas.settings import Settings
 

@@ -9,84 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from atlas.config.envfile import parse_env
+from atlas.config.findings import DEFAULT as DEFAULT
+from atlas.config.findings import ENVIRONMENT as ENVIRONMENT
+from atlas.config.findings import Finding as Finding
+from atlas.config.findings import Loaded as Loaded
+from atlas.config.findings import Source as Source
+from atlas.config.guard import production_findings
 from atlas.errors import ConfigError
-from atlas.secrets import KEY_VARIABLE, KeyRing, decrypt_all, load_keyring
+from atlas.secrets import KEY_VARIABLE, decrypt_all, load_keyring
 from atlas.settings import SecretValues, Settings, setting_fields, validate
 
 # ATLAS_* variables that are not settings: they may be set in the process environment only.
 PROCESS_ONLY = frozenset({KEY_VARIABLE, "ATLAS_REQUIRE_INTEGRATION"})
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a value came from: `default`, `environment`, or a file and line."""
-
-    kind: str
-    path: str | None = None
-    line: int | None = None
-
-    def __str__(self) -> str:
-        if self.path is None:
-            return self.kind
-        return f"{self.path}:{self.line}" if self.line else self.path
-
-
-DEFAULT = Source("default")
-ENVIRONMENT = Source("environment")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing wrong (or worth a look) in the configuration."""
-
-    key: str
-    message: str
-    source: Source = ENVIRONMENT
-    severity: str = "error"  # error | warning
-
-    def __str__(self) -> str:
-        # Messages from atlas.secrets name their file themselves ("cannot decrypt config/x.secrets").
-        where = f"{self.source}: " if self.source.path and self.source.path not in self.message else ""
-        return f"{where}{self.key + ': ' if self.key else ''}{self.message}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "severity": self.severity,
-            "file": self.source.path or self.source.kind,
-            "line": self.source.line,
-            "key": self.key,
-            "message": self.message,
-        }
-
-
-@dataclass
-class Loaded:
-    """The outcome of reading one environment's configuration."""
-
-    environment: str
-    config_dir: Path
-    settings: Settings | None
-    sources: dict[str, Source] = field(default_factory=dict)  # field name -> source
-    findings: list[Finding] = field(default_factory=list)
-    keyring: KeyRing | None = None
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "error"]
-
-    @property
-    def env_path(self) -> Path:
-        return self.config_dir / f"{self.environment}.env"
-
-    @property
-    def secrets_path(self) -> Path:
-        return self.config_dir / f"{self.environment}.secrets"
 
 
 def _by_env() -> dict[str, dataclasses.Field[Any]]:
@@ -161,8 +101,6 @@ def collect(
     if files and secrets:
         settings = _with_secrets(loaded, settings, environ, values)
     if settings.environment == "production":
-        from atlas.config.guard import production_findings
-
         findings += production_findings(settings, loaded)
     loaded.settings = None if loaded.errors else settings
     return loaded
@@ -258,3 +196,16 @@ def load(environ: Mapping[str, str], *, files: bool = True, secrets: bool = True
     if loaded.errors or loaded.settings is None:
         raise ConfigError("\n".join(str(f) for f in loaded.errors) or "invalid configuration")
     return loaded.settings, loaded
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, files: bool = True, secrets: bool = True
+) -> Settings:
+    """Build the settings: defaults < CONFIG_DIR/<env>.env < `environ` (default: os.environ).
+
+    `files=False` skips the env and secrets files (defaults and `environ` only); `secrets=False`
+    skips only the secrets. In production the production guard runs too.
+    Raises ConfigError naming the file, line, variable, the bad value and what was expected.
+    """
+    env = os.environ if environ is None else environ
+    return load(env, files=files, secrets=secrets)[0]

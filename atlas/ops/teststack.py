@@ -16,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 from atlas.api.keys import create_key
+from atlas.config.loader import load_settings
 from atlas.ops.services import api_base
 from atlas.ops.services.local import LocalSupervisor
-from atlas.settings import Settings, load_settings
+from atlas.settings import Settings
 from atlas.store import open_store
 
 # The processes the load reaches, in start order: the engine creates the schema, the API serves it.

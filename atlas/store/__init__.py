@@ -56,7 +56,7 @@ def shipped_migrations(backend: str = "sqlite") -> list[tuple[int, str, str]]:
         from atlas.store.postgres.connection import migrations as pg_migrations
 
         return pg_migrations()
-    from atlas.store.sqlite import migrations
+    from atlas.store.sqlite_connection import migrations
 
     return migrations()
 

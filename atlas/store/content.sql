@@ -66,3 +66,7 @@ INSERT INTO fetch_validators (url, etag, last_modified, item_id, content_hash, u
 VALUES (:url, :etag, :last_modified, :item_id, :content_hash, :now)
 ON CONFLICT (url) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
     item_id = excluded.item_id, content_hash = excluded.content_hash, updated_at = excluded.updated_at;
+
+-- name: validators_in
+-- {} is a list of ? placeholders (ContentStore.attach_validators fills it chunk by chunk).
+SELECT * FROM fetch_validators WHERE url IN ({});

@@ -21,6 +21,7 @@ from typing import Any
 from atlas.observability.metrics import build
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
 class NamedSQL(str):
@@ -65,6 +66,17 @@ def parse_queries(text: str) -> dict[str, NamedSQL]:
 @cache
 def load_queries(package: str, resource: str) -> dict[str, NamedSQL]:
     return parse_queries(files(package).joinpath(resource).read_text(encoding="utf-8"))
+
+
+def load_migrations(package: str) -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration `package` ships in its `migrations` folder
+    (NNNN_name.sql), in version order."""
+    found = []
+    for entry in files(package).joinpath("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(found)
 
 
 class TimedConnection(sqlite3.Connection):

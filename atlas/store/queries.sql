@@ -7,6 +7,16 @@ INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, 
                    next_attempt_at, trace_context, request_hash, created_at, updated_at)
 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11, ?11);
 
+-- name: leases_in
+-- {} is a list of ? placeholders (SQLiteQueue.apply fills it chunk by chunk).
+SELECT id, lease_token FROM items WHERE state = 'leased' AND id IN ({});
+
+-- name: content_owners_by_hash_in
+SELECT content_hash, item_id FROM contents WHERE content_hash IN ({});
+
+-- name: content_owners_by_url_in
+SELECT canonical_url, item_id FROM contents WHERE canonical_url IN ({});
+
 -- name: idempotency_lookup
 -- `{}` is replaced by one `?` per key (at most 500 a statement, under SQLite's variable limit).
 SELECT idempotency_key, id, request_hash FROM items WHERE idempotency_key IN ({});
@@ -123,6 +133,12 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.up
 
 -- name: kv_delete
 DELETE FROM kv WHERE key = :key;
+
+-- name: completions
+SELECT item_id, count(*) AS n FROM completions GROUP BY item_id;
+
+-- name: kv_items
+SELECT key, value FROM kv WHERE key LIKE :prefix || '%' ORDER BY key;
 
 -- name: kv_prune
 DELETE FROM kv WHERE key LIKE :prefix || '%' AND updated_at < :before;

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from atlas.errors import StoreError
 from atlas.fsutil import fsync_path
+from atlas.store.sqlite_connection import migrations
 
 
 @contextmanager
@@ -202,8 +203,6 @@ class SQLiteArchive:
         return self.live.parent / template.format(name=self.live.name)
 
     def latest_schema_version(self) -> int:
-        from atlas.store.sqlite import migrations  # sqlite imports this module
-
         return max(version for version, _, _ in migrations())
 
     def copy_live(self, dest: Path) -> None:

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 from atlas.store import sqlite_maint
 from atlas.store.models import MAX_RSS_ROWS, DLQFilter, PlanStep, RssSample, StoreStats
 from atlas.store.queries import load_queries
+from atlas.store.sqlite_content import C
+from atlas.store.sqlite_dlq import dlq_list_query
+from atlas.store.sqlite_queue import Q
 from atlas.store.sqlite_stats import StatsReader
 
 OPS = load_queries("atlas.store", "ops.sql")
@@ -80,9 +83,6 @@ class OpsStore:
     def hot_queries(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(name, SQL, sample parameters) of the statements the API and engine run most: their
         texts as the store runs them, so a plan shown is the plan used."""
-        from atlas.store.sqlite import Q, dlq_list_query
-        from atlas.store.sqlite_content import C
-
         dlq_sql, dlq_params = dlq_list_query(DLQFilter())
         now = self.clock()
         return [

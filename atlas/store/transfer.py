@@ -96,7 +96,7 @@ TABLES = (
     ),
     Table("feed_entries", ("feed_id", "entry_key", "item_id", "seen_at")),
 )
-COUNTERS = ("stats_items", "stats_dlq", "stats_contents")
+COUNTERS = ("stats_items", "stats_dlq", "stats_contents", "stats_completions")
 # The counters, recomputed from the copied rows (the triggers' delta rows of the COPYs dropped).
 _RECOUNT = (
     "INSERT INTO stats_items (state, kind, n) SELECT state, kind, count(*) FROM items GROUP BY state, kind",
@@ -104,6 +104,8 @@ _RECOUNT = (
     " SELECT coalesce(last_error_stage, ''), coalesce(last_error_class, ''), count(*)"
     " FROM items WHERE state = 'dead' GROUP BY 1, 2",
     "INSERT INTO stats_contents (n, bytes) SELECT count(*), coalesce(sum(bytes), 0) FROM contents",
+    # max(seq): SQLite's completed counter, which the copied seqs carry on.
+    "INSERT INTO stats_completions (n) SELECT coalesce(max(seq), 0) FROM completions",
 )
 
 Progress = Callable[[str, int, int], None]  # (table, rows copied so far, rows in the snapshot)
@@ -158,7 +160,7 @@ def _open_snapshot(path: Path) -> sqlite3.Connection:
     """A read-only connection inside one read transaction (its snapshot is taken by the first read)."""
     if not path.is_file():
         raise TransferRefused(f"source: no SQLite database at {path} (ATLAS_DATA_DIR / ATLAS_DATABASE_URL)")
-    from atlas.store.sqlite import migrations
+    from atlas.store.sqlite_connection import migrations
 
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)

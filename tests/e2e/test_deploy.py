@@ -33,10 +33,10 @@ import psutil
 import pytest
 
 from atlas.api.keys import create_key
+from atlas.config.loader import load_settings
 from atlas.ops import releases
 from atlas.ops.services import wait_until
 from atlas.ops.services.local import LocalSupervisor
-from atlas.settings import load_settings
 from atlas.store import open_store
 from tests.conftest import ROOT, atlas_env, require_program
 from tests.helpers.net import free_port

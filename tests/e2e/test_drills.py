@@ -31,9 +31,10 @@ import pytest
 
 from atlas.alerting.signals import alert_name
 from atlas.api.keys import create_key
+from atlas.config.loader import load_settings
 from atlas.ops.backup import create_backup
 from atlas.ops.services.local import LocalSupervisor
-from atlas.settings import Settings, load_settings
+from atlas.settings import Settings
 from atlas.store import open_store
 from tests.conftest import atlas_env, require_program
 from tests.helpers.drills import (

@@ -74,8 +74,8 @@ def test_start_status_kill_and_stop_every_service(env: dict[str, str], tmp_path:
 
 
 def test_stop_sends_sigkill_after_the_grace_period(env: dict[str, str], tmp_path: Path) -> None:
+    from atlas.config.loader import load_settings
     from atlas.ops.services.local import LocalSupervisor
-    from atlas.settings import load_settings
 
     settings = load_settings(env)
     ok_json(env, "database", "migrate")  # `atlas services` polls a database; it creates none
@@ -92,9 +92,9 @@ def test_stop_sends_sigkill_after_the_grace_period(env: dict[str, str], tmp_path
 
 
 def test_a_service_that_cannot_start_is_reported_with_its_log(env: dict[str, str]) -> None:
+    from atlas.config.loader import load_settings
     from atlas.ops.services import ServiceError
     from atlas.ops.services.local import LocalSupervisor
-    from atlas.settings import load_settings
 
     # The process gets a bad setting; it exits 2 naming it, and start says so with the log's tail.
     sup = LocalSupervisor(load_settings(env), env=env | {"ATLAS_API_PORT": "not-a-port"})

@@ -93,7 +93,7 @@ class Cluster:
 # faster (TRUNCATE makes new files and syncs them at commit).
 TABLES = (
     "items", "attempts", "contents", "completions", "kv", "api_keys", "fetch_validators", "feeds",
-    "feed_entries", "rss_samples", "stats_items", "stats_dlq", "stats_contents",
+    "feed_entries", "rss_samples", "stats_items", "stats_dlq", "stats_contents", "stats_completions",
 )  # fmt: skip
 
 
@@ -102,8 +102,7 @@ def wipe(store: Any) -> None:
     with store.db.transaction() as conn:
         for table in TABLES:
             conn.execute(f"DELETE FROM {table}")
-        # Sequences too: the exporter's completed-items counter is max(completions.seq), so a
-        # sequence left where an earlier test took it shows that test's completions.
+        # Sequences too: ids that tests compare (attempt order, content seq) start afresh.
         conn.execute(RESTART_SEQUENCES)
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from atlas.config.loader import load_settings
 from atlas.ops.logs import parse_since
 from atlas.ops.services import ServiceError
 from atlas.ops.services.local import LocalSupervisor, log_path
-from atlas.settings import load_settings
 from tests.conftest import atlas_env
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port

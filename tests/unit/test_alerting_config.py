@@ -218,7 +218,7 @@ notifications:
 def test_a_channel_concurrency_overrides_the_setting(tmp_path: Path) -> None:
     from atlas.alerting.router.process import build_channels
     from atlas.alerting.router.render import Renderer
-    from atlas.settings import load_settings
+    from atlas.config.loader import load_settings
 
     (tmp_path / "m.yaml").write_text(CHANNEL_CONCURRENCY, encoding="utf-8")
     settings = load_settings({"ATLAS_ROUTER_CONCURRENCY": "3"}, files=False)

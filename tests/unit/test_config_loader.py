@@ -10,10 +10,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from atlas import secrets as sec
-from atlas.config.loader import collect
+from atlas.config.loader import collect, load_settings
 from atlas.config.reference import reference_markdown
 from atlas.errors import ConfigError
-from atlas.settings import CATEGORIES, _setting, load_settings, setting_fields
+from atlas.settings import CATEGORIES, _setting, setting_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -124,7 +124,7 @@ def test_politeness_sleeps_short_waits_and_defers_long_ones() -> None:
 
 
 def test_policy_from_settings_splits_budgets_between_workers_and_applies_per_host_overrides() -> None:
-    from atlas.settings import load_settings
+    from atlas.config.loader import load_settings
 
     s = load_settings(
         {

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from atlas.config.envfile import quote_env
-from atlas.config.loader import collect
+from atlas.config.loader import collect, load_settings
 from atlas.engine.hosts import HostGate, HostPolicy
 from atlas.errors import ConfigError
 from atlas.ops.units import Layout, render_units
 from atlas.pipeline.ssrf import AllowList
-from atlas.settings import UNIT_LIMITS, Settings, load_settings, setting_fields
+from atlas.settings import UNIT_LIMITS, Settings, setting_fields
 
 
 def _limits(column: int, **changed: str) -> tuple[tuple[str, str], ...]:

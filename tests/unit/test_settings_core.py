@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from atlas.config.loader import collect
+from atlas.config.loader import collect, load_settings
 from atlas.config.reference import effective
 from atlas.errors import ConfigError
-from atlas.settings import Settings, load_settings
+from atlas.settings import Settings
 
 
 def environ(config_dir: Path, **extra: str) -> dict[str, str]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from atlas.config.loader import load_settings
 from atlas.errors import ConfigError
-from atlas.settings import load_settings
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:

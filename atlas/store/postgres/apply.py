@@ -17,13 +17,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from atlas.store.models import FINAL_STATES, Transition
+from atlas.store.models import Transition
 from atlas.store.postgres.connection import Conn
-from atlas.store.postgres.rows import content_row
 from atlas.store.queries import load_queries
-from atlas.store.sqlite_items import to_json
+from atlas.store.transitions import TransitionRows, content_row
 
 Q = load_queries("atlas.store.postgres", "queries.sql")
+
+
+def clean_text(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL characters (SQLite's can): they are dropped from stored
+    content rather than failing the transition that stores it."""
+    return text.replace("\x00", "") if text else text
 
 
 def _owner(conn: Conn, query: str, params: dict[str, Any]) -> str | None:
@@ -33,9 +38,8 @@ def _owner(conn: Conn, query: str, params: dict[str, Any]) -> str | None:
 
 def apply_transitions(conn: Conn, transitions: Sequence[Transition], now: float) -> dict[str, str]:
     """Apply `transitions`; a stale lease token is skipped. {item id: outcome} for those applied."""
-    applied: dict[str, str] = {}
     if not transitions:
-        return applied
+        return {}
     held = {
         r["id"]: r["lease_token"]
         for r in conn.execute(Q["lock_leases"], {"ids": [t.item_id for t in transitions]}).fetchall()
@@ -46,70 +50,21 @@ def apply_transitions(conn: Conn, transitions: Sequence[Transition], now: float)
     urls = sorted({t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url})
     for url in urls:
         conn.execute(Q["lock_url"], {"url": url})
-    updates: list[dict[str, Any]] = []
-    attempts: list[dict[str, Any]] = []
-    finals: list[dict[str, Any]] = []
-    validators: list[dict[str, Any]] = []
+    out = TransitionRows(now)
     for t in live:
-        err, state, outcome, duplicate_of = t.error, t.state, t.outcome, None
+        original = None
         if t.result is not None:
             r = t.result
             original = _owner(conn, "content_owner_by_hash", {"hash": r.content_hash})
             if original is None and r.canonical_url:
                 original = _owner(conn, "content_owner_by_url", {"url": r.canonical_url})
             if original is None and r.text:  # empty text: a 304 whose content has since been deleted
-                row = conn.execute(Q["insert_content"], content_row(t.item_id, r, now)).fetchone()
+                row = conn.execute(Q["insert_content"], content_row(t.item_id, r, now, clean_text)).fetchone()
                 if row is None:  # stored meanwhile by a concurrent transaction
                     original = _owner(conn, "content_owner_by_hash", {"hash": r.content_hash})
-            original = original or t.item_id
-            if original != t.item_id:
-                state = outcome = "duplicate"
-                duplicate_of = original
-            if r.url and (r.etag or r.last_modified):
-                validators.append(
-                    {
-                        "url": r.url,
-                        "etag": r.etag,
-                        "last_modified": r.last_modified,
-                        "item_id": original,
-                        "content_hash": r.content_hash,
-                        "now": now,
-                    }
-                )
-        params = {
-            "id": t.item_id,
-            "token": t.token,
-            "state": state,
-            "attempts_inc": t.attempts_inc,
-            "deaths_inc": t.deaths_inc,
-            "isolate": int(t.isolate),
-            "next_attempt_at": t.next_attempt_at or now,
-            "error_stage": err.stage if err else None,
-            "error_class": err.error_class if err else None,
-            "error_message": err.message if err else None,
-            "error_host": err.host if err else None,
-            "dead_reason": t.dead_reason,
-            "content_hash": t.result.content_hash if t.result else None,
-            "duplicate_of": duplicate_of,
-            "timings": to_json(t.timings),
-            "done_at": now if state in FINAL_STATES else None,
-            "now": now,
-            "attempt_offset": 0,
-            "outcome": t.outcome,
-        }
-        updates.append(params)
-        if err is not None and t.outcome != "deferred":  # a deferral is not an attempt
-            attempts.append(params)
-        if state in FINAL_STATES:
-            finals.append({"id": t.item_id, "outcome": state, "token": t.token, "now": now})
-        applied[t.item_id] = outcome
+        out.add(t, original if original not in (None, t.item_id) else None)
     cur = conn.cursor()
-    for query, rows in (
-        ("transition", updates),
-        ("insert_attempt", attempts),
-        ("insert_completion", finals),
-        ("validators_upsert", validators),
-    ):
+    for query, rows in out.batches():
         if rows:
             cur.executemany(Q[query], rows)
-    return applied
+    return out.applied

@@ -28,8 +28,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from atlas.errors import StoreError
+from atlas.store.dlq import dlq_list_query
 from atlas.store.models import DLQFilter, PlanStep
 from atlas.store.postgres.connection import Conn
+from atlas.store.postgres.content import C, Q
+from atlas.store.postgres.dialect import POSTGRES
 from atlas.store.queries import load_queries
 
 K = load_queries("atlas.store.postgres", "care.sql")
@@ -68,16 +71,12 @@ class PgCare:
     def hot_queries(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(name, SQL, sample parameters) of the statements the API and engine run most, in the
         texts the store runs, so a plan shown is the plan used."""
-        from atlas.store.postgres.content import C
-        from atlas.store.postgres.rows import dlq_where
-        from atlas.store.postgres.store import DLQ_LIST, Q
-
-        where, params = dlq_where(DLQFilter())
+        dlq_sql, dlq_params = dlq_list_query(DLQFilter(), POSTGRES)
         return [
             ("claim", Q["claim"], {"owner": "o", "token": "t", "until": 0.0, "now": 0.0, "limit": 1}),
             ("enqueue idempotency lookup", Q["items_by_key"], {"keys": ["k"]}),
             ("search", C["search"], {"query": "x", "after_rank": None, "after_seq": 0, "limit": 1}),
-            ("dlq list", DLQ_LIST.format(where=where), {**params, "limit": 1}),
+            ("dlq list", dlq_sql, {**dlq_params, "limit": 1}),
         ]
 
     def query_plans(self) -> list[tuple[str, list[PlanStep]]]:

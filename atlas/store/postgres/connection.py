@@ -12,7 +12,6 @@ import re
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from importlib.resources import files
 from time import perf_counter
 from typing import Any, Self
 
@@ -22,9 +21,8 @@ from psycopg.rows import Row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
-from atlas.store.queries import NamedSQL, QueryTimings
+from atlas.store.queries import NamedSQL, QueryTimings, load_migrations
 
-_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 # pg_advisory_xact_lock key held while migrating, so processes starting together migrate once.
 MIGRATION_LOCK_KEY = 0x41746C6173  # "Atlas"
 NOTIFY_CHANNEL = "atlas_items"
@@ -69,12 +67,7 @@ class TimedCursor(psycopg.Cursor[Row]):
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every PostgreSQL migration shipped, in order."""
-    found = []
-    for entry in files("atlas.store.postgres").joinpath("migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return load_migrations("atlas.store.postgres")
 
 
 def redact(url: str) -> str:

@@ -148,6 +148,10 @@ SELECT stage, error_class, sum(n) FROM gone GROUP BY stage, error_class;
 WITH gone AS (DELETE FROM stats_contents RETURNING n, bytes)
 INSERT INTO stats_contents (n, bytes) SELECT coalesce(sum(n), 0), coalesce(sum(bytes), 0) FROM gone;
 
+-- name: compact_completions
+WITH gone AS (DELETE FROM stats_completions RETURNING n)
+INSERT INTO stats_completions (n) SELECT coalesce(sum(n), 0) FROM gone;
+
 -- name: recount_items_zero
 -- Pairs that emptied stay as 0 rows, as on SQLite.
 WITH gone AS (DELETE FROM stats_items RETURNING state, kind)
@@ -202,7 +206,8 @@ SELECT coalesce(sum(n), 0) FROM stats_items WHERE state = 'queued';
 SELECT min(created_at) FROM items WHERE state = 'queued';
 
 -- name: completions_seq
-SELECT coalesce(max(seq), 0) FROM completions;
+-- The kept counter (migration 0003), not max(seq): rolled-back transactions burn seq values.
+SELECT coalesce(sum(n), 0)::bigint AS n FROM stats_completions;
 
 -- name: validators_for
 SELECT url, etag, last_modified, item_id, content_hash FROM fetch_validators WHERE url = ANY(%(urls)s);

@@ -17,7 +17,7 @@ HAVING sum(n) > 0 ORDER BY n DESC, stage, error_class;
 SELECT min(created_at) AS at FROM items WHERE state = 'queued';
 
 -- name: completed
-SELECT coalesce(max(seq), 0) AS n FROM completions;
+SELECT coalesce(sum(n), 0)::bigint AS n FROM stats_completions;
 
 -- name: stats_contents
 SELECT coalesce(sum(n), 0)::bigint AS n, coalesce(sum(bytes), 0)::bigint AS bytes FROM stats_contents;

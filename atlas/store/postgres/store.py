@@ -9,43 +9,41 @@ canonical URL. Enqueue NOTIFYs, so an idle engine blocked in `wait_for_work` sta
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from atlas.store.dlq import DLQStore, dlq_groups_query
 from atlas.store.ids import new_id
-from atlas.store.itemrows import row_to_item
+from atlas.store.itemreads import ItemReadsStore
+from atlas.store.itemrows import row_to_claimed, to_json
 from atlas.store.models import (
-    AttemptRecord,
     Claimed,
     DLQFilter,
-    DLQGroup,
     EnqueueResult,
-    Item,
     NewItem,
     Transition,
 )
 from atlas.store.postgres.connection import Conn, Connections
-from atlas.store.postgres.content import ContentStore
+from atlas.store.postgres.content import C, ContentStore
+from atlas.store.postgres.dialect import POSTGRES
 from atlas.store.postgres.ops import PgOpsStore
-from atlas.store.postgres.rows import dlq_where
-from atlas.store.postgres.shared import SharedStateStore
 from atlas.store.queries import load_queries
-from atlas.store.sqlite_items import to_json
+from atlas.store.sharedstate import KeysAndStateStore
+from atlas.store.transitions import reap_expired
 
 Q = load_queries("atlas.store.postgres", "queries.sql")
-# A page of dead items; {where} is dlq_where's clause (every value in it a parameter).
-DLQ_LIST = "SELECT * FROM items WHERE {where} ORDER BY id LIMIT %(limit)s"
-DLQ_SAMPLE_IDS = 5
 # Counter delta rows are folded back into one row per key when compacting (see 0001_init.sql).
 COMPACT_LOCK_KEY = 0x41746C6174  # pg_try_advisory_xact_lock: one compactor at a time
 
 
-class PostgresStore(ContentStore, SharedStateStore, PgOpsStore):
+class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, PgOpsStore):
     """Store protocol on a PostgreSQL database. Thread-safe: every call borrows a pooled connection."""
+
+    dialect = POSTGRES
+    sql = {**Q, **C}
 
     def __init__(
         self,
@@ -195,55 +193,11 @@ class PostgresStore(ContentStore, SharedStateStore, PgOpsStore):
             row = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (COMPACT_LOCK_KEY,)).fetchone()
             if not row or not row["ok"]:
                 return False
-            for name in ("compact_items", "compact_dlq", "compact_contents"):
+            for name in ("compact_items", "compact_dlq", "compact_contents", "compact_completions"):
                 conn.execute(Q[name])
         return True
 
-    # -- reads ----------------------------------------------------------------------------------
-
-    def get_item(self, item_id: str) -> Item | None:
-        with self._read() as conn:
-            row = conn.execute(Q["get_item"], {"id": item_id}).fetchone()
-        return row_to_item(row) if row else None
-
-    def get_content(self, item_id: str) -> dict[str, Any] | None:
-        with self._read() as conn:
-            row = conn.execute(Q["get_content"], {"id": item_id}).fetchone()
-        return dict(row) if row else None
-
-    def item_attempts(self, item_id: str) -> list[AttemptRecord]:
-        with self._read() as conn:
-            rows = conn.execute(Q["item_attempts"], {"id": item_id}).fetchall()
-        return [AttemptRecord(**r) for r in rows]
-
-    def counts(self) -> dict[tuple[str, str], int]:
-        with self._read() as conn:
-            return {(r["state"], r["kind"]): int(r["n"]) for r in conn.execute(Q["count_by_state"])}
-
-    def completions(self) -> dict[str, int]:
-        """How many final transitions each item has had (the crash test expects exactly one)."""
-        with self._read() as conn:
-            return {r["item_id"]: int(r["n"]) for r in conn.execute(Q["completions"])}
-
-    def list_items(
-        self,
-        *,
-        state: str | None = None,
-        kind: str | None = None,
-        source: str | None = None,
-        after: str | None = None,
-        limit: int = 100,
-    ) -> list[Item]:
-        """Items in id (acceptance) order after the cursor `after`, filtered."""
-        clauses = ["true"]
-        params: dict[str, Any] = {"limit": limit}
-        for column, value in (("state", state), ("kind", kind), ("source", source), ("after", after)):
-            if value is not None:
-                clauses.append("id > %(after)s" if column == "after" else f"{column} = %({column})s")
-                params[column] = value
-        sql = f"SELECT * FROM items WHERE {' AND '.join(clauses)} ORDER BY id LIMIT %(limit)s"
-        with self._read() as conn:
-            return [row_to_item(r) for r in conn.execute(sql, params)]
+    # -- reads (the rest: atlas.store.itemreads) ------------------------------------------------
 
     def queue_stats(self) -> dict[str, float]:
         """Queued items, the oldest one's acceptance time (0 if none), and completions so far."""
@@ -266,39 +220,10 @@ class PostgresStore(ContentStore, SharedStateStore, PgOpsStore):
             ).fetchall()
             # UPDATE ... RETURNING keeps no order: put the batch in claim order again.
             rows.sort(key=lambda r: (-r["priority"], r["next_attempt_at"], r["id"]))
-            claimed = [
-                Claimed(
-                    id=r["id"],
-                    kind=r["kind"],
-                    source=r["source"],
-                    priority=r["priority"],
-                    payload=json.loads(r["payload"]),
-                    metadata=json.loads(r["metadata"]) if r["metadata"] else None,
-                    attempts=r["attempts"],
-                    deaths=r["deaths"],
-                    isolate=bool(r["isolate"]),
-                    trace_context=r["trace_context"],
-                    created_at=r["created_at"],
-                    token=token,
-                )
-                for r in rows
-            ]
+            claimed = [row_to_claimed(r, token) for r in rows]
             if any(c.kind == "url" for c in claimed):
                 self.attach_validators(conn, claimed)
         return claimed
-
-    def heartbeat(self, owner: str, lease_seconds: float) -> int:
-        with self._write() as conn:
-            return conn.execute(
-                Q["heartbeat"], {"owner": owner, "until": self.clock() + lease_seconds}
-            ).rowcount
-
-    def release(self, owner: str) -> int:
-        with self._write() as conn:
-            n = conn.execute(Q["release_owner"], {"owner": owner, "now": self.clock()}).rowcount
-            if n:
-                conn.execute(Q["notify"])
-            return n
 
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         from atlas.store.postgres.apply import apply_transitions
@@ -307,127 +232,24 @@ class PostgresStore(ContentStore, SharedStateStore, PgOpsStore):
             return apply_transitions(conn, transitions, self.clock())
 
     def reap_expired(self, max_lease_expiries: int) -> int:
-        now = self.clock()
         with self._write() as conn:
-            expired = conn.execute(Q["expired_leases"], {"now": now}).fetchall()
-            for row in expired:
-                dead = row["lease_expiries"] + 1 >= max_lease_expiries
-                message = f"lease held by {row['lease_owner']} expired (engine stopped or hung)"
-                conn.execute(
-                    Q["insert_attempt"],
-                    {
-                        "id": row["id"],
-                        "attempt_offset": 1,
-                        "now": now,
-                        "outcome": "lease_expired",
-                        "error_stage": "engine",
-                        "error_class": "LeaseExpired",
-                        "error_message": message,
-                        "error_host": None,
-                    },
-                )
-                conn.execute(
-                    Q["reap_lease"],
-                    {
-                        "id": row["id"],
-                        "state": "dead" if dead else "queued",
-                        "now": now,
-                        "message": message,
-                        "dead_reason": "lease_expired" if dead else None,
-                    },
-                )
-                if dead:
-                    conn.execute(
-                        Q["insert_completion"],
-                        {"id": row["id"], "outcome": "dead", "token": None, "now": now},
-                    )
-            if expired:
-                conn.execute(Q["notify"])
+            n = reap_expired(conn, Q, self.clock(), max_lease_expiries)
+            if n:
+                self._wake(conn)
         # The reaper runs every few seconds in each engine: a natural moment to fold counters.
         self.compact_counters()
-        return len(expired)
+        return n
 
-    # -- dead-letter queue ----------------------------------------------------------------------
+    def _wake(self, conn: Conn) -> None:
+        conn.execute(Q["notify"])
 
-    def dlq_list(self, flt: DLQFilter, limit: int = 100, after: str | None = None) -> list[Item]:
-        where, params = dlq_where(flt)
-        if after is not None:
-            where += " AND id > %(after)s"
-            params["after"] = after
-        with self._read() as conn:
-            rows = conn.execute(DLQ_LIST.format(where=where), {**params, "limit": limit}).fetchall()
-        return [row_to_item(r) for r in rows]
+    # -- dead-letter queue (atlas.store.dlq) ------------------------------------------------------
 
-    def dlq_groups(self, flt: DLQFilter, limit: int = 50) -> list[DLQGroup]:
-        """Per error fingerprint (stage, class, host): size, time range, a sample message, and the
-        first DLQ_SAMPLE_IDS ids in id order (a LIMITed subquery, run for the groups returned only)."""
-        where, params = dlq_where(flt)
-        same = (
-            "last_error_stage IS NOT DISTINCT FROM g.stage"
-            " AND last_error_class IS NOT DISTINCT FROM g.error_class"
-            " AND last_error_host IS NOT DISTINCT FROM g.host"
-        )
-        # NULLS FIRST: the order SQLite gives the same groups.
-        order = "g.n DESC, g.stage NULLS FIRST, g.error_class NULLS FIRST, g.host NULLS FIRST"
-        sql = (
-            "SELECT g.*, ARRAY(SELECT id FROM items"
-            f" WHERE {where} AND {same} ORDER BY id LIMIT {DLQ_SAMPLE_IDS}) AS ids"
-            " FROM (SELECT last_error_stage AS stage, last_error_class AS error_class,"
-            " last_error_host AS host, count(*) AS n, min(updated_at) AS oldest, max(updated_at) AS newest,"
-            " max(last_error_message) AS sample_message"
-            f" FROM items WHERE {where}"
-            " GROUP BY last_error_stage, last_error_class, last_error_host) AS g"
-            f" ORDER BY {order} LIMIT %(limit)s"
-        )
-        with self._read() as conn:
-            rows = conn.execute(sql, {**params, "limit": limit}).fetchall()
-        return [
-            DLQGroup(
-                stage=r["stage"],
-                error_class=r["error_class"],
-                host=r["host"],
-                count=int(r["n"]),
-                oldest=r["oldest"],
-                newest=r["newest"],
-                sample_ids=list(r["ids"]),
-                sample_message=r["sample_message"],
-            )
-            for r in rows
-        ]
+    def _dlq_groups_query(self, flt: DLQFilter) -> tuple[str, dict[str, Any]]:
+        return dlq_groups_query(flt, POSTGRES, lambda select: f"ARRAY({select})")
 
-    def dlq_replay(self, flt: DLQFilter, dry_run: bool = False) -> int:
-        """Requeue matching dead items with fresh attempt counters; their history is kept."""
-        where, params = dlq_where(flt)
-        now = self.clock()
-        with self._write() as conn:
-            if dry_run:
-                return int(_first(conn, f"SELECT count(*) FROM items WHERE {where}", params))
-            conn.execute(
-                "INSERT INTO attempts (item_id, attempt, at, outcome, message)"
-                f" SELECT id, attempts, %(now)s, 'replayed', 'replayed from the DLQ' FROM items WHERE {where}"
-                " ORDER BY id",
-                {**params, "now": now},
-            )
-            n = conn.execute(
-                "UPDATE items SET state = 'queued', attempts = 0, deaths = 0, lease_expiries = 0,"
-                " isolate = 0, next_attempt_at = %(now)s, dead_reason = NULL, done_at = NULL,"
-                f" updated_at = %(now)s WHERE {where}",
-                {**params, "now": now},
-            ).rowcount
-            if n:
-                conn.execute(Q["notify"])
-            return n
-
-    def dlq_purge(self, flt: DLQFilter, dry_run: bool = False) -> int:
-        """Delete matching dead items and their history."""
-        where, params = dlq_where(flt)
-        with self._write() as conn:
-            if dry_run:
-                return int(_first(conn, f"SELECT count(*) FROM items WHERE {where}", params))
-            conn.execute(
-                f"DELETE FROM attempts WHERE item_id IN (SELECT id FROM items WHERE {where})", params
-            )
-            return conn.execute(f"DELETE FROM items WHERE {where}", params).rowcount
+    def _sample_ids(self, value: Any) -> list[str]:
+        return list(value)
 
 
 def _first(conn: Conn, sql: str, params: dict[str, Any] | None = None) -> Any:

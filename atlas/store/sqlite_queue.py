@@ -1,0 +1,144 @@
+"""The queue on the SQLite store (mixed into SQLiteStore): enqueue, claims, applying transitions
+and reaping expired leases. Item reads, heartbeats and release are atlas.store.itemreads; the rows
+a transition writes, atlas.store.transitions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from atlas.store.dialect import chunks
+from atlas.store.ids import new_id
+from atlas.store.itemrows import row_to_claimed
+from atlas.store.models import Claimed, EnqueueResult, NewItem, Transition
+from atlas.store.queries import NamedSQL, load_queries
+from atlas.store.sqlite_items import insert_items, item_row
+from atlas.store.transitions import TransitionRows, content_row, reap_expired
+
+Q = load_queries("atlas.store", "queries.sql")
+# Keys looked up per statement: under SQLite's limit of parameters (32766; 999 before 3.32).
+IN_CHUNK = 500
+
+
+class SQLiteQueue:
+    if TYPE_CHECKING:
+        clock: Callable[[], float]
+        sql: Mapping[str, str]
+
+        def _read(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def attach_validators(self, conn: sqlite3.Connection, claimed: Sequence[Any]) -> None: ...
+
+    # -- enqueue --------------------------------------------------------------------------------
+
+    def enqueue(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
+        now = self.clock()
+        results: list[EnqueueResult | None] = [None] * len(items)
+        rows: list[tuple[Any, ...]] = []  # positional: the hot path of every accept, measured
+        keyed: dict[str, int] = {}
+        with self._write() as conn:
+            keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
+            existing: dict[str, tuple[str, str | None]] = {}
+            for chunk in chunks(keys, IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(Q["idempotency_lookup"].format(marks), chunk):
+                    existing[row[0]] = (row[1], row[2])
+            for index, item in enumerate(items):
+                key = item.idempotency_key
+                if key is not None:
+                    if key in existing:
+                        results[index] = EnqueueResult(existing[key][0], False, existing[key][1])
+                        continue
+                    if key in keyed:  # repeated within this batch: one item
+                        first = rows[keyed[key]]
+                        results[index] = EnqueueResult(first[0], False, first[9])
+                        continue
+                    keyed[key] = len(rows)
+                item_id = new_id(now)
+                rows.append(item_row(item_id, item, key, now))
+                results[index] = EnqueueResult(item_id, True, item.request_hash)
+            insert_items(conn, rows, now)
+        return [r for r in results if r is not None]
+
+    def recount_items(self) -> None:
+        """Rebuild the per-(state, kind) counters from the rows, for items inserted by hand."""
+        with self._write() as conn:
+            conn.execute(Q["recount_items_zero"])
+            conn.execute(Q["recount_items"])
+
+    # -- leases (item reads, heartbeat, release: atlas.store.itemreads) --------------------------
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
+        now = self.clock()
+        token = uuid.uuid4().hex
+        with self._write() as conn:
+            rows = conn.execute(
+                Q["claim"],
+                {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},
+            ).fetchall()
+        claimed = [row_to_claimed(r, token) for r in rows]
+        if any(c.kind == "url" for c in claimed):
+            with self._read() as conn:
+                self.attach_validators(conn, claimed)
+        return claimed
+
+    def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
+        now = self.clock()
+        with self._write() as conn:
+            # Inside one write transaction nothing changes under us, so checking leases and
+            # content hashes up front lets every write below be one executemany (a C loop).
+            held = _select_in(conn, Q["leases_in"], [t.item_id for t in transitions])
+            live = [t for t in transitions if held.get(t.item_id) == t.token]  # else: lease lost
+            hashes = [t.result.content_hash for t in live if t.result is not None]
+            owners = _select_in(conn, Q["content_owners_by_hash_in"], hashes)
+            # The same page under another spelling of its URL is a duplicate too (atlas.pipeline.dedupe).
+            urls = [t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url]
+            url_owners = _select_in(conn, Q["content_owners_by_url_in"], urls)
+            out = TransitionRows(now)
+            contents = []
+            for t in live:
+                duplicate_of = None
+                if t.result is not None:
+                    original = owners.setdefault(t.result.content_hash, t.item_id)
+                    if original == t.item_id and t.result.canonical_url:
+                        original = url_owners.setdefault(t.result.canonical_url, t.item_id)
+                        if original != t.item_id:
+                            del owners[t.result.content_hash]  # this text was not stored after all
+                    if original != t.item_id:
+                        duplicate_of = original
+                    elif t.result.text:  # empty: a 304 whose content has since been deleted
+                        contents.append(content_row(t.item_id, t.result, now))
+                out.add(t, duplicate_of)
+            for query, rows in out.batches():
+                conn.executemany(self.sql[query], rows)
+                if query == "insert_attempt":  # the order the statements always ran in
+                    conn.executemany(Q["insert_content"], contents)
+        return out.applied
+
+    def reap_expired(self, max_lease_expiries: int) -> int:
+        with self._write() as conn:
+            return reap_expired(conn, Q, self.clock(), max_lease_expiries)
+
+    def queue_stats(self) -> dict[str, float]:
+        """Queued items, the oldest one's acceptance time (0 if none), and completions so far."""
+        with self._read() as conn:
+            return {
+                "queued": conn.execute(Q["queued_count"]).fetchone()[0],
+                "oldest_queued_at": conn.execute(Q["oldest_queued"]).fetchone()[0] or 0.0,
+                "completions": conn.execute(Q["completions_seq"]).fetchone()[0],
+            }
+
+
+def _select_in(conn: sqlite3.Connection, sql: NamedSQL, keys: Sequence[str]) -> dict[str, Any]:
+    """{first column: second column} of `sql`'s rows for `keys`, its IN list ({}) filled chunk by chunk."""
+    found: dict[str, Any] = {}
+    for chunk in chunks(keys, IN_CHUNK):
+        for row in conn.execute(sql.format(",".join("?" * len(chunk))), chunk):
+            found[row[0]] = row[1]
+    return found

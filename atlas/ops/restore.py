@@ -10,7 +10,9 @@ Order, when the local supervisor runs services on this data dir:
      configured database (the pre-restore copy of step 3 is then a pg_dump in the data dir)
   5. restart what was running (in maintenance: the staged copy carries the flag), maintenance off
 A process running on the data dir outside the supervisor (a foreground `atlas up`) cannot be
-stopped safely from here: the restore refuses and names it.
+stopped safely from here: the restore refuses and names it. On PostgreSQL that includes every
+Atlas process with a session on the database (its application_name says which process on which
+host) that is not a service of this supervisor: other hosts' APIs and engines keep writing.
 """
 
 from __future__ import annotations
@@ -33,15 +35,32 @@ from atlas.ops.services.local import LocalSupervisor
 from atlas.settings import Settings
 from atlas.store import describe_database, open_archive, open_store
 from atlas.store.models import BACKUP_KEY, MAINTENANCE_KEY
+from atlas.store.protocols import DatabaseArchive
 
 
-def _unmanaged(settings: Settings, managed: dict[str, int]) -> list[str]:
+def _unmanaged(settings: Settings, managed: dict[str, int], files: DatabaseArchive) -> list[str]:
+    """Atlas processes the restore cannot stop: pid files in the data dir of processes outside
+    the supervisor, and (on a shared database server) sessions of processes on other hosts or
+    outside the supervisor here."""
     pids = set(managed.values())
-    return [
-        f"{service} (pid {pid})"
+    local = [
+        (service, pid)
         for service, pid in read_pid_files(settings.data_dir)
         if pid not in pids and psutil.pid_exists(pid) and pid != os.getpid()
     ]
+    # Sessions of processes named already, of the managed services and their children (an
+    # engine's workers, stopped with it) and of this process are not reported again.
+    seen = {os.getpid(), *(pid for _, pid in local)}
+    for pid in pids:
+        try:
+            seen |= {pid} | {child.pid for child in psutil.Process(pid).children(recursive=True)}
+        except psutil.Error:
+            continue
+    try:
+        sessions = files.foreign_sessions(seen)
+    except StoreError as exc:
+        raise BackupError(f"cannot list who uses the database: {exc}") from exc
+    return [f"{service} (pid {pid})" for service, pid in local] + sessions
 
 
 def _extract_config(archive: Path, dest: Path) -> list[str]:
@@ -80,11 +99,11 @@ def restore_backup(
         raise BackupError(f"refusing to restore {archive}: {report.failures()}")
     try:
         running = supervisor.running_pids()
-        others = _unmanaged(settings, running)
+        others = _unmanaged(settings, running, files)
         if others:
             raise BackupError(
-                f"Atlas runs on {settings.data_dir} outside atlas-ops's supervisor: {', '.join(others)};"
-                " stop it, then restore"
+                f"Atlas runs on {describe_database(settings)} outside atlas-ops's supervisor here:"
+                f" {', '.join(others)}; stop it, then restore"
             )
         config_dir = None
         if not database_only and report.manifest.get("kind") == "full":

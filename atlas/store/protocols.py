@@ -226,6 +226,11 @@ class DatabaseArchive(Protocol):
 
     def latest_schema_version(self) -> int: ...
 
+    def foreign_sessions(self, local_pids: set[int]) -> list[str]:
+        """Atlas processes using the live database that are not `local_pids` (processes of this
+        host a restore manages), named for a refusal. Raises StoreError."""
+        ...
+
     def copy_live(self, dest: Path) -> None:
         """A consistent online copy of the live database into `dest`. Raises StoreError."""
         ...

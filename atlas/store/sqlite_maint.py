@@ -198,6 +198,10 @@ class SQLiteArchive:
     def exists(self) -> bool:
         return self.live.is_file()
 
+    def foreign_sessions(self, local_pids: set[int]) -> list[str]:
+        """None to see: an SQLite database is one host's file, whose processes leave pid files."""
+        return []
+
     def beside_live(self, template: str) -> Path:
         self.live.parent.mkdir(parents=True, exist_ok=True)
         return self.live.parent / template.format(name=self.live.name)

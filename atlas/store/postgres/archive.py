@@ -28,7 +28,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from atlas.errors import StoreError
 from atlas.fsutil import fsync_path
-from atlas.store.postgres.connection import migrations, redact
+from atlas.store.postgres.connection import SESSION_NAME, migrations, redact, session_host
 
 MEMBER = "atlas.pgdump"
 TOOL_TIMEOUT_SECONDS = 3600.0
@@ -104,6 +104,27 @@ class PgArchive:
         return proc.stdout
 
     # -- the live database ----------------------------------------------------------------------
+
+    def foreign_sessions(self, local_pids: set[int]) -> list[str]:
+        """Atlas processes with a session on the database that a restore from here cannot stop:
+        on another host, or on this one but not among `local_pids`. Exporters only read (a
+        restore on SQLite lets them be too); sessions of other programs (psql) are not Atlas's."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name LIKE 'atlas pid=%%'"
+            ).fetchall()
+        found = set()
+        for (name,) in rows:
+            match = SESSION_NAME.match(name)
+            if match is None or match[3].endswith("exporter"):
+                continue
+            pid, host, cmd = int(match[1]), match[2], match[3]
+            if host == session_host() and pid in local_pids:
+                continue
+            found.add(f"{cmd} (pid {pid} on {host})")
+        return sorted(found)
 
     def exists(self) -> bool:
         with self._connect() as conn:

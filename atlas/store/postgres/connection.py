@@ -8,7 +8,10 @@ with the cause kept.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +32,24 @@ NOTIFY_CHANNEL = "atlas_items"
 POOL_TIMEOUT_SECONDS = 30.0
 
 Conn = psycopg.Connection[dict[str, Any]]
+# application_name of every Atlas session: which process on which host holds it, so a restore can
+# name (and refuse) Atlas processes it cannot stop, on any host (PgArchive.foreign_sessions).
+SESSION_NAME = re.compile(r"^atlas pid=(\d+) host=(\S+) cmd=(.*)$")
+HOST_CHARS = 24  # application_name holds 63 bytes: pid, host and the command must fit
+
+
+def session_host() -> str:
+    return socket.gethostname()[:HOST_CHARS]
+
+
+def session_name() -> str:
+    """`atlas pid=<pid> host=<host> cmd=<atlas api|atlas core|...>`, cut to 63 bytes."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    if prog == "__main__.py":  # python -m atlas
+        prog = os.path.basename(os.path.dirname(sys.argv[0]))
+    words = [prog, *[a for a in sys.argv[1:2] if not a.startswith("-")]]
+    name = f"atlas pid={os.getpid()} host={session_host()} cmd={' '.join(words)}"
+    return name.encode()[:63].decode(errors="ignore")
 
 
 class TimedCursor(psycopg.Cursor[Row]):
@@ -90,7 +111,11 @@ class Connections:
                 url,
                 min_size=1,
                 max_size=max(1, pool_size),
-                kwargs={"row_factory": dict_row, "cursor_factory": TimedCursor},
+                kwargs={
+                    "row_factory": dict_row,
+                    "cursor_factory": TimedCursor,
+                    "application_name": session_name(),
+                },
                 configure=self._configure,
                 timeout=POOL_TIMEOUT_SECONDS,
                 open=False,
@@ -181,7 +206,9 @@ class Connections:
         with self._listen_lock:
             try:
                 if self._listener is None or self._listener.closed:
-                    self._listener = psycopg.connect(self.url, autocommit=True)
+                    self._listener = psycopg.connect(
+                        self.url, autocommit=True, application_name=session_name()
+                    )
                     self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 woke = False
                 for _ in self._listener.notifies(timeout=timeout, stop_after=1):

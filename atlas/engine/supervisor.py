@@ -29,6 +29,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from atlas.engine import queue
+from atlas.engine.budget import ClaimBudget
 from atlas.engine.host_metrics import HostMetrics
 from atlas.engine.pool import (
     LEASE_LAPSED_EXIT,
@@ -109,7 +110,14 @@ class Engine:
         )
         self.concurrency = settings.worker_concurrency
         self.per_worker = self.concurrency * 4  # running + queued in the pipe: fewer, larger messages
-        self.capacity = max(settings.claim_batch_size, settings.worker_count * self.per_worker)
+        # What this engine may hold claimed and unfinished (atlas.engine.budget): near what its
+        # workers run, so other engines on the database get a share of a backlog.
+        self.budget = ClaimBudget(
+            running=settings.worker_count * self.concurrency,
+            ceiling=max(settings.claim_batch_size, settings.worker_count * self.per_worker),
+            prefetch_seconds=settings.claim_prefetch_seconds,
+            now=monotonic(),
+        )
         self._mp = multiprocessing.get_context("forkserver")
         self._workers: list[_Worker | None] = [None] * settings.worker_count
         self._restarts = Restarts(settings.worker_count)
@@ -186,7 +194,8 @@ class Engine:
             owner=self.owner,
             workers=len(self._workers),
             concurrency=self.concurrency,
-            capacity=self.capacity,
+            running=self.budget.running,
+            claim_ceiling=self.budget.ceiling,
         )
         self._mp.set_forkserver_preload(["atlas.engine.worker"])
         for slot in range(len(self._workers)):
@@ -215,7 +224,7 @@ class Engine:
                 self._heartbeat(now)
             if now >= self._next_maintenance_check:
                 self._check_maintenance(now)
-            if self._can_claim() and now >= self._next_claim:
+            if self._can_claim(now) and now >= self._next_claim:
                 self._claim(now)
             self._dispatch(now)
             if now >= self._next_reap:
@@ -235,7 +244,7 @@ class Engine:
 
     def _next_wakeup(self, now: float) -> float:
         deadlines = [self._next_heartbeat, self._next_reap, now + 1.0]
-        if self._can_claim():
+        if self._can_claim(now):
             deadlines.append(self._next_claim)
         deadlines.append(self._next_maintenance_check)
         if self._pending:
@@ -321,6 +330,7 @@ class Engine:
         now = self.monotonic()
         w.last_progress = now
         self._restarts.finished_item(w.slot)
+        self.budget.finished(1, now)
         if not w.outstanding:
             w.isolating = False
         for stage, seconds in message[-1].items():
@@ -412,8 +422,9 @@ class Engine:
     def _held(self) -> int:
         return len(self._backlog) + sum(len(w.outstanding) for w in self._live())
 
-    def _can_claim(self) -> bool:
-        return not self._draining and not self._paused and self._held() <= self.capacity // 2
+    def _can_claim(self, now: float) -> bool:
+        # Half the budget left: claims stay few and large (each is a write transaction).
+        return not self._draining and not self._paused and self._held() <= self.budget.capacity(now) // 2
 
     @property
     def paused(self) -> bool:
@@ -432,7 +443,7 @@ class Engine:
         self._paused = paused
 
     def _claim(self, now: float) -> None:
-        limit = min(self.settings.claim_batch_size, self.capacity - self._held())
+        limit = min(self.settings.claim_batch_size, self.budget.capacity(now) - self._held())
         if limit <= 0 or not self._live():
             return
         try:

@@ -222,6 +222,15 @@ class Settings:
         "Most items one claim transaction takes.",
         category="engine",
     )
+    claim_prefetch_seconds: float = _setting(
+        "ATLAS_CLAIM_PREFETCH_SECONDS",
+        0.25,
+        _float_in(0, 60),
+        "Work an engine claims ahead of its workers, in seconds at its recent completion rate (at"
+        " least one more item per running slot). More: fewer claim transactions on fast items;"
+        " less: a backlog shared more evenly between engines.",
+        category="engine",
+    )
     commit_interval_ms: float = _setting(
         "ATLAS_COMMIT_INTERVAL_MS",
         20.0,

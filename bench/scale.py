@@ -100,8 +100,9 @@ def processing(url: str, n: int, args: argparse.Namespace, origin: Any, tmp: Pat
         ATLAS_HOST_RATE_PER_SECOND="10000",
         ATLAS_HOST_RATE_BURST="1000",
         ATLAS_HOST_MAX_CONCURRENCY="256",
-        ATLAS_CLAIM_BATCH_SIZE=str(args.claim_batch),
     )
+    if args.claim_batch is not None:
+        env["ATLAS_CLAIM_BATCH_SIZE"] = str(args.claim_batch)
     procs = []
     try:
         for k in range(n):
@@ -243,9 +244,9 @@ def main() -> None:
     parser.add_argument(
         "--claim-batch",
         type=int,
-        default=16,
-        help="ATLAS_CLAIM_BATCH_SIZE: the most items an engine holds is max(this, workers x concurrency"
-        " x 4); the default 256 lets the first engine to wake take a whole small backlog",
+        default=None,
+        help="ATLAS_CLAIM_BATCH_SIZE (default: the setting's default); what an engine holds is capped"
+        " near what its workers run either way (atlas.engine.budget)",
     )
     parser.add_argument("--no-ingest", action="store_true", help="processing only")
     args = parser.parse_args()

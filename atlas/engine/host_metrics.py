@@ -1,6 +1,6 @@
 """Per-host metrics in the engine's registry, from the gates of its worker processes.
 
-Each worker's HostGate (atlas.engine.hosts) lives in that process; about once a second a worker
+Each worker's HostGate (atlas.pipeline.hosts) lives in that process; about once a second a worker
 sends `gate.snapshot()` to the supervisor, which publishes the sum over workers: breaker state
 (the worst any worker sees), concurrency limit and in-flight (summed), and counters (the growth of
 each worker's cumulative counts; a respawned worker starts again from zero). A host no worker

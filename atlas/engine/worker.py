@@ -4,15 +4,9 @@ Workers hold no database connection and no leases: only the supervisor commits, 
 worker does after the supervisor is gone can never complete an item twice. A worker exits when its
 pipe to the supervisor closes; on Linux it is also killed with its parent (PR_SET_PDEATHSIG).
 
-Messages, supervisor → worker: ("run", [job, ...], deadline) | ("extend", deadline) | ("stop",)
-           worker → supervisor: lists of results finished in one turn of the worker's loop, each
-                                 ("ready",)  once, when the pipeline is built: only then jobs come
-                               | ("ok", item_id, ContentResult, timings)
-                               | ("err", item_id, ErrorInfo, permanent, timings)
-                               | ("defer", item_id, ErrorInfo, until, timings)
-                               | ("hosts", snapshot)  about once a second, when the pipeline has a probe
-Jobs start in the order sent, at most `concurrency` at a time: the supervisor relies on this to
-know which items a dead worker may have been running.
+The messages both ways are in atlas.engine.messages. Jobs start in the order sent, at most
+`concurrency` at a time: the supervisor relies on this to know which items a dead worker may have
+been running.
 
 `deadline` (Unix time) is when the supervisor's leases might lapse: it moves on with every
 heartbeat that reached the database. A worker still holding jobs past it exits at once
@@ -38,6 +32,20 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from atlas.engine.messages import (
+    Deferral,
+    Done,
+    Extend,
+    Failed,
+    FromWorker,
+    Hosts,
+    Job,
+    Outcome,
+    Ready,
+    Run,
+    Stop,
+    ToWorker,
+)
 from atlas.engine.pool import LEASE_LAPSED_EXIT  # EX_TEMPFAIL: not the items' fault
 from atlas.errors import Deferred, PermanentStageError, StageError
 from atlas.logging import configure_logging, get_logger
@@ -59,30 +67,17 @@ def resolve(path: str) -> Callable[[], Pipeline]:
     return factory
 
 
-def job_of(item: Any) -> dict[str, Any]:
-    """What a worker needs of a claimed item (kept small: it crosses a pipe)."""
-    return {
-        "id": item.id,
-        "kind": item.kind,
-        "payload": item.payload,
-        "attempt": item.attempts + 1,
-        "source": item.source,
-        "metadata": item.metadata,
-        "trace_context": item.trace_context,
-    }
-
-
-async def process(pipeline: Pipeline, job: dict[str, Any], tracer: trace.Tracer) -> tuple[Any, ...]:
-    """Run every stage for the job's kind; return the result message for the supervisor."""
+async def process(pipeline: Pipeline, job: Job, tracer: trace.Tracer) -> Outcome:
+    """Run every stage for the job's kind; return the outcome message for the supervisor."""
     ctx = ItemContext(
-        id=job["id"],
-        kind=job["kind"],
-        payload=job["payload"],
-        attempt=job["attempt"],
-        source=job.get("source"),
-        metadata=job.get("metadata"),
+        id=job.id,
+        kind=job.kind,
+        payload=job.payload,
+        attempt=job.attempt,
+        source=job.source,
+        metadata=job.metadata,
     )
-    carrier = {"traceparent": job["trace_context"]} if job.get("trace_context") else {}
+    carrier = {"traceparent": job.trace_context} if job.trace_context else {}
     parent = _PROPAGATOR.extract(carrier)
     timings: dict[str, float] = {}
     attributes: dict[str, str | int] = {
@@ -99,7 +94,7 @@ async def process(pipeline: Pipeline, job: dict[str, Any], tracer: trace.Tracer)
                 except Deferred as exc:
                     timings[stage.name] = time.perf_counter() - started
                     reason = ErrorInfo(stage.name, "Deferred", str(exc)[:2000], exc.host or ctx.host)
-                    return ("defer", ctx.id, reason, exc.until, timings)
+                    return Deferral(ctx.id, reason, exc.until, timings)
                 except Exception as exc:  # every failure becomes a recorded attempt, never a crash
                     timings[stage.name] = time.perf_counter() - started
                     stage_span.record_exception(exc)
@@ -116,12 +111,12 @@ async def process(pipeline: Pipeline, job: dict[str, Any], tracer: trace.Tracer)
                             error_class=type(exc).__name__,
                             error=str(exc)[:500],
                         )
-                    return ("err", ctx.id, error, permanent, timings)
+                    return Failed(ctx.id, error, permanent, timings)
             timings[stage.name] = time.perf_counter() - started
         if ctx.result is None:
             error = ErrorInfo("pipeline", "NoResult", f"no stage produced a result for kind {ctx.kind!r}")
-            return ("err", ctx.id, error, True, timings)
-        return ("ok", ctx.id, ctx.result, timings)
+            return Failed(ctx.id, error, True, timings)
+        return Done(ctx.id, ctx.result, timings)
 
 
 def _die_with_parent() -> None:
@@ -154,7 +149,7 @@ def worker_main(conn: Connection, pipeline_path: str, concurrency: int, settings
 
 async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+    inbox: asyncio.Queue[ToWorker] = asyncio.Queue()
     deadline = [float("inf")]  # written by the reader thread only
     held = [0, 0]  # jobs received (reader thread), results sent (loop thread)
 
@@ -164,12 +159,12 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
         # It also takes deadline extensions at once, even while the loop waits for a free slot.
         try:
             while True:
-                message = conn.recv()
-                if message[0] in ("run", "extend"):
-                    deadline[0] = message[-1]
-                if message[0] == "run":
-                    held[0] += len(message[1])
-                if message[0] != "extend":
+                message: ToWorker = conn.recv()
+                if isinstance(message, Run | Extend):
+                    deadline[0] = message.deadline
+                if isinstance(message, Run):
+                    held[0] += len(message.jobs)
+                if not isinstance(message, Extend):
                     loop.call_soon_threadsafe(inbox.put_nowait, message)
         except (EOFError, OSError):
             os._exit(0)  # the supervisor is gone: nothing finished here could be committed
@@ -185,21 +180,21 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
 
     threading.Thread(target=read, name="atlas-worker-reader", daemon=True).start()
     threading.Thread(target=watchdog, name="atlas-worker-watchdog", daemon=True).start()
-    conn.send([("ready",)])
+    conn.send([Ready()])
     tracer = trace.get_tracer("atlas.engine")
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
 
-    outbox: list[tuple[Any, ...]] = []
+    outbox: list[FromWorker] = []
 
     def flush() -> None:
         # Results finished in the same turn of the loop travel in one message.
         if outbox:
             conn.send(outbox[:])
-            held[1] += sum(1 for m in outbox if m[0] not in ("ready", "hosts"))
+            held[1] += sum(1 for m in outbox if not isinstance(m, Ready | Hosts))
             outbox.clear()
 
-    async def run_one(job: dict[str, Any]) -> None:
+    async def run_one(job: Job) -> None:
         try:
             message = await process(pipeline, job, tracer)
             if not outbox:
@@ -214,14 +209,15 @@ async def _serve(conn: Connection, pipeline: Pipeline, concurrency: int) -> None
             await asyncio.sleep(PROBE_SECONDS)
             if not outbox:
                 loop.call_soon(flush)
-            outbox.append(("hosts", pipeline.probe()))
+            outbox.append(Hosts(pipeline.probe()))
 
     reporter = asyncio.create_task(report())
     while True:
         message = await inbox.get()
-        if message[0] == "stop":
+        if isinstance(message, Stop):
             break
-        for job in message[1]:
+        assert isinstance(message, Run)  # Extend never reaches the inbox
+        for job in message.jobs:
             await slots.acquire()  # FIFO: jobs start in the order they were sent
             task = asyncio.create_task(run_one(job))
             tasks.add(task)

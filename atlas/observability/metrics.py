@@ -152,7 +152,7 @@ CATALOG: dict[str, MetricSpec] = {
             (),
             LATENCY_BUCKETS,
         ),
-        # Per-host reliability of fetches (atlas.engine.hosts); host series are bounded by the LRU of
+        # Per-host reliability of fetches (atlas.pipeline.hosts); host series are bounded by the LRU of
         # ATLAS_MAX_TRACKED_HOSTS and removed when a host is evicted.
         MetricSpec(
             "atlas_host_breaker_state",

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 def build_fetcher(settings: Settings, *, resolver: Resolver | None = None) -> Fetcher:
     """The guarded fetcher with its per-host gate, as configured."""
-    from atlas.engine.hosts import HostGate, HostPolicy
     from atlas.pipeline.fetch import Fetcher, FetchPolicy
+    from atlas.pipeline.hosts import HostGate, HostPolicy
     from atlas.pipeline.ssrf import AllowList, system_resolver
 
     gate = HostGate(HostPolicy.from_settings(settings))

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from atlas import __version__
-from atlas.engine.hosts import HostGate
 from atlas.errors import PermanentStageError, StageError
+from atlas.pipeline.hosts import HostGate
 from atlas.pipeline.ssrf import AllowList, Resolver, system_resolver, vet
 from atlas.settings import Settings
 from atlas.store.models import ContentResult

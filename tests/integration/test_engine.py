@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from atlas.settings import Settings
@@ -140,3 +142,53 @@ def test_an_idle_engine_on_postgres_claims_a_new_item_when_notified_not_at_its_n
             wait_for(lambda: finished(pg) == 2, 30, "the second item (woken by NOTIFY)")
     finally:
         pg.close()
+
+
+def test_two_engines_on_postgres_share_a_backlog_each_holding_no_more_than_its_workers_can_run(
+    fast: Settings, postgres_url: str
+) -> None:
+    """Claim hoarding: an engine holds (claimed, not finished) what its workers run at once plus a
+    prefetch, never a whole claim batch (256 by default), so two engines woken by
+    the same enqueue both get work. What each holds is read at the top of every turn of its loop
+    (its in-flight gauge, set right after each claim), so no peak is missed."""
+    from atlas.store.models import HEARTBEAT_KEY_PREFIX
+    from atlas.store.postgres import PostgresStore
+    from tests.helpers.postgres import wipe
+
+    # No prefetch by rate (atlas.engine.budget, unit-tested): the floor, one more item per slot.
+    settings = fast.replace(workers=1, worker_concurrency=4, claim_prefetch_seconds=0)
+    bound = 2 * settings.worker_count * settings.worker_concurrency
+    first, second = (PostgresStore(postgres_url, pool_size=4) for _ in range(2))
+    wipe(first)
+    peak: dict[str, float] = {}
+
+    def watch(engine: Any) -> None:
+        def on_turn() -> None:
+            held = engine.metrics.registry.get_sample_value("atlas_engine_in_flight") or 0.0
+            peak[engine.owner] = max(peak.get(engine.owner, 0.0), held)
+
+        engine.on_turn = on_turn
+
+    try:
+        with (
+            engine_thread(settings, first, "tests.helpers.pipelines:slow") as a,
+            engine_thread(settings, second, "tests.helpers.pipelines:slow") as b,
+        ):
+            watch(a)
+            watch(b)
+            # Both loops run (each beat once), so both are subscribed to the enqueue's NOTIFY.
+            wait_for(
+                lambda: all(first.kv_get(HEARTBEAT_KEY_PREFIX + e.owner) for e in (a, b)),
+                30,
+                "both engines' first heartbeat",
+            )
+            first.enqueue([doc(f"backlog item {i}") for i in range(120)])
+            wait_for(lambda: finished(first) == 120, 60, "the backlog to finish")
+        assert 0 < max(peak.values()) <= bound, (peak, bound)
+        for engine in (a, b):
+            done = {"kind": "document", "outcome": "done"}
+            assert sample(engine, "atlas_engine_items_processed_total", done) > 0, engine.owner
+        assert first.counts() == {("done", "document"): 120}
+    finally:
+        first.close()
+        second.close()

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from atlas.engine.hosts import HostGate, HostPolicy
 from atlas.errors import Deferred
+from atlas.pipeline.hosts import HostGate, HostPolicy
 from atlas.reliability.aimd import AdaptiveLimit
 from atlas.reliability.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
 

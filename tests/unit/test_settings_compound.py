@@ -12,9 +12,9 @@ import pytest
 
 from atlas.config.envfile import quote_env
 from atlas.config.loader import collect, load_settings
-from atlas.engine.hosts import HostGate, HostPolicy
 from atlas.errors import ConfigError
 from atlas.ops.units import Layout, render_units
+from atlas.pipeline.hosts import HostGate, HostPolicy
 from atlas.pipeline.ssrf import AllowList
 from atlas.settings import UNIT_LIMITS, Settings, setting_fields
 

@@ -6,6 +6,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from atlas.engine.messages import Done, Failed, Job
 from atlas.engine.worker import process
 from atlas.pipeline import default_pipeline
 
@@ -17,20 +18,20 @@ def run(job_content: str) -> tuple[tuple[object, ...], list[object]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    job = {
-        "id": "I1",
-        "kind": "document",
-        "payload": {"content": job_content},
-        "attempt": 1,
-        "trace_context": f"00-{TRACE_ID}-{PARENT}-01",
-    }
+    job = Job(
+        id="I1",
+        kind="document",
+        payload={"content": job_content},
+        attempt=1,
+        trace_context=f"00-{TRACE_ID}-{PARENT}-01",
+    )
     message = asyncio.run(process(default_pipeline(), job, provider.get_tracer("t")))
     return message, list(exporter.get_finished_spans())
 
 
 def test_item_and_stage_spans_continue_the_stored_trace() -> None:
     message, spans = run("hello")
-    assert message[0] == "ok"
+    assert isinstance(message, Done)
     by_name = {s.name: s for s in spans}  # type: ignore[attr-defined]
     assert set(by_name) == {"atlas.item", "atlas.stage.decode", "atlas.stage.normalise"}
     item = by_name["atlas.item"]
@@ -42,6 +43,6 @@ def test_item_and_stage_spans_continue_the_stored_trace() -> None:
 
 def test_a_failing_stage_marks_its_span_as_an_error_and_reports_the_stage() -> None:
     message, spans = run("   ")
-    assert message[0] == "err" and message[2].stage == "normalise" and message[3] is True
+    assert isinstance(message, Failed) and message.error.stage == "normalise" and message.permanent
     failed = next(s for s in spans if s.name == "atlas.stage.normalise")  # type: ignore[attr-defined]
     assert failed.status.status_code.name == "ERROR"

@@ -132,6 +132,8 @@ def build_router(
     alerting = read_alerting(settings.alerting_path) if settings.alerting_path.exists() else None
     outbox = _outbox(settings)
     renderer = Renderer(settings.config_dir)
+    if not sender_process:
+        renderer.warm()
     channels = build_channels(settings, renderer, outbox)
     metrics = RouterMetrics(registry or CollectorRegistry())
     senders: Senders | None = None
@@ -158,7 +160,7 @@ def build_senders(
 ) -> tuple[ThreadSenders, Outbox]:
     """The senders of the child process (senderproc.py) and their outbox; raises ConfigError."""
     outbox = _outbox(settings)
-    channels = [c for c, _ in build_channels(settings, Renderer(settings.config_dir), outbox)]
+    channels = [c for c, _ in build_channels(settings, Renderer(settings.config_dir).warm(), outbox)]
     senders = ThreadSenders(channels, outbox, tally, _retry(settings), lease_seconds=_lease_seconds(settings))
     return senders, outbox
 

@@ -36,7 +36,8 @@ from atlas.logging import get_logger
 log = get_logger("atlas.router")
 LOCK_FILE = "alert-router.senders.lock"
 _RESTART_SECONDS = 1.0
-_STOP_SECONDS = 30.0  # the child's own stop waits up to 15 s for its sends and bookkeeping
+_STOP_SECONDS = 30.0
+_SWITCH_SECONDS = 0.001  # the child's own stop waits up to 15 s for its sends and bookkeeping
 
 
 class SenderProcess:
@@ -125,6 +126,10 @@ def _serve() -> int:
     from atlas.settings import load_settings
 
     settings = load_settings()
+    # Most sender threads wait on sockets; one that has its answer waits for the GIL, up to the
+    # switch interval (5 ms by default) behind a thread rendering a message. An email is four
+    # round trips to the relay, so that wait was paid four times a message.
+    sys.setswitchinterval(_SWITCH_SECONDS)
     configure_logging(settings.log_level, process="atlas-alert-router", secrets=settings.secret_values())
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)

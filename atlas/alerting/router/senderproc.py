@@ -31,6 +31,7 @@ import sys
 import threading
 from collections.abc import Callable, Collection
 
+from atlas.errors import AtlasError
 from atlas.logging import get_logger
 
 log = get_logger("atlas.router")
@@ -91,32 +92,42 @@ class SenderProcess:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "atlas.alerting.router.senderproc"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    bufsize=0,
-                )
-                assert proc.stdin is not None and proc.stdout is not None
-                os.set_blocking(proc.stdin.fileno(), False)  # a wake never blocks an accept
+                proc: subprocess.Popen[bytes] | None
+                try:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "atlas.alerting.router.senderproc"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        bufsize=0,
+                    )
+                except OSError as exc:
+                    proc = None
+                    log.error("cannot start the sender process", error=str(exc))
+                if proc is not None and proc.stdin is not None:
+                    os.set_blocking(proc.stdin.fileno(), False)  # a wake never blocks an accept
                 self._proc = proc
-            log.info("sender process started", pid=proc.pid)
-            self._read(proc)
-            code = proc.wait()
-            self._ready.clear()
-            if self._stopping.is_set():
-                return
-            log.error("sender process exited; restarting it", pid=proc.pid, exit_code=code)
+            if proc is not None:
+                log.info("sender process started", pid=proc.pid)
+                self._read(proc)
+                code = proc.wait()
+                self._ready.clear()
+                if self._stopping.is_set():
+                    return
+                log.error("sender process exited; restarting it", pid=proc.pid, exit_code=code)
             self._stopping.wait(_RESTART_SECONDS)
 
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        """Until the child's stdout ends: "ready", and the attempts it counts."""
         assert proc.stdout is not None
         for raw in proc.stdout:
-            word, *rest = raw.decode("utf-8", "replace").split()
-            if word == "ready":
+            parts = raw.decode("utf-8", "replace").split()
+            if parts == ["ready"]:
                 self._ready.set()
-            elif word == "tally" and len(rest) == 3:
-                self.tally(rest[0], rest[1], float(rest[2]))
+            elif len(parts) == 4 and parts[0] == "tally":
+                try:
+                    self.tally(parts[1], parts[2], float(parts[3]))
+                except ValueError:
+                    log.warning("sender process: unreadable line", line=raw[:200])
 
 
 def _serve() -> int:
@@ -149,7 +160,11 @@ def _serve() -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.data_dir / LOCK_FILE, "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a previous child may still be finishing its sends
-        senders, outbox = build_senders(settings, tally)
+        try:
+            senders, outbox = build_senders(settings, tally)
+        except AtlasError as exc:  # e.g. monitoring.yaml edited since the router checked it
+            log.error("sender process cannot start", error=str(exc))
+            return 2
         try:
             senders.start()
             say("ready")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -97,8 +98,8 @@ class SenderProcess:
                     proc = subprocess.Popen(
                         [sys.executable, "-m", "atlas.alerting.router.senderproc"],
                         stdin=subprocess.PIPE,
+                        # Buffered: unbuffered, each line was read a byte (and a syscall) at a time.
                         stdout=subprocess.PIPE,
-                        bufsize=0,
                     )
                 except OSError as exc:
                     proc = None
@@ -145,14 +146,27 @@ def _serve() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    out_lock = threading.Lock()
+    lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+    def write() -> None:
+        # One thread writes, whatever has gathered at once: a sender never waits for the pipe
+        # (nor for a parent busy with intake to read it). None: the senders have stopped.
+        done = False
+        while not done:
+            batch = [lines.get()]
+            while not lines.empty() and len(batch) < 512:
+                batch.append(lines.get_nowait())
+            done = None in batch
+            try:
+                os.write(1, "".join(line for line in batch if line is not None).encode())
+            except OSError:
+                return  # the parent is gone: stdin's end stops us; outcomes are in the outbox
+
+    writer = threading.Thread(target=write, name="atlas-router-report", daemon=True)
+    writer.start()
 
     def say(line: str) -> None:
-        with out_lock:
-            try:
-                os.write(1, (line + "\n").encode())
-            except OSError:
-                pass  # the parent is gone: stdin's end of file stops us; outcomes are in the outbox
+        lines.put(line + "\n")
 
     def tally(channel: str, outcome: str, seconds: float) -> None:
         say(f"tally {channel} {outcome} {seconds:.6f}")
@@ -180,6 +194,8 @@ def _serve() -> int:
         finally:
             senders.stop()
             outbox.close()
+            lines.put(None)
+            writer.join(5)  # the last sends' counts reach the parent's /metrics
     return 0
 
 

@@ -88,14 +88,17 @@ def _setting(
 # The systemd units' resource limits (atlas/ops/units.py renders them; `atlas-ops install` with the
 # environment's values, systemd/ with these): unit -> (MemoryMax, CPUQuota, TasksMax, LimitNOFILE).
 # The engine forks its workers (ATLAS_WORKERS processes, each with threads) and so gets the most
-# memory and tasks; the others are one process each; backup is the daily atlas-backup.service.
+# memory and tasks; the others are one process each but the alert router, whose senders run in a
+# child process (~40 threads each side at ATLAS_ROUTER_CONCURRENCY=16: the API side's anyio pool
+# of 40, the child's 16 webhook and 16 email sessions and its loops); backup is the daily
+# atlas-backup.service.
 UNIT_LIMITS = {
     "api": ("1G", "200%", "128", "65536"),
     "core": ("2G", "200%", "512", "65536"),
     "services": ("512M", "100%", "64", "65536"),
     "monitoring": ("256M", "50%", "64", "65536"),
     "exporter": ("256M", "50%", "64", "65536"),
-    "alert-router": ("256M", "50%", "64", "65536"),
+    "alert-router": ("256M", "50%", "128", "65536"),
     "backup": ("512M", "100%", "32", "65536"),
 }
 

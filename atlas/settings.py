@@ -89,14 +89,17 @@ def _setting(
 # The systemd units' resource limits (atlas/ops/units.py renders them; `atlas-ops install` with the
 # environment's values, systemd/ with these): unit -> (MemoryMax, CPUQuota, TasksMax, LimitNOFILE).
 # The engine forks its workers (ATLAS_WORKERS processes, each with threads) and so gets the most
-# memory and tasks; the others are one process each; backup is the daily atlas-backup.service.
+# memory and tasks; the others are one process each but the alert router, whose senders run in a
+# child process (~40 threads each side at ATLAS_ROUTER_CONCURRENCY=16: the API side's anyio pool
+# of 40, the child's 16 webhook and 16 email sessions and its loops); backup is the daily
+# atlas-backup.service.
 UNIT_LIMITS = {
     "api": ("1G", "200%", "128", "65536"),
     "core": ("2G", "200%", "512", "65536"),
     "services": ("512M", "100%", "64", "65536"),
     "monitoring": ("256M", "50%", "64", "65536"),
     "exporter": ("256M", "50%", "64", "65536"),
-    "alert-router": ("256M", "50%", "64", "65536"),
+    "alert-router": ("256M", "50%", "128", "65536"),
     "backup": ("512M", "100%", "32", "65536"),
 }
 
@@ -747,11 +750,13 @@ class Settings:
         "Timeout of one delivery attempt.",
         category="router",
     )
-    # 8, not 4: bench/router.py's burst (~70 notifications/s accepted) backed up behind four SMTP
-    # sessions' round trips on a loaded 2-core machine (email p99 2-5 s; 0.9 s with eight).
+    # 16, not 8: an email is four round trips to the relay, so email deliveries/s are bounded by
+    # sessions x round-trip time, not CPU. bench/router.py on a loaded 2-core machine (load 11-14),
+    # senders in their own process: email p50/p99 1.0-1.3/1.4-2.1 s with 4 or 8 sessions,
+    # 0.21-0.29/0.43-0.89 s with 16, 0.32/1.22 s with 24.
     router_concurrency: int = _setting(
         "ATLAS_ROUTER_CONCURRENCY",
-        8,
+        16,
         _int_in(1, 256),
         "Deliveries under way at once per email or webhook channel, unless its `concurrency` in "
         "monitoring.yaml says otherwise (Slack: one per webhook URL).",

@@ -1,9 +1,10 @@
 """Alert router: a burst of 1,000 distinct notifications through a real `atlas alert-router`.
 
 Setup: the router process (synchronous=FULL outbox, the defaults but a fast retry) with all three
-channels on: a webhook receiver and a Slack receiver (small HTTP servers on 127.0.0.1) and an
-aiosmtpd SMTP server in its own process (tests/helpers/smtp_relay.py, like a local relay: in this
-process its event loop competed with the clients for the GIL and queued the messages it timed).
+channels on: a webhook receiver in its own process speaking HTTP/1.1 keep-alive
+(tests/helpers/webhook_sink.py), a Slack receiver (a small HTTP server on 127.0.0.1 in this process)
+and an aiosmtpd SMTP server in its own process (tests/helpers/smtp_relay.py, like a local relay).
+Receivers in this process competed with the clients for the GIL and queued the messages they timed.
 16 client threads post the 1,000 notifications (distinct groups) as fast as the router accepts them.
 
 Prints the accept rate, and p50/p99 from accept (the router's 200 arriving at the client) to
@@ -35,6 +36,7 @@ from tests.helpers.net import free_port  # noqa: E402
 from tests.helpers.receivers import HttpReceiver  # noqa: E402
 from tests.helpers.router import AUTH, RouterProcess, alert, config_dir, payload  # noqa: E402
 from tests.helpers.smtp_relay import SmtpRelayProcess  # noqa: E402
+from tests.helpers.webhook_sink import WebhookSinkProcess  # noqa: E402
 
 GOAL_SECONDS = 1.0
 
@@ -51,7 +53,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, help="ATLAS_ROUTER_CONCURRENCY (default: the router's)")
     args = parser.parse_args()
     n = args.notifications
-    hook, slack, sink = HttpReceiver(), HttpReceiver(), SmtpRelayProcess(free_port())
+    hook, slack, sink = WebhookSinkProcess(), HttpReceiver(), SmtpRelayProcess(free_port())
+    hook.start()
     sink.start()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config_dir(Path(tmp), webhook_url=hook.url, slack_url=slack.url, smtp_port=sink.port)
@@ -74,14 +77,14 @@ def main() -> None:
                 with ThreadPoolExecutor(args.clients) as pool:
                     list(pool.map(post, bodies))
                 accept_seconds = time.monotonic() - started
-            wait_for(lambda: len(hook.ok()) >= n and sink.count() >= n, 600, "every delivery")
+            wait_for(lambda: hook.count() >= n and sink.count() >= n, 600, "every delivery")
             ended = time.monotonic()
         finally:
             router.stop()
-            hook.close()
+            hook.stop()
             slack.close()
             sink.stop()
-    webhook = [r.at - accepted[json.loads(r.body)["groupKey"]] for r in hook.ok()]
+    webhook = [at - accepted[group] for at, group, _ in hook.arrivals]
     email = [at - accepted[group] for at, group in sink.arrivals]
     slack_times = [r.at for r in slack.ok()]
     per_second = max((sum(1 for t in slack_times if s <= t < s + 1) for s in slack_times), default=0)
@@ -92,7 +95,7 @@ def main() -> None:
         "webhook_p99_seconds": round(pct(webhook, 0.99), 4),
         "email_p50_seconds": round(pct(email, 0.5), 4),
         "email_p99_seconds": round(pct(email, 0.99), 4),
-        "webhook_duplicates": len(webhook) - len({r.headers["idempotency-key"] for r in hook.ok()}),
+        "webhook_duplicates": len(webhook) - len({key for _, _, key in hook.arrivals}),
         "slack_sent_during_run": len(slack_times),
         "slack_most_in_one_second": per_second,
         "run_seconds": round(ended - started, 2),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answered: int = 0  # the status code sent back (0 while hanging)
+    peer: tuple[str, int] = ("", 0)  # the client's address: one per TCP connection
 
 
 @dataclass
@@ -36,19 +38,33 @@ class HttpReceiver:
     default: Answer = 200
     script: list[Answer] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
+    keep_alive: bool = False  # HTTP/1.1 with kept-alive connections (default HTTP/1.0: one each)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self._sockets: set[socket.socket] = set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = receiver.keep_alive  # else the body waits for a delayed ACK
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver._sockets.add(self.connection)
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
                     answer = receiver.script.pop(0) if receiver.script else receiver.default
                     got = Received(
-                        time.monotonic(), self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                        time.monotonic(),
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        body,
+                        peer=self.client_address,
                     )
                     receiver.requests.append(got)
                 if answer == "hang":
@@ -80,6 +96,16 @@ class HttpReceiver:
         """Requests answered 2xx."""
         with self._lock:
             return [r for r in self.requests if 200 <= r.answered < 300]
+
+    def drop_connections(self) -> None:
+        """Close every open connection from this side, as a server does with idle kept-alive ones."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
 
     def close(self) -> None:
         self._release.set()

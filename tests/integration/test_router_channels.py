@@ -234,6 +234,26 @@ def test_webhook_sends_write_no_log_line_each(hook: HttpReceiver, caplog: pytest
     assert [r.getMessage() for r in caplog.records if r.name.startswith(("httpx", "httpcore"))] == []
 
 
+def test_webhook_keeps_its_connection_alive_and_opens_a_new_one_when_the_server_dropped_it() -> None:
+    """One kept-alive connection per sender thread; a connection the receiver closed while idle
+    costs a reconnect, not a failed delivery."""
+    hook = HttpReceiver(keep_alive=True)
+    channel = WebhookChannel(hook.url, timeout_seconds=5)
+    out = [Outgoing(i, i, f"k{i}", parse_notification(payload("G", [alert(f"f{i}")]))) for i in range(4)]
+    try:
+        channel.send(out[0])
+        channel.send(out[1])
+        hook.drop_connections()
+        channel.send(out[2])
+        channel.send(out[3])
+    finally:
+        channel.close()
+        hook.close()
+    peers = [r.peer for r in hook.ok()]
+    assert len(peers) == 4 and [r.answered for r in hook.requests] == [200] * 4
+    assert peers[0] == peers[1] and peers[2] == peers[3] and peers[1] != peers[2], peers
+
+
 def test_email_headers_fold_under_78_columns_and_read_back() -> None:
     """The channel writes the message itself (not the email package's generator): long ASCII
     headers fold at spaces, non-ASCII ones are RFC 2047 words, and both read back unchanged."""

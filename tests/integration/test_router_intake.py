@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.helpers.engine import wait_for
@@ -121,3 +122,38 @@ def test_a_notification_that_cannot_be_stored_gets_503_and_is_not_lost(
         wait_for(lambda: len(hook.requests) == 1, 30, "the delivery after the lock")
     finally:
         proc.stop()
+
+
+def _senders(parent: psutil.Process) -> list[psutil.Process]:
+    out = []
+    for child in parent.children():
+        try:
+            if "atlas.alerting.router.senderproc" in child.cmdline() and child.status() != "zombie":
+                out.append(child)
+        except psutil.Error:
+            continue  # exited (or a zombie about to be reaped)
+    return out
+
+
+def test_senders_run_in_their_own_process_restarted_when_it_dies_and_stopped_with_the_router(
+    router: RouterProcess, hook: HttpReceiver
+) -> None:
+    """Intake and delivery do not share one GIL (bench/router.py); the child is supervised, its
+    counts reach the router's /metrics, and SIGTERM stops both (exit 0)."""
+    assert router.proc is not None
+    parent = psutil.Process(router.proc.pid)
+    wait_for(lambda: len(_senders(parent)) == 1, 30, "the sender process")
+    first = _senders(parent)[0]
+    assert router.post(payload("P1", [alert("s1")])).status_code == 200
+    wait_for(lambda: len(hook.ok()) == 1, 30, "the first delivery")
+    first.kill()
+    wait_for(lambda: [p.pid for p in _senders(parent)] not in ([], [first.pid]), 30, "a new sender process")
+    assert router.post(payload("P2", [alert("s2")])).status_code == 200
+    wait_for(lambda: len(hook.ok()) == 2, 30, "the delivery after the restart")
+    sent = {"channel": "webhook", "outcome": "sent"}
+    wait_for(lambda: router.metric("atlas_router_deliveries_total", **sent) == 2, 30, "both counted")
+    second = _senders(parent)[0]
+    router.proc.terminate()
+    assert router.proc.wait(30) == 0
+    wait_for(lambda: not second.is_running() or second.status() == "zombie", 30, "the senders to stop")
+    assert len({json.loads(r.body)["groupKey"] for r in hook.ok()}) == 2

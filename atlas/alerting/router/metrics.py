@@ -46,5 +46,15 @@ class RouterMetrics:
         self.retries = build(registry, "atlas_router_retries_total")
         self.dedupe_hits = build(registry, "atlas_router_dedupe_hits_total")
 
+    def tally(self, channel: str, outcome: str, seconds: float) -> None:
+        """Count one delivery attempt: `sent` (`seconds` from receipt to delivered), `failed`
+        (a transient failure, retried) or `dead`. The senders call this, in their own process
+        through its pipe (atlas.alerting.router.senders) or here directly."""
+        self.deliveries.labels(channel, outcome).inc()
+        if outcome == "sent":
+            self.delivery_seconds.labels(channel).observe(max(0.0, seconds))
+        elif outcome == "failed":
+            self.retries.labels(channel).inc()
+
     def watch(self, outbox: Outbox, channels: Sequence[str]) -> None:
         self.registry.register(OutboxCollector(outbox, channels))

@@ -18,6 +18,7 @@ from atlas.alerting.router.metrics import RouterMetrics
 from atlas.alerting.router.render import Renderer, check_templates
 from atlas.alerting.router.routing import ChannelPolicy, alert_policies
 from atlas.alerting.router.sender import RetryPolicy
+from atlas.alerting.router.senders import Senders, ThreadSenders
 from atlas.alerting.router.service import AlertRouter
 from atlas.errors import ConfigError
 from atlas.logging import get_logger
@@ -99,35 +100,69 @@ def _thread_root(outbox: Outbox) -> Callable[[str, str], str]:
     return lambda group, mid: outbox.thread_root(group, "email", mid)
 
 
-def build_router(settings: Settings, registry: CollectorRegistry | None = None) -> tuple[AlertRouter, str]:
-    """The router (not started) and its bearer token; raises ConfigError on a bad configuration."""
+def _retry(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        settings.router_retry_base_seconds, settings.router_retry_cap_seconds, settings.router_max_attempts
+    )
+
+
+def _lease_seconds(settings: Settings) -> float:
+    # A lease must outlast one attempt (its timeout, plus Slack's pacing) or a slow send is
+    # leased twice; it only matters after a crash, when the restart releases leases anyway.
+    return settings.router_send_timeout_seconds * 3 + 10
+
+
+def _outbox(settings: Settings) -> Outbox:
+    return Outbox(
+        settings.data_dir / OUTBOX_FILE,
+        synchronous=settings.db_synchronous,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+    )
+
+
+def build_router(
+    settings: Settings, registry: CollectorRegistry | None = None, *, sender_process: bool = False
+) -> tuple[AlertRouter, str]:
+    """The router (not started) and its bearer token; raises ConfigError on a bad configuration.
+    With `sender_process`, its senders run in a child process (senderproc.py) instead of threads."""
     token = router_token(settings)
     problems = [f for f in check_templates(settings.config_dir) if f.severity == "error"]
     if problems:
         raise ConfigError("\n".join(str(f) for f in problems))
     alerting = read_alerting(settings.alerting_path) if settings.alerting_path.exists() else None
-    outbox = Outbox(
-        settings.data_dir / OUTBOX_FILE,
-        synchronous=settings.db_synchronous,
-        busy_timeout_ms=settings.db_busy_timeout_ms,
-    )
+    outbox = _outbox(settings)
     renderer = Renderer(settings.config_dir)
+    if not sender_process:
+        renderer.warm()
     channels = build_channels(settings, renderer, outbox)
-    retry = RetryPolicy(
-        settings.router_retry_base_seconds, settings.router_retry_cap_seconds, settings.router_max_attempts
-    )
-    # A lease must outlast one attempt (its timeout, plus Slack's pacing) or a slow send is
-    # leased twice; it only matters after a crash, when the restart releases leases anyway.
-    lease = settings.router_send_timeout_seconds * 3 + 10
+    metrics = RouterMetrics(registry or CollectorRegistry())
+    senders: Senders | None = None
+    if sender_process:
+        from atlas.alerting.router.senderproc import SenderProcess
+
+        senders = SenderProcess(metrics.tally)
+        for channel, _ in channels:
+            channel.close()  # here they only name the channels: the child process sends
     router = AlertRouter(
         outbox,
         channels,
         alert_policies(alerting),
-        RouterMetrics(registry or CollectorRegistry()),
-        retry,
-        lease_seconds=lease,
+        metrics,
+        _retry(settings),
+        lease_seconds=_lease_seconds(settings),
+        senders=senders,
     )
     return router, token
+
+
+def build_senders(
+    settings: Settings, tally: Callable[[str, str, float], None]
+) -> tuple[ThreadSenders, Outbox]:
+    """The senders of the child process (senderproc.py) and their outbox; raises ConfigError."""
+    outbox = _outbox(settings)
+    channels = [c for c, _ in build_channels(settings, Renderer(settings.config_dir).warm(), outbox)]
+    senders = ThreadSenders(channels, outbox, tally, _retry(settings), lease_seconds=_lease_seconds(settings))
+    return senders, outbox
 
 
 def router_server(settings: Settings, router: AlertRouter, token: str) -> uvicorn.Server:
@@ -160,7 +195,7 @@ def run_router(settings: Settings) -> int:
         raise ConfigError("ATLAS_ROUTER_PORT: the alert router needs a port (got 0)")
     check_ports(listens(settings, router=True))
     start_logging(settings, "atlas-alert-router")
-    router, token = build_router(settings)
+    router, token = build_router(settings, sender_process=True)
     if not token:
         log.warning("alert router runs without a bearer token (development only)")
     server = router_server(settings, router, token)

@@ -117,6 +117,14 @@ class Renderer:
             auto_reload=False,
         )
 
+    def warm(self) -> Renderer:
+        """Compile every template now: compiled lazily, the first sends of a burst each compiled
+        them again on every sender thread at once (py-spy on bench/router.py). Raises what
+        loading raises (jinja2.TemplateError); the router checked them first."""
+        for name in TEMPLATES:
+            self.env.get_template(name)
+        return self
+
     def render(self, name: str, notification: Notification, **extra: Any) -> str:
         return self.env.get_template(name).render(**context(notification), **extra)
 

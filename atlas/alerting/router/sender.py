@@ -22,7 +22,6 @@ from atlas.alerting.router.channels.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from atlas.alerting.router.metrics import RouterMetrics
 from atlas.alerting.router.payload import parse_notification
 from atlas.alerting.router.routing import only
 from atlas.errors import StoreError
@@ -49,7 +48,7 @@ class ChannelWorker:
         self,
         channel: Channel,
         outbox: Outbox,
-        metrics: RouterMetrics,
+        tally: Callable[[str, str, float], None],
         retry: RetryPolicy,
         *,
         lease_seconds: float,
@@ -57,11 +56,12 @@ class ChannelWorker:
         rand: Callable[[], float] = random.random,
         record: Callable[[Outcome], None] | None = None,
     ) -> None:
-        """`record` takes each outcome (a Bookkeeper's submit batches them); by default each is
-        committed on its own before the send's slot is freed."""
+        """`tally(channel, outcome, seconds)` counts each attempt (RouterMetrics.tally); `record`
+        takes each outcome (a Bookkeeper's submit batches them); by default each is committed on its
+        own before the send's slot is freed."""
         self.channel = channel
         self.outbox = outbox
-        self.metrics = metrics
+        self.tally = tally
         self.retry = retry
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -155,18 +155,16 @@ class ChannelWorker:
             if delay is None:
                 delay = full_jitter(attempts, self.retry.base_seconds, self.retry.cap_seconds, self.rand)
             self.record(Outcome(d.id, "retry", self.clock() + delay, str(exc)))
-            self.metrics.deliveries.labels(name, "failed").inc()
-            self.metrics.retries.labels(name).inc()
+            self.tally(name, "failed", 0.0)
             log.warning(
                 "delivery failed; will retry", channel=name, delivery=d.id, error=str(exc), delay=delay
             )
             return
         now = self.clock()
         self.record(Outcome(d.id, "sent", now))
-        self.metrics.deliveries.labels(name, "sent").inc()
-        self.metrics.delivery_seconds.labels(name).observe(max(0.0, now - d.received_at))
+        self.tally(name, "sent", now - d.received_at)
 
     def _dead(self, d: Delivery, reason: str) -> None:
         self.record(Outcome(d.id, "dead", self.clock(), reason))
-        self.metrics.deliveries.labels(self.channel.name, "dead").inc()
+        self.tally(self.channel.name, "dead", 0.0)
         log.error("delivery dead", channel=self.channel.name, delivery=d.id, reason=reason)

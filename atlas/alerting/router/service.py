@@ -1,4 +1,5 @@
-"""The router: accepts notifications into the outbox and runs one sender worker per channel."""
+"""The router: accepts notifications into the outbox; its senders (threads here, or a process of
+their own: atlas.alerting.router.senders) drain it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from atlas.alerting.router.bookkeeping import Bookkeeper
 from atlas.alerting.router.channels.base import Channel
 from atlas.alerting.router.metrics import RouterMetrics
 from atlas.alerting.router.payload import Notification
 from atlas.alerting.router.routing import AlertPolicy, ChannelPolicy, plan
-from atlas.alerting.router.sender import ChannelWorker, RetryPolicy
+from atlas.alerting.router.sender import RetryPolicy
+from atlas.alerting.router.senders import Senders, ThreadSenders
 from atlas.store.outbox import Accepted, Outbox, Plan
 
 _Item = tuple[str, str, str, dict[str, Any], Sequence[Plan]]
@@ -77,24 +78,25 @@ class AlertRouter:
         *,
         lease_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
+        senders: Senders | None = None,
     ) -> None:
+        """`senders` drain the outbox; by default threads in this process sending through
+        `channels`. With other senders, `channels` only name the channels (their policies route)."""
         self.outbox = outbox
         self.channels = [c for c, _ in channels]
         self.policies = [p for _, p in channels]
         self.alerts = alerts
         self.metrics = metrics
         self.clock = clock
-        self._books = Bookkeeper(outbox, committed=self._wake_all)
-        self.workers = [
-            ChannelWorker(
-                c, outbox, metrics, retry, lease_seconds=lease_seconds, clock=clock, record=self._books.submit
-            )
-            for c in self.channels
-        ]
-        self._stop = threading.Event()
+        self.senders = senders or ThreadSenders(
+            self.channels, outbox, metrics.tally, retry, lease_seconds=lease_seconds, clock=clock
+        )
         self._commit = GroupCommit(outbox, clock)
-        self.started = False
         metrics.watch(outbox, [p.name for p in self.policies])
+
+    @property
+    def started(self) -> bool:
+        return self.senders.started
 
     def accept(self, notification: Notification) -> Accepted:
         """Commit `notification` and its deliveries; raises StoreError when it cannot be stored."""
@@ -112,29 +114,13 @@ class AlertRouter:
         if accepted.duplicate:
             self.metrics.dedupe_hits.inc()
         else:
-            for worker in self.workers:
-                if accepted.deliveries.get(worker.channel.name) == "pending":
-                    worker.wake.set()
+            self.senders.wake([c for c, state in accepted.deliveries.items() if state == "pending"])
         return accepted
 
-    def _wake_all(self) -> None:
-        for worker in self.workers:
-            worker.wake.set()
-
     def start(self) -> None:
-        """Release the leases a previous process left, then start the senders."""
-        self.outbox.release_leases()
-        for worker in self.workers:
-            worker.start(self._stop)
-        self.started = True
+        """Start the senders (they release the leases a previous process left first)."""
+        self.senders.start()
 
     def stop(self, timeout: float = 15.0) -> None:
         self._commit.close()
-        self._stop.set()
-        for worker in self.workers:
-            worker.wake.set()
-        for worker in self.workers:
-            worker.join(timeout)
-        self._books.close(timeout)  # after the senders: their last outcomes are committed too
-        for channel in self.channels:
-            channel.close()
+        self.senders.stop(timeout)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
+import socket
+import ssl
+import threading
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from atlas import __version__
 from atlas.alerting.router.channels.base import (
@@ -21,8 +24,8 @@ from atlas.alerting.router.channels.base import (
     TransientDeliveryError,
     http_status_error,
     parse_retry_after,
-    quiet_httpx,
 )
+from atlas.errors import ConfigError
 
 SIGNATURE_HEADER = "X-Atlas-Signature"
 
@@ -45,14 +48,24 @@ class WebhookChannel:
         concurrency: int = 4,
     ) -> None:
         self.url = url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"webhook url: expected http(s)://host/..., got {url!r}")
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.concurrency = concurrency
+        self.timeout = timeout_seconds
         self.hmac_secret = hmac_secret
         base = {"User-Agent": f"Atlas-alert-router/{__version__}", **(headers or {})}
         base["Content-Type"] = "application/json"
         if bearer_token:
             base["Authorization"] = f"Bearer {bearer_token}"
-        quiet_httpx()
-        self._client = httpx.Client(headers=base, timeout=timeout_seconds, follow_redirects=False)
+        self._headers = base
+        self._ssl = ssl.create_default_context() if self._https else None
+        self._local = threading.local()
+        self._connections: set[http.client.HTTPConnection] = set()
+        self._connections_lock = threading.Lock()
 
     def payload(self, out: Outgoing) -> dict[str, Any]:
         return {
@@ -62,19 +75,70 @@ class WebhookChannel:
 
     def send(self, out: Outgoing) -> None:
         body = json.dumps(self.payload(out), separators=(",", ":")).encode("utf-8")
-        headers = {"Idempotency-Key": f"{out.dedupe_key}.{self.name}"}
+        headers = {**self._headers, "Idempotency-Key": f"{out.dedupe_key}.{self.name}"}
         if self.hmac_secret:
             headers[SIGNATURE_HEADER] = signature(self.hmac_secret, body)
-        try:
-            response = self._client.post(self.url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise TransientDeliveryError(f"timeout: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise TransientDeliveryError(f"connection: {type(exc).__name__}: {exc}") from exc
-        if not 200 <= response.status_code < 300:
-            raise http_status_error(
-                response.status_code, response.text, parse_retry_after(response.headers.get("Retry-After"))
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            try:
+                status, reason, text, retry_after = self._post(conn, body, headers)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # The other side closed the idle kept-alive connection: a new one below. (It may
+                # have got the request first; the Idempotency-Key lets a receiver drop the copy.)
+                self._drop()
+                conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                raise _transport_error(exc) from exc
+        if conn is None:
+            try:
+                status, reason, text, retry_after = self._post(self._connect(), body, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                raise _transport_error(exc) from exc
+        if not 200 <= status < 300:
+            raise http_status_error(status, text or reason, parse_retry_after(retry_after))
+
+    def _connect(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout, context=self._ssl
             )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        with self._connections_lock:
+            self._connections.add(conn)
+        self._local.conn = conn
+        return conn
+
+    def _post(
+        self, conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, str, str, str | None]:
+        """(status, reason, the body's first 300 characters, Retry-After) of one POST on `conn`."""
+        conn.request("POST", self._target, body, headers)
+        response = conn.getresponse()
+        text = response.read().decode("utf-8", "replace")[:300]  # read all: the connection is reused
+        if response.will_close:
+            self._drop()
+        return response.status, response.reason, text, response.getheader("Retry-After")
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._connections_lock:
+                self._connections.discard(conn)
+            conn.close()
 
     def close(self) -> None:
-        self._client.close()
+        with self._connections_lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:
+            conn.close()
+
+
+def _transport_error(exc: BaseException) -> TransientDeliveryError:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return TransientDeliveryError(f"timeout: {type(exc).__name__}")
+    return TransientDeliveryError(f"connection: {type(exc).__name__}: {exc}")

@@ -4,6 +4,10 @@ Charset: the HTTP header's when it decodes the body cleanly, else detected (char
 which also reads <meta charset>). Binary bodies (NUL bytes) and pages with no extractable main
 text are permanent failures: an empty document is never stored. trafilatura and lxml run in a
 thread so one large page does not stall the worker's other fetches.
+
+charset-normalizer, lxml and trafilatura (with justext, htmldate, courlan: tens of MB resident) are
+imported by the first page that needs them, not with this module: the default pipeline holds this
+stage, and an engine that only sees documents should not load them (issue 18, worker RSS).
 """
 
 from __future__ import annotations
@@ -11,11 +15,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 from dataclasses import dataclass
-
-import charset_normalizer
-import lxml.etree
-import lxml.html
-import trafilatura
 
 from atlas.errors import PermanentStageError
 from atlas.pipeline.base import ItemContext
@@ -44,6 +43,8 @@ def decode(body: bytes, declared: str | None, url: str) -> str:
             return body.decode(declared)
         except (LookupError, UnicodeDecodeError):
             pass  # a wrong or unknown label: detect instead
+    import charset_normalizer
+
     best = charset_normalizer.from_bytes(body).best()
     if best is None:
         raise PermanentStageError(f"{url}: cannot tell the body's character encoding", stage="extract")
@@ -52,6 +53,10 @@ def decode(body: bytes, declared: str | None, url: str) -> str:
 
 def extract_page(html: str, url: str) -> Page:
     """Main text and metadata of an HTML page; PermanentStageError when there is no main text."""
+    import lxml.etree
+    import lxml.html
+    import trafilatura
+
     try:
         tree = lxml.html.document_fromstring(html)
     except (lxml.etree.ParserError, ValueError) as exc:

@@ -10,6 +10,8 @@ jittered exponential backoff; POST /v1/feeds/{id}/poll (or subscribing again) re
 Feeds are taken when served with any type feeds really come with (fetch.FEED_TYPES); served with a
 type that says nothing (text/plain, application/octet-stream, text/html, none), the body is
 sniffed first. JSON Feed (jsonfeed.org) is read here; feedparser reads RSS, Atom and RDF.
+feedparser (with sgmllib3k) is imported by the first feed read, not with this module: the default
+pipeline holds the feed stage, and an engine that only sees documents should not load it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import feedparser
 
 from atlas.errors import AtlasError, Deferred, PermanentStageError, StageError
 from atlas.logging import get_logger
@@ -100,6 +100,8 @@ def parse_feed(body: bytes, url: str) -> ParsedFeed:
                 f"{url}: not a valid feed (JSON without a JSON Feed version)", stage="feed"
             )
         return _parse_json_feed(doc)
+    import feedparser
+
     parsed: Any = feedparser.parse(body, sanitize_html=False, resolve_relative_uris=False)
     if not parsed.entries and (parsed.get("bozo") or not parsed.get("version")):
         reason = parsed.get("bozo_exception") or "no RSS or Atom structure found"

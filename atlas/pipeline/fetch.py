@@ -19,10 +19,8 @@ import logging
 import zlib
 from dataclasses import dataclass
 from email.message import Message
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from atlas import __version__
 from atlas.errors import PermanentStageError, StageError
@@ -30,6 +28,12 @@ from atlas.pipeline.hosts import HostGate
 from atlas.pipeline.ssrf import AllowList, Resolver, system_resolver, vet
 from atlas.settings import Settings
 from atlas.store.models import ContentResult
+
+if TYPE_CHECKING:
+    # httpx (with httpcore, h11, anyio's backends) is imported by the first fetch, not with this
+    # module: an engine that only ever sees documents builds this pipeline too, and its workers
+    # should not carry an HTTP client they never use (issue 18, worker RSS).
+    import httpx
 
 USER_AGENT = f"Atlas/{__version__} (+https://github.com/atlas-ingest/atlas; self-hosted ingest engine)"
 PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
@@ -158,6 +162,8 @@ class Fetcher:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx
+
             # httpx logs every request at INFO: one line per fetch is noise at thousands a minute
             # (and measurable CPU); failures are logged by the engine with the item and the reason.
             logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -255,6 +261,8 @@ class Fetcher:
                 f"{url!r}: only http and https URLs with a host are fetched", stage="fetch"
             )
         address = await vet(host, port or (443 if scheme == "https" else 80), self.resolver, self.allow)
+        import httpx
+
         try:
             target = httpx.URL(url)
         except httpx.InvalidURL as exc:
@@ -279,6 +287,8 @@ class Fetcher:
     async def _send(
         self, request: httpx.Request, url: str, host: str, accept: tuple[str, ...], call: Any
     ) -> Fetched | str:
+        import httpx
+
         try:
             response = await self._http().send(request, stream=True)
         except httpx.TimeoutException as exc:

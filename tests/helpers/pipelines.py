@@ -149,3 +149,38 @@ def fetch_only(settings: Settings) -> Pipeline:
 
     fetch = Fetch(build_fetcher(settings, resolver=origin_resolver))
     return Pipeline(stages=(fetch, _RawAsText(), Normalise()))
+
+
+# Libraries only the web stages use (and what they pull in): a worker that has only run documents
+# should hold none of them (issue 18, worker RSS).
+WEB_LIBRARIES = (
+    "httpx",
+    "httpcore",
+    "h11",
+    "lxml",
+    "trafilatura",
+    "justext",
+    "feedparser",
+    "charset_normalizer",
+)
+
+
+class _ReportWebModules:
+    """Put the web libraries loaded in this worker process into the document's title, so the test
+    reads them back from the stored result: what the child had in sys.modules after the real
+    stages ran, reported through the real pipe and store."""
+
+    name: str = "report_modules"
+    kinds: tuple[str, ...] = ("document",)
+
+    async def run(self, ctx: ItemContext) -> None:
+        import sys
+
+        loaded = sorted({m.split(".")[0] for m in sys.modules} & set(WEB_LIBRARIES))
+        ctx.title = "loaded:" + ",".join(loaded)
+
+
+def documents_reporting_modules(settings: Settings) -> Pipeline:
+    """The default pipeline as `atlas core` builds it, reporting which web libraries its worker loaded."""
+    base = default_pipeline(settings).stages
+    return Pipeline(stages=(*base[:-1], _ReportWebModules(), base[-1]))

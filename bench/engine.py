@@ -9,7 +9,7 @@ Prints items/s for both, p50/p99 accept-to-done latency, the engine's peak RSS (
 workers together), and as the last line one JSON object with "ratio" (goal >= 0.10).
 
 `--backend postgres` (issue 18): the same run on PostgreSQL (ATLAS_BENCH_POSTGRES_URL, wiped, or a
-throwaway cluster, bench/pg.py). Floor: raw psycopg on the same server, one multi-row INSERT of 100
+throwaway cluster, bench/pg/). Floor: raw psycopg on the same server, one multi-row INSERT of 100
 rows per transaction, then one UPDATE ... WHERE id = ANY(100 ids) to done per transaction, with
 synchronous_commit on (each commit waits for its WAL flush, as FULL waits for SQLite's fsync).
 Atlas: a real `atlas core` with ATLAS_DATABASE_URL on that database. `--synchronous` is SQLite's only.
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     if args.backend == "postgres":
-        from bench.engine_pg import main_postgres
+        from bench.pg.engine import main_postgres
 
         main_postgres(args.items, report)
         return

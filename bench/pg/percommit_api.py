@@ -1,6 +1,6 @@
-"""`atlas api` with another commit policy than the group commit, for bench/ingest_pg.py only.
+"""`atlas api` with another commit policy than the group commit, for bench/pg/ingest.py only.
 
-    python -m bench.percommit_api serial|parallel    (settings from ATLAS_* as `atlas api`)
+    python -m bench.pg.percommit_api serial|parallel    (settings from ATLAS_* as `atlas api`)
 
 - serial: the real GroupCommitter with at most one request per transaction (MAX_ROWS = 1): one
   commit, and one WAL flush, per request, one after another.
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import atlas.api.app as app_module
 import atlas.api.groupcommit as groupcommit
@@ -66,7 +66,7 @@ def main() -> None:
         ParallelCommitter.threads = settings.db_pool_size
         app_module.GroupCommitter = ParallelCommitter  # type: ignore[misc]
     else:
-        print(f"usage: python -m bench.percommit_api serial|parallel (got {mode!r})", file=sys.stderr)
+        print(f"usage: python -m bench.pg.percommit_api serial|parallel (got {mode!r})", file=sys.stderr)
         raise SystemExit(2)
     raise SystemExit(run_api(settings))
 

@@ -8,7 +8,7 @@
    the floor. Goal: >= 0.50.
 3. Commit batching (issue 17's "durable 202s"): single-item ingest once more with one commit per
    request, serially (the real group committer limited to one request per transaction) and in
-   parallel on the store's pool (PostgreSQL's own commit path; bench/percommit_api.py).
+   parallel on the store's pool (PostgreSQL's own commit path; bench/pg/percommit_api.py).
 
 synchronous_commit is the server's default, on: every 202 follows its transaction's WAL flush.
 """
@@ -99,7 +99,9 @@ def _api(cmd: list[str], url: str, data: Path, key_holder: dict[str, str]) -> tu
     return start(cmd, env, f"http://127.0.0.1:{port}/health/live"), port
 
 
-def main_postgres(seconds: int, batches: int) -> None:
+def main_postgres(seconds: int, batches: int, order: str = "group,serial,parallel") -> None:
+    """Run the PostgreSQL ingest benchmark; `order`: the commit modes' order (the batches run in
+    the group mode's turn), to see whether the machine's load drifting through a run favours one."""
     load = wrk_load if shutil.which("wrk") else httpx_load
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     load_before = os.getloadavg()[0]
@@ -128,11 +130,15 @@ def main_postgres(seconds: int, batches: int) -> None:
 
         singles: dict[str, dict[str, float]] = {}
         key: dict[str, str] = {}
-        modes = {
+        commands = {
             "group": [sys.executable, "-m", "atlas", "api"],
-            "serial": [sys.executable, "-m", "bench.percommit_api", "serial"],
-            "parallel": [sys.executable, "-m", "bench.percommit_api", "parallel"],
+            "serial": [sys.executable, "-m", "bench.pg.percommit_api", "serial"],
+            "parallel": [sys.executable, "-m", "bench.pg.percommit_api", "parallel"],
         }
+        names = order.split(",")
+        if sorted(names) != sorted(commands):
+            raise SystemExit(f"--commit-order: name each of {', '.join(commands)} once (got {order!r})")
+        modes = {name: commands[name] for name in names}
         for mode, cmd in modes.items():
             api, port = _api(cmd, url, Path(tmp), key)
             try:
@@ -186,6 +192,7 @@ def main_postgres(seconds: int, batches: int) -> None:
                 "load": load.__name__,
                 "connections": CONNECTIONS,
                 "seconds": seconds,
+                "commit_order": order,
                 "load_average_before": round(load_before, 2),
                 "floor_rps": round(floor_single["rps"], 1),
                 **{f"atlas_{m}_rps": round(s["rps"], 1) for m, s in singles.items()},

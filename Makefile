@@ -29,6 +29,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@# The same engine and ingest figures on PostgreSQL (issue 18): a throwaway cluster, or
+	@# ATLAS_BENCH_POSTGRES_URL (wiped). bench/pg/ holds their modules, so the loop above skips them.
+	@for b in engine ingest; do echo "== bench/$$b.py --backend postgres"; $(BIN)/python bench/$$b.py --backend postgres || exit 1; done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

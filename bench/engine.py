@@ -7,6 +7,12 @@ runs; the clock runs from the first enqueue to the last item done.
 
 Prints items/s for both, p50/p99 accept-to-done latency, the engine's peak RSS (supervisor and
 workers together), and as the last line one JSON object with "ratio" (goal >= 0.10).
+
+`--backend postgres` (issue 18): the same run on PostgreSQL (ATLAS_BENCH_POSTGRES_URL, wiped, or a
+throwaway cluster, bench/pg/). Floor: raw psycopg on the same server, one multi-row INSERT of 100
+rows per transaction, then one UPDATE ... WHERE id = ANY(100 ids) to done per transaction, with
+synchronous_commit on (each commit waits for its WAL flush, as FULL waits for SQLite's fsync).
+Atlas: a real `atlas core` with ATLAS_DATABASE_URL on that database. `--synchronous` is SQLite's only.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -67,16 +74,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def atlas_run(data_dir: Path, n: int, synchronous: str) -> dict[str, float]:
-    store = SQLiteStore(data_dir / "atlas.db", synchronous=synchronous)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
-    env.update(
-        ATLAS_DATA_DIR=str(data_dir),
-        ATLAS_DB_SYNCHRONOUS=synchronous,
-        ATLAS_CORE_METRICS_PORT="0",
-        ATLAS_LOG_LEVEL="WARNING",
-        ATLAS_POLL_INTERVAL_MS="20",
-    )
+def drive(store: Any, env: dict[str, str], n: int) -> dict[str, float]:
+    """Run `atlas core` with `env` on `store`'s database and time `n` documents through it.
+
+    Returns started (epoch seconds of the first enqueue), items_per_s, enqueue_items_per_s and
+    peak_rss_mib; `core` has exited when it returns.
+    """
     core = subprocess.Popen([sys.executable, "-m", "atlas", "core"], env=env, cwd=ROOT)
     peak = [0]
     stop = threading.Event()
@@ -116,19 +119,41 @@ def atlas_run(data_dir: Path, n: int, synchronous: str) -> dict[str, float]:
     stop.set()
     core.send_signal(signal.SIGTERM)
     core.wait(timeout=60)
+    return {
+        "started": started,
+        "items_per_s": n / elapsed,
+        "enqueue_items_per_s": n / (enqueued - started),
+        "peak_rss_mib": peak[0] / 2**20,
+    }
+
+
+def atlas_run(data_dir: Path, n: int, synchronous: str) -> dict[str, float]:
+    store = SQLiteStore(data_dir / "atlas.db", synchronous=synchronous)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
+    env.update(
+        ATLAS_DATA_DIR=str(data_dir),
+        ATLAS_DB_SYNCHRONOUS=synchronous,
+        ATLAS_CORE_METRICS_PORT="0",
+        ATLAS_LOG_LEVEL="WARNING",
+        ATLAS_POLL_INTERVAL_MS="20",
+    )
+    run = drive(store, env, n)
     conn = sqlite3.connect(data_dir / "atlas.db")
     latencies = [
-        r[0] for r in conn.execute("SELECT done_at - created_at FROM items WHERE created_at >= ?", (started,))
+        r[0]
+        for r in conn.execute(
+            "SELECT done_at - created_at FROM items WHERE created_at >= ?", (run["started"],)
+        )
     ]
     dead = conn.execute("SELECT count(*) FROM items WHERE state = 'dead'").fetchone()[0]
     conn.close()
     store.close()
     return {
-        "items_per_s": n / elapsed,
-        "enqueue_items_per_s": n / (enqueued - started),
+        "items_per_s": run["items_per_s"],
+        "enqueue_items_per_s": run["enqueue_items_per_s"],
         "p50_accept_to_done_s": percentile(latencies, 0.50),
         "p99_accept_to_done_s": percentile(latencies, 0.99),
-        "peak_rss_mib": peak[0] / 2**20,
+        "peak_rss_mib": run["peak_rss_mib"],
         "dead": dead,
     }
 
@@ -137,14 +162,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
+    if args.backend == "postgres":
+        from bench.pg.engine import main_postgres
+
+        main_postgres(args.items, report)
+        return
     with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
         floor_rate = floor(Path(tmp) / "floor.db", args.items, args.synchronous)
         result = atlas_run(Path(tmp), args.items, args.synchronous)
-    ratio = result["items_per_s"] / floor_rate
-    print(
-        f"floor (raw SQLite, batches of {BATCH}, synchronous={args.synchronous}): {floor_rate:,.0f} items/s"
+    floor_label = f"raw SQLite, batches of {BATCH}, synchronous={args.synchronous}"
+    report(
+        args.items, floor_label, floor_rate, result, {"backend": "sqlite", "synchronous": args.synchronous}
     )
+
+
+def report(
+    items: int, floor_label: str, floor_rate: float, result: dict[str, float], extra: dict[str, str]
+) -> None:
+    """Print the figures and, last, the JSON line (`extra` goes into it after "items")."""
+    ratio = result["items_per_s"] / floor_rate
+    print(f"floor ({floor_label}): {floor_rate:,.0f} items/s")
     print(
         f"atlas core ({os.cpu_count()} workers): {result['items_per_s']:,.0f} items/s "
         f"(enqueue {result['enqueue_items_per_s']:,.0f}/s)"
@@ -158,8 +197,8 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "engine",
-                "items": args.items,
-                "synchronous": args.synchronous,
+                "items": items,
+                **extra,
                 "floor_items_per_s": round(floor_rate, 1),
                 **{k: round(v, 4) for k, v in result.items()},
                 "ratio": round(ratio, 4),

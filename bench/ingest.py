@@ -11,6 +11,9 @@
    of the floor's items/s.
 
 Last line: one JSON object; "ratio" is the single-item ratio, "batch_ratio" the batch one.
+
+`--backend postgres`: the same loads on PostgreSQL against PostgreSQL's raw floors, plus one
+commit per request next to the group commit (bench/pg/ingest.py).
 """
 
 from __future__ import annotations
@@ -205,7 +208,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--commit-order", default="group,serial,parallel", help="postgres: commit modes' order"
+    )
     args = parser.parse_args()
+    if args.backend == "postgres":
+        from bench.pg.ingest import main_postgres
+
+        main_postgres(args.seconds, args.batches, args.commit_order)
+        return
     load = wrk_load if shutil.which("wrk") else httpx_load
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:

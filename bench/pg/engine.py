@@ -1,0 +1,92 @@
+"""bench/engine.py --backend postgres: the engine on PostgreSQL against a raw PostgreSQL floor.
+
+Floor: raw psycopg, one multi-row INSERT of BATCH rows per transaction, then one UPDATE to done
+of BATCH ids per transaction (the SQLite floor's shape: insert everything, then mark it done, in
+transactions of BATCH), synchronous_commit on. Atlas: `atlas core` with ATLAS_DATABASE_URL on the
+same server and database, default workers, documents enqueued in batches of BATCH while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.engine import BATCH, body, drive, percentile
+from bench.pg import fresh_store, postgres_url
+
+
+def pg_floor(url: str, n: int) -> float:
+    """Items/s of the raw insert + mark-done floor on `url` (a scratch table, dropped after)."""
+    with psycopg.connect(url) as conn:
+        # The server's default, set anyway: the floor must wait for each commit's WAL flush.
+        conn.execute("SET synchronous_commit = on")
+        conn.execute("DROP TABLE IF EXISTS bench_engine_floor")
+        conn.execute(
+            'CREATE TABLE bench_engine_floor (id text COLLATE "C" PRIMARY KEY, state text NOT NULL,'
+            " payload text NOT NULL)"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        for start in range(0, n, BATCH):
+            rows = [(f"item-{i:08d}", "queued", body(i)) for i in range(start, min(n, start + BATCH))]
+            values = ", ".join(["(%s, %s, %s)"] * len(rows))
+            conn.execute(
+                f"INSERT INTO bench_engine_floor VALUES {values}",
+                [v for row in rows for v in row],
+            )
+            conn.commit()
+        for start in range(0, n, BATCH):
+            ids = [f"item-{i:08d}" for i in range(start, min(n, start + BATCH))]
+            conn.execute("UPDATE bench_engine_floor SET state = 'done' WHERE id = ANY(%s)", (ids,))
+            conn.commit()
+        elapsed = time.perf_counter() - started
+        done = conn.execute("SELECT count(*) FROM bench_engine_floor WHERE state = 'done'").fetchone()
+        conn.execute("DROP TABLE bench_engine_floor")
+        conn.commit()
+    if done is None or done[0] != n:
+        raise SystemExit(f"the floor marked {done} rows done, not {n}")
+    return n / elapsed
+
+
+def atlas_run_pg(url: str, data_dir: Path, n: int) -> dict[str, float]:
+    store = fresh_store(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
+    env.update(
+        ATLAS_DATA_DIR=str(data_dir),
+        ATLAS_DATABASE_URL=url,
+        ATLAS_CORE_METRICS_PORT="0",
+        ATLAS_LOG_LEVEL="WARNING",
+        ATLAS_POLL_INTERVAL_MS="20",
+    )
+    run = drive(store, env, n)
+    with psycopg.connect(url) as conn:
+        latencies = [
+            float(r[0])
+            for r in conn.execute(
+                "SELECT done_at - created_at FROM items WHERE created_at >= %s", (run["started"],)
+            )
+        ]
+        row = conn.execute("SELECT count(*) FROM items WHERE state = 'dead'").fetchone()
+    store.close()
+    return {
+        "items_per_s": run["items_per_s"],
+        "enqueue_items_per_s": run["enqueue_items_per_s"],
+        "p50_accept_to_done_s": percentile(latencies, 0.50),
+        "p99_accept_to_done_s": percentile(latencies, 0.99),
+        "peak_rss_mib": run["peak_rss_mib"],
+        "dead": float(row[0]) if row else -1.0,
+    }
+
+
+def main_postgres(items: int, report: Callable[..., Any]) -> None:
+    with postgres_url() as url, tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
+        floor_rate = pg_floor(url, items)
+        result = atlas_run_pg(url, Path(tmp), items)
+    label = f"raw PostgreSQL, multi-row INSERT + UPDATE, batches of {BATCH}, synchronous_commit=on"
+    report(items, label, floor_rate, result, {"backend": "postgres", "synchronous_commit": "on"})

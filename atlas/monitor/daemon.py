@@ -35,8 +35,8 @@ from atlas.monitor.evaluate import Evaluator, Transition, reads
 from atlas.monitor.history import History
 from atlas.ops.pidfiles import pid_file
 from atlas.ops.processes import start_logging
-from atlas.ops.services import api_base
 from atlas.ops.sdnotify import Liveness, Notifier, Watchdog, loop_alive
+from atlas.ops.services import api_base
 from atlas.ops.shutdown import Shutdown
 from atlas.settings import Settings
 

@@ -1,6 +1,7 @@
-"""sd_notify for real: `atlas api|core|exporter|services|alert-router|monitor` started as processes the way systemd starts a
-Type=notify unit (NOTIFY_SOCKET on a datagram socket this test binds, WATCHDOG_USEC set) must say
-READY=1 once they serve and keep sending WATCHDOG=1, and stop pinging when their main loop is stuck."""
+"""sd_notify for real: `atlas api|core|exporter|services|alert-router|monitor` started as processes
+the way systemd starts a Type=notify unit (NOTIFY_SOCKET on a datagram socket this test binds,
+WATCHDOG_USEC set) must say READY=1 once they serve and keep sending WATCHDOG=1, and stop pinging
+when their main loop is stuck."""
 
 from __future__ import annotations
 

@@ -13,9 +13,11 @@ What it reads besides the counters:
 - Maintenance mode: kv key `maintenance` = JSON `{"enabled": bool, "since": unix seconds, ...}` as the
   API writes it; `atlas_maintenance_since_timestamp_seconds` exists only while it is on, so an alert
   on its age resolves by itself when maintenance ends.
-- Engine heartbeat: kv keys `engine.heartbeat.<owner>` = Unix seconds (the supervisor writes them
-  every lease/3 and deletes its own on a clean stop); the newest becomes
-  `atlas_newest_heartbeat_timestamp_seconds`, 0 when there is none (no engine running).
+- Engine heartbeat: kv keys `engine.heartbeat.<owner>` = JSON {at, status, message} (the supervisor
+  writes them every lease/3, and status `stopped` on a clean stop); the newest of the running
+  engines becomes `atlas_newest_heartbeat_timestamp_seconds`, 0 when there is none (no engine ever
+  ran), and no series at all when every engine stopped cleanly, so the heartbeat-age alert stays
+  quiet through a planned stop (like maintenance below) while a crashed engine's old beat pages.
 - Feeds: `atlas_feeds{status}` counts subscriptions (migration 0004's feeds table, read whole:
   subscriptions number in the thousands at most, unlike items): `failing` when the last poll
   failed (failures > 0), `active` otherwise. `paused` is not exported until feeds can be paused
@@ -33,7 +35,7 @@ from typing import Any
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from atlas.engine.pool import parse_heartbeat
+from atlas.engine.pool import STOPPED, parse_heartbeat
 from atlas.errors import AtlasError
 from atlas.logging import get_logger
 from atlas.observability.metrics import family
@@ -43,12 +45,24 @@ from atlas.store.protocols import StatsStore
 FEED_STATUSES = ("active", "failing")
 
 
-def _beat_at(value: str) -> float:
-    """When a heartbeat value says its engine beat (0 for a value no engine wrote)."""
-    try:
-        return parse_heartbeat(value)[0]
-    except (ValueError, KeyError, TypeError):
-        return 0.0
+def newest_beat(values: list[str]) -> float | None:
+    """The newest beat of a running engine; None when every engine stopped cleanly (a planned
+    stop: no series, so no heartbeat age to page on); 0 when no engine ever wrote one, or the
+    values are not heartbeats (age since 1970: it pages). A crashed engine's key keeps its last
+    beat, which ages and pages."""
+    running, stopped = [], False
+    for value in values:
+        try:
+            at, status, _ = parse_heartbeat(value)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if status == STOPPED:
+            stopped = True
+        else:
+            running.append(at)
+    if running:
+        return max(running)
+    return None if stopped else 0.0
 
 
 class StoreReader:
@@ -213,8 +227,10 @@ class BusinessCollector(Collector):
             since.add_metric((), started)
         yield since
 
-        heartbeat = family("atlas_newest_heartbeat_timestamp_seconds")
         # Engines write JSON ({"at", "status", "message"}; older ones a bare Unix time):
         # parse_heartbeat reads both, as the health checks do.
-        heartbeat.add_metric((), max((_beat_at(v) for v in snap.heartbeats), default=0.0))
-        yield heartbeat
+        newest = newest_beat(snap.heartbeats)
+        if newest is not None:
+            heartbeat = family("atlas_newest_heartbeat_timestamp_seconds")
+            heartbeat.add_metric((), newest)
+            yield heartbeat

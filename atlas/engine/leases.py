@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from atlas.engine.pool import heartbeat_value
+from atlas.engine.pool import STOPPED, heartbeat_value
 from atlas.engine.worker import WATCHDOG_SECONDS
 from atlas.errors import StoreError
 from atlas.logging import get_logger
@@ -86,9 +86,12 @@ class Leases:
 
     def release_all(self) -> None:
         """At stop: anything still leased (a failed final commit) goes back without waiting for
-        expiry, and our heartbeat key goes."""
+        expiry, and our heartbeat key says we stopped cleanly (the exporter then drops the
+        heartbeat age, so a planned stop does not page; reap() forgets the key after a day)."""
         try:
             self.store.release(self.owner)
-            self.store.kv_delete(HEARTBEAT_KEY_PREFIX + self.owner)
+            self.store.kv_set(
+                HEARTBEAT_KEY_PREFIX + self.owner, heartbeat_value(self.wall(), STOPPED, "stopped cleanly")
+            )
         except StoreError as exc:
             log.error("releasing leases at stop failed; they will expire", error=str(exc))

@@ -128,6 +128,12 @@ class Restarts:
         return ("unhealthy" if len(failing) == len(self._slots) else "degraded"), message
 
 
+# The status an engine leaves in its heartbeat key when it stops cleanly. The key stays (a deleted
+# key read as "no engine since 1970" and paged AtlasEngineHeartbeatAge on every planned stop);
+# readers tell a planned stop (this) from a crash (a last beat that is simply old).
+STOPPED = "stopped"
+
+
 def heartbeat_value(at: float, status: str, message: str) -> str:
     """What an engine writes under its heartbeat key: when it last beat and how it is."""
     return json.dumps({"at": at, "status": status, "message": message})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from atlas.monitor.evaluate import Evaluator, Transition, reads
 from atlas.monitor.history import History
 from atlas.ops.pidfiles import pid_file
 from atlas.ops.processes import start_logging
+from atlas.ops.sdnotify import Liveness, Notifier, Watchdog, loop_alive
 from atlas.ops.services import api_base
 from atlas.ops.shutdown import Shutdown
 from atlas.settings import Settings
@@ -108,6 +110,9 @@ class Agent:
         self.jobs = targets(settings)
         self.client = httpx.Client()
         self.host = socket.gethostname()
+        # Called after each scrape and each notification: every one is bounded by its timeout, so
+        # a step that stops calling it is stuck (run_monitor's watchdog withholds its ping).
+        self.progress: Callable[[], None] = lambda: None
 
     def notification(self, t: Transition) -> Notification:
         meta = self.meta[(t.alert, t.severity)]
@@ -152,9 +157,11 @@ class Agent:
     def step(self, now: float) -> list[Transition]:
         for job, url in self.jobs.items():
             self.history.ingest(job, now, scrape(job, url, self.client))
+            self.progress()
         transitions = self.evaluator.evaluate(self.history, now)
         for t in transitions:
             self.notify(t)
+            self.progress()
         return transitions
 
     def close(self) -> None:
@@ -168,6 +175,8 @@ def run_monitor(settings: Settings, monitoring_path: Path | None = None) -> int:
     from atlas.alerting.config import read_monitoring
 
     shutdown = Shutdown().install()
+    notifier = Notifier.from_env()
+    shutdown.on_stop(notifier.stopping)
     start_logging(settings, "atlas-monitoring")
     path = settings.monitoring_path if monitoring_path is None else monitoring_path
     interval = read_monitoring(path, set(settings.secrets)).intervals["evaluation"] if path.exists() else 15.0
@@ -180,11 +189,30 @@ def run_monitor(settings: Settings, monitoring_path: Path | None = None) -> int:
         longest_window_seconds=max((w for _, w in agent.history.reads), default=0.0),
         channels=[c.name for c, _ in agent.channels],
     )
+    liveness = Liveness()
+    agent.progress = liveness.beat
+    watchdog = Watchdog(notifier, loop_alive(liveness, notifier))
     try:
         with pid_file(settings.data_dir, "atlas-monitoring"):
+            # Ready once the first evaluation is scheduled: it runs right away, as every later one
+            # does at its interval; a target that is down is a finding, not a failed start.
+            watchdog.start()
+            notifier.ready()
             while not shutdown.requested.is_set():
                 agent.step(time.time())
-                shutdown.requested.wait(interval)
+                _wait(shutdown, interval, liveness)
     finally:
+        watchdog.stop()
         agent.close()
     return 0
+
+
+def _wait(shutdown: Shutdown, seconds: float, liveness: Liveness) -> None:
+    """Sleep until the next evaluation or a stop, beating at least every second: an evaluation
+    interval may be longer than WatchdogSec, and waiting for it is the loop turning, not stuck."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        liveness.beat()
+        if shutdown.requested.wait(min(left, 1.0)):
+            return
+    liveness.beat()

@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from atlas.engine.pool import parse_heartbeat
+from atlas.engine.pool import STOPPED, parse_heartbeat
 from atlas.settings import Settings
 from atlas.store.models import HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
 from atlas.store.protocols import KVStore
@@ -63,9 +63,11 @@ def engine(store: KVStore, lease_seconds: float, now: float | None = None) -> Co
     this unhealthy even while it beats.
     """
     now = time.time() if now is None else now
-    beats = [parse_heartbeat(v) for _, v in store.kv_items(HEARTBEAT_KEY_PREFIX)]
+    every = [parse_heartbeat(v) for _, v in store.kv_items(HEARTBEAT_KEY_PREFIX)]
+    beats = [b for b in every if b[1] != STOPPED]
     if not beats:
-        return Component("engine", "degraded", None, lease_seconds, "no engine has reported a heartbeat")
+        message = "engine stopped cleanly; none running" if every else "no engine has reported a heartbeat"
+        return Component("engine", "degraded", None, lease_seconds, message)
     age = now - max(at for at, _, _ in beats)
     if age > lease_seconds:
         return Component(

@@ -299,7 +299,8 @@ CATALOG: dict[str, MetricSpec] = {
         MetricSpec(
             "atlas_newest_heartbeat_timestamp_seconds",
             "gauge",
-            "When the newest engine heartbeat reached the store (Unix seconds; 0 = no engine).",
+            "When the newest running engine's heartbeat reached the store (Unix seconds; 0 = no"
+            " engine ever beat; absent while every engine is stopped cleanly).",
         ),
         MetricSpec(
             "atlas_data_dir_avail_bytes",

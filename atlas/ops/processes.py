@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import TYPE_CHECKING
 
@@ -60,26 +59,9 @@ def _api_server(settings: Settings, notifier: Notifier | None = None) -> uvicorn
     )
     if notifier is None:
         return uvicorn.Server(config)
-    notify = notifier  # narrowed, for the class body's closures
+    from atlas.ops.notifyserver import NotifyingServer
 
-    class NotifyingServer(uvicorn.Server):
-        # startup() returns with the sockets bound and the app's lifespan done: requests are
-        # served from here on. on_tick() runs on the event loop every 0.1 s, so it stops when a
-        # handler blocks the loop, and with it the watchdog ping.
-        liveness = Liveness()
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started and not self.should_exit:
-                self.liveness.beat()
-                Watchdog(notify, loop_alive(self.liveness, notify)).start()
-                notify.ready()
-
-        async def on_tick(self, counter: int) -> bool:
-            self.liveness.beat()
-            return await super().on_tick(counter)
-
-    return NotifyingServer(config)
+    return NotifyingServer(config, notifier)
 
 
 def run_api(settings: Settings) -> int:

@@ -8,7 +8,8 @@ The watchdog only means something if a stuck process stops pinging. So `Watchdog
 from a timer thread on its own: each tick (half of WATCHDOG_USEC, as sd_watchdog_enabled(3)
 advises) it asks a probe whether the process's main loop turned within the last WATCHDOG_USEC,
 and pings only then. Each process hands in its own main loop's `Liveness` (the engine's loop, the
-API's event loop, the exporter's serve loop, the feed poller's loop).
+API's and the alert router's event loops (atlas/ops/notifyserver.py), the exporter's serve loop,
+the feed poller's loop, the monitoring agent's evaluation loop).
 
 Outside systemd (no $NOTIFY_SOCKET) every call is a no-op.
 """

@@ -1,6 +1,7 @@
-"""sd_notify for real: `atlas api|core|exporter|services` started as processes the way systemd starts a
-Type=notify unit (NOTIFY_SOCKET on a datagram socket this test binds, WATCHDOG_USEC set) must say
-READY=1 once they serve and keep sending WATCHDOG=1, and stop pinging when their main loop is stuck."""
+"""sd_notify for real: `atlas api|core|exporter|services|alert-router|monitor` started as processes
+the way systemd starts a Type=notify unit (NOTIFY_SOCKET on a datagram socket this test binds,
+WATCHDOG_USEC set) must say READY=1 once they serve and keep sending WATCHDOG=1, and stop pinging
+when their main loop is stuck."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ import httpx
 import pytest
 
 from atlas.ops.sdnotify import Notifier
+from atlas.ops.units import Layout, render_units
 from atlas.settings import Settings
 from atlas.store import open_store
 from tests.conftest import atlas_env
 from tests.helpers.net import free_port
+from tests.helpers.router import config_dir
 
 WATCHDOG_USEC = 2_000_000  # pings every second; the engine's idle loop turns at least once a second
 BOUND_SECONDS = 60.0  # an upper bound for a process to start, never a goal
@@ -85,6 +88,22 @@ def started(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
                 proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def children(pid: int) -> list[int]:
+    """The process's children, from every one of its threads (Linux's /proc/PID/task/TID/children)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended while we looked
+            pass
+    return out
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in raw if b"=" in entry)
 
 
 def notify_env(tmp_path: Path, sock: NotifySocket, **extra: str) -> dict[str, str]:
@@ -199,3 +218,79 @@ def test_api_whose_event_loop_is_stuck_stops_pinging(tmp_path: Path) -> None:
             assert proc.poll() is None, "the process is alive: only its loop is stuck"
             proc.kill()  # as systemd would (SIGABRT, then SIGKILL); SIGTERM cannot reach a stuck loop
             proc.wait(timeout=30)
+
+
+def test_alert_router_says_ready_once_senders_run_and_keeps_pinging(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = config_dir(tmp_path, webhook_url="http://127.0.0.1:9/unused")
+    with notify_socket(tmp_path) as sock:
+        env = notify_env(
+            tmp_path,
+            sock,
+            ATLAS_CONFIG_DIR=str(cfg),
+            ATLAS_ENVIRONMENT="development",
+            ATLAS_ROUTER_PORT=str(port),
+            ATLAS_ROUTER_HOST="127.0.0.1",
+        )
+        with started([sys.executable, "-m", "atlas", "alert-router"], env) as proc:
+            sock.wait_for("READY=1")
+            # READY=1 promises intake and delivery: listening, and the sender process has started.
+            assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code == 200
+            senders = children(proc.pid)
+            assert senders, "the sender process runs"
+            for child in senders:  # only the main process may notify (NotifyAccess=main)
+                assert not {"NOTIFY_SOCKET", "WATCHDOG_USEC"} & set(environ(child)), child
+            sock.count_pings(3)
+            proc.send_signal(signal.SIGTERM)
+            sock.wait_for("STOPPING=1")
+            assert proc.wait(timeout=60) == 0
+
+
+def test_monitor_says_ready_and_keeps_pinging_between_evaluations(tmp_path: Path) -> None:
+    # The evaluation interval (15 s by default) is longer than WatchdogSec here: waiting for the
+    # next evaluation must feed the watchdog. The API it scrapes is down: a finding, not a failure.
+    cfg = config_dir(tmp_path, webhook_url="http://127.0.0.1:9/unused")
+    with notify_socket(tmp_path, abstract=True) as sock:
+        env = notify_env(
+            tmp_path,
+            sock,
+            ATLAS_CONFIG_DIR=str(cfg),
+            ATLAS_ENVIRONMENT="development",
+            ATLAS_API_PORT=str(free_port()),
+        )
+        with started([sys.executable, "-m", "atlas", "monitor"], env) as proc:
+            sock.wait_for("READY=1")
+            sock.count_pings(3)
+            proc.send_signal(signal.SIGTERM)
+            sock.wait_for("STOPPING=1")
+            assert proc.wait(timeout=60) == 0
+
+
+# Every `atlas` command a Type=notify unit runs, and the test above proving it says READY=1 and
+# pings. A new notify unit without an entry here fails the guard below.
+NOTIFY_TESTS = {
+    "api": "test_api_says_ready_once_it_serves_and_keeps_pinging",
+    "core": "test_core_says_ready_after_spawning_workers_and_keeps_pinging",
+    "exporter": "test_exporter_says_ready_once_listening_and_keeps_pinging",
+    "services": "test_services_says_ready_and_keeps_pinging",
+    "alert-router": "test_alert_router_says_ready_once_senders_run_and_keeps_pinging",
+    "monitor": "test_monitor_says_ready_and_keeps_pinging_between_evaluations",
+}
+
+
+def test_every_notify_unit_runs_a_command_with_an_sd_notify_test() -> None:
+    layout = Layout()
+    commands = {}
+    for name, text in render_units(layout).items():
+        lines = text.splitlines()
+        if "Type=notify" not in lines:
+            continue
+        exec_start = next(line for line in lines if line.startswith("ExecStart="))
+        program, *args = exec_start.removeprefix("ExecStart=").split()
+        assert program == str(layout.bin / "atlas") and len(args) == 1, f"{name}: {exec_start}"
+        commands[name] = args[0]
+    assert commands, "no Type=notify unit rendered: the guard would guard nothing"
+    untested = {unit: cmd for unit, cmd in commands.items() if cmd not in NOTIFY_TESTS}
+    assert not untested, f"Type=notify units whose command has no sd_notify test: {untested}"
+    missing = [test for test in NOTIFY_TESTS.values() if not callable(globals().get(test))]
+    assert not missing, f"NOTIFY_TESTS names tests that do not exist: {missing}"

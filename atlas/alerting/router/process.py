@@ -22,6 +22,7 @@ from atlas.alerting.router.senders import Senders, ThreadSenders
 from atlas.alerting.router.service import AlertRouter
 from atlas.errors import ConfigError
 from atlas.logging import get_logger
+from atlas.ops.sdnotify import Notifier
 from atlas.settings import Settings
 from atlas.store.outbox import Outbox
 
@@ -165,7 +166,11 @@ def build_senders(
     return senders, outbox
 
 
-def router_server(settings: Settings, router: AlertRouter, token: str) -> uvicorn.Server:
+def router_server(
+    settings: Settings, router: AlertRouter, token: str, notifier: Notifier | None = None
+) -> uvicorn.Server:
+    """The router's uvicorn server; with `notifier`, it says READY=1 once it listens and the
+    senders have started, and keeps the systemd watchdog fed while its event loop turns."""
     import uvicorn
 
     from atlas.alerting.router.app import create_app
@@ -180,7 +185,11 @@ def router_server(settings: Settings, router: AlertRouter, token: str) -> uvicor
         log_config=None,
         timeout_graceful_shutdown=5,
     )
-    return uvicorn.Server(config)
+    if notifier is None:
+        return uvicorn.Server(config)
+    from atlas.ops.notifyserver import NotifyingServer
+
+    return NotifyingServer(config, notifier, ready=lambda: router.started)
 
 
 def run_router(settings: Settings) -> int:
@@ -191,6 +200,10 @@ def run_router(settings: Settings) -> int:
     from atlas.ops.shutdown import Shutdown
 
     shutdown = Shutdown().install()
+    # Taken from the environment before anything starts: the sender process must not inherit
+    # NOTIFY_SOCKET (NotifyAccess=main would reject it, and it is not ours to say READY=1).
+    notifier = Notifier.from_env()
+    shutdown.on_stop(notifier.stopping)
     if not settings.router_port:
         raise ConfigError("ATLAS_ROUTER_PORT: the alert router needs a port (got 0)")
     check_ports(listens(settings, router=True))
@@ -198,7 +211,7 @@ def run_router(settings: Settings) -> int:
     router, token = build_router(settings, sender_process=True)
     if not token:
         log.warning("alert router runs without a bearer token (development only)")
-    server = router_server(settings, router, token)
+    server = router_server(settings, router, token, notifier)
     shutdown.on_stop(lambda: setattr(server, "should_exit", True))
     router.start()
     log.info(

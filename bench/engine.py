@@ -200,7 +200,8 @@ def main() -> None:
         runs[level] = {"floor_items_per_s": floor_rate, **result, "ratio": result["items_per_s"] / floor_rate}
         show(f"raw SQLite, batches of {BATCH}, synchronous={level}", floor_rate, result)
     first = runs[levels[0]]
-    summary: dict[str, Any] = {"bench": "engine", "items": args.items, "backend": "sqlite", "command": "atlas up"}
+    summary: dict[str, Any] = {"bench": "engine", "items": args.items, "backend": "sqlite"}
+    summary["command"] = "atlas up"
     for level, figures in runs.items():
         summary.update({f"{k}_{level.lower()}": round(v, 4) for k, v in figures.items()})
     summary.update(synchronous=levels[0], ratio=round(first["ratio"], 4), goal=GOAL)

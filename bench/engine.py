@@ -7,6 +7,10 @@ fresh data directory. Once one warm-up item has gone through (the workers are up
 filled in one transaction of all the documents; the clock runs from the start of that enqueue (the
 accept) to the last item done, so both sides pay the insert and the completion.
 
+Also measured, to tell the engine's overhead from the store's: the same store work alone in the
+bench's process (store_only: enqueue, claim, decode + normalise, apply; no engine), the ceiling on
+the engine's ratio.
+
 Runs NORMAL (the goal, >= 0.25) and FULL (reported) by default, each with its own floor, one after
 the other; prints items/s, p50/p99 accept-to-done latency and the engine's peak RSS (supervisor and
 workers together) for each, and as the last line one JSON object whose "ratio" is NORMAL's (or the
@@ -41,11 +45,14 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atlas.store.models import NewItem  # noqa: E402
+from atlas.engine import queue  # noqa: E402
+from atlas.pipeline.document import content_hash, normalise_text  # noqa: E402
+from atlas.store.models import ContentResult, NewItem  # noqa: E402
 from atlas.store.sqlite import SQLiteStore  # noqa: E402
 
 BATCH = 100
 GOAL = 0.25  # NORMAL; FULL is reported
+CLAIM = 256  # ATLAS_CLAIM_BATCH_SIZE's default
 
 
 def body(i: int) -> str:
@@ -73,6 +80,26 @@ def floor(path: Path, n: int, synchronous: str) -> float:
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
+    return n / elapsed
+
+
+def store_only(path: Path, n: int, synchronous: str) -> float:
+    """Items/s of the engine's store work alone, in this one process: the same documents enqueued
+    in one transaction, then claimed CLAIM at a time, decoded and normalised here, and applied as
+    one transaction per claim (no supervisor loop, no workers, no pipe). The engine cannot beat
+    this; its ratio to the floor is the ceiling the store sets on the engine's."""
+    store = SQLiteStore(path, synchronous=synchronous)
+    started = time.perf_counter()
+    store.enqueue([NewItem(kind="document", payload={"content": body(i)}) for i in range(n)])
+    while claimed := store.claim("bench", CLAIM, 60):
+        settled = []
+        for item in claimed:
+            text = normalise_text(item.payload["content"])
+            result = ContentResult(content_hash=content_hash(text), text=text, content_type="text/plain")
+            settled.append(queue.succeeded(item, result, {}))
+        store.apply(settled)
+    elapsed = time.perf_counter() - started
+    store.close()
     return n / elapsed
 
 
@@ -196,9 +223,19 @@ def main() -> None:
     for level in levels:
         with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
             floor_rate = floor(Path(tmp) / "floor.db", args.items, level)
+            ceiling = store_only(Path(tmp) / "store.db", args.items, level)
             result = atlas_run(Path(tmp), args.items, level)
-        runs[level] = {"floor_items_per_s": floor_rate, **result, "ratio": result["items_per_s"] / floor_rate}
+        runs[level] = {
+            "floor_items_per_s": floor_rate,
+            "store_only_items_per_s": ceiling,
+            **result,
+            "store_only_ratio": ceiling / floor_rate,
+            "ratio": result["items_per_s"] / floor_rate,
+        }
         show(f"raw SQLite, batches of {BATCH}, synchronous={level}", floor_rate, result)
+        print(
+            f"store alone (no engine, one process): {ceiling:,.0f} items/s, ratio {ceiling / floor_rate:.3f}"
+        )
     first = runs[levels[0]]
     summary: dict[str, Any] = {"bench": "engine", "items": args.items, "backend": "sqlite"}
     summary["command"] = "atlas up"

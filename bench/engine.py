@@ -131,6 +131,18 @@ def drive(
             peak[0] = max(peak[0], rss)
             stop.wait(0.05)
 
+    def cpu_seconds() -> tuple[float, float]:
+        """CPU (user + system) used so far by the supervisor, and by it and its children."""
+        proc = psutil.Process(core.pid)
+        own = sum(proc.cpu_times()[:2])
+        total = own
+        for child in proc.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return own, total
+
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
 
@@ -142,6 +154,7 @@ def drive(
     while finished() < 1:
         time.sleep(0.01)
     documents = [NewItem(kind="document", payload={"content": body(i)}) for i in range(n)]
+    cpu_before = cpu_seconds()
     started = time.time()
     for start in range(0, n, n if filled else BATCH):
         store.enqueue(documents[start : start + (n if filled else BATCH)])
@@ -149,6 +162,7 @@ def drive(
     while finished() < n + 1:
         time.sleep(0.01)
     elapsed = time.time() - started
+    cpu_after = cpu_seconds()
     stop.set()
     core.send_signal(signal.SIGTERM)
     if core.wait(timeout=60) != 0:
@@ -158,6 +172,9 @@ def drive(
         "items_per_s": n / elapsed,
         "enqueue_items_per_s": n / (enqueued - started),
         "peak_rss_mib": peak[0] / 2**20,
+        # CPU per item: less at the mercy of other load on the machine than items/s.
+        "supervisor_cpu_us_per_item": (cpu_after[0] - cpu_before[0]) / n * 1e6,
+        "engine_cpu_us_per_item": (cpu_after[1] - cpu_before[1]) / n * 1e6,
     }
 
 
@@ -203,6 +220,8 @@ def atlas_run(data_dir: Path, n: int, synchronous: str) -> dict[str, float]:
         "p50_accept_to_done_s": percentile(latencies, 0.50),
         "p99_accept_to_done_s": percentile(latencies, 0.99),
         "peak_rss_mib": run["peak_rss_mib"],
+        "supervisor_cpu_us_per_item": run["supervisor_cpu_us_per_item"],
+        "engine_cpu_us_per_item": run["engine_cpu_us_per_item"],
         "dead": dead,
     }
 
@@ -255,6 +274,11 @@ def show(floor_label: str, floor_rate: float, result: dict[str, float]) -> None:
         f"accept-to-done p50 {result['p50_accept_to_done_s'] * 1000:.0f} ms, "
         f"p99 {result['p99_accept_to_done_s'] * 1000:.0f} ms; peak RSS {result['peak_rss_mib']:.0f} MiB"
     )
+    if "engine_cpu_us_per_item" in result:
+        print(
+            f"CPU per item: supervisor {result['supervisor_cpu_us_per_item']:.0f} µs, "
+            f"with its workers {result['engine_cpu_us_per_item']:.0f} µs"
+        )
     print(f"ratio {result['items_per_s'] / floor_rate:.3f} (goal >= {GOAL})")
 
 

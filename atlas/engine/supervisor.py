@@ -34,9 +34,8 @@ from atlas.engine.budget import ClaimBudget
 from atlas.engine.commits import STORE_RETRY_SECONDS, Committer, LabelCache
 from atlas.engine.dispatch import assign
 from atlas.engine.host_metrics import HostMetrics
-from atlas.engine.inline import Inline
 from atlas.engine.leases import Leases
-from atlas.engine.messages import Deferral, Done, Extend, FromWorker, Hosts, Job, Outcome, Ready, Run, Stop
+from atlas.engine.messages import Deferral, Done, Extend, FromWorker, Hosts, Job, Ready, Run, Stop
 from atlas.engine.pool import LEASE_LAPSED_EXIT, RESTART_REASONS, describe_exit, restart_reason
 from atlas.engine.wakeups import WorkWatcher
 from atlas.engine.worker import build_pipeline
@@ -124,7 +123,6 @@ class Engine:
         )
         self._health = ("healthy", "workers running")  # as last published in the heartbeat
         self._pipeline_checked = False
-        self._inline: Inline | None = None  # built with the pipeline check (atlas.engine.inline)
         self._backlog: deque[Claimed] = deque()
         self._next_claim = self._next_heartbeat = self._next_reap = 0.0
         self._paused = False  # maintenance mode: finish what is running, claim nothing new
@@ -162,7 +160,7 @@ class Engine:
         if self._pipeline_checked:
             return
         try:
-            pipeline = build_pipeline(self.pipeline, self.settings)
+            build_pipeline(self.pipeline, self.settings)
         except ConfigError as exc:
             raise ConfigError(f"pipeline {self.pipeline}: {exc}") from exc
         except AtlasError as exc:
@@ -171,7 +169,6 @@ class Engine:
             raise PipelineError(
                 f"pipeline {self.pipeline} cannot be built: {type(exc).__name__}: {exc}"
             ) from exc
-        self._inline = Inline(pipeline)
         self._pipeline_checked = True
 
     def run(self) -> int:
@@ -285,13 +282,9 @@ class Engine:
         now = self.monotonic()
         w.last_progress = now
         self.workers.restarts.finished_item(w.slot)
+        self.budget.finished(1, now)
         if not w.outstanding:
             w.isolating = False
-        self._settle(item, message, now)
-
-    def _settle(self, item: Claimed, message: Outcome, now: float) -> None:
-        """Turn an item's outcome (from a worker or run inline) into its transition, to commit."""
-        self.budget.finished(1, now)
         for stage, seconds in message.timings.items():
             self._child(self.metrics.stage_duration, stage).observe(seconds)
         transition: Transition
@@ -421,17 +414,6 @@ class Engine:
     def _dispatch(self, now: float) -> None:
         if not self._backlog:
             return
-        if self._inline is not None:
-            to_workers: deque[Claimed] = deque()
-            for item in self._backlog:
-                outcome = self._inline.run(item)
-                if outcome is None:
-                    to_workers.append(item)
-                else:
-                    self._settle(item, outcome, now)
-            self._backlog = to_workers
-            if not to_workers:
-                return
         ready = [w for w in self.workers.live() if w.ready]
         batches, self._backlog = assign(self._backlog, ready, self.per_worker, now)
         for w, items in batches:

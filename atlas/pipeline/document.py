@@ -107,7 +107,6 @@ class DocumentDecode:
 
     name: str = "decode"
     kinds: tuple[str, ...] = ("document",)
-    inline = True  # pure CPU, no await: may run in the supervisor (atlas.engine.inline)
 
     async def run(self, ctx: ItemContext) -> None:
         ctx.content_type = str(ctx.payload.get("content_type") or "text/plain")
@@ -132,7 +131,6 @@ class Normalise:
 
     name: str = "normalise"
     kinds: tuple[str, ...] = ("document", "url", "feed")
-    inline = True  # pure CPU, no await: may run in the supervisor (atlas.engine.inline)
 
     async def run(self, ctx: ItemContext) -> None:
         if ctx.result is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from typing import Any
 
 import pytest
@@ -194,32 +192,3 @@ def test_two_engines_on_postgres_share_a_backlog_each_holding_no_more_than_its_w
     finally:
         first.close()
         second.close()
-
-
-def test_small_documents_run_in_the_supervisor_and_the_rest_in_workers(
-    fast: Settings, store: SQLiteStore
-) -> None:
-    """Issue 18: a small document is settled by the supervisor itself, with no round trip to a
-    worker (atlas.engine.inline). With the worker stopped (SIGSTOP) small documents still complete;
-    a large HTML document waits for the worker and completes once it runs again."""
-    with engine_thread(fast.replace(workers=1), store, "atlas.pipeline:default_pipeline") as engine:
-        wait_for(lambda: any(w.ready for w in engine.workers.live()), 60, "the worker to be ready")
-        pids = [w.process.pid for w in engine.workers.live() if w.process.pid is not None]
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            html = "<html><body>" + "<p>a paragraph of words</p>" * 1000 + "</body></html>"
-            [big] = store.enqueue(
-                [NewItem(kind="document", payload={"content": html, "content_type": "text/html"})]
-            )
-            store.enqueue([doc(f"small document {i}") for i in range(20)])
-            wait_for(lambda: store.counts().get(("done", "document"), 0) == 20, 30, "20 small documents")
-            item = store.get_item(big.id)
-            assert item is not None and item.state == "leased"
-        finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
-        wait_for(lambda: finished(store) == 21, 60, "the large document too")
-    content = store.get_content(big.id)
-    assert content is not None and content["text"].startswith("a paragraph of words")
-    assert sample(engine, "atlas_engine_stage_duration_seconds_count", {"stage": "normalise"}) == 21

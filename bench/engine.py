@@ -256,7 +256,8 @@ def main() -> None:
             f"store alone (no engine, one process): {ceiling:,.0f} items/s, ratio {ceiling / floor_rate:.3f}"
         )
     first = runs[levels[0]]
-    summary: dict[str, Any] = {"bench": "engine", "items": args.items, "backend": "sqlite", "command": "atlas up"}
+    summary: dict[str, Any] = {"bench": "engine", "items": args.items, "backend": "sqlite"}
+    summary["command"] = "atlas up"
     for level, figures in runs.items():
         summary.update({f"{k}_{level.lower()}": round(v, 4) for k, v in figures.items()})
     summary.update(synchronous=levels[0], ratio=round(first["ratio"], 4), goal=GOAL)

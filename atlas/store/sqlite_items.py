@@ -55,6 +55,8 @@ def insert_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], now:
             payload = json.loads(row[_PAYLOAD])
             feeds.append((row[_ID], payload["url"], payload.get("poll_interval_seconds"), now))
     conn.executemany(Q["insert_item"], rows)
+    # Keep queue_hint (migration 0010) below every queued id: one statement per transaction.
+    conn.execute(Q["lower_queue_hint"], {"id": min(row[_ID] for row in rows)})
     if feeds:
         conn.executemany(Q["subscribe_feed"], feeds)
     # Once per kind rather than by a per-row trigger (0005_enqueue_stats).

@@ -123,7 +123,11 @@ class SQLiteQueue:
 
     def reap_expired(self, max_lease_expiries: int) -> int:
         with self._write() as conn:
-            return reap_expired(conn, Q, self.clock(), max_lease_expiries)
+            reaped = reap_expired(conn, Q, self.clock(), max_lease_expiries)
+            # The reaper runs every few seconds while an engine drains the queue: the write
+            # transaction where the oldest-queued walk's start (migration 0010) moves up.
+            conn.execute(Q["advance_queue_hint"])
+            return reaped
 
     def queue_stats(self) -> dict[str, float]:
         """Queued items, the oldest one's acceptance time (0 if none), and completions so far."""

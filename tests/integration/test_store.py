@@ -439,3 +439,56 @@ def test_shared_state_and_api_keys(db: Any, clock: Clock) -> None:
     )
     assert [k["id"] for k in db.api_key_list()] == ["key1"]
     assert db.api_key_revoke("key1") and not db.api_key_revoke("key1")
+
+
+def test_the_oldest_queued_item_stays_right_as_items_of_different_ages_move(db: Any, clock: Clock) -> None:
+    """SQLite serves the gauge by walking the primary key from a remembered lower bound of the
+    queued ids (migration 0010) instead of an index: items going back to the queue (retry,
+    release, reaped lease), the bound's advance and a clock stepping back must not fool it. The
+    exporter's snapshot reads the same query as queue_stats."""
+
+    def oldest() -> float:
+        value = float(db.queue_stats()["oldest_queued_at"])
+        assert float(db.stats_snapshot().oldest_queued_at or 0.0) == value  # the exporter's read
+        return value
+
+    clock.now = 1_000.0
+    a, b = (r.id for r in db.enqueue([doc("a"), doc("b")]))
+    clock.now = 1_010.0
+    db.enqueue([doc("c")])
+    clock.now = 1_020.0
+    db.enqueue([doc("d")])
+    assert oldest() == 1_000.0
+    first = db.claim("o", 2, 30)
+    assert {c.id for c in first} == {a, b} and oldest() == 1_010.0
+    (c_item,) = db.claim("o", 1, 30)
+    db.apply([queue.succeeded(c_item, ContentResult("hc", "c"))])
+    db.reap_expired(5)  # SQLite: moves the bound up to d, past a, b (leased) and c (done)
+    assert oldest() == 1_020.0
+    retry = [c for c in first if c.id == a]
+    error = ErrorInfo("fetch", "E", "x")
+    db.apply([queue.failed(retry[0], error, permanent=False, policy=POLICY, now=clock.now, rand=lambda: 0.0)])
+    assert oldest() == 1_000.0  # a is queued again, below the bound
+    db.reap_expired(5)
+    assert oldest() == 1_000.0
+    assert db.release("o") == 1 and oldest() == 1_000.0  # b back too
+    clock.now = 1_000.0 + 3600  # a's retry is due
+    while db.claim("o", 10, 30):
+        pass
+    assert oldest() == 0.0
+    db.reap_expired(5)
+    assert oldest() == 0.0
+    clock.now = 500.0  # the clock stepped back: the new id sorts below every id so far
+    db.enqueue([doc("e")])
+    assert oldest() == 500.0
+    clock.now += 1_000  # lease expiry: e's lease is reaped back into the queue
+    (e_item,) = db.claim("o", 1, 0.5)
+    clock.now += 1
+    db.reap_expired(5)
+    assert db.get_item(e_item.id).state == "queued" and oldest() == 500.0  # type: ignore[union-attr]
+    clock.now = 2_000.0009  # two acceptances in one millisecond: ids order them at random
+    db.enqueue([doc("f")])
+    clock.now = 2_000.0001
+    db.enqueue([doc("g")])
+    db.claim("o", 1, 30)  # e leaves
+    assert oldest() == pytest.approx(2_000.0001, abs=1e-7)

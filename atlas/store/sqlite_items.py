@@ -14,31 +14,13 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from atlas.store.itemrows import to_json
-from atlas.store.models import NewItem
+from atlas.store.itemrows import ROW_ID, ROW_KIND, ROW_PAYLOAD
+from atlas.store.itemrows import item_row as item_row  # re-exported: sqlite_content's path
 from atlas.store.queries import load_queries
 
 Q = load_queries("atlas.store", "queries.sql")
 
-# Positions in an item row (the order of queries.sql insert_item's positional parameters).
-_ID, _KIND, _PAYLOAD = 0, 1, 5
-
-
-def item_row(item_id: str, item: NewItem, idempotency_key: str | None, now: float) -> tuple[Any, ...]:
-    """The positional row insert_item takes (positional: the cheapest binding per row, measured)."""
-    return (
-        item_id,
-        item.kind,
-        item.source,
-        idempotency_key,
-        item.priority,
-        to_json(item.payload),
-        to_json(item.metadata),
-        max(now, item.not_before or now),
-        item.trace_context,
-        item.request_hash,
-        now,
-    )
+_ID, _KIND, _PAYLOAD = ROW_ID, ROW_KIND, ROW_PAYLOAD
 
 
 def insert_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], now: float) -> None:

@@ -7,11 +7,11 @@
 INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, metadata,
                    next_attempt_at, trace_context, request_hash, created_at, updated_at)
 SELECT id, kind, source, ikey, priority, 'queued', payload, metadata, due, trace, rhash,
-       %(now)s, %(now)s
+       accepted, accepted
   FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(sources)s::text[], %(keys)s::text[],
               %(priorities)s::int[], %(payloads)s::text[], %(metadatas)s::text[],
-              %(dues)s::float8[], %(traces)s::text[], %(rhashes)s::text[])
-       AS r (id, kind, source, ikey, priority, payload, metadata, due, trace, rhash)
+              %(dues)s::float8[], %(traces)s::text[], %(rhashes)s::text[], %(nows)s::float8[])
+       AS r (id, kind, source, ikey, priority, payload, metadata, due, trace, rhash, accepted)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
 

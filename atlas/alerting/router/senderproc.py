@@ -134,8 +134,8 @@ class SenderProcess:
 def _serve() -> int:
     """The child: load the settings as the parent did (same environment), send until stdin ends."""
     from atlas.alerting.router.process import build_senders
+    from atlas.config.loader import load_settings
     from atlas.logging import configure_logging
-    from atlas.settings import load_settings
 
     settings = load_settings()
     # Most sender threads wait on sockets; one that has its answer waits for the GIL, up to the

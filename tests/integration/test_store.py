@@ -243,6 +243,33 @@ def test_identical_content_becomes_a_duplicate_of_the_original(db: Any) -> None:
     assert db.get_content(a.id) is not None and db.get_content(b.id) is None
 
 
+def test_one_batch_dedupes_by_text_then_canonical_url_against_the_store_and_itself(db: Any) -> None:
+    """PostgreSQL decides a whole batch from one owner lookup and one insert: it must decide as the
+    one-by-one check-then-insert does, in text-hash order (SQLite's order too)."""
+    db.enqueue([doc("old")])
+    (old,) = db.claim("o", 1, 30)
+    db.apply([queue.succeeded(old, ContentResult("H0", "old", canonical_url="https://v/"))])
+    db.enqueue([doc(str(i)) for i in range(5)])
+    c = db.claim("o", 5, 30)
+    results = [
+        ContentResult("H1", "x", canonical_url="https://u/"),  # stored
+        ContentResult("H2", "y", canonical_url="https://u/"),  # same page as H1: duplicate of it
+        ContentResult("H1", "x"),  # same text as H1
+        ContentResult("H3", "w", canonical_url="https://v/"),  # page stored before this batch
+        ContentResult("H4", "z", canonical_url="https://z/"),  # stored
+    ]
+    applied = db.apply([queue.succeeded(item, r) for item, r in zip(c, results, strict=True)])
+    assert [applied[item.id] for item in c] == ["done", "duplicate", "duplicate", "duplicate", "done"]
+    assert [db.get_item(item.id).duplicate_of for item in c] == [  # type: ignore[union-attr]
+        None,
+        c[0].id,
+        c[0].id,
+        old.id,
+        None,
+    ]
+    assert [db.get_content(item.id) is not None for item in c] == [True, False, False, False, True]
+
+
 def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(db: Any, clock: Clock) -> None:
     ids = [r.id for r in db.enqueue([doc(f"d{i}", source="feed-a" if i < 3 else "feed-b") for i in range(5)])]
     err_a = ErrorInfo("fetch", "ConnectError", "refused", "a.example")

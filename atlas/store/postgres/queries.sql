@@ -61,9 +61,20 @@ SELECT item_id FROM contents WHERE content_hash = %(hash)s;
 -- name: content_owner_by_url
 SELECT item_id FROM contents WHERE canonical_url = %(url)s ORDER BY seq LIMIT 1;
 
--- name: lock_url
--- Serialises the check-then-insert of one canonical URL across transactions (it is not unique).
-SELECT pg_advisory_xact_lock(hashtextextended(%(url)s, 17));
+-- name: lock_urls
+-- Serialises the check-then-insert of each canonical URL across transactions (it is not unique).
+-- The URLs come sorted and unnest yields them in the array's order, so two batches take their
+-- common locks in the same order (no deadlock).
+SELECT pg_advisory_xact_lock(hashtextextended(u, 17)) FROM unnest(%(urls)s::text[]) AS u;
+
+-- name: content_owners_by_hash
+SELECT content_hash AS key, item_id FROM contents WHERE content_hash = ANY(%(keys)s::text[]);
+
+-- name: content_owners_by_url
+-- The first item (lowest seq) stored under each URL, as content_owner_by_url picks.
+SELECT DISTINCT ON (canonical_url) canonical_url AS key, item_id
+  FROM contents WHERE canonical_url = ANY(%(keys)s::text[])
+ ORDER BY canonical_url, seq;
 
 -- name: transition
 UPDATE items

@@ -23,6 +23,12 @@ INSERT INTO feeds (id, url, interval_seconds, next_poll_at, created_at)
 VALUES ('f_' || %(id)s, %(url)s, %(interval)s, %(now)s, %(now)s)
 ON CONFLICT (url) DO NOTHING;
 
+-- name: copy_items
+-- Key-less batches (atlas.store.postgres.store): item_row's columns in its order (the acceptance
+-- time feeding created_at), then the state and updated_at.
+COPY items (id, kind, source, idempotency_key, priority, payload, metadata, next_attempt_at,
+            trace_context, request_hash, created_at, state, updated_at) FROM STDIN;
+
 -- name: notify
 -- Delivered at commit, once per transaction however many items: wakes idle engines (LISTEN).
 SELECT pg_notify('atlas_items', '');

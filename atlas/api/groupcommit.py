@@ -17,7 +17,7 @@ from typing import Any
 
 from atlas.errors import StoreError
 from atlas.logging import get_logger
-from atlas.store.models import EnqueueResult, NewItem
+from atlas.store.models import EnqueueResult, NewItem, PreparedItems
 from atlas.store.protocols import AtlasStore
 
 MAX_ROWS = 4000
@@ -26,7 +26,7 @@ log = get_logger("atlas.api.commit")
 
 @dataclass
 class _Request:
-    items: Sequence[NewItem]
+    prepared: PreparedItems
     future: asyncio.Future[list[EnqueueResult]]
     loop: asyncio.AbstractEventLoop
 
@@ -65,9 +65,17 @@ class GroupCommitter:
             if self._pending_rows + len(items) > self.max_pending_rows:
                 raise Overloaded(f"{self._pending_rows} items are already waiting to be committed")
             self._pending_rows += len(items)
+        try:
+            # Ids and JSON here, on the request's thread: the writer thread serves every request
+            # in turn, so whatever it need not do is throughput (issue 18).
+            prepared = self.store.prepare(items)
+        except BaseException:
+            with self._lock:
+                self._pending_rows -= len(items)
+            raise
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[EnqueueResult]] = loop.create_future()
-        self._queue.put(_Request(items, future, loop))
+        self._queue.put(_Request(prepared, future, loop))
         return await future
 
     def _run(self) -> None:
@@ -76,7 +84,7 @@ class GroupCommitter:
             first = self._queue.get()
             if first is None:
                 break
-            batch, rows = [first], len(first.items)
+            batch, rows = [first], len(first.prepared.items)
             while rows < MAX_ROWS:
                 try:
                     nxt = self._queue.get_nowait()
@@ -86,13 +94,12 @@ class GroupCommitter:
                     stopping = True
                     break
                 batch.append(nxt)
-                rows += len(nxt.items)
+                rows += len(nxt.prepared.items)
             self._commit(batch, rows)
 
     def _commit(self, batch: list[_Request], rows: int) -> None:
-        items = [item for request in batch for item in request.items]
         try:
-            results = self.store.enqueue(items)
+            results = self.store.enqueue(PreparedItems.join([request.prepared for request in batch]))
         except Exception as exc:
             # StoreError is the expected failure (503); anything else is a bug, answered 500 by
             # the request it reaches, but it must not stop the writer and with it all ingest.
@@ -114,10 +121,9 @@ class GroupCommitter:
             answers: dict[asyncio.AbstractEventLoop, list[tuple[_Request, list[EnqueueResult]]]] = {}
             start = 0
             for request in batch:
-                answers.setdefault(request.loop, []).append(
-                    (request, results[start : start + len(request.items)])
-                )
-                start += len(request.items)
+                n = len(request.prepared.items)
+                answers.setdefault(request.loop, []).append((request, results[start : start + n]))
+                start += n
             for loop, pairs in answers.items():
                 loop.call_soon_threadsafe(_resolve_all, pairs)
         finally:

@@ -17,13 +17,19 @@ from atlas.store.models import (
     EnqueueResult,
     Item,
     NewItem,
+    PreparedItems,
     Transition,
 )
 
 
 class Store(Protocol):
-    def enqueue(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
-        """Insert items durably in one transaction; a known idempotency key returns its item."""
+    def prepare(self, items: Sequence[NewItem]) -> PreparedItems:
+        """Ids and insert rows for `items`, accepted now; no transaction (for enqueue)."""
+        ...
+
+    def enqueue(self, items: Sequence[NewItem] | PreparedItems) -> list[EnqueueResult]:
+        """Insert items durably in one transaction; a known idempotency key returns its item.
+        Results follow `items`' order, one per item."""
         ...
 
     def get_item(self, item_id: str) -> Item | None: ...

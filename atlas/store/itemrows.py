@@ -5,11 +5,13 @@ and PostgreSQL's schema."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
 
-from atlas.store.models import Claimed, ErrorInfo, Item
+from atlas.store.ids import new_id
+from atlas.store.models import Claimed, ErrorInfo, Item, NewItem, PreparedItems
 
 
 class Row(Protocol):
@@ -80,3 +82,32 @@ def to_json(value: Any) -> str | None:
         return orjson.dumps(value).decode()
     except TypeError:  # orjson.JSONEncodeError subclasses TypeError
         return json.dumps(value, separators=(",", ":"))
+
+
+# Positions in an item row (the order of both backends' insert_item parameters).
+ROW_ID, ROW_KIND, ROW_KEY, ROW_PAYLOAD, ROW_REQUEST_HASH, ROW_NOW = 0, 1, 3, 5, 9, 10
+
+
+def item_row(item_id: str, item: NewItem, idempotency_key: str | None, now: float) -> tuple[Any, ...]:
+    """The positional row an item is inserted as (positional: the cheapest binding per row, measured
+    on SQLite): id, kind, source, key, priority, payload JSON, metadata JSON, due, trace context,
+    request hash, now (created_at and updated_at)."""
+    return (
+        item_id,
+        item.kind,
+        item.source,
+        idempotency_key,
+        item.priority,
+        to_json(item.payload),
+        to_json(item.metadata),
+        max(now, item.not_before or now),
+        item.trace_context,
+        item.request_hash,
+        now,
+    )
+
+
+def prepare_items(items: Sequence[NewItem], now: float) -> PreparedItems:
+    """Ids and rows for `items` accepted at `now`: the per-item work of an enqueue that needs no
+    transaction (about a fifth of the group-commit thread's samples when it ran there, issue 18)."""
+    return PreparedItems(items, [item_row(new_id(now), it, it.idempotency_key, now) for it in items])

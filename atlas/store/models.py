@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,25 @@ class NewItem:
     not_before: float | None = None
     trace_context: str | None = None
     request_hash: str | None = None  # fingerprint of the request, checked on idempotent repeats
+
+
+@dataclass(frozen=True)
+class PreparedItems:
+    """Items with their insert rows already built (ids, JSON text: atlas.store.itemrows
+    prepare_items), so the one thread that commits for every request (atlas.api.groupcommit) only
+    checks idempotency keys and binds. `rows[i]` belongs to `items[i]`; a row whose idempotency key
+    turns out to be known is dropped at enqueue, its id never used."""
+
+    items: Sequence[NewItem]
+    rows: Sequence[tuple[Any, ...]]
+
+    @staticmethod
+    def join(parts: Sequence[PreparedItems]) -> PreparedItems:
+        if len(parts) == 1:
+            return parts[0]
+        return PreparedItems(
+            [item for p in parts for item in p.items], [row for p in parts for row in p.rows]
+        )
 
 
 @dataclass(frozen=True)

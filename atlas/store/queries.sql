@@ -168,8 +168,31 @@ UPDATE api_keys SET secret_hash = :new_hash, pepper_id = :pepper_id
 -- name: queued_count
 SELECT coalesce(sum(n), 0) FROM stats_items WHERE state = 'queued';
 
+-- name: advance_queue_hint
+-- Move queue_hint up to the first queued id (or, with none queued, to the newest id: every id
+-- inserted later is larger or lowers the hint itself), so the gauge's walk starts near its answer.
+-- One statement: no requeue can slip in between the walk and the write.
+UPDATE queue_hint SET id = coalesce(
+    (SELECT id FROM items WHERE id >= queue_hint.id AND +state = 'queued' ORDER BY id LIMIT 1),
+    (SELECT max(id) FROM items),
+    '');
+
+-- name: lower_queue_hint
+-- An enqueue's smallest new id: normally above the hint already (ids grow with time); below it
+-- only after the clock stepped back.
+UPDATE queue_hint SET id = :id WHERE id > :id;
+
 -- name: oldest_queued
-SELECT min(created_at) FROM items WHERE state = 'queued';
+-- The first queued item in id order, found by walking the primary key from queue_hint (migration
+-- 0010: every queued id is >= it), then the smallest created_at among the queued items of that
+-- id's millisecond (ids order by acceptance time to the millisecond only). `+state` keeps the
+-- planner off items_due, whose order is not the ids'.
+SELECT min(i.created_at)
+  FROM (SELECT id FROM items
+         WHERE id >= (SELECT id FROM queue_hint) AND +state = 'queued'
+         ORDER BY id LIMIT 1) AS f,
+       items AS i
+ WHERE i.id >= f.id AND i.id < substr(f.id, 1, 12) || 'g' AND +i.state = 'queued';
 
 -- name: completions_seq
 SELECT coalesce(max(seq), 0) FROM completions;

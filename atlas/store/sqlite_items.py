@@ -14,31 +14,13 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from atlas.store.itemrows import to_json
-from atlas.store.models import NewItem
+from atlas.store.itemrows import ROW_ID, ROW_KIND, ROW_PAYLOAD
+from atlas.store.itemrows import item_row as item_row  # re-exported: sqlite_content's path
 from atlas.store.queries import load_queries
 
 Q = load_queries("atlas.store", "queries.sql")
 
-# Positions in an item row (the order of queries.sql insert_item's positional parameters).
-_ID, _KIND, _PAYLOAD = 0, 1, 5
-
-
-def item_row(item_id: str, item: NewItem, idempotency_key: str | None, now: float) -> tuple[Any, ...]:
-    """The positional row insert_item takes (positional: the cheapest binding per row, measured)."""
-    return (
-        item_id,
-        item.kind,
-        item.source,
-        idempotency_key,
-        item.priority,
-        to_json(item.payload),
-        to_json(item.metadata),
-        max(now, item.not_before or now),
-        item.trace_context,
-        item.request_hash,
-        now,
-    )
+_ID, _KIND, _PAYLOAD = ROW_ID, ROW_KIND, ROW_PAYLOAD
 
 
 def insert_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], now: float) -> None:
@@ -55,6 +37,8 @@ def insert_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], now:
             payload = json.loads(row[_PAYLOAD])
             feeds.append((row[_ID], payload["url"], payload.get("poll_interval_seconds"), now))
     conn.executemany(Q["insert_item"], rows)
+    # Keep queue_hint (migration 0010) below every queued id: one statement per transaction.
+    conn.execute(Q["lower_queue_hint"], {"id": min(row[_ID] for row in rows)})
     if feeds:
         conn.executemany(Q["subscribe_feed"], feeds)
     # Once per kind rather than by a per-row trigger (0005_enqueue_stats).

@@ -12,11 +12,10 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from atlas.store.dialect import chunks
-from atlas.store.ids import new_id
-from atlas.store.itemrows import row_to_claimed
-from atlas.store.models import Claimed, EnqueueResult, NewItem, Transition
+from atlas.store.itemrows import ROW_ID, ROW_REQUEST_HASH, prepare_items, row_to_claimed
+from atlas.store.models import Claimed, EnqueueResult, NewItem, PreparedItems, Transition
 from atlas.store.queries import NamedSQL, load_queries
-from atlas.store.sqlite_items import insert_items, item_row
+from atlas.store.sqlite_items import insert_items
 from atlas.store.transitions import TransitionRows, content_row, reap_expired
 
 Q = load_queries("atlas.store", "queries.sql")
@@ -37,32 +36,40 @@ class SQLiteQueue:
 
     # -- enqueue --------------------------------------------------------------------------------
 
-    def enqueue(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
+    def prepare(self, items: Sequence[NewItem]) -> PreparedItems:
+        """Ids and rows for `items`, built outside any transaction (see PreparedItems)."""
+        return prepare_items(items, self.clock())
+
+    def enqueue(self, items: Sequence[NewItem] | PreparedItems) -> list[EnqueueResult]:
+        prepared = items if isinstance(items, PreparedItems) else self.prepare(items)
         now = self.clock()
-        results: list[EnqueueResult | None] = [None] * len(items)
+        results: list[EnqueueResult | None] = [None] * len(prepared.items)
         rows: list[tuple[Any, ...]] = []  # positional: the hot path of every accept, measured
         keyed: dict[str, int] = {}
         with self._write() as conn:
-            keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
+            keys = [it.idempotency_key for it in prepared.items if it.idempotency_key is not None]
             existing: dict[str, tuple[str, str | None]] = {}
             for chunk in chunks(keys, IN_CHUNK):
                 marks = ",".join("?" * len(chunk))
                 for row in conn.execute(Q["idempotency_lookup"].format(marks), chunk):
                     existing[row[0]] = (row[1], row[2])
-            for index, item in enumerate(items):
-                key = item.idempotency_key
-                if key is not None:
-                    if key in existing:
-                        results[index] = EnqueueResult(existing[key][0], False, existing[key][1])
-                        continue
-                    if key in keyed:  # repeated within this batch: one item
-                        first = rows[keyed[key]]
-                        results[index] = EnqueueResult(first[0], False, first[9])
-                        continue
-                    keyed[key] = len(rows)
-                item_id = new_id(now)
-                rows.append(item_row(item_id, item, key, now))
-                results[index] = EnqueueResult(item_id, True, item.request_hash)
+            if not keys:  # the common batch: every row goes in as built
+                rows = list(prepared.rows)
+                results = [EnqueueResult(r[ROW_ID], True, r[ROW_REQUEST_HASH]) for r in rows]
+            else:
+                for index, (item, built) in enumerate(zip(prepared.items, prepared.rows, strict=True)):
+                    key = item.idempotency_key
+                    if key is not None:
+                        if key in existing:
+                            results[index] = EnqueueResult(existing[key][0], False, existing[key][1])
+                            continue
+                        if key in keyed:  # repeated within this batch: one item
+                            first = rows[keyed[key]]
+                            results[index] = EnqueueResult(first[ROW_ID], False, first[ROW_REQUEST_HASH])
+                            continue
+                        keyed[key] = len(rows)
+                    rows.append(built)
+                    results[index] = EnqueueResult(built[ROW_ID], True, item.request_hash)
             insert_items(conn, rows, now)
         return [r for r in results if r is not None]
 
@@ -123,7 +130,11 @@ class SQLiteQueue:
 
     def reap_expired(self, max_lease_expiries: int) -> int:
         with self._write() as conn:
-            return reap_expired(conn, Q, self.clock(), max_lease_expiries)
+            reaped = reap_expired(conn, Q, self.clock(), max_lease_expiries)
+            # The reaper runs every few seconds while an engine drains the queue: the write
+            # transaction where the oldest-queued walk's start (migration 0010) moves up.
+            conn.execute(Q["advance_queue_hint"])
+            return reaped
 
     def queue_stats(self) -> dict[str, float]:
         """Queued items, the oldest one's acceptance time (0 if none), and completions so far."""

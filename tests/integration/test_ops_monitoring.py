@@ -296,9 +296,7 @@ def test_database_check_fails_on_a_corrupt_index(tmp_path: Path, monkeypatch: py
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'items_queued_created'").fetchone()[
-        0
-    ]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'items_leased'").fetchone()[0]
     conn.close()
     with db.open("r+b") as f:  # overwrite the index's root page: the table itself stays readable
         f.seek((root - 1) * page_size)

@@ -243,6 +243,33 @@ def test_identical_content_becomes_a_duplicate_of_the_original(db: Any) -> None:
     assert db.get_content(a.id) is not None and db.get_content(b.id) is None
 
 
+def test_one_batch_dedupes_by_text_then_canonical_url_against_the_store_and_itself(db: Any) -> None:
+    """PostgreSQL decides a whole batch from one owner lookup and one insert: it must decide as the
+    one-by-one check-then-insert does, in text-hash order (SQLite's order too)."""
+    db.enqueue([doc("old")])
+    (old,) = db.claim("o", 1, 30)
+    db.apply([queue.succeeded(old, ContentResult("H0", "old", canonical_url="https://v/"))])
+    db.enqueue([doc(str(i)) for i in range(5)])
+    c = db.claim("o", 5, 30)
+    results = [
+        ContentResult("H1", "x", canonical_url="https://u/"),  # stored
+        ContentResult("H2", "y", canonical_url="https://u/"),  # same page as H1: duplicate of it
+        ContentResult("H1", "x"),  # same text as H1
+        ContentResult("H3", "w", canonical_url="https://v/"),  # page stored before this batch
+        ContentResult("H4", "z", canonical_url="https://z/"),  # stored
+    ]
+    applied = db.apply([queue.succeeded(item, r) for item, r in zip(c, results, strict=True)])
+    assert [applied[item.id] for item in c] == ["done", "duplicate", "duplicate", "duplicate", "done"]
+    assert [db.get_item(item.id).duplicate_of for item in c] == [  # type: ignore[union-attr]
+        None,
+        c[0].id,
+        c[0].id,
+        old.id,
+        None,
+    ]
+    assert [db.get_content(item.id) is not None for item in c] == [True, False, False, False, True]
+
+
 def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(db: Any, clock: Clock) -> None:
     ids = [r.id for r in db.enqueue([doc(f"d{i}", source="feed-a" if i < 3 else "feed-b") for i in range(5)])]
     err_a = ErrorInfo("fetch", "ConnectError", "refused", "a.example")
@@ -439,3 +466,79 @@ def test_shared_state_and_api_keys(db: Any, clock: Clock) -> None:
     )
     assert [k["id"] for k in db.api_key_list()] == ["key1"]
     assert db.api_key_revoke("key1") and not db.api_key_revoke("key1")
+
+
+def test_the_oldest_queued_item_stays_right_as_items_of_different_ages_move(db: Any, clock: Clock) -> None:
+    """SQLite serves the gauge by walking the primary key from a remembered lower bound of the
+    queued ids (migration 0010) instead of an index: items going back to the queue (retry,
+    release, reaped lease), the bound's advance and a clock stepping back must not fool it. The
+    exporter's snapshot reads the same query as queue_stats."""
+
+    def oldest() -> float:
+        value = float(db.queue_stats()["oldest_queued_at"])
+        assert float(db.stats_snapshot().oldest_queued_at or 0.0) == value  # the exporter's read
+        return value
+
+    clock.now = 1_000.0
+    a, b = (r.id for r in db.enqueue([doc("a"), doc("b")]))
+    clock.now = 1_010.0
+    db.enqueue([doc("c")])
+    clock.now = 1_020.0
+    db.enqueue([doc("d")])
+    assert oldest() == 1_000.0
+    first = db.claim("o", 2, 30)
+    assert {c.id for c in first} == {a, b} and oldest() == 1_010.0
+    (c_item,) = db.claim("o", 1, 30)
+    db.apply([queue.succeeded(c_item, ContentResult("hc", "c"))])
+    db.reap_expired(5)  # SQLite: moves the bound up to d, past a, b (leased) and c (done)
+    assert oldest() == 1_020.0
+    retry = [c for c in first if c.id == a]
+    error = ErrorInfo("fetch", "E", "x")
+    db.apply([queue.failed(retry[0], error, permanent=False, policy=POLICY, now=clock.now, rand=lambda: 0.0)])
+    assert oldest() == 1_000.0  # a is queued again, below the bound
+    db.reap_expired(5)
+    assert oldest() == 1_000.0
+    assert db.release("o") == 1 and oldest() == 1_000.0  # b back too
+    clock.now = 1_000.0 + 3600  # a's retry is due
+    while db.claim("o", 10, 30):
+        pass
+    assert oldest() == 0.0
+    db.reap_expired(5)
+    assert oldest() == 0.0
+    clock.now = 500.0  # the clock stepped back: the new id sorts below every id so far
+    db.enqueue([doc("e")])
+    assert oldest() == 500.0
+    clock.now += 1_000  # lease expiry: e's lease is reaped back into the queue
+    (e_item,) = db.claim("o", 1, 0.5)
+    clock.now += 1
+    db.reap_expired(5)
+    assert db.get_item(e_item.id).state == "queued" and oldest() == 500.0  # type: ignore[union-attr]
+    clock.now = 2_000.0009  # two acceptances in one millisecond: ids order them at random
+    db.enqueue([doc("f")])
+    clock.now = 2_000.0001
+    db.enqueue([doc("g")])
+    db.claim("o", 1, 30)  # e leaves
+    assert oldest() == pytest.approx(2_000.0001, abs=1e-7)
+
+
+def test_a_large_batch_without_keys_goes_in_whole_with_its_feeds_and_counters(db: Any, clock: Clock) -> None:
+    """PostgreSQL COPYs key-less batches of 20 items or more: every column, the counters (its
+    statement trigger) and the feed subscriptions must come out as from the INSERT path."""
+    items = [doc(f"d{i}", source="s", metadata={"n": i}, trace_context="00-ab-cd-01") for i in range(24)]
+    items.append(NewItem(kind="feed", payload={"url": "http://f.test/rss"}, not_before=clock.now + 60))
+    results = db.enqueue(items)
+    assert all(r.created for r in results) and len({r.id for r in results}) == 25
+    assert db.counts() == {("queued", "document"): 24, ("queued", "feed"): 1}
+    first, feed = db.get_item(results[0].id), db.get_item(results[-1].id)
+    assert first is not None and (first.source, first.metadata, first.trace_context) == (
+        "s",
+        {"n": 0},
+        "00-ab-cd-01",
+    )
+    assert (first.created_at, first.updated_at, first.next_attempt_at) == (clock.now, clock.now, clock.now)
+    assert feed is not None and (feed.payload, feed.next_attempt_at) == (
+        {"url": "http://f.test/rss"},
+        clock.now + 60,
+    )
+    assert [f["url"] for f in db.feed_list()] == ["http://f.test/rss"]
+    assert db.queue_stats()["oldest_queued_at"] == clock.now

@@ -15,7 +15,6 @@ on a lock or a constraint instead:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from atlas.store.models import Transition
 from atlas.store.postgres.connection import Conn
@@ -31,9 +30,88 @@ def clean_text(text: str | None) -> str | None:
     return text.replace("\x00", "") if text else text
 
 
-def _owner(conn: Conn, query: str, params: dict[str, Any]) -> str | None:
-    row = conn.execute(Q[query], params).fetchone()
-    return None if row is None else str(row["item_id"])
+def _owners(conn: Conn, query: str, keys: Sequence[str]) -> dict[str, str]:
+    """{hash or URL: owning item id} for `keys`, in one round trip."""
+    if not keys:
+        return {}
+    return {str(r["key"]): str(r["item_id"]) for r in conn.execute(Q[query], {"keys": list(keys)}).fetchall()}
+
+
+def _decide(
+    pending: Sequence[Transition], by_hash: dict[str, str], by_url: dict[str, str]
+) -> tuple[dict[str, str | None], list[Transition]]:
+    """What the one-by-one check-then-insert would decide for `pending` (in order), knowing the
+    owners in `by_hash`/`by_url` and assuming every text it stores goes in: {item id: owner or
+    None}, and the transitions whose text to insert. The maps learn the planned inserts, so a text
+    or canonical URL repeated within the batch is owned by its first item, as before."""
+    decided: dict[str, str | None] = {}
+    inserts: list[Transition] = []
+    for t in pending:
+        r = t.result
+        assert r is not None
+        original = by_hash.get(r.content_hash)
+        if original is None and r.canonical_url:
+            original = by_url.get(r.canonical_url)
+        if original is None and r.text:  # empty text: a 304 whose content has since been deleted
+            inserts.append(t)
+            by_hash[r.content_hash] = t.item_id
+            if r.canonical_url:
+                by_url.setdefault(r.canonical_url, t.item_id)
+        decided[t.item_id] = original
+    return decided, inserts
+
+
+def _insert_contents(conn: Conn, inserts: Sequence[Transition], now: float) -> set[str]:
+    """Insert the texts of `inserts` (pipelined: one round trip); returns the item ids whose text
+    went in (the rest were stored meanwhile by a concurrent transaction)."""
+    if not inserts:
+        return set()
+    rows = [content_row(t.item_id, t.result, now, clean_text) for t in inserts if t.result is not None]
+    cur = conn.cursor()
+    cur.executemany(Q["insert_content"], rows, returning=True)
+    stored: set[str] = set()
+    while True:
+        row = cur.fetchone()
+        if row is not None:
+            stored.add(str(row["item_id"]))
+        if not cur.nextset():
+            return stored
+
+
+def _originals(conn: Conn, live: Sequence[Transition], now: float) -> dict[str, str | None]:
+    """{item id: the item that already owns its text, or None} for the live transitions with a
+    result, storing the new texts: one owner lookup per kind and one pipelined insert per batch,
+    where it was two round trips per document (issue 18). Decides exactly as checking and
+    inserting one transition at a time in `live`'s order would."""
+    pending = [t for t in live if t.result is not None]
+    if not pending:
+        return {}
+    by_hash = _owners(
+        conn, "content_owners_by_hash", sorted({t.result.content_hash for t in pending if t.result})
+    )
+    urls = {t.result.canonical_url for t in pending if t.result and t.result.canonical_url}
+    by_url = _owners(conn, "content_owners_by_url", sorted(urls))
+    originals: dict[str, str | None] = {}
+    while pending:
+        decided, inserts = _decide(pending, by_hash, by_url)
+        lost = {t.item_id for t in inserts} - _insert_contents(conn, inserts, now)
+        if not lost:
+            originals.update(decided)
+            break
+        # Rare: a concurrent transaction stored some of these texts first (the insert waited for
+        # it). Their items are its duplicates; what was decided against them is decided again, in
+        # order, against the owner found, and so is any later transition that relied on them.
+        for key, owner in _owners(
+            conn,
+            "content_owners_by_hash",
+            sorted({t.result.content_hash for t in inserts if t.item_id in lost and t.result}),
+        ).items():
+            by_hash[key] = owner
+        by_url = {url: owner for url, owner in by_url.items() if owner not in lost}
+        again = [t for t in pending if t.item_id in lost or decided[t.item_id] in lost]
+        originals.update({i: o for i, o in decided.items() if i not in {t.item_id for t in again}})
+        pending = again
+    return originals
 
 
 def apply_transitions(conn: Conn, transitions: Sequence[Transition], now: float) -> dict[str, str]:
@@ -48,20 +126,12 @@ def apply_transitions(conn: Conn, transitions: Sequence[Transition], now: float)
     # Texts are inserted in hash order: two batches holding the same two texts cannot deadlock.
     live.sort(key=lambda t: t.result.content_hash if t.result is not None else "")
     urls = sorted({t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url})
-    for url in urls:
-        conn.execute(Q["lock_url"], {"url": url})
+    if urls:  # one statement; unnest keeps the array's (sorted) order
+        conn.execute(Q["lock_urls"], {"urls": urls})
+    originals = _originals(conn, live, now)
     out = TransitionRows(now)
     for t in live:
-        original = None
-        if t.result is not None:
-            r = t.result
-            original = _owner(conn, "content_owner_by_hash", {"hash": r.content_hash})
-            if original is None and r.canonical_url:
-                original = _owner(conn, "content_owner_by_url", {"url": r.canonical_url})
-            if original is None and r.text:  # empty text: a 304 whose content has since been deleted
-                row = conn.execute(Q["insert_content"], content_row(t.item_id, r, now, clean_text)).fetchone()
-                if row is None:  # stored meanwhile by a concurrent transaction
-                    original = _owner(conn, "content_owner_by_hash", {"hash": r.content_hash})
+        original = originals.get(t.item_id)
         out.add(t, original if original not in (None, t.item_id) else None)
     cur = conn.cursor()
     for query, rows in out.batches():

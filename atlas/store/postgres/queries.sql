@@ -7,11 +7,11 @@
 INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, metadata,
                    next_attempt_at, trace_context, request_hash, created_at, updated_at)
 SELECT id, kind, source, ikey, priority, 'queued', payload, metadata, due, trace, rhash,
-       %(now)s, %(now)s
+       accepted, accepted
   FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(sources)s::text[], %(keys)s::text[],
               %(priorities)s::int[], %(payloads)s::text[], %(metadatas)s::text[],
-              %(dues)s::float8[], %(traces)s::text[], %(rhashes)s::text[])
-       AS r (id, kind, source, ikey, priority, payload, metadata, due, trace, rhash)
+              %(dues)s::float8[], %(traces)s::text[], %(rhashes)s::text[], %(nows)s::float8[])
+       AS r (id, kind, source, ikey, priority, payload, metadata, due, trace, rhash, accepted)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
 
@@ -22,6 +22,12 @@ SELECT idempotency_key, id, request_hash FROM items WHERE idempotency_key = ANY(
 INSERT INTO feeds (id, url, interval_seconds, next_poll_at, created_at)
 VALUES ('f_' || %(id)s, %(url)s, %(interval)s, %(now)s, %(now)s)
 ON CONFLICT (url) DO NOTHING;
+
+-- name: copy_items
+-- Key-less batches (atlas.store.postgres.store): item_row's columns in its order (the acceptance
+-- time feeding created_at), then the state and updated_at.
+COPY items (id, kind, source, idempotency_key, priority, payload, metadata, next_attempt_at,
+            trace_context, request_hash, created_at, state, updated_at) FROM STDIN;
 
 -- name: notify
 -- Delivered at commit, once per transaction however many items: wakes idle engines (LISTEN).
@@ -61,9 +67,20 @@ SELECT item_id FROM contents WHERE content_hash = %(hash)s;
 -- name: content_owner_by_url
 SELECT item_id FROM contents WHERE canonical_url = %(url)s ORDER BY seq LIMIT 1;
 
--- name: lock_url
--- Serialises the check-then-insert of one canonical URL across transactions (it is not unique).
-SELECT pg_advisory_xact_lock(hashtextextended(%(url)s, 17));
+-- name: lock_urls
+-- Serialises the check-then-insert of each canonical URL across transactions (it is not unique).
+-- The URLs come sorted and unnest yields them in the array's order, so two batches take their
+-- common locks in the same order (no deadlock).
+SELECT pg_advisory_xact_lock(hashtextextended(u, 17)) FROM unnest(%(urls)s::text[]) AS u;
+
+-- name: content_owners_by_hash
+SELECT content_hash AS key, item_id FROM contents WHERE content_hash = ANY(%(keys)s::text[]);
+
+-- name: content_owners_by_url
+-- The first item (lowest seq) stored under each URL, as content_owner_by_url picks.
+SELECT DISTINCT ON (canonical_url) canonical_url AS key, item_id
+  FROM contents WHERE canonical_url = ANY(%(keys)s::text[])
+ ORDER BY canonical_url, seq;
 
 -- name: transition
 UPDATE items

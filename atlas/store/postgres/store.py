@@ -9,6 +9,7 @@ canonical URL. Enqueue NOTIFYs, so an idle engine blocked in `wait_for_work` sta
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,14 +17,23 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from atlas.store.dlq import DLQStore, dlq_groups_query
-from atlas.store.ids import new_id
 from atlas.store.itemreads import ItemReadsStore
-from atlas.store.itemrows import row_to_claimed, to_json
+from atlas.store.itemrows import (
+    ROW_ID,
+    ROW_KEY,
+    ROW_KIND,
+    ROW_NOW,
+    ROW_PAYLOAD,
+    item_row,
+    prepare_items,
+    row_to_claimed,
+)
 from atlas.store.models import (
     Claimed,
     DLQFilter,
     EnqueueResult,
     NewItem,
+    PreparedItems,
     Transition,
 )
 from atlas.store.postgres.connection import Conn, Connections
@@ -37,6 +47,24 @@ from atlas.store.transitions import reap_expired
 Q = load_queries("atlas.store.postgres", "queries.sql")
 # Counter delta rows are folded back into one row per key when compacting (see 0001_init.sql).
 COMPACT_LOCK_KEY = 0x41746C6174  # pg_try_advisory_xact_lock: one compactor at a time
+
+
+# Batches of this many key-less items or more go in by COPY; below, COPY's own setup costs more.
+COPY_MIN_ROWS = 20
+# insert_items' array parameters, in item_row's column order.
+_ROW_PARAMS = (
+    "ids",
+    "kinds",
+    "sources",
+    "keys",
+    "priorities",
+    "payloads",
+    "metadatas",
+    "dues",
+    "traces",
+    "rhashes",
+    "nows",
+)
 
 
 class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, PgOpsStore):
@@ -90,13 +118,17 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
 
     # -- enqueue --------------------------------------------------------------------------------
 
-    def enqueue(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
-        now = self.clock()
+    def prepare(self, items: Sequence[NewItem]) -> PreparedItems:
+        """Ids and rows for `items`, built outside any transaction (see PreparedItems)."""
+        return prepare_items(items, self.clock())
+
+    def enqueue(self, items: Sequence[NewItem] | PreparedItems) -> list[EnqueueResult]:
+        prepared = items if isinstance(items, PreparedItems) else self.prepare(items)
         results: list[EnqueueResult] = []
         rows: list[tuple[Any, ...]] = []
         keyed: dict[str, tuple[str, str | None]] = {}
         with self._write() as conn:
-            keys = [it.idempotency_key for it in items if it.idempotency_key is not None]
+            keys = [it.idempotency_key for it in prepared.items if it.idempotency_key is not None]
             existing = (
                 {
                     r["idempotency_key"]: (r["id"], r["request_hash"])
@@ -105,7 +137,7 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
                 if keys
                 else {}
             )
-            for item in items:
+            for item, row in zip(prepared.items, prepared.rows, strict=True):
                 key = item.idempotency_key
                 if key is not None and key in existing:
                     results.append(EnqueueResult(existing[key][0], False, existing[key][1]))
@@ -113,13 +145,13 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
                 if key is not None and key in keyed:  # repeated within this batch: one item
                     results.append(EnqueueResult(keyed[key][0], False, keyed[key][1]))
                     continue
-                item_id = new_id(now)
+                item_id = row[ROW_ID]
                 if key is not None:
                     keyed[key] = (item_id, item.request_hash)
-                rows.append((item_id, item, key))
+                rows.append(row)
                 results.append(EnqueueResult(item_id, True, item.request_hash))
-            inserted = self._insert_items(conn, rows, now)
-            lost = {key for item_id, _, key in rows if key is not None and item_id not in inserted}
+            inserted = self._insert_rows(conn, rows)
+            lost = {row[ROW_KEY] for row in rows if row[ROW_KEY] is not None and row[ROW_ID] not in inserted}
             if lost:  # another transaction inserted these keys since we looked: its items stand
                 found = {
                     r["idempotency_key"]: EnqueueResult(r["id"], False, r["request_hash"])
@@ -132,47 +164,37 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
     def _insert_items(
         self, conn: Conn, rows: Sequence[tuple[str, NewItem, str | None]], now: float
     ) -> set[str]:
-        """Insert (id, item, idempotency key) rows in the caller's transaction, subscribe the feeds
-        of `feed` items and notify listeners; returns the ids inserted. (Counting is the
+        """Insert (id, item, idempotency key) rows in the caller's transaction (see _insert_rows)."""
+        return self._insert_rows(conn, [item_row(item_id, item, key, now) for item_id, item, key in rows])
+
+    def _insert_rows(self, conn: Conn, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+        """Insert item rows (atlas.store.itemrows item_row) in the caller's transaction, subscribe
+        the feeds of `feed` items and notify listeners; returns the ids inserted. (Counting is the
         statement trigger's job here, unlike on SQLite.)"""
         if not rows:
             return set()
-        params: dict[str, list[Any]] = {
-            k: []
-            for k in (
-                "ids",
-                "kinds",
-                "sources",
-                "keys",
-                "priorities",
-                "payloads",
-                "metadatas",
-                "dues",
-                "traces",
-            )
-        }
-        params["rhashes"] = []
-        for item_id, item, key in rows:
-            params["ids"].append(item_id)
-            params["kinds"].append(item.kind)
-            params["sources"].append(item.source)
-            params["keys"].append(key)
-            params["priorities"].append(item.priority)
-            params["payloads"].append(to_json(item.payload))
-            params["metadatas"].append(to_json(item.metadata))
-            params["dues"].append(max(now, item.not_before or now))
-            params["traces"].append(item.trace_context)
-            params["rhashes"].append(item.request_hash)
-        inserted = {r["id"] for r in conn.execute(Q["insert_items"], {**params, "now": now}).fetchall()}
+        if len(rows) >= COPY_MIN_ROWS and all(row[ROW_KEY] is None for row in rows):
+            # No idempotency key, so nothing can conflict (ids are random): COPY, the cheapest
+            # way in (bench/pg/ingest.py's floor). The counters' statement trigger fires for it too.
+            with conn.cursor().copy(Q["copy_items"]) as copy:
+                for row in rows:
+                    copy.write_row((*row, "queued", row[ROW_NOW]))
+            inserted = {row[ROW_ID] for row in rows}
+        else:
+            # One array per column, in item_row's order: the statement unnests them into rows.
+            columns = [list(column) for column in zip(*rows, strict=True)]  # psycopg: lists are arrays
+            params = dict(zip(_ROW_PARAMS, columns, strict=True))
+            inserted = {r["id"] for r in conn.execute(Q["insert_items"], params).fetchall()}
         feeds = [
             {
-                "id": item_id,
-                "url": item.payload["url"],
-                "interval": item.payload.get("poll_interval_seconds"),
-                "now": now,
+                "id": row[ROW_ID],
+                "url": payload["url"],
+                "interval": payload.get("poll_interval_seconds"),
+                "now": row[ROW_NOW],
             }
-            for item_id, item, _ in rows
-            if item.kind == "feed" and item_id in inserted
+            for row in rows
+            if row[ROW_KIND] == "feed" and row[ROW_ID] in inserted
+            for payload in (json.loads(row[ROW_PAYLOAD]),)  # rare: parsing it back costs nothing
         ]
         if feeds:
             conn.cursor().executemany(Q["subscribe_feed"], feeds)

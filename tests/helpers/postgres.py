@@ -94,6 +94,7 @@ class Cluster:
 TABLES = (
     "items", "attempts", "contents", "completions", "kv", "api_keys", "fetch_validators", "feeds",
     "feed_entries", "rss_samples", "stats_items", "stats_dlq", "stats_contents", "stats_completions",
+    "deliveries", "notifications", "cooldowns", "threads",  # the router's outbox (0004)
 )  # fmt: skip
 
 

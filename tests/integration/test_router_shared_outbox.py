@@ -1,0 +1,67 @@
+"""Two `atlas alert-router` processes (one per Alertmanager of an HA pair, as on two hosts: two
+ports, two data dirs) on one PostgreSQL database: the same notification posted to both, at the
+same moment, reaches each channel once, because both routers dedupe against the same outbox."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.helpers.engine import wait_for
+from tests.helpers.receivers import HttpReceiver
+from tests.helpers.router import RouterProcess, alert, config_dir, payload, postgres_env
+
+NOTIFICATIONS = 6
+
+
+def test_two_routers_on_one_database_deliver_each_notification_once_per_channel(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    hook, slack = HttpReceiver(), HttpReceiver()
+    env = postgres_env(postgres_url)
+    routers = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        cfg = config_dir(tmp_path / name, webhook_url=hook.url, slack_url=slack.url)
+        routers.append(RouterProcess(tmp_path / name, cfg, **env))
+    try:
+        for r in routers:
+            r.start()
+        bodies = [payload(f"Group{i}", [alert(f"f{i}", severity="critical")]) for i in range(NOTIFICATIONS)]
+        # Both routers get each notification at once (two threads per notification), as the two
+        # Alertmanagers of a pair send it: the race the shared dedupe key must settle.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = [list(pool.map(RouterProcess.post, routers, [body, body])) for body in bodies]
+        for pair in answers:
+            assert [a.status_code for a in pair] == [200, 200]
+            assert sorted(a.json()["duplicate"] for a in pair) == [False, True], [a.json() for a in pair]
+            assert pair[0].json()["id"] == pair[1].json()["id"]
+
+        def all_sent() -> bool:
+            # Either router's audit trail shows the other's rows too: one database.
+            rows = routers[0].notifications()
+            return len(rows) == NOTIFICATIONS and all(
+                d["state"] == "sent" for n in rows for d in n["deliveries"]
+            )
+
+        wait_for(all_sent, 60, "every delivery recorded as sent")
+        assert len(routers[1].notifications()) == NOTIFICATIONS
+        for receiver in (hook, slack):
+            # Every delivery of the outbox is recorded as sent and there is one per notification
+            # and channel, so nothing more can arrive: the counts are final.
+            got = receiver.ok()
+            assert len(got) == NOTIFICATIONS, [r.headers.get("idempotency-key") for r in got]
+        keys = Counter(r.headers["idempotency-key"] for r in hook.ok())
+        assert len(keys) == NOTIFICATIONS and max(keys.values()) == 1
+        assert {json.loads(r.body)["groupKey"] for r in hook.ok()} == {b["groupKey"] for b in bodies}
+        for r in routers:
+            assert httpx.get(f"{r.base}/health").json()["status"] == "healthy"
+    finally:
+        for r in routers:
+            r.stop()
+        hook.close()
+        slack.close()

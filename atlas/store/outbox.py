@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from atlas.errors import StoreError
@@ -467,10 +468,15 @@ def open_outbox(settings: Settings) -> Outbox:
     from atlas.store.sqlite_outbox import SQLiteOutbox
 
     return SQLiteOutbox(
-        settings.data_dir / OUTBOX_FILE,
+        outbox_file(settings),
         synchronous=settings.db_synchronous,
         busy_timeout_ms=settings.db_busy_timeout_ms,
     )
+
+
+def outbox_file(settings: Settings) -> Path:
+    """The SQLite outbox's file (what `atlas-ops database migrate --to` copies from)."""
+    return settings.data_dir / OUTBOX_FILE
 
 
 def lease_owner(settings: Settings) -> str:

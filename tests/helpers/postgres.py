@@ -107,6 +107,18 @@ def wipe(store: Any) -> None:
         conn.execute(RESTART_SEQUENCES)
 
 
+def migrated_and_empty(url: str) -> str:
+    """Migrate the database at `url` to this Atlas's schema and empty it; returns `url`."""
+    from atlas.store.postgres import PostgresStore
+
+    pg = PostgresStore(url, pool_size=1)
+    try:
+        wipe(pg)
+    finally:
+        pg.close()
+    return url
+
+
 RESTART_SEQUENCES = """
 DO $$
 DECLARE s record;

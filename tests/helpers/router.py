@@ -226,12 +226,6 @@ def postgres_env(url: str) -> dict[str, str]:
     """RouterProcess settings putting its outbox in the PostgreSQL database at `url`, migrated (the
     store's migrations hold the outbox's tables: `atlas-ops database migrate` in production) and
     emptied first."""
-    from atlas.store.postgres import PostgresStore
-    from tests.helpers.postgres import wipe
+    from tests.helpers.postgres import migrated_and_empty
 
-    pg = PostgresStore(url, pool_size=1)
-    try:
-        wipe(pg)
-    finally:
-        pg.close()
-    return {"ATLAS_DATABASE_URL": url, "ATLAS_DB_POOL_SIZE": "2"}
+    return {"ATLAS_DATABASE_URL": migrated_and_empty(url), "ATLAS_DB_POOL_SIZE": "2"}

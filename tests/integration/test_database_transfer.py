@@ -91,15 +91,9 @@ def _router_outbox(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def empty_target(postgres_url: str) -> Iterator[str]:
-    from atlas.store.postgres import PostgresStore
-    from tests.helpers.postgres import wipe
+    from tests.helpers.postgres import migrated_and_empty
 
-    pg = PostgresStore(postgres_url, pool_size=1)
-    try:
-        wipe(pg)
-    finally:
-        pg.close()
-    yield postgres_url
+    yield migrated_and_empty(postgres_url)
 
 
 def test_copies_every_state_verifies_and_serves_from_postgres(

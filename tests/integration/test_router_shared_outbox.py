@@ -65,3 +65,28 @@ def test_two_routers_on_one_database_deliver_each_notification_once_per_channel(
             r.stop()
         hook.close()
         slack.close()
+
+
+def test_a_router_that_restarts_releases_its_own_leases_not_its_peers(postgres_url: str) -> None:
+    """A router starting releases the leases of its previous process (same host and data dir);
+    the peer's leases stay: the peer is alive and sending those deliveries."""
+    from atlas.store.outbox import Candidate, Plan
+    from atlas.store.postgres.outbox import PgOutbox
+    from tests.helpers.postgres import migrated_and_empty
+
+    url = migrated_and_empty(postgres_url)
+    a = PgOutbox(url, pool_size=1, lease_owner="host-a:/data")
+    b = PgOutbox(url, pool_size=1, lease_owner="host-b:/data")
+    try:
+        for i in range(2):
+            plans = [Plan("webhook", (Candidate(f"f{i}", "firing", 0.0),))]
+            a.accept(f"k{i}", f"g{i}", "firing", {"alerts": []}, plans, now=1.0)
+        assert len(a.claim("webhook", 1, now=2.0, lease_seconds=600)) == 1
+        assert len(b.claim("webhook", 5, now=2.0, lease_seconds=600)) == 1  # the other one
+        assert b.release_leases() == 1  # b restarted: its own lease only
+        assert [d.dedupe_key for d in b.claim("webhook", 5, now=3.0, lease_seconds=600)] == ["k1"]
+        assert a.release_leases() == 1
+        assert [d.dedupe_key for d in b.claim("webhook", 5, now=4.0, lease_seconds=600)] == ["k0"]
+    finally:
+        a.close()
+        b.close()

@@ -102,6 +102,24 @@ def store_factory(
         s.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """An empty router outbox, once on SQLite (its own file) and once in the session's PostgreSQL
+    database (migrated, then emptied)."""
+    if request.param == "postgres":
+        from atlas.store.postgres.outbox import PgOutbox
+        from tests.helpers.postgres import migrated_and_empty
+
+        url = migrated_and_empty(request.getfixturevalue("postgres_url"))
+        box: Any = PgOutbox(url, pool_size=2, lease_owner=f"test:{tmp_path}")
+    else:
+        from atlas.store.sqlite_outbox import SQLiteOutbox
+
+        box = SQLiteOutbox(tmp_path / "alert-router.db", synchronous="NORMAL")
+    yield box
+    box.close()
+
+
 @pytest.fixture
 def any_store(store_factory: StoreFactory) -> Any:
     """A fresh store, once on SQLite and once on PostgreSQL: the same test proves both backends."""
@@ -135,15 +153,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, settings_backend: s
     base = Settings(data_dir=tmp_path, core_metrics_port=0, db_synchronous="NORMAL")
     if settings_backend != "postgres":
         return base
-    url = request.getfixturevalue("postgres_url")
-    from atlas.store.postgres import PostgresStore
-    from tests.helpers.postgres import wipe
+    from tests.helpers.postgres import migrated_and_empty
 
-    pg = PostgresStore(url, pool_size=1)
-    try:
-        wipe(pg)
-    finally:
-        pg.close()
+    url = migrated_and_empty(request.getfixturevalue("postgres_url"))
     return base.replace(database_url=url, db_pool_size=4)
 
 

@@ -64,6 +64,7 @@ def database_migrate(to_url: str | None, force: bool, fmt: str) -> None:
 
 
 def _migrate_to(settings: Settings, url: str, *, force: bool, fmt: str) -> None:
+    from atlas.store.outbox import outbox_file
     from atlas.store.transfer import copy_sqlite_to_postgres
 
     if settings.database_backend != "sqlite":
@@ -72,7 +73,13 @@ def _migrate_to(settings: Settings, url: str, *, force: bool, fmt: str) -> None:
         )
         sys.exit(2)
     try:
-        report = copy_sqlite_to_postgres(Path(settings.sqlite_path), url, force=force, progress=_progress())
+        report = copy_sqlite_to_postgres(
+            Path(settings.sqlite_path),
+            url,
+            force=force,
+            progress=_progress(),
+            outbox_path=outbox_file(settings),
+        )
     except TransferRefused as exc:
         error_lines(exc)
         sys.exit(2)

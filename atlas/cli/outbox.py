@@ -6,25 +6,20 @@ import time
 
 import click
 
-from atlas.alerting.router.process import OUTBOX_FILE
 from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
-from atlas.store.outbox import Outbox
+from atlas.store.outbox import Outbox, open_outbox
 
 _STATES = ("pending", "sent", "dead", "skipped")
 
 
 def _outbox() -> Outbox:
     settings = settings_or_exit()
-    return Outbox(
-        settings.data_dir / OUTBOX_FILE,
-        synchronous=settings.db_synchronous,
-        busy_timeout_ms=settings.db_busy_timeout_ms,
-    )
+    return open_outbox(settings)
 
 
 @click.group()
 def outbox() -> None:
-    """The alert router's outbox (ATLAS_DATA_DIR/alert-router.db)."""
+    """The alert router's outbox (ATLAS_DATA_DIR/alert-router.db, or the PostgreSQL database)."""
 
 
 @outbox.command("list")

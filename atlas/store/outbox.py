@@ -1,4 +1,6 @@
-"""The alert router's outbox: SQLite (WAL, synchronous=FULL by default) in its own file.
+"""The alert router's outbox: the logic both backends share (atlas/store/sqlite_outbox.py: SQLite
+in ATLAS_DATA_DIR/alert-router.db; atlas/store/postgres/outbox.py: the shared PostgreSQL database,
+so routers on several hosts dedupe against each other). `open_outbox(settings)` picks one.
 
 A notification and its deliveries (one row per channel) are committed in one transaction before
 the webhook is answered 200, so an acknowledged notification survives a crash or power loss. The
@@ -13,73 +15,18 @@ Delivery states: pending -> sent | dead; `skipped` records a channel that got no
 from __future__ import annotations
 
 import json
-import sqlite3
+import socket
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from atlas.errors import StoreError
+from atlas.settings import Settings
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS notifications (
-    id          INTEGER PRIMARY KEY,
-    dedupe_key  TEXT NOT NULL UNIQUE,
-    group_key   TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    body        TEXT NOT NULL,          -- the normalised notification (JSON)
-    received_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id              INTEGER PRIMARY KEY,
-    notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
-    channel         TEXT NOT NULL,
-    group_key       TEXT NOT NULL,      -- copied from the notification: one group in flight at a time
-    state           TEXT NOT NULL,      -- pending | sent | dead | skipped
-    fingerprints    TEXT NOT NULL,      -- JSON list: the alerts this channel gets
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_at         REAL NOT NULL,
-    lease_until     REAL NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    created_at      REAL NOT NULL,
-    finished_at     REAL,
-    UNIQUE (notification_id, channel)
-);
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(channel, state, group_key, id);
--- The claim walks a channel's pending rows in id order and stops at its LIMIT; without this index
--- it sorted every pending row first (~5 ms a claim, under the bookkeeping lock, with 1,000 pending).
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(channel, state, id);
-CREATE INDEX IF NOT EXISTS notifications_received ON notifications(received_at);
-CREATE TABLE IF NOT EXISTS cooldowns (
-    channel     TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    at          REAL NOT NULL,
-    PRIMARY KEY (channel, fingerprint)
-);
-CREATE TABLE IF NOT EXISTS threads (
-    group_key  TEXT NOT NULL,
-    channel    TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    PRIMARY KEY (group_key, channel)
-);
-"""
-
-# The oldest pending delivery of each (channel, group) is the only one claimable: a group's
-# resolved notification never overtakes its firing one, and an email thread starts with its root.
-_CLAIM = """
-UPDATE deliveries SET lease_until = :lease_until
-WHERE id IN (
-    SELECT d.id FROM deliveries d
-    WHERE d.channel = :channel AND d.state = 'pending' AND d.next_at <= :now AND d.lease_until <= :now
-      AND d.id = (SELECT min(d2.id) FROM deliveries d2
-                  WHERE d2.channel = d.channel AND d2.group_key = d.group_key AND d2.state = 'pending')
-    ORDER BY d.id LIMIT :limit
-)
-RETURNING id
-"""
+OUTBOX_FILE = "alert-router.db"  # SQLite only: the outbox's file in ATLAS_DATA_DIR
 
 
 @dataclass(frozen=True)
@@ -119,7 +66,7 @@ class Outcome:
     error: str = ""
 
 
-# Parameters: (at, error or NULL, id); defer: (at, id).
+# Parameters: (at, error or NULL, id); defer: (at, id). `?` placeholders: see Outbox._q.
 _OUTCOME_SQL = {
     "sent": "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, finished_at = ?,"
     " lease_until = 0, last_error = ? WHERE id = ?",
@@ -144,67 +91,50 @@ class Delivery:
 
 
 class Outbox:
-    """One connection shared by the router's threads behind a lock (writes are short)."""
+    """The outbox's logic, written once; a backend subclass gives it transactions (`_tx`), reads
+    (`_read`), its claim statement and its placeholder spelling (`_q`). Statements here bind `?`
+    positionally and read rows by column name (sqlite3.Row and psycopg's dict rows both allow it);
+    the INSERT ... ON CONFLICT and RETURNING forms used are spelled the same on both backends."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Two connections: intake commits at the configured level (FULL: an acknowledged
-            # notification survives power loss), the sender's bookkeeping at NORMAL (a "sent" mark
-            # lost to power loss means one resend, which at-least-once allows). In WAL mode the
-            # level is per connection, and the next FULL commit syncs the NORMAL ones' frames too.
-            # Measured by bench/router.py: with every update at FULL, fsyncs capped the router
-            # at ~50 notifications/s on this machine.
-            self._intake = self._open(synchronous, busy_timeout_ms)
-            self._db = self._open("NORMAL", busy_timeout_ms)
-            # Email thread lookups read on their own connection (WAL: readers never wait for writers).
-            self._reader = self._open("NORMAL", busy_timeout_ms)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the outbox: {exc}") from exc
-        self._intake_lock = threading.Lock()
-        self._lock = threading.Lock()
-        self._reader_lock = threading.Lock()
+    # Where the outbox is (a path, or a URL without its password), for error messages.
+    where: str
+    # The claim (named parameters: channel, now, lease_until, limit, owner), RETURNING id.
+    _claim_sql: str
+    # The two-argument maximum: max(a, b) on SQLite, greatest(a, b) on PostgreSQL.
+    _greatest: str = "max"
+
+    def __init__(self) -> None:
         self._threads_lock = threading.Lock()
         self._new_threads: dict[tuple[str, str], str] = {}  # thread roots not yet written
 
-    def _open(self, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-        db.execute("PRAGMA foreign_keys = ON")
-        db.executescript(_SCHEMA)
-        return db
+    # -- what a backend provides --------------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        """`sql` with this backend's positional placeholder (SQLite takes `?` as written)."""
+        return sql
+
+    def _tx(self, intake: bool = False) -> AbstractContextManager[Any]:
+        """One write transaction (intake: the notification's durable commit); raises StoreError."""
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _thread_lookup(self, group_key: str, channel: str) -> str | None:
+        raise NotImplementedError
+
+    def release_leases(self) -> int:
+        """Forget the leases of this router's previous process: called when the router starts."""
+        raise NotImplementedError
 
     def close(self) -> None:
-        with self._intake_lock, self._lock, self._reader_lock:
-            self._intake.close()
-            self._db.close()
-            self._reader.close()
+        raise NotImplementedError
 
-    @contextmanager
-    def _tx(self, intake: bool = False) -> Iterator[sqlite3.Connection]:
-        db, lock = (self._intake, self._intake_lock) if intake else (self._db, self._lock)
-        with lock:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+    def _exec(self, db: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        return db.execute(self._q(sql), params)
 
-    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
-                return list(self._db.execute(sql, params))
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+    def _rowcount(self, db: Any, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self._exec(db, sql, params).rowcount)
 
     # -- intake ------------------------------------------------------------------------------------
 
@@ -226,17 +156,17 @@ class Outbox:
         """Store notifications (dedupe_key, group_key, status, body, plans) and their deliveries in
         one transaction: one fsync for a burst (group commit). Durable when this returns.
 
-        A notification already stored under its dedupe key (or earlier in the batch) is a
-        duplicate: nothing is added. A candidate whose channel sent the same fingerprint with the
-        same status within its cooldown is left out; a status change always goes through.
-        Raises StoreError.
+        A notification already stored under its dedupe key (or earlier in the batch, or by another
+        router on the same database) is a duplicate: nothing is added. A candidate whose channel
+        sent the same fingerprint with the same status within its cooldown is left out; a status
+        change always goes through. Raises StoreError.
         """
         with self._tx(intake=True) as db:
             return [self._accept_one(db, *item, now) for item in batch]
 
     def _accept_one(
         self,
-        db: sqlite3.Connection,
+        db: Any,
         dedupe_key: str,
         group_key: str,
         status: str,
@@ -244,20 +174,26 @@ class Outbox:
         plans: Sequence[Plan],
         now: float,
     ) -> Accepted:
-        row = db.execute("SELECT id FROM notifications WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
-        if row is not None:
-            return Accepted(int(row["id"]), True, {})
-        cur = db.execute(
-            "INSERT INTO notifications (dedupe_key, group_key, status, body, received_at) VALUES (?,?,?,?,?)",
+        # Insert first, then look: on PostgreSQL a second router inserting the same key waits for
+        # the first one's transaction and then inserts nothing (the unique dedupe_key decides).
+        row = self._exec(
+            db,
+            "INSERT INTO notifications (dedupe_key, group_key, status, body, received_at) VALUES (?,?,?,?,?)"
+            " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
             (dedupe_key, group_key, status, json.dumps(body, separators=(",", ":")), now),
-        )
-        nid = int(cur.lastrowid or 0)
+        ).fetchone()
+        if row is None:
+            row = self._exec(db, "SELECT id FROM notifications WHERE dedupe_key = ?", (dedupe_key,))
+            row = row.fetchone()
+            return Accepted(int(row["id"]), True, {})
+        nid = int(row["id"])
         states: dict[str, str] = {}
         for plan in plans:
             chosen = [c.fingerprint for c in plan.candidates if self._cooled(db, plan.channel, c, now)]
             reason = plan.skipped_reason or ("" if chosen else "cooldown: every alert was sent recently")
             state = "pending" if chosen and not plan.skipped_reason else "skipped"
-            db.execute(
+            self._exec(
+                db,
                 "INSERT INTO deliveries (notification_id, channel, group_key, state, fingerprints,"
                 " next_at, last_error, created_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
@@ -275,15 +211,17 @@ class Outbox:
             states[plan.channel] = state
         return Accepted(nid, False, states)
 
-    @staticmethod
-    def _cooled(db: sqlite3.Connection, channel: str, c: Candidate, now: float) -> bool:
+    def _cooled(self, db: Any, channel: str, c: Candidate, now: float) -> bool:
         """Whether `c` may go to `channel` now; if so its cooldown starts again from `now`."""
-        row = db.execute(
-            "SELECT status, at FROM cooldowns WHERE channel = ? AND fingerprint = ?", (channel, c.fingerprint)
+        row = self._exec(
+            db,
+            "SELECT status, at FROM cooldowns WHERE channel = ? AND fingerprint = ?",
+            (channel, c.fingerprint),
         ).fetchone()
         if row is not None and row["status"] == c.status and now - row["at"] < c.cooldown_seconds:
             return False
-        db.execute(
+        self._exec(
+            db,
             "INSERT INTO cooldowns (channel, fingerprint, status, at) VALUES (?,?,?,?)"
             " ON CONFLICT (channel, fingerprint) DO UPDATE SET status = excluded.status, at = excluded.at",
             (channel, c.fingerprint, c.status, now),
@@ -292,22 +230,24 @@ class Outbox:
 
     # -- sender ------------------------------------------------------------------------------------
 
-    def release_leases(self) -> int:
-        """Forget every lease: called when the router starts (the previous process is gone)."""
-        with self._tx() as db:
-            return db.execute("UPDATE deliveries SET lease_until = 0 WHERE state = 'pending'").rowcount
-
     def claim(self, channel: str, limit: int, now: float, lease_seconds: float) -> list[Delivery]:
         """Lease up to `limit` due deliveries of `channel` (oldest first, one per group)."""
         if limit <= 0:
             return []
         with self._tx() as db:
-            params = {"channel": channel, "now": now, "lease_until": now + lease_seconds, "limit": limit}
-            ids = [int(r[0]) for r in db.execute(_CLAIM, params).fetchall()]
+            params = {
+                "channel": channel,
+                "now": now,
+                "lease_until": now + lease_seconds,
+                "limit": limit,
+                "owner": self.lease_owner,
+            }
+            ids = [int(r["id"]) for r in db.execute(self._claim_sql, params).fetchall()]
             if not ids:
                 return []
             marks = ",".join("?" * len(ids))
-            rows = db.execute(
+            rows = self._exec(
+                db,
                 "SELECT d.id, d.notification_id, d.channel, d.attempts, d.fingerprints, n.body,"
                 " n.received_at, n.dedupe_key FROM deliveries d"
                 " JOIN notifications n ON n.id = d.notification_id"
@@ -328,6 +268,10 @@ class Outbox:
             for r in rows
         ]
 
+    # Who holds a lease: the router's host and data directory (a restarted router releases its
+    # own leases, never those of another router on the same database). Set by the backend.
+    lease_owner: str = ""
+
     def record(self, outcomes: Sequence[Outcome]) -> None:
         """Record the sender's outcomes in one transaction (bookkeeping is batched: one commit for
         every send that finished while the previous commit ran). Raises StoreError."""
@@ -337,21 +281,23 @@ class Outbox:
             threads, self._new_threads = self._new_threads, {}
         try:
             with self._tx() as db:
-                db.executemany(
-                    "INSERT OR IGNORE INTO threads (group_key, channel, message_id) VALUES (?,?,?)",
-                    [(g, c, m) for (g, c), m in threads.items()],
-                )
-                self._outcomes(db, outcomes)
+                if threads:
+                    db.cursor().executemany(
+                        self._q(
+                            "INSERT INTO threads (group_key, channel, message_id) VALUES (?,?,?)"
+                            " ON CONFLICT (group_key, channel) DO NOTHING"
+                        ),
+                        [(g, c, m) for (g, c), m in threads.items()],
+                    )
+                for o in outcomes:
+                    params: tuple[Any, ...] = (o.at, o.error[:2000] or None, o.delivery_id)
+                    if o.kind == "defer":
+                        params = (o.at, o.delivery_id)
+                    self._exec(db, _OUTCOME_SQL[o.kind], params)
         except StoreError:
             with self._threads_lock:  # written with the next commit instead
                 self._new_threads = threads | self._new_threads
             raise
-
-    @staticmethod
-    def _outcomes(db: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
-        for o in outcomes:
-            sql, params = _OUTCOME_SQL[o.kind], (o.at, o.error[:2000] or None, o.delivery_id)
-            db.execute(sql, params if o.kind != "defer" else (o.at, o.delivery_id))
 
     def mark_sent(self, delivery_id: int, now: float) -> None:
         self.record([Outcome(delivery_id, "sent", now)])
@@ -377,24 +323,19 @@ class Outbox:
         with self._threads_lock:
             if key in self._new_threads:
                 return self._new_threads[key]
-        try:
-            with self._reader_lock:
-                row = self._reader.execute(
-                    "SELECT message_id FROM threads WHERE group_key = ? AND channel = ?", key
-                ).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
-        if row is not None:
-            return str(row["message_id"])
+        found = self._thread_lookup(group_key, channel)
+        if found is not None:
+            return found
         with self._threads_lock:
             return self._new_threads.setdefault(key, message_id)
 
     def next_due(self, channel: str) -> float | None:
         rows = self._read(
-            "SELECT min(max(next_at, lease_until)) FROM deliveries WHERE channel = ? AND state = 'pending'",
+            f"SELECT min({self._greatest}(next_at, lease_until)) AS due FROM deliveries"
+            " WHERE channel = ? AND state = 'pending'",
             (channel,),
         )
-        value = rows[0][0]
+        value = rows[0]["due"]
         return float(value) if value is not None else None
 
     # -- operators ---------------------------------------------------------------------------------
@@ -402,16 +343,16 @@ class Outbox:
     def pending_stats(self, now: float) -> dict[str, tuple[int, float]]:
         """channel -> (pending deliveries, age of the oldest in seconds)."""
         rows = self._read(
-            "SELECT channel, count(*), min(created_at) FROM deliveries WHERE state = 'pending'"
-            " GROUP BY channel"
+            "SELECT channel, count(*) AS n, min(created_at) AS oldest FROM deliveries"
+            " WHERE state = 'pending' GROUP BY channel"
         )
-        return {r[0]: (int(r[1]), max(0.0, now - float(r[2]))) for r in rows}
+        return {r["channel"]: (int(r["n"]), max(0.0, now - float(r["oldest"]))) for r in rows}
 
     def deliveries(
         self, *, state: str | None = None, channel: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Deliveries, newest first, with their notification's status and alert names."""
-        where, params = ["1 = 1"], []
+        where, params = ["1 = 1"], list[Any]()
         if state:
             where.append("d.state = ?")
             params.append(state)
@@ -431,7 +372,7 @@ class Outbox:
         self, *, status: str | None = None, channel: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """The audit trail: notifications newest first, each with its deliveries."""
-        where, params = ["1 = 1"], []
+        where, params = ["1 = 1"], list[Any]()
         if status:
             where.append("n.status = ?")
             params.append(status)
@@ -483,11 +424,12 @@ class Outbox:
             where.append("channel = ?")
             params.append(channel)
         with self._tx() as db:
-            return db.execute(
+            return self._rowcount(
+                db,
                 "UPDATE deliveries SET state = 'pending', next_at = ?, lease_until = 0, finished_at = NULL"
                 f" WHERE {' AND '.join(where)}",
                 [now, *params],
-            ).rowcount
+            )
 
     def purge(self, *, states: Sequence[str], older_than: float) -> int:
         """Delete finished deliveries in `states` finished before `older_than` (and notifications
@@ -496,12 +438,47 @@ class Outbox:
         if not states:
             return 0
         with self._tx() as db:
-            n = db.execute(
+            n = self._rowcount(
+                db,
                 f"DELETE FROM deliveries WHERE state IN ({','.join('?' * len(states))}) AND finished_at < ?",
                 [*states, older_than],
-            ).rowcount
-            db.execute(
+            )
+            self._exec(
+                db,
                 "DELETE FROM notifications WHERE NOT EXISTS"
-                " (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id)"
+                " (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id)",
             )
             return n
+
+
+def open_outbox(settings: Settings) -> Outbox:
+    """The router's outbox: in the shared PostgreSQL database when ATLAS_DATABASE_URL names one
+    (every router on every host dedupes against the same rows), else SQLite in
+    ATLAS_DATA_DIR/alert-router.db. Raises StoreError, or DatabaseNotReady when PostgreSQL is
+    not migrated to this Atlas's schema (`atlas-ops database migrate`)."""
+    if settings.database_backend == "postgresql":
+        # Imported here: psycopg is loaded only by processes that use PostgreSQL.
+        from atlas.store.postgres.outbox import PgOutbox
+
+        return PgOutbox(
+            settings.database_url,
+            pool_size=min(settings.db_pool_size, 4),
+            lease_owner=lease_owner(settings),
+        )
+    from atlas.store.sqlite_outbox import SQLiteOutbox
+
+    return SQLiteOutbox(
+        outbox_file(settings),
+        synchronous=settings.db_synchronous,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+    )
+
+
+def outbox_file(settings: Settings) -> Path:
+    """The SQLite outbox's file (what `atlas-ops database migrate --to` copies from)."""
+    return settings.data_dir / OUTBOX_FILE
+
+
+def lease_owner(settings: Settings) -> str:
+    """This router's name on its leases: host and data directory, the same after a restart."""
+    return f"{socket.gethostname()}:{settings.data_dir.resolve()}"

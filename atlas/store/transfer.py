@@ -48,6 +48,7 @@ class Table:
     columns: tuple[str, ...]  # target column order; the source SELECT yields the same
     source_select: str = ""  # defaults to the columns themselves
     serial: str | None = None  # a bigserial column whose sequence must move past the copied ids
+    outbox: bool = False  # read from the router's outbox file, not from the store's
 
 
 def _cols(names: str) -> tuple[str, ...]:
@@ -95,6 +96,25 @@ TABLES = (
         ),
     ),
     Table("feed_entries", ("feed_id", "entry_key", "item_id", "seen_at")),
+    # The alert router's outbox (ATLAS_DATA_DIR/alert-router.db): its audit trail, pending
+    # deliveries, cooldowns and email threads. Leases are cleared as for items: the router that
+    # held them stops for the cut-over, and a delivery in flight is sent again (at-least-once).
+    Table(
+        "notifications", _cols("id dedupe_key group_key status body received_at"), serial="id", outbox=True
+    ),
+    Table(
+        "deliveries",
+        _cols(
+            "id notification_id channel group_key state fingerprints attempts next_at lease_until"
+            " lease_owner last_error created_at finished_at"
+        ),
+        "id, notification_id, channel, group_key, state, fingerprints, attempts, next_at, 0.0, '',"
+        " last_error, created_at, finished_at",
+        serial="id",
+        outbox=True,
+    ),
+    Table("cooldowns", ("channel", "fingerprint", "status", "at"), outbox=True),
+    Table("threads", ("group_key", "channel", "message_id"), outbox=True),
 )
 COUNTERS = ("stats_items", "stats_dlq", "stats_contents", "stats_completions")
 # The counters, recomputed from the copied rows (the triggers' delta rows of the COPYs dropped).
@@ -156,6 +176,24 @@ class TransferReport:
         return found
 
 
+def _open_outbox_snapshot(path: Path | None) -> sqlite3.Connection:
+    """The router's outbox file read-only in one read transaction; a router that never ran has
+    none: an empty outbox in memory stands in (nothing to copy, the same code path)."""
+    from atlas.store.sqlite_outbox import _SCHEMA
+
+    try:
+        if path is None or not path.is_file():
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn.executescript(_SCHEMA)
+        else:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM deliveries").fetchone()  # the snapshot starts here
+    except sqlite3.Error as exc:
+        raise TransferRefused(f"source: cannot read the router's outbox {path}: {exc}") from exc
+    return conn
+
+
 def _open_snapshot(path: Path) -> sqlite3.Connection:
     """A read-only connection inside one read transaction (its snapshot is taken by the first read)."""
     if not path.is_file():
@@ -205,9 +243,15 @@ def _source_rows(conn: sqlite3.Connection, table: Table) -> Iterator[list[tuple[
 
 
 def copy_sqlite_to_postgres(
-    sqlite_path: Path, url: str, *, force: bool = False, progress: Progress | None = None
+    sqlite_path: Path,
+    url: str,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    outbox_path: Path | None = None,
 ) -> TransferReport:
-    """Copy the SQLite store at `sqlite_path` into the PostgreSQL database `url` and verify it.
+    """Copy the SQLite store at `sqlite_path` (and the router's outbox at `outbox_path`, when
+    there is one) into the PostgreSQL database `url` and verify it.
 
     Raises TransferRefused (nothing written) for a missing or old source, an unreachable target or
     one that holds data while `force` is not set; StoreError when the copy fails (the target is
@@ -218,8 +262,19 @@ def copy_sqlite_to_postgres(
     report = TransferReport(source=str(sqlite_path), target=redact(url))
     source = _open_snapshot(sqlite_path)
     try:
+        outbox = _open_outbox_snapshot(outbox_path)
+    except BaseException:
+        source.close()
+        raise
+    try:
         report.schema_version = int(source.execute("PRAGMA user_version").fetchone()[0])
-        totals = {t.name: int(source.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0]) for t in TABLES}
+
+        def reader(t: Table) -> sqlite3.Connection:
+            return outbox if t.outbox else source
+
+        totals = {
+            t.name: int(reader(t).execute(f"SELECT count(*) FROM {t.name}").fetchone()[0]) for t in TABLES
+        }
         target = _open_target(url, pool_size=2)
         try:
             with target.db.transaction() as conn:
@@ -240,7 +295,7 @@ def copy_sqlite_to_postgres(
                     conn.execute(f"DELETE FROM {name}")
                 for table in TABLES:
                     report.tables[table.name] = _copy_table(
-                        conn, source, table, totals[table.name], report, progress
+                        conn, reader(table), table, totals[table.name], report, progress
                     )
                 for name in COUNTERS:
                     conn.execute(f"DELETE FROM {name}")
@@ -253,6 +308,7 @@ def copy_sqlite_to_postgres(
         raise StoreError(f"source: reading {sqlite_path} failed: {exc}; nothing was copied") from exc
     finally:
         source.close()
+        outbox.close()
     return report
 
 

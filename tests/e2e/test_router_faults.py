@@ -18,7 +18,7 @@ import pytest
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port
 from tests.helpers.receivers import HttpReceiver, SmtpSink
-from tests.helpers.router import RouterProcess, alert, config_dir, payload
+from tests.helpers.router import RouterProcess, alert, config_dir, payload, postgres_env
 
 pytestmark = pytest.mark.slow
 
@@ -54,10 +54,15 @@ def test_smtp_down_during_a_burst_of_100_then_all_delivered_once(tmp_path: Path)
         sink.stop()
 
 
-def test_sigkill_with_50_pending_then_all_delivered_after_restart_none_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sigkill_with_50_pending_then_all_delivered_after_restart_none_twice(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """On PostgreSQL the restarted router releases its own leases (same host and data dir)."""
+    env = postgres_env(request.getfixturevalue("postgres_url")) if backend == "postgres" else {}
     hook = HttpReceiver()
     cfg = config_dir(tmp_path, webhook_url=hook.url)
-    router = RouterProcess(tmp_path, cfg)
+    router = RouterProcess(tmp_path, cfg, **env)
     router.start()
     try:
         for i in range(10):  # delivered before the crash: must not be sent again after it

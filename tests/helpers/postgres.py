@@ -94,6 +94,7 @@ class Cluster:
 TABLES = (
     "items", "attempts", "contents", "completions", "kv", "api_keys", "fetch_validators", "feeds",
     "feed_entries", "rss_samples", "stats_items", "stats_dlq", "stats_contents", "stats_completions",
+    "deliveries", "notifications", "cooldowns", "threads",  # the router's outbox (0004)
 )  # fmt: skip
 
 
@@ -104,6 +105,18 @@ def wipe(store: Any) -> None:
             conn.execute(f"DELETE FROM {table}")
         # Sequences too: ids that tests compare (attempt order, content seq) start afresh.
         conn.execute(RESTART_SEQUENCES)
+
+
+def migrated_and_empty(url: str) -> str:
+    """Migrate the database at `url` to this Atlas's schema and empty it; returns `url`."""
+    from atlas.store.postgres import PostgresStore
+
+    pg = PostgresStore(url, pool_size=1)
+    try:
+        wipe(pg)
+    finally:
+        pg.close()
+    return url
 
 
 RESTART_SEQUENCES = """

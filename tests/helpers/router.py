@@ -220,3 +220,12 @@ class RouterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    """RouterProcess settings putting its outbox in the PostgreSQL database at `url`, migrated (the
+    store's migrations hold the outbox's tables: `atlas-ops database migrate` in production) and
+    emptied first."""
+    from tests.helpers.postgres import migrated_and_empty
+
+    return {"ATLAS_DATABASE_URL": migrated_and_empty(url), "ATLAS_DB_POOL_SIZE": "2"}

@@ -66,20 +66,34 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         counts = s.counts()
     finally:
         s.close()
+    _router_outbox(data_dir / "alert-router.db")
     return {"data_dir": data_dir, "ids": ids, "key": key["key"], "counts": counts}
+
+
+def _router_outbox(path: Path) -> None:
+    """The router's outbox beside it: one delivery sent (with its email thread), one pending and
+    leased by a router that is stopped for the cut-over, and their cooldowns."""
+    from atlas.store.outbox import Candidate, Plan
+    from atlas.store.sqlite_outbox import SQLiteOutbox
+
+    box = SQLiteOutbox(path, synchronous="NORMAL")
+    try:
+        for i in range(2):
+            plans = [Plan("email", (Candidate(f"f{i}", "firing", 600.0),))]
+            box.accept(f"key{i}", f"group{i}", "firing", {"alerts": [], "n": i}, plans, now=100.0 + i)
+        sent = box.claim("email", 1, now=200.0, lease_seconds=30)
+        box.thread_root("group0", "email", "<root@atlas>")
+        box.mark_sent(sent[0].id, now=201.0)
+        assert [d.dedupe_key for d in box.claim("email", 1, now=202.0, lease_seconds=3600)] == ["key1"]
+    finally:
+        box.close()
 
 
 @pytest.fixture(scope="module")
 def empty_target(postgres_url: str) -> Iterator[str]:
-    from atlas.store.postgres import PostgresStore
-    from tests.helpers.postgres import wipe
+    from tests.helpers.postgres import migrated_and_empty
 
-    pg = PostgresStore(postgres_url, pool_size=1)
-    try:
-        wipe(pg)
-    finally:
-        pg.close()
-    yield postgres_url
+    yield migrated_and_empty(postgres_url)
 
 
 def test_copies_every_state_verifies_and_serves_from_postgres(
@@ -95,6 +109,8 @@ def test_copies_every_state_verifies_and_serves_from_postgres(
     assert report["leased_requeued"] == 2
     assert report["rows"]["items"] == 7 and report["rows"]["contents"] == 1 and report["rows"]["feeds"] == 1
     assert "copying items: 7/7" in done.stderr  # progress
+    assert report["rows"]["notifications"] == 2 and report["rows"]["deliveries"] == 2
+    assert report["rows"]["cooldowns"] == 2 and report["rows"]["threads"] == 1
 
     ids = source["ids"]
     pg = PostgresStore(empty_target, pool_size=2, migrate=False)
@@ -120,6 +136,23 @@ def test_copies_every_state_verifies_and_serves_from_postgres(
         assert pg.enqueue([NewItem("document", {"text": "after"})])[0].created
     finally:
         pg.close()
+
+    # The router's outbox came along: its pending delivery (leased on SQLite) is claimable at once,
+    # the sent one stays sent, a cooldown and the thread root hold, new ids follow the copied ones.
+    from atlas.store.outbox import Candidate, Plan
+    from atlas.store.postgres.outbox import PgOutbox
+
+    box = PgOutbox(empty_target, pool_size=1, lease_owner="new-router")
+    try:
+        assert [d.dedupe_key for d in box.claim("email", 5, now=203.0, lease_seconds=30)] == ["key1"]
+        assert {d["state"] for d in box.deliveries(state="sent")} == {"sent"}
+        assert box.thread_root("group0", "email", "<other@atlas>") == "<root@atlas>"
+        again = [Plan("email", (Candidate("f0", "firing", 600.0),))]
+        accepted = box.accept("key2", "group0", "firing", {"alerts": []}, again, now=300.0)
+        assert accepted.notification_id == 3 and accepted.deliveries == {"email": "skipped"}
+        assert box.accept("key0", "group0", "firing", {"alerts": []}, again, now=300.0).duplicate
+    finally:
+        box.close()
 
     # A key made on SQLite authenticates against an API serving from PostgreSQL (hash and pepper
     # id copied as they are), and its search finds the copied content.

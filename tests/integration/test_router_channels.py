@@ -9,7 +9,6 @@ import itertools
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,10 +35,9 @@ RENDERER = Renderer(ROOT / "config")
 
 
 @pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    box = Outbox(tmp_path / "alert-router.db", synchronous="NORMAL")
-    yield box
-    box.close()
+def outbox(any_outbox: Outbox) -> Outbox:
+    """Every channel test runs on both outbox backends (SQLite file, PostgreSQL database)."""
+    return any_outbox
 
 
 @pytest.fixture

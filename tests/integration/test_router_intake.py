@@ -16,7 +16,16 @@ import pytest
 
 from tests.helpers.engine import wait_for
 from tests.helpers.receivers import HttpReceiver
-from tests.helpers.router import AUTH, HMAC_KEY, RouterProcess, alert, config_dir, payload
+from tests.helpers.router import AUTH, HMAC_KEY, RouterProcess, alert, config_dir, payload, postgres_env
+
+# Where the router's outbox is: its SQLite file by default; the tests parametrised over both
+# backends run on the session's PostgreSQL database too (ATLAS_DATABASE_URL).
+BOTH = pytest.mark.parametrize("router_backend", ["sqlite", "postgres"])
+
+
+@pytest.fixture
+def router_backend() -> str:
+    return "sqlite"
 
 
 @pytest.fixture
@@ -27,15 +36,19 @@ def hook() -> Iterator[HttpReceiver]:
 
 
 @pytest.fixture
-def router(tmp_path: Path, hook: HttpReceiver) -> Iterator[RouterProcess]:
+def router(
+    request: pytest.FixtureRequest, tmp_path: Path, hook: HttpReceiver, router_backend: str
+) -> Iterator[RouterProcess]:
+    env = postgres_env(request.getfixturevalue("postgres_url")) if router_backend == "postgres" else {}
     proc = RouterProcess(
-        tmp_path, config_dir(tmp_path, webhook_url=hook.url), ATLAS_ROUTER_MAX_BODY_BYTES="64KiB"
+        tmp_path, config_dir(tmp_path, webhook_url=hook.url), ATLAS_ROUTER_MAX_BODY_BYTES="64KiB", **env
     )
     proc.start()
     yield proc
     proc.stop()
 
 
+@BOTH
 def test_bad_payloads_get_400_naming_the_field(router: RouterProcess) -> None:
     good = payload("G", [alert("f1")])
     cases = {
@@ -67,6 +80,7 @@ def test_auth_and_size_cap(router: RouterProcess) -> None:
     assert router.notifications() == []
 
 
+@BOTH
 def test_a_notification_is_delivered_once_per_copy_signed_and_audited(
     router: RouterProcess, hook: HttpReceiver
 ) -> None:

@@ -12,7 +12,8 @@ from atlas.alerting.config import read_alerting
 from atlas.alerting.router.payload import PayloadError, parse_notification
 from atlas.alerting.router.render import OVERRIDE_DIR, Renderer
 from atlas.alerting.router.routing import AlertPolicy, ChannelPolicy, alert_policies, plan
-from atlas.store.outbox import _CLAIM, Outbox
+from atlas.store.outbox import Outbox
+from atlas.store.sqlite_outbox import _CLAIM, SQLiteOutbox
 from tests.conftest import ROOT
 from tests.helpers.router import alert, payload
 
@@ -75,30 +76,27 @@ def _accept(
     return box.accept(n.dedupe_key, n.group_key, n.status, n.as_dict(), plans, now).deliveries
 
 
-def test_cooldown_holds_a_refire_within_it_but_never_a_status_change(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "outbox.db", synchronous="NORMAL")
-    try:
-        assert _accept(box, ["f1"], now=1000) == {"webhook": "pending", "slack": "pending"}
-        # The same alert again in a new notification (a new startsAt, so not a duplicate) 5 min later.
-        assert _accept(box, ["f1"], now=1300, starts="t1") == {"webhook": "skipped", "slack": "skipped"}
-        # A group that gained f2: only f2 is new to the channels.
-        _accept(box, ["f1", "f2"], now=1310, starts="t2")
-        newest = box.deliveries(limit=2)
-        assert {d["state"] for d in newest} == {"pending"}
-        # Resolved is a status change: sent at once despite the cooldown.
-        assert _accept(box, ["f1"], now=1320, status="resolved") == {"webhook": "pending", "slack": "pending"}
-        # After the cooldown the same firing alert goes out again.
-        assert _accept(box, ["f1"], now=1320 + 601, starts="t3") == {"webhook": "pending", "slack": "pending"}
-        skipped = box.deliveries(state="skipped")
-        assert skipped and all(d["last_error"].startswith("cooldown") for d in skipped)
-    finally:
-        box.close()
+def test_cooldown_holds_a_refire_within_it_but_never_a_status_change(any_outbox: Outbox) -> None:
+    box = any_outbox  # on each backend; the fixture closes it
+    assert _accept(box, ["f1"], now=1000) == {"webhook": "pending", "slack": "pending"}
+    # The same alert again in a new notification (a new startsAt, so not a duplicate) 5 min later.
+    assert _accept(box, ["f1"], now=1300, starts="t1") == {"webhook": "skipped", "slack": "skipped"}
+    # A group that gained f2: only f2 is new to the channels.
+    _accept(box, ["f1", "f2"], now=1310, starts="t2")
+    newest = box.deliveries(limit=2)
+    assert {d["state"] for d in newest} == {"pending"}
+    # Resolved is a status change: sent at once despite the cooldown.
+    assert _accept(box, ["f1"], now=1320, status="resolved") == {"webhook": "pending", "slack": "pending"}
+    # After the cooldown the same firing alert goes out again.
+    assert _accept(box, ["f1"], now=1320 + 601, starts="t3") == {"webhook": "pending", "slack": "pending"}
+    skipped = box.deliveries(state="skipped")
+    assert skipped and all(d["last_error"].startswith("cooldown") for d in skipped)
 
 
 def test_a_claim_walks_pending_deliveries_in_order_without_sorting_them(tmp_path: Path) -> None:
     """With every pending row sorted first, a claim cost ~5 ms at 1,000 pending, under the lock
     the bookkeeping commits share (bench/router.py); the index lets it stop at its limit."""
-    box = Outbox(tmp_path / "alert-router.db", synchronous="NORMAL")
+    box = SQLiteOutbox(tmp_path / "alert-router.db", synchronous="NORMAL")
     try:
         plan_rows = box._db.execute(
             "EXPLAIN QUERY PLAN " + _CLAIM, {"channel": "c", "now": 0, "lease_until": 1, "limit": 8}

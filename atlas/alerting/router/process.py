@@ -24,13 +24,12 @@ from atlas.errors import ConfigError
 from atlas.logging import get_logger
 from atlas.ops.sdnotify import Notifier
 from atlas.settings import Settings
-from atlas.store.outbox import Outbox
+from atlas.store.outbox import Outbox, open_outbox
 
 if TYPE_CHECKING:
     import uvicorn
 
 TOKEN_SECRET = "alert_router_token"
-OUTBOX_FILE = "alert-router.db"
 log = get_logger("atlas.router")
 
 
@@ -113,14 +112,6 @@ def _lease_seconds(settings: Settings) -> float:
     return settings.router_send_timeout_seconds * 3 + 10
 
 
-def _outbox(settings: Settings) -> Outbox:
-    return Outbox(
-        settings.data_dir / OUTBOX_FILE,
-        synchronous=settings.db_synchronous,
-        busy_timeout_ms=settings.db_busy_timeout_ms,
-    )
-
-
 def build_router(
     settings: Settings, registry: CollectorRegistry | None = None, *, sender_process: bool = False
 ) -> tuple[AlertRouter, str]:
@@ -131,7 +122,7 @@ def build_router(
     if problems:
         raise ConfigError("\n".join(str(f) for f in problems))
     alerting = read_alerting(settings.alerting_path) if settings.alerting_path.exists() else None
-    outbox = _outbox(settings)
+    outbox = open_outbox(settings)
     renderer = Renderer(settings.config_dir)
     if not sender_process:
         renderer.warm()
@@ -160,7 +151,7 @@ def build_senders(
     settings: Settings, tally: Callable[[str, str, float], None]
 ) -> tuple[ThreadSenders, Outbox]:
     """The senders of the child process (senderproc.py) and their outbox; raises ConfigError."""
-    outbox = _outbox(settings)
+    outbox = open_outbox(settings)
     channels = [c for c, _ in build_channels(settings, Renderer(settings.config_dir).warm(), outbox)]
     senders = ThreadSenders(channels, outbox, tally, _retry(settings), lease_seconds=_lease_seconds(settings))
     return senders, outbox

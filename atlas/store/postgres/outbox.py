@@ -18,9 +18,10 @@ from atlas.store.postgres.connection import Conn, Connections
 
 # As on SQLite (the oldest pending delivery of each channel and group is the only one claimable),
 # plus SKIP LOCKED: rows another router is leasing right now are passed over, not waited for.
+# The pick is a MATERIALIZED CTE, run once: as `UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR
+# UPDATE SKIP LOCKED)` the planner may run the subquery again, and a claim of 1 leased 2 (seen in CI).
 _CLAIM = """
-UPDATE deliveries SET lease_until = %(lease_until)s, lease_owner = %(owner)s
-WHERE id IN (
+WITH picked AS MATERIALIZED (
     SELECT d.id FROM deliveries d
     WHERE d.channel = %(channel)s AND d.state = 'pending' AND d.next_at <= %(now)s
       AND d.lease_until <= %(now)s
@@ -29,7 +30,9 @@ WHERE id IN (
     ORDER BY d.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id
+UPDATE deliveries SET lease_until = %(lease_until)s, lease_owner = %(owner)s
+FROM picked WHERE deliveries.id = picked.id
+RETURNING deliveries.id
 """
 
 

@@ -38,7 +38,8 @@ SELECT * FROM items WHERE id = %(id)s;
 
 -- name: claim
 -- SKIP LOCKED: engines on other hosts claim past the rows this one is taking, never waiting.
-WITH picked AS (
+-- MATERIALIZED: the pick runs once, so a claim never leases more than its limit.
+WITH picked AS MATERIALIZED (
     SELECT id FROM items
      WHERE state = 'queued' AND next_attempt_at <= %(now)s
      ORDER BY priority DESC, next_attempt_at

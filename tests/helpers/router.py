@@ -173,10 +173,10 @@ class RouterProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "atlas", "alert-router"], env=self.env, stdout=log, stderr=log
             )
-        wait_for(self._ready, 60, "the alert router to be ready")
+        wait_for(self.is_ready, 60, "the alert router to be ready")
         return self
 
-    def _ready(self) -> bool:
+    def is_ready(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"router exited {self.proc.returncode}: {self.log_path.read_text()}")

@@ -162,6 +162,9 @@ def test_senders_run_in_their_own_process_restarted_when_it_dies_and_stopped_wit
     wait_for(lambda: len(hook.ok()) == 1, 30, "the first delivery")
     first.kill()
     wait_for(lambda: [p.pid for p in _senders(parent)] not in ([], [first.pid]), 30, "a new sender process")
+    # Ready: its senders run (an interpreter's start-up and imports, slow on a loaded CI machine:
+    # a 30 s bound for start-up plus delivery together was passed once in CI).
+    wait_for(router.is_ready, 60, "the new sender process to say ready")
     assert router.post(payload("P2", [alert("s2")])).status_code == 200
     wait_for(lambda: len(hook.ok()) == 2, 30, "the delivery after the restart")
     sent = {"channel": "webhook", "outcome": "sent"}

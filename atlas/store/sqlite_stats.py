@@ -18,6 +18,8 @@ from atlas.store.models import BACKUP_KEY, HEARTBEAT_KEY_PREFIX, MAINTENANCE_KEY
 from atlas.store.queries import load_queries
 
 S = load_queries("atlas.store", "stats.sql")
+# The oldest-queued walk is the API backpressure's own query (queries.sql), not a copy of it.
+Q = load_queries("atlas.store", "queries.sql")
 
 
 class StatsReader:
@@ -71,7 +73,7 @@ class StatsReader:
         try:
             snap.items = conn.execute(S["stats_items"]).fetchall()
             snap.dlq = conn.execute(S["stats_dlq"]).fetchall()
-            snap.oldest_queued_at = conn.execute(S["oldest_queued"]).fetchone()[0]
+            snap.oldest_queued_at = conn.execute(Q["oldest_queued"]).fetchone()[0]
             snap.completed = conn.execute(S["completed"]).fetchone()[0]
             row = conn.execute(S["stats_contents"]).fetchone()
             if row is not None:

@@ -12,13 +12,11 @@ import json
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from atlas.settings import Settings
@@ -28,6 +26,7 @@ from tests.conftest import atlas_env
 from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port
 from tests.helpers.opscli import atlas_ops, ok_json
+from tests.helpers.postgres import scratch_database
 
 
 class Producer:
@@ -72,15 +71,8 @@ def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
         yield {}
         return
-    server = request.getfixturevalue("postgres_url")
-    name = f"atlas_restore_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield {"ATLAS_DATABASE_URL": server.rsplit("/", 1)[0] + "/" + name, "ATLAS_DB_POOL_SIZE": "4"}
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(request.getfixturevalue("postgres_url"), "atlas_restore") as url:
+        yield {"ATLAS_DATABASE_URL": url, "ATLAS_DB_POOL_SIZE": "4"}
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +108,23 @@ def wipe(store: Any) -> None:
             conn.execute(f"DELETE FROM {table}")
         # Sequences too: ids that tests compare (attempt order, content seq) start afresh.
         conn.execute(RESTART_SEQUENCES)
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the server of `server_url` (for a test that must not share the
+    session's database: a restore drops every table, a migration test needs no schema); yields
+    its URL and drops it afterwards, whatever sessions are still open on it."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield server_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def migrated_and_empty(url: str) -> str:

@@ -11,7 +11,6 @@ import gzip
 import io
 import json
 import tarfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,13 @@ from atlas.store.models import ContentResult, NewItem, RssSample, Transition
 from atlas.store.postgres import PostgresStore
 from tests.conftest import atlas_env
 from tests.helpers.opscli import atlas_ops, ok_json
+from tests.helpers.postgres import scratch_database
 
 
 @pytest.fixture(scope="module")
 def pg_url(postgres_url: str) -> Iterator[str]:
-    name = f"atlas_ops_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(postgres_url, "atlas_ops") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

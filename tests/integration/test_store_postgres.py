@@ -5,11 +5,9 @@ Store protocol promises is proved on both backends by test_store.py and test_sto
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from atlas.errors import DatabaseNotReady
@@ -18,7 +16,7 @@ from atlas.store import open_store
 from atlas.store.models import NewItem, Transition
 from atlas.store.postgres import PostgresStore
 from atlas.store.postgres.connection import migrations
-from tests.helpers.postgres import wipe
+from tests.helpers.postgres import scratch_database, wipe
 from tests.helpers.stores import sql_rows
 
 
@@ -33,14 +31,8 @@ def pg(postgres_url: str) -> Iterator[PostgresStore]:
 @pytest.fixture
 def empty_database_url(postgres_url: str) -> Iterator[str]:
     """A new, empty database on the test server (dropped afterwards)."""
-    name = f"atlas_fresh_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with scratch_database(postgres_url, "atlas_fresh") as url:
+        yield url
 
 
 def doc(text: str) -> NewItem:

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,16 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from atlas.api.keys import create_key  # noqa: E402
 from atlas.store.sqlite import SQLiteStore  # noqa: E402
+from tests.helpers.net import free_port  # noqa: E402
 
 CONNECTIONS = 8
 GOAL = 1.10
 REQUEST_TIMEOUT_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from atlas.api.keys import create_key  # noqa: E402
 from atlas.store.ids import new_id  # noqa: E402
 from atlas.store.sqlite import SQLiteStore  # noqa: E402
+from tests.helpers.net import free_port  # noqa: E402
 
 CONNECTIONS = 32
 BATCH = 1000
@@ -56,12 +56,6 @@ request = function()
   return wrk.format(nil, nil, nil, '{"content": "%s ' .. counter .. '"}')
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str) -> None:

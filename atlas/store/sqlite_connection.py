@@ -17,6 +17,7 @@ from typing import Any
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
 from atlas.store.dialect import Dialect
 from atlas.store.queries import QueryTimings, TimedConnection, load_migrations
+from atlas.store.sqlite_checkpoint import SAFETY_PAGES, WalCheckpointer
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -82,6 +83,8 @@ class SQLiteConnections:
         self.locked_errors = 0
         # atlas_db_query_duration_seconds of the named queries, exported like locked_errors.
         self.query_timings = QueryTimings()
+        # Checkpoints run on a thread of their own, not in the commits (atlas.store.sqlite_checkpoint).
+        self.checkpointer = WalCheckpointer(self.path)
         self._create = migrate
         self.migrations_applied = 0
         if migrate:
@@ -113,6 +116,7 @@ class SQLiteConnections:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_PAGES}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from exc
@@ -141,6 +145,7 @@ class SQLiteConnections:
         try:
             yield conn
             conn.execute("COMMIT")
+            self.checkpointer.wrote()
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -156,6 +161,8 @@ class SQLiteConnections:
                 self.locked_errors += 1
 
     def close(self) -> None:
+        self.checkpointer.close()
+        self.checkpointer = WalCheckpointer(self.path)  # a store used again after close checkpoints again
         with self._lock:
             for conn in self._all:
                 conn.close()

@@ -1,0 +1,58 @@
+"""WAL checkpoints run on the store's own thread, not inside a writer's commit (issue 18).
+
+SQLite's default checkpoints inside the commit that takes the WAL past 1,000 pages; Atlas's writers
+only do so past SAFETY_PAGES, and a background thread moves committed pages into the database file
+soon after every write, so the fsync of the database file is off the engine's and the API's path.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from atlas.store.models import NewItem
+from atlas.store.sqlite import SQLiteStore
+from atlas.store.sqlite_checkpoint import SAFETY_PAGES
+from tests.helpers.engine import wait_for
+
+
+def test_committed_pages_reach_the_database_file_while_every_writer_stays_under_its_own_threshold(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "atlas.db"
+    store = SQLiteStore(path, synchronous="NORMAL")
+    try:
+        # ~300 pages: far below the writers' own threshold (and SQLite's default of 1,000), so
+        # only the checkpoint thread can have copied them out of the WAL into the file.
+        for start in range(0, 300, 100):
+            store.enqueue(
+                [
+                    NewItem(kind="document", payload={"content": f"{i} " + "x" * 1000})
+                    for i in range(start, start + 100)
+                ]
+            )
+        assert SAFETY_PAGES > 1000
+        wait_for(
+            lambda: path.stat().st_size >= 300 * 1000 and store.checkpointer.checkpoints >= 1,
+            timeout=15,
+            what="the WAL checkpointed into the file",
+        )
+        # Everything is still there, through a fresh connection.
+        assert sum(store.counts().values()) == 300
+    finally:
+        checkpointer = store.checkpointer
+        store.close()
+    assert not checkpointer.running
+
+
+def test_a_store_that_only_reads_starts_no_checkpoint_thread(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "atlas.db").close()  # migrated
+    before = {t.ident for t in threading.enumerate() if t.name == "atlas-wal-checkpoint"}
+    reader = SQLiteStore(tmp_path / "atlas.db", migrate=False)
+    try:
+        reader.counts()
+        assert not reader.checkpointer.running
+        now = {t.ident for t in threading.enumerate() if t.name == "atlas-wal-checkpoint"}
+        assert now <= before
+    finally:
+        reader.close()

@@ -46,8 +46,9 @@ class WalCheckpointer:
         if self._thread is None:
             with self._lock:
                 if self._thread is None and not self._closing:
-                    self._thread = threading.Thread(target=self._run, name="atlas-wal-checkpoint", daemon=True)
-                    self._thread.start()
+                    thread = threading.Thread(target=self._run, name="atlas-wal-checkpoint", daemon=True)
+                    thread.start()
+                    self._thread = thread
         self._wrote.set()
 
     @property

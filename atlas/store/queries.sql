@@ -65,11 +65,27 @@ VALUES (:id, (SELECT attempts FROM items WHERE id = :id) + :attempt_offset, :now
         :error_stage, :error_class, :error_message, :error_host);
 
 -- name: insert_content
+-- batched = 1: the full-text index and the counters are written by the two statements below, once
+-- for every row of the transaction (migration 0011), not by the per-row triggers.
 INSERT INTO contents (item_id, content_hash, content_type, title, text, canonical_url, language,
-                      author, published, url, bytes, created_at)
+                      author, published, url, bytes, created_at, batched)
 VALUES (:id, :content_hash, :content_type, :title, :text, :canonical_url, :language,
-        :author, :published, :url, :bytes, :now)
+        :author, :published, :url, :bytes, :now, 1)
 ON CONFLICT (content_hash) DO NOTHING;
+
+-- name: contents_last_seq
+-- New rows get a larger seq (INTEGER PRIMARY KEY: max + 1), so `seq > this` is what follows.
+SELECT coalesce(max(seq), 0) FROM contents;
+
+-- name: index_batched_contents
+INSERT INTO contents_fts (rowid, title, text)
+SELECT seq, title, text FROM contents WHERE seq > :after AND batched = 1;
+
+-- name: count_batched_contents
+UPDATE stats_contents
+   SET n = n + (SELECT count(*) FROM contents WHERE seq > :after AND batched = 1),
+       bytes = bytes + (SELECT coalesce(sum(bytes), 0) FROM contents WHERE seq > :after AND batched = 1)
+ WHERE id = 1;
 
 -- name: insert_completion
 INSERT INTO completions (item_id, outcome, lease_token, at) VALUES (:id, :outcome, :token, :now);
@@ -98,7 +114,10 @@ SELECT attempt, at, outcome, stage, error_class, message, host
   FROM attempts WHERE item_id = :id ORDER BY rowid;
 
 -- name: get_content
-SELECT * FROM contents WHERE item_id = :id;
+-- The columns PostgreSQL's returns: not the bookkeeping `batched` (migration 0011).
+SELECT seq, item_id, content_hash, content_type, title, text, canonical_url, language, bytes,
+       created_at, author, published, url
+  FROM contents WHERE item_id = :id;
 
 -- name: count_enqueued
 -- Items SQLiteStore.enqueue inserted, per kind, in the same transaction (0005_enqueue_stats).

@@ -124,8 +124,12 @@ class SQLiteQueue:
                 out.add(t, duplicate_of)
             for query, rows in out.batches():
                 conn.executemany(self.sql[query], rows)
-                if query == "insert_attempt":  # the order the statements always ran in
+                if query == "insert_attempt" and contents:  # the order the statements always ran in
+                    # Indexed and counted in one statement each, after the rows (migration 0011).
+                    after = {"after": conn.execute(Q["contents_last_seq"]).fetchone()[0]}
                     conn.executemany(Q["insert_content"], contents)
+                    conn.execute(Q["index_batched_contents"], after)
+                    conn.execute(Q["count_batched_contents"], after)
         return out.applied
 
     def reap_expired(self, max_lease_expiries: int) -> int:

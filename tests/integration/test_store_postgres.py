@@ -160,7 +160,8 @@ def test_an_applied_batch_adds_one_counter_row_per_change_not_one_per_item(pg: P
     batch.append(_done(claimed[9], "text 0"))  # the same text as the first: its duplicate
     retry, dead = claimed[10], claimed[11]
     error = ErrorInfo(stage="fetch", error_class="Boom", message="m", host="h")
-    batch.append(Transition(retry.id, retry.token, "queued", "retry", error=error, next_attempt_at=5.0))
+    # next_attempt_at an int among floats: one array of one type all the same.
+    batch.append(Transition(retry.id, retry.token, "queued", "retry", error=error, next_attempt_at=5))
     batch.append(Transition(dead.id, dead.token, "dead", "dead", error=error, dead_reason="poison"))
     applied = pg.apply(batch)
     assert applied[claimed[9].id] == "duplicate" and applied[dead.id] == "dead"

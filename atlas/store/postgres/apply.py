@@ -14,7 +14,7 @@ on a lock or a constraint instead:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from atlas.store.models import Transition
@@ -30,6 +30,10 @@ TRANSITION_COLUMNS = (
     "error_stage", "error_class", "error_message", "error_host", "dead_reason", "content_hash",
     "duplicate_of", "timings", "done_at",
 )  # fmt: skip
+NUMERIC: dict[str, Callable[[Any], Any]] = {
+    "attempts_inc": int, "deaths_inc": int, "isolate": int, "next_attempt_at": float, "done_at": float,
+    "bytes": int,
+}  # fmt: skip
 ATTEMPT_COLUMNS = ("id", "outcome", "error_stage", "error_class", "error_message", "error_host")
 COMPLETION_COLUMNS = ("id", "outcome", "token")
 CONTENT_COLUMNS = (
@@ -77,8 +81,14 @@ def _decide(
 
 def columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
     """The parameter dicts `rows` as one list per name in `names` (psycopg sends a list as an
-    array), for the statements that unnest a whole batch."""
-    return {name: [row[name] for row in rows] for name in names}
+    array), for the statements that unnest a whole batch. Numbers are made one type per column:
+    psycopg cannot send a list that mixes ints and floats (a time given as 5 beside 5.5)."""
+    out: dict[str, list[Any]] = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        cast = NUMERIC.get(name)
+        out[name] = values if cast is None else [None if v is None else cast(v) for v in values]
+    return out
 
 
 def _insert_contents(conn: Conn, inserts: Sequence[Transition], now: float) -> set[str]:

@@ -90,6 +90,14 @@ def store_only(path: Path, n: int, synchronous: str) -> float:
     one transaction per claim (no supervisor loop, no workers, no pipe). The engine cannot beat
     this; its ratio to the floor is the ceiling the store sets on the engine's."""
     store = SQLiteStore(path, synchronous=synchronous)
+    try:
+        return drain(store, n)
+    finally:
+        store.close()
+
+
+def drain(store: Any, n: int) -> float:
+    """store_only's work on any store (an empty one): items/s."""
     started = time.perf_counter()
     store.enqueue([NewItem(kind="document", payload={"content": body(i)}) for i in range(n)])
     while claimed := store.claim("bench", CLAIM, 60):
@@ -99,9 +107,7 @@ def store_only(path: Path, n: int, synchronous: str) -> float:
             result = ContentResult(content_hash=content_hash(text), text=text, content_type="text/plain")
             settled.append(queue.succeeded(item, result, {}))
         store.apply(settled)
-    elapsed = time.perf_counter() - started
-    store.close()
-    return n / elapsed
+    return n / (time.perf_counter() - started)
 
 
 def percentile(values: list[float], q: float) -> float:

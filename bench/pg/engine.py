@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from bench.engine import BATCH, body, drive, percentile
+from bench.engine import BATCH, body, drain, drive, percentile
 from bench.pg import fresh_store, postgres_url
 
 
@@ -115,9 +115,22 @@ def atlas_run_pg(url: str, data_dir: Path, n: int) -> dict[str, float]:
     }
 
 
+def store_only_pg(url: str, n: int) -> float:
+    """bench/engine.py's store_only on PostgreSQL: the store's work without the engine (items/s),
+    the ceiling the store sets on the engine's ratio."""
+    store = fresh_store(url)
+    try:
+        return drain(store, n)
+    finally:
+        store.close()
+
+
 def main_postgres(items: int, report: Callable[..., Any]) -> None:
     with postgres_url() as url, tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
         floor_rate = pg_floor(url, items)
         result = atlas_run_pg(url, Path(tmp), items)
+        ceiling = store_only_pg(url, items)  # after: its deleted rows would burden Atlas's run
+    print(f"store alone (no engine, one process): {ceiling:,.0f} items/s, ratio {ceiling / floor_rate:.3f}")
+    result = {**result, "store_only_items_per_s": ceiling, "store_only_ratio": ceiling / floor_rate}
     label = f"raw PostgreSQL, multi-row INSERT + UPDATE, batches of {BATCH}, synchronous_commit=on"
     report(items, label, floor_rate, result, {"backend": "postgres", "synchronous_commit": "on"})

@@ -1,5 +1,7 @@
 -- Named queries for the PostgreSQL store, one per operation, named as in atlas/store/queries.sql
--- so the two backends can be compared query by query. Parameters are %(name)s (psycopg).
+-- so the two backends can be compared query by query. Parameters are %(name)s (psycopg); arrays
+-- are %(name)b, sent in binary: psycopg escapes each element of a text-format array in Python
+-- (~38 µs for a 1 KB text, where binary takes ~1 µs), and the engine's supervisor waits on that.
 
 -- name: insert_items
 -- One statement per batch (arrays, not one row per round trip). A key another transaction
@@ -8,15 +10,15 @@ INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, 
                    next_attempt_at, trace_context, request_hash, created_at, updated_at)
 SELECT id, kind, source, ikey, priority, 'queued', payload, metadata, due, trace, rhash,
        accepted, accepted
-  FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(sources)s::text[], %(keys)s::text[],
-              %(priorities)s::int[], %(payloads)s::text[], %(metadatas)s::text[],
-              %(dues)s::float8[], %(traces)s::text[], %(rhashes)s::text[], %(nows)s::float8[])
+  FROM unnest(%(ids)b::text[], %(kinds)b::text[], %(sources)b::text[], %(keys)b::text[],
+              %(priorities)b::int[], %(payloads)b::text[], %(metadatas)b::text[],
+              %(dues)b::float8[], %(traces)b::text[], %(rhashes)b::text[], %(nows)b::float8[])
        AS r (id, kind, source, ikey, priority, payload, metadata, due, trace, rhash, accepted)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
 
 -- name: items_by_key
-SELECT idempotency_key, id, request_hash FROM items WHERE idempotency_key = ANY(%(keys)s);
+SELECT idempotency_key, id, request_hash FROM items WHERE idempotency_key = ANY(%(keys)b);
 
 -- name: subscribe_feed
 INSERT INTO feeds (id, url, interval_seconds, next_poll_at, created_at)
@@ -68,7 +70,7 @@ UPDATE items SET lease_until = %(until)s WHERE state = 'leased' AND lease_owner 
 -- name: lock_leases
 -- Locked in id order, so two transactions touching the same items cannot deadlock.
 SELECT id, lease_token FROM items
- WHERE state = 'leased' AND id = ANY(%(ids)s) ORDER BY id FOR UPDATE;
+ WHERE state = 'leased' AND id = ANY(%(ids)b) ORDER BY id FOR UPDATE;
 
 -- name: content_owner_by_hash
 SELECT item_id FROM contents WHERE content_hash = %(hash)s;
@@ -80,15 +82,15 @@ SELECT item_id FROM contents WHERE canonical_url = %(url)s ORDER BY seq LIMIT 1;
 -- Serialises the check-then-insert of each canonical URL across transactions (it is not unique).
 -- The URLs come sorted and unnest yields them in the array's order, so two batches take their
 -- common locks in the same order (no deadlock).
-SELECT pg_advisory_xact_lock(hashtextextended(u, 17)) FROM unnest(%(urls)s::text[]) AS u;
+SELECT pg_advisory_xact_lock(hashtextextended(u, 17)) FROM unnest(%(urls)b::text[]) AS u;
 
 -- name: content_owners_by_hash
-SELECT content_hash AS key, item_id FROM contents WHERE content_hash = ANY(%(keys)s::text[]);
+SELECT content_hash AS key, item_id FROM contents WHERE content_hash = ANY(%(keys)b::text[]);
 
 -- name: content_owners_by_url
 -- The first item (lowest seq) stored under each URL, as content_owner_by_url picks.
 SELECT DISTINCT ON (canonical_url) canonical_url AS key, item_id
-  FROM contents WHERE canonical_url = ANY(%(keys)s::text[])
+  FROM contents WHERE canonical_url = ANY(%(keys)b::text[])
  ORDER BY canonical_url, seq;
 
 -- name: insert_attempt
@@ -121,11 +123,11 @@ UPDATE items AS i
        timings = coalesce(r.timings, i.timings),
        done_at = r.done_at,
        updated_at = %(now)s
-  FROM unnest(%(id)s::text[], %(token)s::text[], %(state)s::text[], %(attempts_inc)s::int[],
-              %(deaths_inc)s::int[], %(isolate)s::int[], %(next_attempt_at)s::float8[],
-              %(error_stage)s::text[], %(error_class)s::text[], %(error_message)s::text[],
-              %(error_host)s::text[], %(dead_reason)s::text[], %(content_hash)s::text[],
-              %(duplicate_of)s::text[], %(timings)s::text[], %(done_at)s::float8[])
+  FROM unnest(%(id)b::text[], %(token)b::text[], %(state)b::text[], %(attempts_inc)b::int[],
+              %(deaths_inc)b::int[], %(isolate)b::int[], %(next_attempt_at)b::float8[],
+              %(error_stage)b::text[], %(error_class)b::text[], %(error_message)b::text[],
+              %(error_host)b::text[], %(dead_reason)b::text[], %(content_hash)b::text[],
+              %(duplicate_of)b::text[], %(timings)b::text[], %(done_at)b::float8[])
        AS r (id, token, state, attempts_inc, deaths_inc, isolate, next_attempt_at, error_stage,
              error_class, error_message, error_host, dead_reason, content_hash, duplicate_of,
              timings, done_at)
@@ -136,8 +138,8 @@ UPDATE items AS i
 -- count); in the batch's order, as one statement per row inserted them.
 INSERT INTO attempts (item_id, attempt, at, outcome, stage, error_class, message, host)
 SELECT r.id, i.attempts, %(now)s, r.outcome, r.error_stage, r.error_class, r.error_message, r.error_host
-  FROM unnest(%(id)s::text[], %(outcome)s::text[], %(error_stage)s::text[], %(error_class)s::text[],
-              %(error_message)s::text[], %(error_host)s::text[]) WITH ORDINALITY
+  FROM unnest(%(id)b::text[], %(outcome)b::text[], %(error_stage)b::text[], %(error_class)b::text[],
+              %(error_message)b::text[], %(error_host)b::text[]) WITH ORDINALITY
        AS r (id, outcome, error_stage, error_class, error_message, error_host, ord)
   JOIN items AS i ON i.id = r.id
  ORDER BY r.ord;
@@ -145,7 +147,7 @@ SELECT r.id, i.attempts, %(now)s, r.outcome, r.error_stage, r.error_class, r.err
 -- name: insert_completion_batch
 INSERT INTO completions (item_id, outcome, lease_token, at)
 SELECT r.id, r.outcome, r.token, %(now)s
-  FROM unnest(%(id)s::text[], %(outcome)s::text[], %(token)s::text[]) WITH ORDINALITY
+  FROM unnest(%(id)b::text[], %(outcome)b::text[], %(token)b::text[]) WITH ORDINALITY
        AS r (id, outcome, token, ord)
  ORDER BY r.ord;
 
@@ -156,9 +158,9 @@ INSERT INTO contents (item_id, content_hash, content_type, title, text, canonica
                       author, published, url, bytes, created_at)
 SELECT r.id, r.content_hash, r.content_type, r.title, r.text, r.canonical_url, r.language,
        r.author, r.published, r.url, r.bytes, %(now)s
-  FROM unnest(%(id)s::text[], %(content_hash)s::text[], %(content_type)s::text[], %(title)s::text[],
-              %(text)s::text[], %(canonical_url)s::text[], %(language)s::text[], %(author)s::text[],
-              %(published)s::text[], %(url)s::text[], %(bytes)s::int8[]) WITH ORDINALITY
+  FROM unnest(%(id)b::text[], %(content_hash)b::text[], %(content_type)b::text[], %(title)b::text[],
+              %(text)b::text[], %(canonical_url)b::text[], %(language)b::text[], %(author)b::text[],
+              %(published)b::text[], %(url)b::text[], %(bytes)b::int8[]) WITH ORDINALITY
        AS r (id, content_hash, content_type, title, text, canonical_url, language, author,
              published, url, bytes, ord)
  ORDER BY r.ord

@@ -21,7 +21,7 @@ throwaway cluster, bench/pg/). Floor: raw psycopg on the same server, one multi-
 rows per transaction, then one UPDATE ... WHERE id = ANY(100 ids) to done per transaction, with
 synchronous_commit on (each commit waits for its WAL flush, as FULL waits for SQLite's fsync).
 Atlas: a real `atlas core` with ATLAS_DATABASE_URL on that database (`atlas up` is SQLite's), the
-documents enqueued in batches of 100 while it runs. `--synchronous` is SQLite's only.
+queue filled in one transaction as above. `--synchronous` is SQLite's only.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,14 @@ def store_only(path: Path, n: int, synchronous: str) -> float:
     one transaction per claim (no supervisor loop, no workers, no pipe). The engine cannot beat
     this; its ratio to the floor is the ceiling the store sets on the engine's."""
     store = SQLiteStore(path, synchronous=synchronous)
+    try:
+        return drain(store, n)
+    finally:
+        store.close()
+
+
+def drain(store: Any, n: int) -> float:
+    """store_only's work on any store (an empty one): items/s."""
     started = time.perf_counter()
     store.enqueue([NewItem(kind="document", payload={"content": body(i)}) for i in range(n)])
     while claimed := store.claim("bench", CLAIM, 60):
@@ -98,9 +107,7 @@ def store_only(path: Path, n: int, synchronous: str) -> float:
             result = ContentResult(content_hash=content_hash(text), text=text, content_type="text/plain")
             settled.append(queue.succeeded(item, result, {}))
         store.apply(settled)
-    elapsed = time.perf_counter() - started
-    store.close()
-    return n / elapsed
+    return n / (time.perf_counter() - started)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -109,13 +116,21 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def drive(
-    store: Any, env: dict[str, str], n: int, *, command: str = "core", filled: bool = False
+    store: Any,
+    env: dict[str, str],
+    n: int,
+    *,
+    command: str = "core",
+    filled: bool = False,
+    server_cpu: Callable[[], float] | None = None,
 ) -> dict[str, float]:
     """Run `atlas <command>` with `env` on `store`'s database and time `n` documents through it.
 
     `filled`: enqueue all `n` in one transaction (a filled queue); otherwise in batches of BATCH
-    while the engine runs. Returns started (epoch seconds of the first enqueue), items_per_s,
-    enqueue_items_per_s and peak_rss_mib; the process has exited when it returns.
+    while the engine runs. `server_cpu`: CPU seconds used so far by the database server, sampled
+    with the engine's (a PostgreSQL server's share of the work). Returns started (epoch seconds of
+    the first enqueue), items_per_s, enqueue_items_per_s, peak_rss_mib and CPU per item; the
+    process has exited when it returns.
     """
     core = subprocess.Popen([sys.executable, "-m", "atlas", command], env=env, cwd=ROOT)
     peak = [0]
@@ -155,6 +170,7 @@ def drive(
         time.sleep(0.01)
     documents = [NewItem(kind="document", payload={"content": body(i)}) for i in range(n)]
     cpu_before = cpu_seconds()
+    server_before = server_cpu() if server_cpu else 0.0
     started = time.time()
     for start in range(0, n, n if filled else BATCH):
         store.enqueue(documents[start : start + (n if filled else BATCH)])
@@ -163,11 +179,12 @@ def drive(
         time.sleep(0.01)
     elapsed = time.time() - started
     cpu_after = cpu_seconds()
+    server_after = server_cpu() if server_cpu else 0.0
     stop.set()
     core.send_signal(signal.SIGTERM)
     if core.wait(timeout=60) != 0:
         raise SystemExit(f"atlas {command} exited {core.returncode}")
-    return {
+    figures = {
         "started": started,
         "items_per_s": n / elapsed,
         "enqueue_items_per_s": n / (enqueued - started),
@@ -176,6 +193,9 @@ def drive(
         "supervisor_cpu_us_per_item": (cpu_after[0] - cpu_before[0]) / n * 1e6,
         "engine_cpu_us_per_item": (cpu_after[1] - cpu_before[1]) / n * 1e6,
     }
+    if server_cpu:
+        figures["server_cpu_us_per_item"] = (server_after - server_before) / n * 1e6
+    return figures
 
 
 def free_ports(count: int) -> list[int]:
@@ -275,9 +295,11 @@ def show(floor_label: str, floor_rate: float, result: dict[str, float]) -> None:
         f"p99 {result['p99_accept_to_done_s'] * 1000:.0f} ms; peak RSS {result['peak_rss_mib']:.0f} MiB"
     )
     if "engine_cpu_us_per_item" in result:
+        server = result.get("server_cpu_us_per_item")
         print(
             f"CPU per item: supervisor {result['supervisor_cpu_us_per_item']:.0f} µs, "
             f"with its workers {result['engine_cpu_us_per_item']:.0f} µs"
+            + (f", database server {server:.0f} µs" if server is not None else "")
         )
     print(f"ratio {result['items_per_s'] / floor_rate:.3f} (goal >= {GOAL})")
 

@@ -3,7 +3,11 @@
 Floor: raw psycopg, one multi-row INSERT of BATCH rows per transaction, then one UPDATE to done
 of BATCH ids per transaction (the SQLite floor's shape: insert everything, then mark it done, in
 transactions of BATCH), synchronous_commit on. Atlas: `atlas core` with ATLAS_DATABASE_URL on the
-same server and database, default workers, documents enqueued in batches of BATCH while it runs.
+same server and database, default workers, the queue filled in one transaction (as the SQLite run
+and the issue have it: a filled queue, accept-to-done) once a warm-up item has gone through.
+
+Also reported when the server runs on this machine: its CPU per item (every server process: the
+engine's backends, the bench's, autovacuum), the share of the work a remote server would take.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
-from bench.engine import BATCH, body, drive, percentile
+from bench.engine import BATCH, body, drain, drive, percentile
 from bench.pg import fresh_store, postgres_url
 
 
@@ -54,6 +59,31 @@ def pg_floor(url: str, n: int) -> float:
     return n / elapsed
 
 
+def server_cpu_meter(url: str) -> Callable[[], float] | None:
+    """A function giving the CPU seconds the server of `url` has used so far (its postmaster, the
+    backends that have exited, those alive); None when the server is not a process on this host."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        postmaster = psutil.Process(row[0] if row else -1).parent()
+    except psutil.Error:
+        return None
+    if postmaster is None:
+        return None
+
+    def seconds() -> float:
+        t = postmaster.cpu_times()  # children_*: the backends that exited (the postmaster reaps them)
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in postmaster.children():
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.Error:
+                pass  # exited meanwhile: counted in children_* from now on
+        return total
+
+    return seconds
+
+
 def atlas_run_pg(url: str, data_dir: Path, n: int) -> dict[str, float]:
     store = fresh_store(url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
@@ -64,7 +94,7 @@ def atlas_run_pg(url: str, data_dir: Path, n: int) -> dict[str, float]:
         ATLAS_LOG_LEVEL="WARNING",
         ATLAS_POLL_INTERVAL_MS="20",
     )
-    run = drive(store, env, n)
+    run = drive(store, env, n, filled=True, server_cpu=server_cpu_meter(url))
     with psycopg.connect(url) as conn:
         latencies = [
             float(r[0])
@@ -80,13 +110,27 @@ def atlas_run_pg(url: str, data_dir: Path, n: int) -> dict[str, float]:
         "p50_accept_to_done_s": percentile(latencies, 0.50),
         "p99_accept_to_done_s": percentile(latencies, 0.99),
         "peak_rss_mib": run["peak_rss_mib"],
+        **{k: v for k, v in run.items() if k.endswith("_cpu_us_per_item")},
         "dead": float(row[0]) if row else -1.0,
     }
+
+
+def store_only_pg(url: str, n: int) -> float:
+    """bench/engine.py's store_only on PostgreSQL: the store's work without the engine (items/s),
+    the ceiling the store sets on the engine's ratio."""
+    store = fresh_store(url)
+    try:
+        return drain(store, n)
+    finally:
+        store.close()
 
 
 def main_postgres(items: int, report: Callable[..., Any]) -> None:
     with postgres_url() as url, tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
         floor_rate = pg_floor(url, items)
         result = atlas_run_pg(url, Path(tmp), items)
+        ceiling = store_only_pg(url, items)  # after: its deleted rows would burden Atlas's run
+    print(f"store alone (no engine, one process): {ceiling:,.0f} items/s, ratio {ceiling / floor_rate:.3f}")
+    result = {**result, "store_only_items_per_s": ceiling, "store_only_ratio": ceiling / floor_rate}
     label = f"raw PostgreSQL, multi-row INSERT + UPDATE, batches of {BATCH}, synchronous_commit=on"
     report(items, label, floor_rate, result, {"backend": "postgres", "synchronous_commit": "on"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from atlas.errors import DatabaseNotReady
 from atlas.settings import Settings
 from atlas.store import open_store
-from atlas.store.models import NewItem, Transition
+from atlas.store.models import ContentResult, ErrorInfo, NewItem, Transition
 from atlas.store.postgres import PostgresStore
 from atlas.store.postgres.connection import migrations
 from tests.helpers.postgres import scratch_database, wipe
@@ -141,3 +142,76 @@ def test_the_factory_opens_postgres_for_a_postgresql_url(pg: PostgresStore, sett
         assert store.enqueue([doc("through the factory")])[0].created
     finally:
         store.close()
+
+
+def _done(item: Any, text: str) -> Transition:
+    result = ContentResult(content_hash=f"h-{text}", text=text, content_type="text/plain")
+    return Transition(item.id, item.token, "done", "done", result=result)
+
+
+def test_an_applied_batch_adds_one_counter_row_per_change_not_one_per_item(pg: PostgresStore) -> None:
+    """Issue 18: each table is written by one statement per batch, so the counters' statement
+    triggers add a delta row per (state, kind) changed, not per item (that cost the engine more
+    than its floor's whole write)."""
+    pg.enqueue([doc(f"d{i}") for i in range(12)])
+    claimed = pg.claim("o", 12, 30)
+    assert pg.compact_counters() is True
+    batch = [_done(c, f"text {i}") for i, c in enumerate(claimed[:9])]
+    batch.append(_done(claimed[9], "text 0"))  # the same text as the first: its duplicate
+    retry, dead = claimed[10], claimed[11]
+    error = ErrorInfo(stage="fetch", error_class="Boom", message="m", host="h")
+    # next_attempt_at an int among floats: one array of one type all the same.
+    batch.append(Transition(retry.id, retry.token, "queued", "retry", error=error, next_attempt_at=5))
+    batch.append(Transition(dead.id, dead.token, "dead", "dead", error=error, dead_reason="poison"))
+    applied = pg.apply(batch)
+    assert applied[claimed[9].id] == "duplicate" and applied[dead.id] == "dead"
+    # leased -12, done +9, duplicate +1, queued +1, dead +1: one row per key, one statement.
+    assert len(sql_rows(pg, "SELECT * FROM stats_items")) == 2 + 5
+    assert len(sql_rows(pg, "SELECT * FROM stats_completions")) == 2  # compacted + this batch
+    assert len(sql_rows(pg, "SELECT * FROM stats_contents")) == 2
+    assert pg.counts() == {
+        ("done", "document"): 9,
+        ("duplicate", "document"): 1,
+        ("queued", "document"): 1,
+        ("dead", "document"): 1,
+    }
+    assert pg.stats_snapshot().completed == 11
+    assert sql_rows(pg, f"SELECT duplicate_of FROM items WHERE id = '{claimed[9].id}'") == [(claimed[0].id,)]
+    assert sql_rows(pg, "SELECT item_id, attempt, outcome, stage FROM attempts ORDER BY seq") == [
+        (retry.id, 1, "retry", "fetch"),
+        (dead.id, 1, "dead", "fetch"),
+    ]
+
+
+def test_an_item_listed_twice_in_one_apply_is_applied_and_completed_once(pg: PostgresStore) -> None:
+    pg.enqueue([doc("a")])
+    (item,) = pg.claim("o", 1, 30)
+    assert pg.apply([_done(item, "once"), _done(item, "twice")]) == {item.id: "done"}
+    assert pg.completions() == {item.id: 1}
+    assert sql_rows(pg, "SELECT text FROM contents") == [("once",)]
+
+
+def test_claims_commit_without_waiting_for_the_wal_flush_and_applies_wait_for_it(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim whose commit a server crash loses leaves its items queued, and the engine's apply
+    then finds no lease and discards the results: claims need no flush wait. What an apply
+    commits must survive a crash."""
+    real = pg.db.transaction
+    seen: list[str] = []
+
+    @contextmanager
+    def observed() -> Iterator[Any]:  # the real transaction; notes the level it commits with
+        with real() as conn:
+            yield conn
+            seen.append(conn.execute("SELECT current_setting('synchronous_commit') AS s").fetchone()["s"])
+
+    monkeypatch.setattr(pg.db, "transaction", observed)
+    pg.enqueue([doc("a"), doc("b")])
+    first, second = pg.claim("o", 2, 30)
+    pg.apply([_done(first, "a")])
+    assert seen == ["on", "off", "on"]
+    # A claim lost in a crash, as the engine then sees it: the item is queued, the result dropped.
+    pg.release("o")
+    assert pg.apply([_done(second, "b")]) == {}
+    assert pg.completions() == {first.id: 1}

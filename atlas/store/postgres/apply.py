@@ -14,7 +14,8 @@ on a lock or a constraint instead:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from atlas.store.models import Transition
 from atlas.store.postgres.connection import Conn
@@ -22,6 +23,23 @@ from atlas.store.queries import load_queries
 from atlas.store.transitions import TransitionRows, content_row
 
 Q = load_queries("atlas.store.postgres", "queries.sql")
+
+# The array parameters of the *_batch statements (queries.sql), named as transitions.py's rows.
+TRANSITION_COLUMNS = (
+    "id", "token", "state", "attempts_inc", "deaths_inc", "isolate", "next_attempt_at",
+    "error_stage", "error_class", "error_message", "error_host", "dead_reason", "content_hash",
+    "duplicate_of", "timings", "done_at",
+)  # fmt: skip
+NUMERIC: dict[str, Callable[[Any], Any]] = {
+    "attempts_inc": int, "deaths_inc": int, "isolate": int, "next_attempt_at": float, "done_at": float,
+    "bytes": int,
+}  # fmt: skip
+ATTEMPT_COLUMNS = ("id", "outcome", "error_stage", "error_class", "error_message", "error_host")
+COMPLETION_COLUMNS = ("id", "outcome", "token")
+CONTENT_COLUMNS = (
+    "id", "content_hash", "content_type", "title", "text", "canonical_url", "language", "author",
+    "published", "url", "bytes",
+)  # fmt: skip
 
 
 def clean_text(text: str | None) -> str | None:
@@ -61,21 +79,27 @@ def _decide(
     return decided, inserts
 
 
+def columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """The parameter dicts `rows` as one list per name in `names` (psycopg sends a list as an
+    array), for the statements that unnest a whole batch. Numbers are made one type per column:
+    psycopg cannot send a list that mixes ints and floats (a time given as 5 beside 5.5)."""
+    out: dict[str, list[Any]] = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        cast = NUMERIC.get(name)
+        out[name] = values if cast is None else [None if v is None else cast(v) for v in values]
+    return out
+
+
 def _insert_contents(conn: Conn, inserts: Sequence[Transition], now: float) -> set[str]:
-    """Insert the texts of `inserts` (pipelined: one round trip); returns the item ids whose text
-    went in (the rest were stored meanwhile by a concurrent transaction)."""
+    """Insert the texts of `inserts` in one statement; returns the item ids whose text went in
+    (the rest were stored meanwhile by a concurrent transaction)."""
     if not inserts:
         return set()
     rows = [content_row(t.item_id, t.result, now, clean_text) for t in inserts if t.result is not None]
-    cur = conn.cursor()
-    cur.executemany(Q["insert_content"], rows, returning=True)
-    stored: set[str] = set()
-    while True:
-        row = cur.fetchone()
-        if row is not None:
-            stored.add(str(row["item_id"]))
-        if not cur.nextset():
-            return stored
+    params: dict[str, Any] = columns(rows, CONTENT_COLUMNS)
+    params["now"] = now
+    return {str(r["item_id"]) for r in conn.execute(Q["insert_content_batch"], params).fetchall()}
 
 
 def _originals(conn: Conn, live: Sequence[Transition], now: float) -> dict[str, str | None]:
@@ -122,7 +146,13 @@ def apply_transitions(conn: Conn, transitions: Sequence[Transition], now: float)
         r["id"]: r["lease_token"]
         for r in conn.execute(Q["lock_leases"], {"ids": [t.item_id for t in transitions]}).fetchall()
     }
-    live = [t for t in transitions if held.get(t.item_id) == t.token]  # else: lease lost
+    # else: lease lost. An item listed twice is applied once (the first), as when each row was
+    # its own UPDATE and the second found the lease already cleared; its completion is recorded once.
+    first: dict[str, Transition] = {}
+    for t in transitions:
+        if held.get(t.item_id) == t.token:
+            first.setdefault(t.item_id, t)
+    live = list(first.values())
     # Texts are inserted in hash order: two batches holding the same two texts cannot deadlock.
     live.sort(key=lambda t: t.result.content_hash if t.result is not None else "")
     urls = sorted({t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url})
@@ -133,8 +163,22 @@ def apply_transitions(conn: Conn, transitions: Sequence[Transition], now: float)
     for t in live:
         original = originals.get(t.item_id)
         out.add(t, original if original not in (None, t.item_id) else None)
-    cur = conn.cursor()
-    for query, rows in out.batches():
-        if rows:
-            cur.executemany(Q[query], rows)
+    _write_rows(conn, out)
     return out.applied
+
+
+def _write_rows(conn: Conn, out: TransitionRows) -> None:
+    """Write what `out` gathered: one statement per table for the whole batch (issue 18: one
+    statement per row fired the counters' statement triggers once per row, and cost a server-side
+    execution each), validators one by one (rare, and a URL may repeat within a batch)."""
+    now = {"now": out.now}
+    if out.transition:
+        conn.execute(Q["transition_batch"], {**columns(out.transition, TRANSITION_COLUMNS), **now})
+    if out.insert_attempt:
+        conn.execute(Q["insert_attempt_batch"], {**columns(out.insert_attempt, ATTEMPT_COLUMNS), **now})
+    if out.insert_completion:
+        conn.execute(
+            Q["insert_completion_batch"], {**columns(out.insert_completion, COMPLETION_COLUMNS), **now}
+        )
+    if out.validators_upsert:
+        conn.cursor().executemany(Q["validators_upsert"], out.validators_upsert)

@@ -236,6 +236,7 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
         now = self.clock()
         token = uuid.uuid4().hex
         with self._write() as conn:
+            conn.execute(Q["commit_without_flush"])  # see queries.sql: a lost claim loses nothing
             rows = conn.execute(
                 Q["claim"],
                 {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},

@@ -1,9 +1,9 @@
 """The supervisor's store thread: claims and commits run on it, one at a time, off the loop.
 
-The supervisor's one thread was the engine's bottleneck, and most of its time went to SQLite
-statements (py-spy: ~50% inside sqlite3_step), which release the GIL. With claims and commits on a
-thread of their own, the loop reads results, dispatches and answers its workers while a commit
-writes, on the machine's other core.
+The supervisor's one thread was the engine's bottleneck, and about half its time went to SQLite
+running statements (py-spy), which it does without the GIL. With claims and commits on a thread
+of their own, the loop reads results, dispatches and answers its workers while a commit writes,
+on the machine's other core.
 
 One thread, one job at a time: a claim never waits on the engine's own commit for the database
 lock (SQLite's busy handler sleeps in steps of milliseconds), and transitions commit in the order

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from atlas.errors import StoreError
 from atlas.settings import Settings
-from atlas.store.models import NewItem, Transition
+from atlas.store.models import Claimed, NewItem, Transition
 from atlas.store.sqlite import SQLiteStore
 from tests.helpers.engine import engine_thread, finished, wait_for
 
@@ -23,16 +23,23 @@ class HeldStore(SQLiteStore):
     """The real store; its first commit waits for `unblock` (a slow disk, a lock held by a
     backup), or, with `fail_first`, raises StoreError before writing anything."""
 
-    def __init__(self, path: Path, *, fail_first: bool = False) -> None:
+    def __init__(self, path: Path, *, fail_first: bool = False, hold_claim: bool = False) -> None:
         super().__init__(path, synchronous="NORMAL")
-        self.fail_first = fail_first
+        self.fail_first, self.hold_claim = fail_first, hold_claim
         self.entered = threading.Event()
         self.unblock = threading.Event()
         self.calls = 0
 
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
+        if self.hold_claim:  # the first claim: wait, then take what is queued
+            self.hold_claim = False
+            self.entered.set()
+            self.unblock.wait(timeout=60)
+        return super().claim(owner, limit, lease_seconds)
+
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         self.calls += 1
-        if self.calls == 1:
+        if self.calls == 1 and not self.entered.is_set():
             self.entered.set()
             if self.fail_first:
                 raise StoreError("database write failed: disk I/O error (injected)")
@@ -90,4 +97,20 @@ def test_a_commit_that_fails_keeps_its_transitions_and_they_commit_once_on_retry
     assert store.calls >= 2
     assert set(store.completions().values()) == {1} and len(store.completions()) == ITEMS
     assert processed(engine) == ITEMS
+    store.close()
+
+
+def test_items_a_claim_returns_after_the_drain_began_go_back_untouched(
+    settings: Settings, tmp_path: Path
+) -> None:
+    store = HeldStore(tmp_path / "late-claim.db", hold_claim=True)
+    store.enqueue(documents(ITEMS))
+    with engine_thread(fast(settings), store, PIPELINE) as engine:
+        assert store.entered.wait(timeout=60), "the first claim never started"
+        engine.stop()
+        wait_for(lambda: engine._draining, 30, "the drain to begin")
+        store.unblock.set()  # the claim now takes every item, after the drain began
+    # Given back at once, not run: queued again, no attempt spent, no lease left.
+    assert store.counts() == {("queued", "document"): ITEMS}
+    assert all(item.attempts == 0 and item.state == "queued" for item in store.list_items(limit=100))
     store.close()

@@ -1,6 +1,10 @@
 """Commit batching: finished items' transitions, gathered for `commit_interval_ms` into one
 transaction, and the metrics of what each commit applied.
 
+Commits run on the store thread (atlas.engine.storethread), one at a time: while one writes, the
+transitions that arrive meanwhile gather for the next, so batches grow with the load. Forced
+flushes (a worker's death, the drain) wait for the store thread, then commit on the caller's.
+
 A commit that fails keeps its transitions: the leases stay ours while heartbeats go through, and
 if they lapse the items are claimed again and our stale tokens are ignored. Nothing is lost.
 """
@@ -8,9 +12,11 @@ if they lapse the items are claimed again and our stale tokens are ignored. Noth
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from atlas.engine.storethread import StoreThread
 from atlas.errors import StoreError
 from atlas.logging import get_logger
 from atlas.observability.metrics import EngineMetrics
@@ -49,10 +55,13 @@ class Committer:
         children: LabelCache,
         monotonic: Callable[[], float],
         wall: Callable[[], float],
+        thread: StoreThread,
     ) -> None:
         self.store, self.interval_seconds, self.metrics = store, interval_seconds, metrics
         self.child, self.monotonic, self.wall = children, monotonic, wall
+        self.thread = thread
         self.pending: list[tuple[Transition, Claimed]] = []
+        self.committing = 0  # transitions in the commit on the store thread (0: none)
         self._since = 0.0  # when the oldest pending transition arrived
         self._next_retry = 0.0  # after a failed commit: not before this
 
@@ -62,25 +71,56 @@ class Committer:
         self.pending.append((transition, item))
 
     def next_due(self) -> float | None:
-        """When the pending transitions are due for their commit; None when there are none."""
-        if not self.pending:
+        """When the pending transitions are due for their commit; None when there are none, or
+        while a commit runs (its end wakes the loop)."""
+        if not self.pending or self.committing:
             return None
         return max(self._since + self.interval_seconds, self._next_retry)
 
     def maybe_flush(self, now: float, *, idle: bool) -> bool:
         """Commit when the interval has passed, a full batch waits, or nothing else is running
-        (`idle`: waiting longer would gather nothing more). Returns True when it tried."""
-        if not self.pending or now < self._next_retry:
+        (`idle`: waiting longer would gather nothing more), and no commit runs. Returns True when
+        it handed a batch to the store thread."""
+        if not self.pending or now < self._next_retry or self.committing:
             return False
         if now - self._since >= self.interval_seconds or len(self.pending) >= MAX_COMMIT_BATCH or idle:
-            self.flush()
+            self._submit()
             return True
         return False
+
+    def _submit(self) -> None:
+        batch = self.pending[:MAX_COMMIT_BATCH]
+        del self.pending[: len(batch)]
+        self.committing = len(batch)
+        # What is left (more than a batch) is already due: it goes as soon as this one is done.
+
+        def commit() -> None:  # on the store thread
+            started = time.perf_counter()
+            applied = self.store.apply([t for t, _ in batch])
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
+            self.metrics.commit_batch.observe(len(batch))
+            self._record(batch, applied)
+
+        def committed(_: Any, error: BaseException | None) -> None:  # on the loop's thread
+            self.committing = 0
+            if error is None:
+                if not self.pending:
+                    self._since = self.monotonic()
+                return
+            if not isinstance(error, StoreError):
+                raise error
+            log.error("commit failed; will retry", error=str(error), pending=len(batch) + len(self.pending))
+            self.pending[:0] = batch  # first again: nothing is lost
+            self._next_retry = self.monotonic() + STORE_RETRY_SECONDS
+
+        self.thread.submit(commit, committed)
 
     def flush(self, *, force: bool = False, give_up_at: float = 0.0) -> None:
         """Commit everything pending, in batches of MAX_COMMIT_BATCH. On a store error: keep them
         and retry after STORE_RETRY_SECONDS; with `force` (death, drain) retry here, blocking,
-        until `give_up_at` (monotonic), after which the leases expire and the items run again."""
+        until `give_up_at` (monotonic), after which the leases expire and the items run again.
+        Waits for the store thread first (its commit's transitions come back on failure)."""
+        self.thread.wait_idle()
         while self.pending:
             batch = self.pending[:MAX_COMMIT_BATCH]
             started = time.perf_counter()
@@ -103,6 +143,7 @@ class Committer:
 
     def _record(self, batch: list[tuple[Transition, Claimed]], applied: dict[str, str]) -> None:
         wall = self.wall()
+        processed: Counter[tuple[str, str]] = Counter()  # one inc per (kind, outcome) per commit
         for transition, item in batch:
             outcome = applied.get(item.id)
             if outcome is None:
@@ -112,10 +153,12 @@ class Committer:
                 if outcome == "deferred":
                     self.metrics.deferred.labels(item.kind).inc()
                 continue
-            self.child(self.metrics.processed, item.kind, outcome).inc()
+            processed[item.kind, outcome] += 1
             if transition.state == "queued" and outcome == "retry":
                 self.metrics.retries.labels(item.kind).inc()
             if transition.state == "dead":
                 self.metrics.dead_lettered.labels(item.kind, transition.dead_reason or "unknown").inc()
             if transition.state in ("done", "dead"):
                 self.child(self.metrics.accept_to_done, item.kind).observe(max(0.0, wall - item.created_at))
+        for (kind, outcome), count in processed.items():
+            self.child(self.metrics.processed, kind, outcome).inc(count)

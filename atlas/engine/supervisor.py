@@ -7,7 +7,9 @@ items a recorded death, and a poison item is found by running suspects alone.
 
 Throughput comes from batching both ends: one transaction claims up to `claim_batch_size` items
 (while the engine holds no more than its claim budget, atlas.engine.budget), and completions are
-gathered for `commit_interval_ms` into one transaction.
+gathered for `commit_interval_ms` into one transaction. Claims and commits run on the store
+thread (atlas.engine.storethread), so the loop goes on reading results and dispatching while the
+database writes; their outcomes come back to the loop, which alone decides.
 
 This module is the loop and the decisions (claim, settle results and deaths, drain); the parts
 it drives live beside it: the worker pool (workers), which worker runs what (dispatch), heartbeats
@@ -37,6 +39,7 @@ from atlas.engine.host_metrics import HostMetrics
 from atlas.engine.leases import Leases
 from atlas.engine.messages import Deferral, Done, Extend, FromWorker, Hosts, Job, Ready, Run, Stop
 from atlas.engine.pool import LEASE_LAPSED_EXIT, RESTART_REASONS, describe_exit, restart_reason
+from atlas.engine.storethread import StoreThread
 from atlas.engine.wakeups import WorkWatcher
 from atlas.engine.worker import build_pipeline
 from atlas.engine.workers import Worker, WorkerPool
@@ -118,9 +121,17 @@ class Engine:
         )
         self.leases = Leases(store, self.owner, settings, self.metrics, wall)
         self._child = LabelCache()
+        self.store_thread = StoreThread(self._on_store_done)
         self.commits = Committer(
-            store, settings.commit_interval_ms / 1000, self.metrics, self._child, monotonic, wall
+            store,
+            settings.commit_interval_ms / 1000,
+            self.metrics,
+            self._child,
+            monotonic,
+            wall,
+            self.store_thread,
         )
+        self._claiming = False  # a claim runs on the store thread
         self._health = ("healthy", "workers running")  # as last published in the heartbeat
         self._pipeline_checked = False
         self._backlog: deque[Claimed] = deque()
@@ -151,6 +162,13 @@ class Engine:
             os.write(self._wake_w, b"w")
         except OSError:
             pass
+
+    def _on_store_done(self) -> None:
+        """A claim or commit ended (called from the store thread): wake the loop to take it."""
+        try:
+            os.write(self._wake_w, b"s")
+        except OSError:
+            pass  # the pipe is full: the loop wakes anyway
 
     def check_pipeline(self) -> None:
         """Build the pipeline once here, before any worker is forked, so that a pipeline that
@@ -189,11 +207,13 @@ class Engine:
         for slot in range(len(self.workers.slots)):
             self.workers.spawn(slot)
         watcher = WorkWatcher.for_store(self.store, self._on_work)
+        self.store_thread.start()
         try:
             self._loop()
         finally:
             if watcher is not None:
                 watcher.stop()  # before _shutdown closes the pipe it writes to
+            self.store_thread.stop()  # likewise
             self._shutdown()
         log.info("engine stopped", owner=self.owner)
         return 0
@@ -205,6 +225,7 @@ class Engine:
             now = self.monotonic()
             if self.on_turn is not None:
                 self.on_turn()
+            self.store_thread.deliver()  # claims and commits that ended: their outcomes
             if self._stop and not self._draining:
                 self._begin_drain(now)
             if not self._draining:
@@ -223,7 +244,7 @@ class Engine:
             if self.commits.maybe_flush(now, idle=self._held() == 0):
                 self.metrics.in_flight.set(self._held())
             if self._draining:
-                if self._held() == 0:
+                if self._held() == 0 and not self._claiming:
                     break
                 if now >= self._drain_deadline:
                     self._abandon_running()
@@ -376,7 +397,12 @@ class Engine:
 
     def _can_claim(self, now: float) -> bool:
         # Half the budget left: claims stay few and large (each is a write transaction).
-        return not self._draining and not self._paused and self._held() <= self.budget.capacity(now) // 2
+        return (
+            not self._draining
+            and not self._paused
+            and not self._claiming  # one at a time: its end wakes the loop
+            and self._held() <= self.budget.capacity(now) // 2
+        )
 
     @property
     def paused(self) -> bool:
@@ -398,11 +424,28 @@ class Engine:
         limit = min(self.settings.claim_batch_size, self.budget.capacity(now) - self._held())
         if limit <= 0 or not self.workers.live():
             return
-        try:
-            claimed = self.store.claim(self.owner, limit, self.settings.lease_seconds)
-        except StoreError as exc:
-            log.error("claim failed", error=str(exc))
+        owner, lease_seconds = self.owner, self.settings.lease_seconds
+        self._claiming = True
+        self.store_thread.submit(
+            lambda: self.store.claim(owner, limit, lease_seconds),
+            lambda claimed, error: self._claimed(limit, claimed, error),
+        )
+
+    def _claimed(self, limit: int, claimed: list[Claimed] | None, error: BaseException | None) -> None:
+        """The store thread's claim ended: the items join the backlog (or go back when draining)."""
+        self._claiming = False
+        now = self.monotonic()
+        if error is not None:
+            if not isinstance(error, StoreError):
+                raise error
+            log.error("claim failed", error=str(error))
             self._next_claim = now + STORE_RETRY_SECONDS
+            return
+        assert claimed is not None
+        if self._draining:  # the drain began while the claim ran: give them back at once
+            wall = self.wall()
+            for item in claimed:
+                self.commits.add(queue.released(item, wall), item, now)
             return
         if claimed:
             self._backlog.extend(claimed)

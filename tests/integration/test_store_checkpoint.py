@@ -64,21 +64,28 @@ def test_a_store_dropped_without_close_stops_its_checkpoint_thread_and_one_close
 ) -> None:
     # Before: the thread (and its connection to the file) outlived a store dropped without close(),
     # for the life of the process: one more per such store (tests, one-shot commands, helpers).
+    def threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "atlas-wal-checkpoint"}
+
+    before = threads()
     store = SQLiteStore(tmp_path / "atlas.db")
     store.enqueue([NewItem(kind="document", payload={"content": "x"})])
-    checkpointer = store.checkpointer
-    assert checkpointer.running
+    started = threads() - before
+    assert started and store.checkpointer.running
     del store
     gc.collect()
     wait_for(
-        lambda: not checkpointer.running, timeout=10, what="the dropped store's checkpoint thread to end"
+        lambda: not any(t.is_alive() for t in started),
+        timeout=10,
+        what="the dropped store's checkpoint thread to end",
     )
 
     # A store used again after close() checkpoints again, and close() stops that thread too.
+    before = threads()
     again = SQLiteStore(tmp_path / "atlas.db")
     again.close()
     again.enqueue([NewItem(kind="document", payload={"content": "y"})])
-    assert again.checkpointer.running
-    checkpointer = again.checkpointer
+    restarted = threads() - before
+    assert restarted and again.checkpointer.running
     again.close()
-    assert not checkpointer.running
+    assert not any(t.is_alive() for t in restarted) and not again.checkpointer.running

@@ -30,14 +30,21 @@ INTERVAL_SECONDS = 0.2
 
 
 class WalCheckpointer:
-    """Checkpoints the WAL of `path` after writes, on a thread started by the first `wrote()`."""
+    """Checkpoints the WAL of `path` after writes, on a thread started by the first `wrote()`.
+
+    `close()` stops the thread; a later `wrote()` (a store used again after close) starts another.
+    The thread refers to this object, never to the store: a store dropped without close() stops
+    it through `stop_soon` (SQLiteConnections registers it with weakref.finalize), instead of
+    leaving a thread and an open connection to the file for the rest of the process.
+    """
 
     def __init__(self, path: Path, interval: float = INTERVAL_SECONDS) -> None:
         self.path, self.interval = path, interval
         self.checkpoints = 0  # PASSIVE checkpoints run (tests and curiosity)
+        # The running thread's two events, replaced when it is told to stop: a thread started
+        # later (the store used again) never shares them with one still finishing its checkpoint.
         self._wrote = threading.Event()
         self._stop = threading.Event()
-        self._closing = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -45,8 +52,13 @@ class WalCheckpointer:
         """A write transaction committed: checkpoint soon. Cheap: called after every commit."""
         if self._thread is None:
             with self._lock:
-                if self._thread is None and not self._closing:
-                    thread = threading.Thread(target=self._run, name="atlas-wal-checkpoint", daemon=True)
+                if self._thread is None:
+                    thread = threading.Thread(
+                        target=self._run,
+                        args=(self._wrote, self._stop),
+                        name="atlas-wal-checkpoint",
+                        daemon=True,
+                    )
                     thread.start()
                     self._thread = thread
         self._wrote.set()
@@ -55,26 +67,32 @@ class WalCheckpointer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def stop_soon(self) -> threading.Thread | None:
+        """Tell the thread to end (after its current checkpoint) without waiting; returns it."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            wrote, self._wrote = self._wrote, threading.Event()
+            stop, self._stop = self._stop, threading.Event()
+        stop.set()
+        wrote.set()
+        return thread
+
     def close(self) -> None:
         """Stop the thread (after its current checkpoint); the last connection's close checkpoints."""
-        with self._lock:
-            self._closing = True
-            thread = self._thread
-        self._stop.set()
-        self._wrote.set()
+        thread = self.stop_soon()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10)
 
-    def _run(self) -> None:
+    def _run(self, wrote: threading.Event, stop: threading.Event) -> None:
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             while True:
-                self._wrote.wait()
+                wrote.wait()
                 # Let writes gather: one checkpoint (one fsync of the database file) for many commits.
-                if self._stop.wait(self.interval):
+                if stop.wait(self.interval):
                     return
-                self._wrote.clear()
+                wrote.clear()
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self.checkpoints += 1
         except sqlite3.Error as exc:

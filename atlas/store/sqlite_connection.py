@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +86,8 @@ class SQLiteConnections:
         self.query_timings = QueryTimings()
         # Checkpoints run on a thread of their own, not in the commits (atlas.store.sqlite_checkpoint).
         self.checkpointer = WalCheckpointer(self.path)
+        # A store dropped without close() must not leave the thread (and its connection) behind.
+        weakref.finalize(self, self.checkpointer.stop_soon)
         self._create = migrate
         self.migrations_applied = 0
         if migrate:
@@ -161,8 +164,7 @@ class SQLiteConnections:
                 self.locked_errors += 1
 
     def close(self) -> None:
-        self.checkpointer.close()
-        self.checkpointer = WalCheckpointer(self.path)  # a store used again after close checkpoints again
+        self.checkpointer.close()  # a store used again after close starts it again
         with self._lock:
             for conn in self._all:
                 conn.close()

@@ -7,6 +7,7 @@ soon after every write, so the fsync of the database file is off the engine's an
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -56,3 +57,35 @@ def test_a_store_that_only_reads_starts_no_checkpoint_thread(tmp_path: Path) -> 
         assert now <= before
     finally:
         reader.close()
+
+
+def test_a_store_dropped_without_close_stops_its_checkpoint_thread_and_one_closed_starts_again(
+    tmp_path: Path,
+) -> None:
+    # Before: the thread (and its connection to the file) outlived a store dropped without close(),
+    # for the life of the process: one more per such store (tests, one-shot commands, helpers).
+    def threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "atlas-wal-checkpoint"}
+
+    before = threads()
+    store = SQLiteStore(tmp_path / "atlas.db")
+    store.enqueue([NewItem(kind="document", payload={"content": "x"})])
+    started = threads() - before
+    assert started and store.checkpointer.running
+    del store
+    gc.collect()
+    wait_for(
+        lambda: not any(t.is_alive() for t in started),
+        timeout=10,
+        what="the dropped store's checkpoint thread to end",
+    )
+
+    # A store used again after close() checkpoints again, and close() stops that thread too.
+    before = threads()
+    again = SQLiteStore(tmp_path / "atlas.db")
+    again.close()
+    again.enqueue([NewItem(kind="document", payload={"content": "y"})])
+    restarted = threads() - before
+    assert restarted and again.checkpointer.running
+    again.close()
+    assert not any(t.is_alive() for t in restarted) and not again.checkpointer.running

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from atlas.config.reference import render
 from atlas.engine.supervisor import DEFAULT_PIPELINE, Engine
 from atlas.logging import configure_logging, get_logger
+from atlas.ops.gctune import settle_heap
 from atlas.observability.tracing import setup_tracing
 from atlas.ops.pidfiles import api_pid_name, pid_file
 from atlas.ops.preflight import check_ports, listens
@@ -78,6 +79,7 @@ def run_api(settings: Settings) -> int:
     shutdown.on_stop(notifier.stopping)
     shutdown.on_stop(lambda: setattr(server, "should_exit", True))
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
+    settle_heap()  # the app and its imports are built: see atlas.ops.gctune
     with pid_file(settings.data_dir, api_pid_name(settings.api_port)):
         if not shutdown.requested.is_set():
             server.run()

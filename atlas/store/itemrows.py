@@ -85,7 +85,8 @@ def to_json(value: Any) -> str | None:
 
 
 # Positions in an item row (the order of both backends' insert_item parameters).
-ROW_ID, ROW_KIND, ROW_KEY, ROW_PAYLOAD, ROW_REQUEST_HASH, ROW_NOW = 0, 1, 3, 5, 9, 10
+ROW_ID, ROW_KIND, ROW_SOURCE, ROW_KEY, ROW_PRIORITY, ROW_PAYLOAD = 0, 1, 2, 3, 4, 5
+ROW_METADATA, ROW_DUE, ROW_TRACE, ROW_REQUEST_HASH, ROW_NOW = 6, 7, 8, 9, 10
 
 
 def item_row(item_id: str, item: NewItem, idempotency_key: str | None, now: float) -> tuple[Any, ...]:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from atlas.store.ids import new_id
+from atlas.store.ids import new_ids
 from atlas.store.models import Claimed, ErrorInfo, Item, NewItem, PreparedItems
 
 
@@ -111,4 +111,5 @@ def item_row(item_id: str, item: NewItem, idempotency_key: str | None, now: floa
 def prepare_items(items: Sequence[NewItem], now: float) -> PreparedItems:
     """Ids and rows for `items` accepted at `now`: the per-item work of an enqueue that needs no
     transaction (about a fifth of the group-commit thread's samples when it ran there, issue 18)."""
-    return PreparedItems(items, [item_row(new_id(now), it, it.idempotency_key, now) for it in items])
+    ids = new_ids(len(items), now)
+    return PreparedItems(items, [item_row(i, it, it.idempotency_key, now) for i, it in zip(ids, items)])

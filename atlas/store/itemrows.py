@@ -112,4 +112,6 @@ def prepare_items(items: Sequence[NewItem], now: float) -> PreparedItems:
     """Ids and rows for `items` accepted at `now`: the per-item work of an enqueue that needs no
     transaction (about a fifth of the group-commit thread's samples when it ran there, issue 18)."""
     ids = new_ids(len(items), now)
-    return PreparedItems(items, [item_row(i, it, it.idempotency_key, now) for i, it in zip(ids, items)])
+    return PreparedItems(
+        items, [item_row(i, it, it.idempotency_key, now) for i, it in zip(ids, items, strict=True)]
+    )

@@ -573,6 +573,10 @@ def test_plain_batches_of_any_size_go_in_whole_with_every_column(db: Any, clock:
                 "queued",
             )
             assert (got.source, got.idempotency_key, got.metadata) == (None, None, None)
-            assert (got.created_at, got.updated_at, got.next_attempt_at) == (clock.now, clock.now, clock.now + i)
+            assert (got.created_at, got.updated_at, got.next_attempt_at) == (
+                clock.now,
+                clock.now,
+                clock.now + i,
+            )
     if isinstance(db, SQLiteStore):  # the multi-row statement ran, not executemany's per-row one
         assert "insert_item_plain" in db.query_timings and "insert_item" not in db.query_timings

@@ -82,9 +82,10 @@ def _insert_plain(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> 
     """Plain rows by multi-row INSERTs of insert_item_plain's VALUES row, not executemany.
 
     executemany steps its statement once a row and releases and re-takes the GIL around every step:
-    per row that cost ~7 us of CPU against ~3.5 us for a 512-row statement stepped once (a
-    1,000-row batch), and with the API's request thread holding the GIL, each re-take waited for
-    it (~30% of the commit's executemany samples under py-spy). Statements come in power-of-two
+    per row that cost ~7 us of CPU against ~3.5 us with statements of 500 rows stepped once each
+    (a 1,000-row batch on the items schema, microbenchmark), and with the API's request thread
+    holding the GIL, each re-take waited for it (~30% of the commit's executemany samples under
+    py-spy). Statements come in power-of-two
     sizes, so a connection's statement cache holds at most 10 of them whatever the row count.
     """
     params = list(map(_PLAIN, rows))
@@ -99,8 +100,10 @@ def _insert_plain(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> 
 def _plain_values(rows: int) -> NamedSQL:
     """insert_item_plain with `rows` VALUES rows, numbered on: (?1..?7), (?8..?14), ..."""
     head, _, row = Q["insert_item_plain"].rpartition("VALUES")
+    row = row.strip()
     width = len(set(_PARAMETER.findall(row)))  # ?7 is bound twice (created_at, updated_at)
-    values = ",".join(
-        _PARAMETER.sub(lambda m, k=k: f"?{int(m.group(1)) + k * width}", row.strip()) for k in range(rows)
-    )
-    return NamedSQL(f"{head}VALUES {values}", "insert_item_plain")
+
+    def shifted(k: int) -> str:
+        return _PARAMETER.sub(lambda m: f"?{int(m.group(1)) + k * width}", row)
+
+    return NamedSQL(f"{head}VALUES {','.join(map(shifted, range(rows)))}", "insert_item_plain")

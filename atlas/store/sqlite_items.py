@@ -73,8 +73,8 @@ def insert_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], now:
 
 
 # Rows per multi-row INSERT of plain rows (a power of two, see _insert_plain), 7 parameters each:
-# far under SQLite's limit of 32,766 parameters a statement.
-PLAIN_ROWS = 512
+# far under SQLite's limit of 32,766 parameters a statement (999 before 3.32: 128 rows there).
+PLAIN_ROWS = 512 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
 _PARAMETER = re.compile(r"\?(\d+)")
 
 

@@ -680,6 +680,14 @@ class Settings:
         "Idle keep-alive connections close after.",
         category="api",
     )
+    api_event_loop: str = _setting(
+        "ATLAS_API_EVENT_LOOP",
+        "asyncio",
+        _one_of("asyncio", "uvloop"),
+        "The API's event loop and HTTP parser: asyncio with h11, or uvloop with httptools "
+        "(uvicorn[standard]; bench/ingest.py measures both).",
+        category="api",
+    )
     api_shutdown_timeout_seconds: int = _setting(
         "ATLAS_API_SHUTDOWN_TIMEOUT_SECONDS",
         10,

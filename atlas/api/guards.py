@@ -6,6 +6,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from atlas.reliability.token_bucket import TokenBucket
 _PROPAGATOR = TraceContextTextMapPropagator()
 _STRING = re.compile(rb'"[^"]*"')
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_STEP = [1 if b in b"[{" else -1 for b in range(256)]
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # The docs page loads Swagger UI from its CDN and runs one inline script.
 DOCS_CSP = (
@@ -52,21 +54,26 @@ def json_too_deep(body: bytes, limit: int) -> bool:
 
     Everything but brackets and quotes is dropped first, in C, after the escapes that could hide a
     quote (an escaped backslash, then an escaped quote, paired left to right as JSON pairs them):
-    what is left is a few bytes per value, so a 1,000-item batch is checked in well under a
-    millisecond (a regular expression over the whole body took ~6 ms).
+    what is left is a few bytes per value. Adjacent quotes go next (with an even count every
+    quote still pairs as before: an empty string, or two strings merged whose bytes between are
+    string bytes either way), so only strings holding brackets reach the regular expression, and
+    the depth is a running sum in C. A 1,000-item batch: ~0.3 ms (a regular expression over the
+    whole body took ~6 ms, the per-byte loop of the first version of this ~1.2 ms).
     """
-    if body.count(b"[") + body.count(b"{") <= limit:
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = body.translate(None, _NOT_STRUCTURE)
+    if len(structure) <= limit:  # fewer brackets than the limit cannot nest deeper than it
         return False
-    structure = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
-    depth = 0
-    for byte in _STRING.sub(b"", structure):
-        if byte in b"[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+    quotes = structure.count(b'"')
+    if quotes:
+        if quotes % 2 == 0:
+            structure = structure.replace(b'""', b"")
+        if b'"' in structure:
+            structure = _STRING.sub(b"", structure)
+    # As the byte loop counted: an opening bracket +1, anything else left (a closing bracket, or
+    # the lone quote of a malformed body) -1.
+    return max(accumulate(map(_STEP.__getitem__, structure)), default=0) > limit
 
 
 async def send_json(

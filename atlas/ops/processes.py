@@ -11,6 +11,7 @@ from atlas.config.reference import render
 from atlas.engine.supervisor import DEFAULT_PIPELINE, Engine
 from atlas.logging import configure_logging, get_logger
 from atlas.observability.tracing import setup_tracing
+from atlas.ops.gctune import settle_heap
 from atlas.ops.pidfiles import api_pid_name, pid_file
 from atlas.ops.preflight import check_ports, listens
 from atlas.ops.sdnotify import Liveness, Notifier, Watchdog, loop_alive
@@ -55,6 +56,10 @@ def _api_server(settings: Settings, notifier: Notifier | None = None) -> uvicorn
         access_log=False,
         log_config=None,
         timeout_keep_alive=settings.api_keepalive_timeout_seconds,
+        # Named, not uvicorn's "auto" (which takes uvloop and httptools whenever they are installed):
+        # ATLAS_API_EVENT_LOOP decides, so what serves is what the settings say.
+        loop=settings.api_event_loop,
+        http="httptools" if settings.api_event_loop == "uvloop" else "h11",
         timeout_graceful_shutdown=settings.api_shutdown_timeout_seconds,
     )
     if notifier is None:
@@ -78,6 +83,7 @@ def run_api(settings: Settings) -> int:
     shutdown.on_stop(notifier.stopping)
     shutdown.on_stop(lambda: setattr(server, "should_exit", True))
     get_logger("atlas.ops").info("api serving", url=f"http://{settings.api_host}:{settings.api_port}")
+    settle_heap()  # the app and its imports are built: see atlas.ops.gctune
     with pid_file(settings.data_dir, api_pid_name(settings.api_port)):
         if not shutdown.requested.is_set():
             server.run()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+_new, _set = object.__new__, object.__setattr__
 ITEM_KINDS = ("document", "url", "feed")
 STATES = ("queued", "leased", "done", "duplicate", "dead")
 FINAL_STATES = ("done", "duplicate", "dead")
@@ -30,6 +31,40 @@ class NewItem:
     not_before: float | None = None
     trace_context: str | None = None
     request_hash: str | None = None  # fingerprint of the request, checked on idempotent repeats
+
+    @classmethod
+    def document(
+        cls,
+        payload: dict[str, Any],
+        source: str | None,
+        priority: int,
+        metadata: dict[str, Any] | None,
+        not_before: float | None,
+        trace_context: str | None,
+    ) -> NewItem:
+        """A document without idempotency key from values already validated (atlas.api.batchbody).
+
+        Equal to NewItem("document", ...) in every way; built with its fields' dict set in one
+        step, where a frozen dataclass's __init__ calls object.__setattr__ once per field: about
+        half the cost, measured over the 1,000 items of a batch (issue 18).
+        """
+        item = _new(cls)
+        _set(
+            item,
+            "__dict__",
+            {
+                "kind": "document",
+                "payload": payload,
+                "source": source,
+                "idempotency_key": None,
+                "priority": priority,
+                "metadata": metadata,
+                "not_before": not_before,
+                "trace_context": trace_context,
+                "request_hash": None,
+            },
+        )
+        return item
 
 
 @dataclass(frozen=True)

@@ -542,3 +542,41 @@ def test_a_large_batch_without_keys_goes_in_whole_with_its_feeds_and_counters(db
     )
     assert [f["url"] for f in db.feed_list()] == ["http://f.test/rss"]
     assert db.queue_stats()["oldest_queued_at"] == clock.now
+
+
+def test_plain_batches_of_any_size_go_in_whole_with_every_column(db: Any, clock: Clock) -> None:
+    """Rows with no source, key, metadata or request hash take SQLite's multi-row insert in chunks
+    of 512 then powers of two (sqlite_items._insert_plain): sizes around those edges must store
+    every row and column as the general path does, and the counters."""
+    sizes = [1, 3, 513, 1100]
+    batches = [
+        [
+            doc(f"p{n}-{i}", priority=i % 5, not_before=clock.now + i, trace_context=f"00-{n}-{i}-01")
+            for i in range(n)
+        ]
+        for n in sizes
+    ]
+    ids = [[r.id for r in db.enqueue(batch)] for batch in batches]
+    assert db.counts() == {("queued", "document"): sum(sizes)}
+    assert sql_rows(db, "SELECT COUNT(*) FROM items WHERE source IS NULL AND metadata IS NULL")[0][0] == sum(
+        sizes
+    )
+    for batch, batch_ids in zip(batches, ids, strict=True):
+        assert len(set(batch_ids)) == len(batch)
+        for i in (0, len(batch) // 2, len(batch) - 1):
+            got = db.get_item(batch_ids[i])
+            assert got is not None
+            assert (got.payload, got.priority, got.trace_context, got.state) == (
+                batch[i].payload,
+                batch[i].priority,
+                batch[i].trace_context,
+                "queued",
+            )
+            assert (got.source, got.idempotency_key, got.metadata) == (None, None, None)
+            assert (got.created_at, got.updated_at, got.next_attempt_at) == (
+                clock.now,
+                clock.now,
+                clock.now + i,
+            )
+    if isinstance(db, SQLiteStore):  # the multi-row statement ran, not executemany's per-row one
+        assert "insert_item_plain" in db.query_timings and "insert_item" not in db.query_timings

@@ -1,8 +1,9 @@
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from atlas.api.guards import json_too_deep
@@ -42,6 +43,29 @@ _json_values = st.recursive(
 def test_json_depth_agrees_with_the_parsed_depth(value: Any, limit: int, ascii_only: bool) -> None:
     body = json.dumps(value, ensure_ascii=ascii_only).encode()
     assert json_too_deep(body, limit) == (_depth(value) > limit)
+
+
+def _byte_loop_too_deep(body: bytes, limit: int) -> bool:
+    """The guard's first version, a loop over every structural byte: the answer any faster version
+    must keep, malformed bodies (a lone quote, unbalanced brackets) included."""
+    structure = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = bytes(b for b in structure if b in b'[]{}"')
+    depth = 0
+    for byte in re.sub(rb'"[^"]*"', b"", structure):
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+@settings(max_examples=600, deadline=None)
+@example(body=b'"[[""[[[[', limit=4)  # a lone quote: adjacent quotes must not be paired first
+@given(
+    body=st.binary(max_size=40) | st.text(alphabet='[]{}"\\a', max_size=40).map(str.encode),
+    limit=st.integers(0, 5),
+)
+def test_json_depth_answers_any_body_as_the_byte_loop_did(body: bytes, limit: int) -> None:
+    assert json_too_deep(body, limit) == _byte_loop_too_deep(body, limit)
 
 
 def test_token_bucket_allows_a_burst_then_paces() -> None:

@@ -4,6 +4,8 @@ the same items from it; anything else goes to the general path (None)."""
 from __future__ import annotations
 
 import json
+import pickle
+from dataclasses import FrozenInstanceError, replace
 from typing import Any
 
 import pytest
@@ -96,3 +98,13 @@ def test_over_the_item_limit_or_the_size_limit_goes_to_the_general_path() -> Non
     assert fast_documents(body_of([{"content": big}]), 10, TRACE) is None
     fits = "a" * (MAX_DOCUMENT_BYTES // 4 + 1)  # over the cheap bound, under the limit once encoded
     assert fast_documents(body_of([{"content": fits}]), 10, TRACE) == general(body_of([{"content": fits}]))
+
+
+def test_a_document_built_by_its_fast_constructor_is_the_dataclass_item_in_every_way() -> None:
+    args = ({"content": "x", "content_type": "text/plain"}, "s", 3, {"m": 1}, 5.0, TRACE)
+    fast, slow = NewItem.document(*args), NewItem("document", args[0], "s", None, *args[2:])
+    assert fast == slow and repr(fast) == repr(slow) and vars(fast) == vars(slow)
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    assert replace(fast, idempotency_key="k") == replace(slow, idempotency_key="k")
+    with pytest.raises(FrozenInstanceError):
+        fast.priority = 1  # type: ignore[misc]

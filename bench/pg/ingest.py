@@ -34,6 +34,8 @@ from bench.ingest import (
     CONNECTIONS,
     DOC,
     ROOT,
+    SHIPPED_STACK,
+    STACKS,
     batch_atlas,
     free_port,
     httpx_load,
@@ -115,6 +117,12 @@ def main_postgres(seconds: int, batches: int, order: str = "group,serial,paralle
                 "bench.floor_app:app",
                 "--port",
                 str(port),
+                # The stack `atlas api` serves on by default (uvicorn's "auto" would pick uvloop
+                # and httptools whenever installed, and the ratio would compare two stacks).
+                "--loop",
+                STACKS[SHIPPED_STACK][0],
+                "--http",
+                STACKS[SHIPPED_STACK][1],
                 "--no-access-log",
                 "--log-level",
                 "warning",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from atlas.logging import get_logger
@@ -27,6 +28,7 @@ log = get_logger("atlas.store")
 # thread below has not kept up.
 SAFETY_PAGES = 4096
 INTERVAL_SECONDS = 0.2
+RETRY_SECONDS = 60.0  # after the thread failed (e.g. the disk full): when a write may start another
 
 
 class WalCheckpointer:
@@ -38,8 +40,8 @@ class WalCheckpointer:
     leaving a thread and an open connection to the file for the rest of the process.
     """
 
-    def __init__(self, path: Path, interval: float = INTERVAL_SECONDS) -> None:
-        self.path, self.interval = path, interval
+    def __init__(self, path: Path, interval: float = INTERVAL_SECONDS, retry: float = RETRY_SECONDS) -> None:
+        self.path, self.interval, self.retry = path, interval, retry
         self.checkpoints = 0  # PASSIVE checkpoints run (tests and curiosity)
         # The running thread's two events, replaced when it is told to stop: a thread started
         # later (the store used again) never shares them with one still finishing its checkpoint.
@@ -47,10 +49,11 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._retry_at = 0.0  # after a failed thread: no new one before this (monotonic)
 
     def wrote(self) -> None:
         """A write transaction committed: checkpoint soon. Cheap: called after every commit."""
-        if self._thread is None:
+        if self._thread is None and time.monotonic() >= self._retry_at:
             with self._lock:
                 if self._thread is None:
                     thread = threading.Thread(
@@ -86,7 +89,10 @@ class WalCheckpointer:
     def _run(self, wrote: threading.Event, stop: threading.Event) -> None:
         conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # mode=rw: never create the file (it exists once a write committed; if it was removed
+            # meanwhile, checkpointing an empty new file would only hide that).
+            uri = f"{self.path.resolve().as_uri()}?mode=rw"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             while True:
                 wrote.wait()
                 # Let writes gather: one checkpoint (one fsync of the database file) for many commits.
@@ -96,8 +102,13 @@ class WalCheckpointer:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self.checkpoints += 1
         except sqlite3.Error as exc:
-            # The writers' own checkpoints (SAFETY_PAGES) still bound the WAL.
+            # The writers' own checkpoints (SAFETY_PAGES) still bound the WAL meanwhile; a write
+            # after RETRY_SECONDS starts a new thread.
             log.warning("background WAL checkpoints stopped", path=str(self.path), error=str(exc))
+            with self._lock:
+                self._retry_at = time.monotonic() + self.retry
+                if self._stop is stop:  # still this thread's turn: let a later write start another
+                    self._thread = None
         finally:
             if conn is not None:
                 conn.close()

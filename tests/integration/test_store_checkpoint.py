@@ -8,12 +8,14 @@ soon after every write, so the fsync of the database file is off the engine's an
 from __future__ import annotations
 
 import gc
+import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 from atlas.store.models import NewItem
 from atlas.store.sqlite import SQLiteStore
-from atlas.store.sqlite_checkpoint import SAFETY_PAGES
+from atlas.store.sqlite_checkpoint import SAFETY_PAGES, WalCheckpointer
 from tests.helpers.engine import wait_for
 
 
@@ -89,3 +91,23 @@ def test_a_store_dropped_without_close_stops_its_checkpoint_thread_and_one_close
     assert restarted and again.checkpointer.running
     again.close()
     assert not any(t.is_alive() for t in restarted) and not again.checkpointer.running
+
+
+def test_a_checkpoint_thread_that_failed_creates_no_file_and_a_later_write_starts_another(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "atlas.db"
+    checkpointer = WalCheckpointer(path, interval=0.01, retry=0.0)
+    try:
+        checkpointer.wrote()  # no such file: the thread's connection fails (mode=rw)
+        wait_for(lambda: not checkpointer.running, timeout=15, what="the failed thread to end")
+        assert not path.exists()
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("CREATE TABLE t (x)")
+        checkpointer.wrote()
+        wait_for(lambda: checkpointer.checkpoints >= 1, timeout=15, what="a new thread's checkpoint")
+        assert checkpointer.running
+    finally:
+        checkpointer.close()
+    assert not checkpointer.running

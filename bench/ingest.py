@@ -52,6 +52,19 @@ CONNECTIONS = 32
 # ATLAS_API_EVENT_LOOP -> (uvicorn --loop, --http). "ratio" is the one Atlas ships by default.
 STACKS = {"asyncio": ("asyncio", "h11"), "uvloop": ("uvloop", "httptools")}
 SHIPPED_STACK = next(f.default for f in fields(Settings) if f.name == "api_event_loop")
+
+
+def floor_command(port: int, stack: str = SHIPPED_STACK) -> list[str]:
+    """The bare endpoint (bench/floor_app.py) under uvicorn on `stack`, named: uvicorn's "auto"
+    picks uvloop/httptools whenever they are installed, and a floor on another stack than the one
+    Atlas serves on makes the ratio compare stacks, not Atlas's own cost."""
+    loop, http = STACKS[stack]
+    return [
+        *(sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port)),
+        *("--loop", loop, "--http", http, "--no-access-log", "--log-level", "warning"),
+    ]
+
+
 BATCH = 1000
 BATCH_CONNECTIONS = 4
 DOC = "Atlas benchmark document. " * 8
@@ -236,16 +249,8 @@ def main() -> None:
 
         # Per stack, the floor then Atlas back to back: a pair shares the machine's moment.
         for stack in stacks:
-            loop, http = STACKS[stack]
             port = free_port()
-            floor = start(
-                [
-                    *(sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port)),
-                    *("--loop", loop, "--http", http, "--no-access-log", "--log-level", "warning"),
-                ],
-                env,
-                f"http://127.0.0.1:{port}/docs",
-            )
+            floor = start(floor_command(port, stack), env, f"http://127.0.0.1:{port}/docs")
             try:
                 floor_single = load(f"http://127.0.0.1:{port}/v1/items", key, args.seconds)
             finally:

@@ -49,6 +49,7 @@ from bench.ingest import (  # noqa: E402
     DOC,
     batch_atlas,
     batch_floor,
+    floor_command,
     free_port,
     httpx_load,
     start,
@@ -181,12 +182,7 @@ def ingest(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     load = wrk_load if shutil.which("wrk") else httpx_load
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     port = free_port()
-    floor = start(
-        [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port), "--no-access-log",
-         "--log-level", "warning"],
-        env,
-        f"http://127.0.0.1:{port}/docs",
-    )  # fmt: skip
+    floor = start(floor_command(port), env, f"http://127.0.0.1:{port}/docs")
     try:
         out: dict[str, float] = {
             "floor_rps": load(f"http://127.0.0.1:{port}/v1/items", "x", args.seconds)["rps"]

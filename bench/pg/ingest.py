@@ -34,9 +34,8 @@ from bench.ingest import (
     CONNECTIONS,
     DOC,
     ROOT,
-    SHIPPED_STACK,
-    STACKS,
     batch_atlas,
+    floor_command,
     free_port,
     httpx_load,
     start,
@@ -110,23 +109,7 @@ def main_postgres(seconds: int, batches: int, order: str = "group,serial,paralle
     with postgres_url() as url, tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
         port = free_port()
         floor = start(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.floor_app:app",
-                "--port",
-                str(port),
-                # The stack `atlas api` serves on by default (uvicorn's "auto" would pick uvloop
-                # and httptools whenever installed, and the ratio would compare two stacks).
-                "--loop",
-                STACKS[SHIPPED_STACK][0],
-                "--http",
-                STACKS[SHIPPED_STACK][1],
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
+            floor_command(port),
             env,
             f"http://127.0.0.1:{port}/docs",
         )

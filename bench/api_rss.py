@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from atlas.api.keys import create_key  # noqa: E402
 from atlas.store.sqlite import SQLiteStore  # noqa: E402
+from bench.ingest import api_env  # noqa: E402
 from tests.helpers.net import free_port  # noqa: E402
 
 CONNECTIONS = 8
@@ -129,17 +130,10 @@ def main() -> None:
         key = str(create_key(store, "", "bench", ["ingest", "read"])["key"])
         store.close()
         port = free_port()
-        api_env = {
-            **env,
-            "ATLAS_DATA_DIR": str(data),
-            "ATLAS_API_PORT": str(port),
-            "ATLAS_DB_SYNCHRONOUS": "FULL",
-            "ATLAS_LOG_LEVEL": "WARNING",
-            "ATLAS_API_RATE_LIMIT_PER_KEY": "0",
-        }
+        environment = api_env(env, data, port, ATLAS_API_RATE_LIMIT_PER_KEY="0")
         api = subprocess.Popen(
             [sys.executable, "-m", "atlas", "api"],
-            env=api_env,
+            env=environment,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -54,6 +54,19 @@ STACKS = {"asyncio": ("asyncio", "h11"), "uvloop": ("uvloop", "httptools")}
 SHIPPED_STACK = next(f.default for f in fields(Settings) if f.name == "api_event_loop")
 
 
+def api_env(env: dict[str, str], data: Path, port: int, **extra: str) -> dict[str, str]:
+    """`env` plus what every bench's `atlas api` runs with: its data directory and port,
+    synchronous=FULL, warnings only; `extra` (ATLAS_* names) on top."""
+    return {
+        **env,
+        "ATLAS_DATA_DIR": str(data),
+        "ATLAS_API_PORT": str(port),
+        "ATLAS_DB_SYNCHRONOUS": "FULL",
+        "ATLAS_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 def floor_command(port: int, stack: str = SHIPPED_STACK) -> list[str]:
     """The bare endpoint (bench/floor_app.py) under uvicorn on `stack`, named: uvicorn's "auto"
     picks uvloop/httptools whenever they are installed, and a floor on another stack than the one
@@ -258,17 +271,11 @@ def main() -> None:
                 floor.wait(timeout=30)
 
             port = free_port()
-            api_env = {
-                **env,
-                "ATLAS_DATA_DIR": str(data),
-                "ATLAS_API_PORT": str(port),
-                "ATLAS_DB_SYNCHRONOUS": "FULL",
-                "ATLAS_LOG_LEVEL": "WARNING",
-                "ATLAS_API_BATCH_MAX_ITEMS": str(BATCH),
-                "ATLAS_API_EVENT_LOOP": stack,
-            }
+            environment = api_env(
+                env, data, port, ATLAS_API_BATCH_MAX_ITEMS=str(BATCH), ATLAS_API_EVENT_LOOP=stack
+            )
             api = start(
-                [sys.executable, "-m", "atlas", "api"], api_env, f"http://127.0.0.1:{port}/health/live"
+                [sys.executable, "-m", "atlas", "api"], environment, f"http://127.0.0.1:{port}/health/live"
             )
             try:
                 single[stack] = {

@@ -47,6 +47,7 @@ from bench.ingest import (  # noqa: E402
     BATCH,
     BATCH_CONNECTIONS,
     DOC,
+    api_env,
     batch_atlas,
     batch_floor,
     floor_command,
@@ -202,17 +203,12 @@ def ingest(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
         key = str(create_key(store, "", "bench", ["ingest"])["key"])
         store.close()
         port = free_port()
-        api_env = {
-            **env,
-            "ATLAS_DATA_DIR": str(data),
-            "ATLAS_API_PORT": str(port),
-            "ATLAS_DB_SYNCHRONOUS": "FULL",
-            "ATLAS_LOG_LEVEL": "WARNING",
-            "ATLAS_API_BATCH_MAX_ITEMS": str(BATCH),
-        }
+        environment = api_env(env, data, port, ATLAS_API_BATCH_MAX_ITEMS=str(BATCH))
         if backend == "postgresql":
-            api_env["ATLAS_DATABASE_URL"] = url
-        api = start([sys.executable, "-m", "atlas", "api"], api_env, f"http://127.0.0.1:{port}/health/live")
+            environment["ATLAS_DATABASE_URL"] = url
+        api = start(
+            [sys.executable, "-m", "atlas", "api"], environment, f"http://127.0.0.1:{port}/health/live"
+        )
         try:
             single = load(f"http://127.0.0.1:{port}/v1/items", key, args.seconds)
             batch, _, _ = batch_atlas(

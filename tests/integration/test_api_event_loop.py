@@ -4,7 +4,6 @@ uvloop with httptools; uvicorn's own "auto" would take uvloop whenever it is ins
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from atlas.config.loader import load_settings
 from atlas.errors import ConfigError
 from atlas.ops.processes import _api_server
+from tests.helpers.engine import wait_for
 from tests.helpers.net import free_port
 
 
@@ -32,10 +32,8 @@ def test_the_api_serves_on_the_loop_and_parser_the_setting_names(
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.05)
+        wait_for(lambda: server.started or not thread.is_alive(), 30, "the API to start")
+        assert server.started, "the API's thread ended before it started serving"
         assert httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=10).status_code == 200
         # The listening socket's server object belongs to the running loop's library.
         assert type(server.servers[0]).__module__.split(".")[0] == server_module

@@ -234,6 +234,15 @@ class Settings:
         " less: a backlog shared more evenly between engines.",
         category="engine",
     )
+    inline_document_max_chars: int = _setting(
+        "ATLAS_INLINE_DOCUMENT_MAX_CHARS",
+        65_536,
+        _int_in(0, 1_048_576),
+        "Plain-text and Markdown documents up to this many characters are decoded and normalised"
+        " by the engine itself, in the transaction that claims them, instead of in a worker (the"
+        " default pipeline only; 0: every item goes to a worker).",
+        category="engine",
+    )
     commit_interval_ms: float = _setting(
         "ATLAS_COMMIT_INTERVAL_MS",
         20.0,

@@ -99,7 +99,7 @@ class Committer:
             applied = self.store.apply([t for t, _ in batch])
             self.metrics.commit_duration.observe(time.perf_counter() - started)
             self.metrics.commit_batch.observe(len(batch))
-            self._record(batch, applied)
+            self.record(batch, applied)
 
         def committed(_: Any, error: BaseException | None) -> None:  # on the loop's thread
             self.committing = 0
@@ -138,10 +138,10 @@ class Committer:
             self.metrics.commit_duration.observe(time.perf_counter() - started)
             self.metrics.commit_batch.observe(len(batch))
             del self.pending[: len(batch)]
-            self._record(batch, applied)
+            self.record(batch, applied)
         self._since = self.monotonic()
 
-    def _record(self, batch: list[tuple[Transition, Claimed]], applied: dict[str, str]) -> None:
+    def record(self, batch: list[tuple[Transition, Claimed]], applied: dict[str, str]) -> None:
         wall = self.wall()
         processed: Counter[tuple[str, str]] = Counter()  # one inc per (kind, outcome) per commit
         for transition, item in batch:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from atlas.engine.messages import Deferral, Done, Outcome
 from atlas.reliability.backoff import full_jitter
 from atlas.store.models import Claimed, ContentResult, ErrorInfo, Transition
 
@@ -29,6 +30,17 @@ class RetryPolicy:
 
 def succeeded(item: Claimed, result: ContentResult, timings: dict[str, float] | None = None) -> Transition:
     return Transition(item.id, item.token, state="done", outcome="done", result=result, timings=timings)
+
+
+def after(
+    item: Claimed, outcome: Outcome, *, policy: RetryPolicy, now: float, rand: Callable[[], float]
+) -> Transition:
+    """Where `item` goes after its pipeline ended in `outcome` (a worker's, or the engine's own)."""
+    if isinstance(outcome, Done):
+        return succeeded(item, outcome.result, outcome.timings)
+    if isinstance(outcome, Deferral):
+        return deferred(item, outcome.until, outcome.error)
+    return failed(item, outcome.error, permanent=outcome.permanent, policy=policy, now=now, rand=rand)
 
 
 def failed(

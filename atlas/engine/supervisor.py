@@ -36,8 +36,9 @@ from atlas.engine.budget import ClaimBudget
 from atlas.engine.commits import STORE_RETRY_SECONDS, Committer, LabelCache
 from atlas.engine.dispatch import assign
 from atlas.engine.host_metrics import HostMetrics
+from atlas.engine.inline import InlineDocuments
 from atlas.engine.leases import Leases
-from atlas.engine.messages import Deferral, Done, Extend, FromWorker, Hosts, Job, Ready, Run, Stop
+from atlas.engine.messages import Extend, Failed, FromWorker, Hosts, Job, Ready, Run, Stop
 from atlas.engine.pool import LEASE_LAPSED_EXIT, RESTART_REASONS, describe_exit, restart_reason
 from atlas.engine.storethread import StoreThread
 from atlas.engine.wakeups import WorkWatcher
@@ -48,7 +49,7 @@ from atlas.logging import get_logger
 from atlas.observability.metrics import EngineMetrics, watch_store_locks
 from atlas.settings import Settings
 from atlas.store.base import Store
-from atlas.store.models import MAINTENANCE_KEY, Claimed, ErrorInfo, Transition
+from atlas.store.models import MAINTENANCE_KEY, Claimed, ClaimSettled, ErrorInfo, Transition
 
 log = get_logger("atlas.engine")
 
@@ -62,6 +63,20 @@ def trace_id_of(item: Claimed) -> str | None:
     """The trace id in the item's stored W3C traceparent ("00-<trace id>-<span id>-<flags>")."""
     parts = (item.trace_context or "").split("-")
     return parts[1] if len(parts) == 4 else None
+
+
+def _log_failure(item: Claimed, transition: Transition) -> None:
+    error = transition.error
+    assert error is not None
+    log.info(
+        "attempt failed",
+        item_id=item.id,
+        attempt=item.attempts + 1,
+        stage=error.stage,
+        error_class=error.error_class,
+        error=error.message[:300],
+        next_state=transition.state,
+    )
 
 
 class Engine:
@@ -131,7 +146,17 @@ class Engine:
             wall,
             self.store_thread,
         )
-        self._claiming = False  # a claim runs on the store thread
+        # Cheap documents settled in the claim's own transaction (atlas.engine.inline): the
+        # default pipeline's document stages only, so any other pipeline runs all in workers.
+        self.inline = (
+            InlineDocuments(settings.inline_document_max_chars, self.policy, wall, rand)
+            if pipeline == DEFAULT_PIPELINE and settings.inline_document_max_chars > 0
+            else None
+        )
+        self._claiming = 0  # claims submitted to the store thread and not yet ended
+        # The last claim was full and settled every item it chose (atlas.engine.inline): a
+        # stream of cheap documents, where the next claim may wait in line behind the running one.
+        self._settling_all = False
         self._health = ("healthy", "workers running")  # as last published in the heartbeat
         self._pipeline_checked = False
         self._backlog: deque[Claimed] = deque()
@@ -308,25 +333,9 @@ class Engine:
             w.isolating = False
         for stage, seconds in message.timings.items():
             self._child(self.metrics.stage_duration, stage).observe(seconds)
-        transition: Transition
-        if isinstance(message, Done):
-            transition = queue.succeeded(item, message.result, message.timings)
-        elif isinstance(message, Deferral):
-            transition = queue.deferred(item, message.until, message.error)
-        else:
-            error = message.error
-            transition = queue.failed(
-                item, error, permanent=message.permanent, policy=self.policy, now=self.wall(), rand=self.rand
-            )
-            log.info(
-                "attempt failed",
-                item_id=item.id,
-                attempt=item.attempts + 1,
-                stage=error.stage,
-                error_class=error.error_class,
-                error=error.message[:300],
-                next_state=transition.state,
-            )
+        transition = queue.after(item, message, policy=self.policy, now=self.wall(), rand=self.rand)
+        if isinstance(message, Failed):
+            _log_failure(item, transition)
         self.commits.add(transition, item, now)
 
     def _on_worker_exit(self, w: Worker, *, timed_out: bool) -> None:
@@ -400,7 +409,9 @@ class Engine:
         return (
             not self._draining
             and not self._paused
-            and not self._claiming  # one at a time: its end wakes the loop
+            # One at a time (its end wakes the loop); two while cheap documents stream in, so
+            # the store thread goes from one straight to the next (atlas.engine.inline).
+            and self._claiming < (2 if self._settling_all else 1)
             and self._held() <= self.budget.capacity(now) // 2
         )
 
@@ -425,15 +436,52 @@ class Engine:
         if limit <= 0 or not self.workers.live():
             return
         owner, lease_seconds = self.owner, self.settings.lease_seconds
-        self._claiming = True
+        self._claiming += 1
+        settle = self.inline
+        if settle is None:
+            self.store_thread.submit(
+                lambda: self.store.claim(owner, limit, lease_seconds),
+                lambda claimed, error: self._claimed(limit, claimed, error),
+            )
+            return
         self.store_thread.submit(
-            lambda: self.store.claim(owner, limit, lease_seconds),
-            lambda claimed, error: self._claimed(limit, claimed, error),
+            lambda: self.store.claim_settling(owner, limit, lease_seconds, settle),
+            lambda result, error: self._claimed_settling(limit, result, error),
         )
 
-    def _claimed(self, limit: int, claimed: list[Claimed] | None, error: BaseException | None) -> None:
-        """The store thread's claim ended: the items join the backlog (or go back when draining)."""
-        self._claiming = False
+    def _claimed_settling(self, limit: int, result: ClaimSettled | None, error: BaseException | None) -> None:
+        """A claim that settled cheap documents at once ended: record those as a commit would,
+        then the leased rest as any claim's."""
+        if result is None:
+            self._claimed(limit, None, error)
+            return
+        now = self.monotonic()
+        self.budget.finished(len(result.settled), now)
+        self._settling_all = len(result.settled) == limit
+        self._claimed(limit, result.leased, None, chosen=len(result.leased) + len(result.settled))
+        # The next claim first: recording a claim's worth of items takes the loop milliseconds,
+        # which the store thread would otherwise spend idle (measured: a tenth of the run).
+        now = self.monotonic()
+        if self._can_claim(now) and now >= self._next_claim:
+            self._claim(now)
+        assert self.inline is not None
+        for transition, item in result.settled:
+            for stage, seconds in self.inline.timings(transition).items():
+                self._child(self.metrics.stage_duration, stage).observe(seconds)
+            if transition.outcome in ("retry", "dead"):
+                _log_failure(item, transition)
+        self.commits.record(result.settled, result.applied)
+
+    def _claimed(
+        self,
+        limit: int,
+        claimed: list[Claimed] | None,
+        error: BaseException | None,
+        chosen: int | None = None,
+    ) -> None:
+        """The store thread's claim ended: the items join the backlog (or go back when draining).
+        `chosen`: how many the claim took, with those settled at once (default: `claimed`)."""
+        self._claiming -= 1
         now = self.monotonic()
         if error is not None:
             if not isinstance(error, StoreError):
@@ -447,12 +495,14 @@ class Engine:
             for item in claimed:
                 self.commits.add(queue.released(item, wall), item, now)
             return
+        chosen = len(claimed) if chosen is None else chosen
         if claimed:
             self._backlog.extend(claimed)
-            self.metrics.claim_batch.observe(len(claimed))
+        if chosen:
+            self.metrics.claim_batch.observe(chosen)
         self.metrics.in_flight.set(self._held())
         # A short claim means nothing more is due now: look again after the poll interval.
-        self._next_claim = now if len(claimed) == limit else now + self.settings.poll_interval_ms / 1000
+        self._next_claim = now if chosen == limit else now + self.settings.poll_interval_ms / 1000
 
     def _dispatch(self, now: float) -> None:
         if not self._backlog:

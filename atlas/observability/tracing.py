@@ -39,6 +39,16 @@ def _exporter(environ: Mapping[str, str]) -> SpanExporter | None:
     return None
 
 
+def may_record(tracer: trace.Tracer) -> bool:
+    """False when `tracer`'s spans cannot record: OpenTelemetry's no-op tracer, or the proxy that
+    `trace.get_tracer` returns while no SDK TracerProvider is installed (setup_tracing chose none)."""
+    if isinstance(tracer, trace.NoOpTracer):
+        return False
+    if isinstance(tracer, trace.ProxyTracer):
+        return isinstance(trace.get_tracer_provider(), TracerProvider)
+    return True
+
+
 def setup_tracing(
     service: str, environ: Mapping[str, str] | None = None, *, record_unexported: bool = True
 ) -> TracerProvider | None:

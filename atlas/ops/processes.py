@@ -186,6 +186,9 @@ def _serve_engine(
     if notifier is not None and notifier.enabled:
         watchdog = _engine_watchdog(engine, notifier)
         shutdown.on_stop(notifier.stopping)
+    # Everything start-up builds is built: see atlas.ops.gctune. The engine settles a claim's
+    # worth of documents in one go (atlas.engine.inline), thousands of objects a transaction.
+    settle_heap()
     try:
         with pid_file(settings.data_dir, process):
             return engine.run()

@@ -12,12 +12,14 @@ from typing import Protocol
 from atlas.store.models import (
     AttemptRecord,
     Claimed,
+    ClaimSettled,
     DLQFilter,
     DLQGroup,
     EnqueueResult,
     Item,
     NewItem,
     PreparedItems,
+    Settle,
     Transition,
 )
 
@@ -38,6 +40,13 @@ class Store(Protocol):
 
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
         """Lease up to `limit` due items to `owner`, highest priority and oldest due first."""
+        ...
+
+    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Settle) -> ClaimSettled:
+        """Choose up to `limit` due items as claim() does, in one transaction with settling those
+        that `settle` returns a transition for (cheap work done right there: they are never
+        leased, and a crash loses nothing, as the transaction commits both or neither); the
+        others are leased to `owner`. `settle` must not touch the store."""
         ...
 
     def heartbeat(self, owner: str, lease_seconds: float) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 _new, _set = object.__new__, object.__setattr__
 ITEM_KINDS = ("document", "url", "feed")
@@ -164,6 +164,20 @@ class Transition:
     result: ContentResult | None = None
     dead_reason: str | None = None
     timings: dict[str, float] | None = None
+
+
+# claim_settling's `settle`: a chosen item's transition when it was settled at once (it never
+# leaves the claim's transaction), or None to lease it as claim() does.
+Settle = Callable[[Claimed], "Transition | None"]
+
+
+class ClaimSettled(NamedTuple):
+    """What claim_settling did: items leased (as claim() returns them), and items settled in the
+    claim's own transaction with their transitions and outcomes (as apply() returns them)."""
+
+    leased: list[Claimed]
+    settled: list[tuple[Transition, Claimed]]
+    applied: dict[str, str]
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,29 @@ UPDATE items
 RETURNING id, kind, source, priority, payload, metadata, attempts, deaths, isolate,
           trace_context, created_at;
 
+-- name: due
+-- The claim's choice without the lease (claim_settling: some are settled in this transaction,
+-- the rest leased by lease_ids), in claim order.
+SELECT id, kind, source, priority, payload, metadata, attempts, deaths, isolate,
+       trace_context, created_at
+  FROM items
+ WHERE state = 'queued' AND next_attempt_at <= :now
+ ORDER BY priority DESC, next_attempt_at
+ LIMIT :limit;
+
+-- name: lease_ids
+-- `{}` is one `?` per id, after the four of owner, token, until and now.
+UPDATE items
+   SET state = 'leased', lease_owner = ?, lease_token = ?, lease_until = ?, updated_at = ?
+ WHERE state = 'queued' AND id IN ({});
+
 -- name: heartbeat
 UPDATE items SET lease_until = :until
  WHERE state = 'leased' AND lease_owner = :owner;
 
 -- name: transition
+-- From 'leased' under the lease's token; or from 'queued' with no token (claim_settling: an item
+-- settled in the transaction that chose it, never leased).
 UPDATE items
    SET state = :state,
        attempts = attempts + :attempts_inc,
@@ -67,7 +85,7 @@ UPDATE items
        timings = coalesce(:timings, timings),
        done_at = :done_at,
        updated_at = :now
- WHERE id = :id AND lease_token = :token AND state = 'leased';
+ WHERE id = :id AND state = :from_state AND lease_token IS :token;
 
 -- name: insert_attempt
 INSERT INTO attempts (item_id, attempt, at, outcome, stage, error_class, message, host)

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from atlas.store.dialect import chunks
 from atlas.store.itemrows import ROW_ID, ROW_REQUEST_HASH, prepare_items, row_to_claimed
-from atlas.store.models import Claimed, EnqueueResult, NewItem, PreparedItems, Transition
+from atlas.store.models import (
+    Claimed,
+    ClaimSettled,
+    EnqueueResult,
+    NewItem,
+    PreparedItems,
+    Settle,
+    Transition,
+)
 from atlas.store.queries import NamedSQL, load_queries
 from atlas.store.sqlite_items import insert_items
 from atlas.store.transitions import TransitionRows, content_row, reap_expired
@@ -100,6 +108,32 @@ class SQLiteQueue:
                 self.attach_validators(conn, claimed)
         return claimed
 
+    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Settle) -> ClaimSettled:
+        now = self.clock()
+        token = uuid.uuid4().hex
+        with self._write() as conn:
+            chosen = [row_to_claimed(r, token) for r in conn.execute(Q["due"], {"now": now, "limit": limit})]
+            leased: list[Claimed] = []
+            settled: list[tuple[Transition, Claimed]] = []
+            for item in chosen:
+                transition = settle(item)
+                if transition is None:
+                    leased.append(item)
+                else:
+                    settled.append((transition, item))
+            until = now + lease_seconds
+            for chunk in chunks([c.id for c in leased], IN_CHUNK):
+                sql = Q["lease_ids"].format(",".join("?" * len(chunk)))
+                conn.execute(sql, [owner, token, until, now, *chunk])
+            # The settled never held a lease: their rows go from queued (TransitionRows.settling).
+            applied = self._write_transitions(conn, [t for t, _ in settled], now, settling=True)
+            if chosen:
+                conn.execute(Q["advance_queue_hint"])  # as claim() does
+        if any(c.kind == "url" for c in leased):
+            with self._read() as conn:
+                self.attach_validators(conn, leased)
+        return ClaimSettled(leased, settled, applied)
+
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         now = self.clock()
         with self._write() as conn:
@@ -107,34 +141,43 @@ class SQLiteQueue:
             # content hashes up front lets every write below be one executemany (a C loop).
             held = _select_in(conn, Q["leases_in"], [t.item_id for t in transitions])
             live = [t for t in transitions if held.get(t.item_id) == t.token]  # else: lease lost
-            hashes = [t.result.content_hash for t in live if t.result is not None]
-            owners = _select_in(conn, Q["content_owners_by_hash_in"], hashes)
-            # The same page under another spelling of its URL is a duplicate too (atlas.pipeline.dedupe).
-            urls = [t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url]
-            url_owners = _select_in(conn, Q["content_owners_by_url_in"], urls)
-            out = TransitionRows(now)
-            contents = []
-            for t in live:
-                duplicate_of = None
-                if t.result is not None:
-                    original = owners.setdefault(t.result.content_hash, t.item_id)
-                    if original == t.item_id and t.result.canonical_url:
-                        original = url_owners.setdefault(t.result.canonical_url, t.item_id)
-                        if original != t.item_id:
-                            del owners[t.result.content_hash]  # this text was not stored after all
+            return self._write_transitions(conn, live, now)
+
+    def _write_transitions(
+        self, conn: sqlite3.Connection, live: Sequence[Transition], now: float, *, settling: bool = False
+    ) -> dict[str, str]:
+        """Write `live` (transitions whose lease is held, or with `settling`, of items still
+        queued in this transaction); returns {item id: outcome}."""
+        if not live:
+            return {}
+        hashes = [t.result.content_hash for t in live if t.result is not None]
+        owners = _select_in(conn, Q["content_owners_by_hash_in"], hashes)
+        # The same page under another spelling of its URL is a duplicate too (atlas.pipeline.dedupe).
+        urls = [t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url]
+        url_owners = _select_in(conn, Q["content_owners_by_url_in"], urls)
+        out = TransitionRows(now, settling=settling)
+        contents = []
+        for t in live:
+            duplicate_of = None
+            if t.result is not None:
+                original = owners.setdefault(t.result.content_hash, t.item_id)
+                if original == t.item_id and t.result.canonical_url:
+                    original = url_owners.setdefault(t.result.canonical_url, t.item_id)
                     if original != t.item_id:
-                        duplicate_of = original
-                    elif t.result.text:  # empty: a 304 whose content has since been deleted
-                        contents.append(content_row(t.item_id, t.result, now))
-                out.add(t, duplicate_of)
-            for query, rows in out.batches():
-                conn.executemany(self.sql[query], rows)
-                if query == "insert_attempt" and contents:  # the order the statements always ran in
-                    # Indexed and counted in one statement each, after the rows (migration 0011).
-                    after = {"after": conn.execute(Q["contents_last_seq"]).fetchone()[0]}
-                    conn.executemany(Q["insert_content"], contents)
-                    conn.execute(Q["index_batched_contents"], after)
-                    conn.execute(Q["count_batched_contents"], after)
+                        del owners[t.result.content_hash]  # this text was not stored after all
+                if original != t.item_id:
+                    duplicate_of = original
+                elif t.result.text:  # empty: a 304 whose content has since been deleted
+                    contents.append(content_row(t.item_id, t.result, now))
+            out.add(t, duplicate_of)
+        for query, rows in out.batches():
+            conn.executemany(self.sql[query], rows)
+            if query == "insert_attempt" and contents:  # the order the statements always ran in
+                # Indexed and counted in one statement each, after the rows (migration 0011).
+                after = {"after": conn.execute(Q["contents_last_seq"]).fetchone()[0]}
+                conn.executemany(Q["insert_content"], contents)
+                conn.execute(Q["index_batched_contents"], after)
+                conn.execute(Q["count_batched_contents"], after)
         return out.applied
 
     def reap_expired(self, max_lease_expiries: int) -> int:

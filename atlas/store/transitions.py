@@ -44,6 +44,9 @@ class TransitionRows:
     """The parameter rows of one batch of transitions, per named query, gathered by `add`."""
 
     now: float
+    # The transitions are of items still queued, chosen in this same transaction and never
+    # leased (claim_settling), rather than of items leased under their token.
+    settling: bool = False
     transition: list[dict[str, Any]] = field(default_factory=list)
     insert_attempt: list[dict[str, Any]] = field(default_factory=list)
     insert_completion: list[dict[str, Any]] = field(default_factory=list)
@@ -66,9 +69,11 @@ class TransitionRows:
                     "now": now,
                 }
             )
+        token = None if self.settling else t.token
         params = {
             "id": t.item_id,
-            "token": t.token,
+            "token": token,
+            "from_state": "queued" if self.settling else "leased",
             "state": state,
             "attempts_inc": t.attempts_inc,
             "deaths_inc": t.deaths_inc,
@@ -91,7 +96,7 @@ class TransitionRows:
         if err is not None and t.outcome != "deferred":  # a deferral is not an attempt
             self.insert_attempt.append(params)
         if state in FINAL_STATES:
-            self.insert_completion.append({"id": t.item_id, "outcome": state, "token": t.token, "now": now})
+            self.insert_completion.append({"id": t.item_id, "outcome": state, "token": token, "now": now})
         self.applied[t.item_id] = outcome
 
     def batches(self) -> list[tuple[str, list[dict[str, Any]]]]:

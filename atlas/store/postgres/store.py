@@ -30,10 +30,12 @@ from atlas.store.itemrows import (
 )
 from atlas.store.models import (
     Claimed,
+    ClaimSettled,
     DLQFilter,
     EnqueueResult,
     NewItem,
     PreparedItems,
+    Settle,
     Transition,
 )
 from atlas.store.postgres.connection import Conn, Connections
@@ -247,6 +249,31 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
             if any(c.kind == "url" for c in claimed):
                 self.attach_validators(conn, claimed)
         return claimed
+
+    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Settle) -> ClaimSettled:
+        from atlas.store.postgres.apply import apply_transitions
+
+        now = self.clock()
+        token = uuid.uuid4().hex
+        with self._write() as conn:  # durable: it may record completions
+            rows = conn.execute(
+                Q["claim"],
+                {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},
+            ).fetchall()
+            rows.sort(key=lambda r: (-r["priority"], r["next_attempt_at"], r["id"]))
+            leased: list[Claimed] = []
+            settled: list[tuple[Transition, Claimed]] = []
+            for item in (row_to_claimed(r, token) for r in rows):
+                transition = settle(item)
+                if transition is None:
+                    leased.append(item)
+                else:
+                    settled.append((transition, item))
+            # Leased a moment ago in this transaction, so their tokens hold: applied as apply() does.
+            applied = apply_transitions(conn, [t for t, _ in settled], now)
+            if any(c.kind == "url" for c in leased):
+                self.attach_validators(conn, leased)
+        return ClaimSettled(leased, settled, applied)
 
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         from atlas.store.postgres.apply import apply_transitions

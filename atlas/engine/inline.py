@@ -1,0 +1,92 @@
+"""Cheap documents, settled by the engine itself in the transaction that claims them (issue 18).
+
+Decoding, normalising and hashing a plain-text or Markdown document of a few kilobytes takes tens
+of microseconds. Sent to a worker, the same document cost the supervisor more than that in
+pickling, the pipe and bookkeeping, and the store wrote its row twice in two transactions (leased,
+then done). Settled inline (Store.claim_settling), it is chosen, processed and stored in one
+transaction: never leased, and a crash at any moment leaves it queued, since the transaction
+commits all of it or nothing.
+
+Only work that is cheap and bounded runs here, on the supervisor's store thread, while the
+transaction holds the database's write lock: documents of `text/plain` or `text/markdown` up to
+`inline_document_max_chars`, under the default pipeline. URLs, feeds, HTML (its parser is pure
+Python and its cost grows with the markup), larger documents, items that a worker's death made
+suspects, and every item of any other pipeline go to the workers as before, where a crash or a
+hang costs one worker and is counted.
+
+The stages are the default pipeline's own (DocumentDecode, Normalise), run by the worker's
+`process`, so spans, stage timings, failures and their transitions are what a worker produces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from opentelemetry import trace
+
+from atlas.engine import queue
+from atlas.engine.messages import Job, Outcome
+from atlas.engine.worker import process
+from atlas.pipeline.base import Pipeline
+from atlas.pipeline.document import DocumentDecode, Normalise
+from atlas.store.models import Claimed, Transition
+
+INLINE_TYPES = frozenset({"text/plain", "text/markdown"})
+
+
+def finished_at_once(coro: Coroutine[Any, Any, Outcome]) -> Outcome | None:
+    """The coroutine's result if it ran to its end without waiting on anything; otherwise None
+    (it is closed: the item goes to a worker instead)."""
+    try:
+        coro.send(None)
+    except StopIteration as end:
+        result: Outcome = end.value
+        return result
+    coro.close()
+    return None
+
+
+class InlineDocuments:
+    """claim_settling's `settle` for cheap documents: their transition, or None (to a worker)."""
+
+    def __init__(
+        self,
+        max_chars: int,
+        policy: queue.RetryPolicy,
+        wall: Callable[[], float],
+        rand: Callable[[], float],
+    ) -> None:
+        self.max_chars = max_chars
+        self.policy, self.wall, self.rand = policy, wall, rand
+        self.pipeline = Pipeline(stages=(DocumentDecode(), Normalise()))
+        self.tracer = trace.get_tracer("atlas.engine")
+        # Stage timings of the attempts that failed (a done transition carries its own, a failed
+        # one does not), for the engine's stage metrics: item id -> {stage: seconds}. Written on
+        # the store thread, taken by the loop once the claim has ended (`timings`).
+        self._failed_timings: dict[str, dict[str, float]] = {}
+
+    def accepts(self, item: Claimed) -> bool:
+        if item.kind != "document" or item.isolate or item.deaths:
+            return False
+        content = item.payload.get("content")
+        return (
+            isinstance(content, str)
+            and len(content) <= self.max_chars
+            and (item.payload.get("content_type") or "text/plain") in INLINE_TYPES
+        )
+
+    def __call__(self, item: Claimed) -> Transition | None:
+        if not self.accepts(item):
+            return None
+        outcome = finished_at_once(process(self.pipeline, Job.of(item), self.tracer))
+        if outcome is None:
+            return None
+        transition = queue.after(item, outcome, policy=self.policy, now=self.wall(), rand=self.rand)
+        if transition.timings is None:
+            self._failed_timings[item.id] = outcome.timings
+        return transition
+
+    def timings(self, transition: Transition) -> dict[str, float]:
+        """The stage timings of a transition this made (each is asked for once)."""
+        return transition.timings or self._failed_timings.pop(transition.item_id, {})

@@ -1,0 +1,137 @@
+"""Cheap documents settled in the claim's own transaction (atlas.engine.inline, issue 18).
+
+On both backends: Store.claim_settling settles what `settle` decides and leases the rest; a
+failure while settling leaves every chosen item queued and nothing stored. Through a real engine
+(default pipeline, real workers for the rest): plain-text and Markdown documents are settled by
+the engine without a lease, HTML and large documents still go through a worker, and both end
+the same way (text, title, dead-lettering of an empty document)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atlas.engine import queue
+from atlas.pipeline.document import content_hash
+from atlas.settings import Settings
+from atlas.store.models import Claimed, ContentResult, NewItem, Transition
+from atlas.store.sqlite import SQLiteStore
+from tests.helpers.engine import engine_thread, finished, wait_for
+from tests.helpers.stores import sql_rows
+
+PIPELINE = "atlas.pipeline:default_pipeline"
+
+
+def _done(item: Claimed) -> Transition:
+    text = item.payload["content"]
+    return queue.succeeded(item, ContentResult(content_hash=content_hash(text), text=text))
+
+
+def _completion_tokens(store: Any) -> dict[str, Any]:
+    return dict(sql_rows(store, "SELECT item_id, lease_token FROM completions"))
+
+
+def test_claim_settling_settles_some_and_leases_the_rest(any_store: Any) -> None:
+    ids = [
+        r.id
+        for r in any_store.enqueue(
+            [NewItem(kind="document", payload={"content": f"text {i}"}) for i in range(4)]
+            + [NewItem(kind="document", payload={"content": "text 0"})]  # the same text again
+            + [NewItem(kind="url", payload={"url": "http://x.test/"})]
+        )
+    ]
+    result = any_store.claim_settling("owner-1", 10, 30, lambda i: _done(i) if i.kind == "document" else None)
+    assert [c.id for c in result.leased] == [ids[5]]
+    assert sorted(i.id for _, i in result.settled) == sorted(ids[:5])
+    # One of the two with the same text is the other's duplicate (which one: the claim's order).
+    assert sorted(result.applied.values()) == ["done"] * 4 + ["duplicate"]
+    assert {result.applied[ids[0]], result.applied[ids[4]]} == {"done", "duplicate"}
+    states = {i: any_store.get_item(i).state for i in ids}
+    assert states == {**result.applied, ids[5]: "leased"}
+    assert sql_rows(any_store, f"SELECT lease_owner FROM items WHERE id = '{ids[5]}'") == [("owner-1",)]
+    assert len(any_store.search("text", limit=10)[0]) == 4
+    assert set(_completion_tokens(any_store)) == set(ids[:5])  # one completion each
+    counts = any_store.counts()
+    assert counts[("done", "document")] == 4 and counts[("duplicate", "document")] == 1
+    assert counts[("leased", "url")] == 1 and counts.get(("queued", "document"), 0) == 0
+    # The leased one is applied as any claim's item is.
+    (url,) = result.leased
+    assert any_store.apply([queue.released(url, 0.0)]) == {url.id: "released"}
+    assert any_store.claim_settling("owner-1", 10, 30, lambda i: None).leased[0].id == url.id
+
+
+def test_a_failure_while_settling_leaves_every_chosen_item_queued(any_store: Any) -> None:
+    ids = [
+        r.id
+        for r in any_store.enqueue(
+            [NewItem(kind="document", payload={"content": f"text {i}"}) for i in range(3)]
+        )
+    ]
+    seen: list[str] = []
+
+    def settle(item: Claimed) -> Transition | None:
+        seen.append(item.id)
+        if len(seen) == 3:
+            raise RuntimeError("the engine died here (injected)")
+        return _done(item)
+
+    with pytest.raises(RuntimeError):
+        any_store.claim_settling("owner-1", 10, 30, settle)
+    assert len(seen) == 3
+    assert {any_store.get_item(i).state for i in ids} == {"queued"}
+    assert any_store.search("text", limit=10)[0] == []
+    assert _completion_tokens(any_store) == {}
+    assert any_store.counts()[("queued", "document")] == 3
+    assert len(any_store.claim("owner-2", 10, 30)) == 3  # all of them still there to take
+
+
+def _documents(store: SQLiteStore) -> dict[str, str]:
+    big = "word " * 2_000  # 10,000 characters: over the limit set below
+    docs = {
+        "plain": {"content": "plain   text\r\nsecond line"},
+        "markdown": {"content": "# A Title\n\nbody text", "content_type": "text/markdown"},
+        "html": {"content": "<title>Page</title><p>html body</p>", "content_type": "text/html"},
+        "big": {"content": big},
+        "empty": {"content": "   \n  "},
+    }
+    results = store.enqueue([NewItem(kind="document", payload=p) for p in docs.values()])
+    return {name: r.id for name, r in zip(docs, results, strict=True)}
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "workers-only"])
+def test_the_engine_settles_cheap_documents_itself_and_the_rest_in_workers(
+    settings: Settings, tmp_path: Path, inline: bool
+) -> None:
+    store = SQLiteStore(tmp_path / "inline.db", synchronous="NORMAL")
+    ids = _documents(store)
+    limit = 4_096 if inline else 0
+    fast = settings.replace(workers=1, poll_interval_ms=10, inline_document_max_chars=limit)
+    with engine_thread(fast, store, PIPELINE) as engine:
+        wait_for(lambda: finished(store) == len(ids), 60, "every document to finish")
+        tokens = _completion_tokens(store)
+        # Settled inline: never leased, so no lease token on the completion; through a worker:
+        # the lease's token.
+        cheap = {ids["plain"], ids["markdown"], ids["empty"]}
+        assert {i for i, t in tokens.items() if t is None} == (cheap if inline else set())
+        processed = engine.metrics.registry.get_sample_value(
+            "atlas_engine_items_processed_total", {"kind": "document", "outcome": "done"}
+        )
+        assert processed == 4
+        stage_runs = engine.metrics.registry.get_sample_value(
+            "atlas_engine_stage_duration_seconds_count", {"stage": "normalise"}
+        )
+        assert stage_runs == 5
+    # The same outcome either way.
+    plain = store.get_content(ids["plain"])
+    assert plain is not None and plain["text"] == "plain text\nsecond line"
+    markdown = store.get_content(ids["markdown"])
+    assert markdown is not None and markdown["title"] == "A Title"
+    html = store.get_content(ids["html"])
+    assert html is not None and html["title"] == "Page"
+    empty = store.get_item(ids["empty"])
+    assert empty is not None and empty.state == "dead" and empty.dead_reason == "permanent"
+    assert empty.attempts == 1 and empty.last_error is not None and empty.last_error.stage == "normalise"
+    assert store.get_item(ids["big"]).state == "done"  # type: ignore[union-attr]
+    store.close()

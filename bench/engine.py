@@ -267,7 +267,7 @@ def main() -> None:
     if args.backend == "postgres":
         from bench.pg.engine import main_postgres
 
-        main_postgres(args.items, report)
+        main_postgres(args.items, report, EXTRA_ENV)
         return
     levels = [args.synchronous] if args.synchronous else ["NORMAL", "FULL"]
     runs: dict[str, dict[str, float]] = {}

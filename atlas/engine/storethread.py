@@ -23,18 +23,27 @@ Callback = Callable[[Any, BaseException | None], None]
 
 
 class StoreThread:
-    """Runs submitted store calls in order on one daemon thread; their callbacks on the caller's."""
+    """Runs submitted store calls in order on one daemon thread; their callbacks on the caller's.
 
-    def __init__(self, wake: Callable[[], None], name: str = "atlas-engine-store") -> None:
+    With `threads` > 1 (a database that takes concurrent writers: PostgreSQL), that many threads
+    take the submitted calls in order and run them side by side, so two transactions use two
+    cores of the database server; the callers decide which calls may overlap (the engine: a
+    commit and claims, never two commits)."""
+
+    def __init__(self, wake: Callable[[], None], name: str = "atlas-engine-store", threads: int = 1) -> None:
         self._wake = wake
         self._jobs: deque[tuple[Callable[[], Any], Callback] | None] = deque()
         self._finished: deque[tuple[Callback, Any, BaseException | None]] = deque()
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name=name if i == 0 else f"{name}-{i + 1}", daemon=True)
+            for i in range(threads)
+        ]
         self.in_flight = 0  # submitted and not yet delivered (the loop's thread only)
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, job: Callable[[], Any], callback: Callback) -> None:
         """Run `job` on the thread after those already submitted; `callback(value, error)` runs
@@ -61,12 +70,14 @@ class StoreThread:
 
     def stop(self) -> None:
         """Finish the jobs already submitted (their callbacks do not run) and end the thread."""
-        if not self._thread.is_alive():
+        alive = [t for t in self._threads if t.is_alive()]
+        if not alive:
             return
         with self._cond:
-            self._jobs.append(None)
+            self._jobs.extend([None] * len(self._threads))
             self._cond.notify_all()
-        self._thread.join()
+        for thread in alive:
+            thread.join()
 
     def _run(self) -> None:
         while True:

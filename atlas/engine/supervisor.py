@@ -136,7 +136,9 @@ class Engine:
         )
         self.leases = Leases(store, self.owner, settings, self.metrics, wall)
         self._child = LabelCache()
-        self.store_thread = StoreThread(self._on_store_done)
+        # Two on a database that writes transactions side by side: claims that settle documents
+        # (atlas.engine.inline) then keep two of the server's cores busy, not one.
+        self.store_thread = StoreThread(self._on_store_done, threads=2 if store.concurrent_writers else 1)
         self.commits = Committer(
             store,
             settings.commit_interval_ms / 1000,

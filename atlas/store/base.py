@@ -25,6 +25,10 @@ from atlas.store.models import (
 
 
 class Store(Protocol):
+    # Whether write transactions from several connections run side by side (PostgreSQL) rather
+    # than one after another (SQLite): the engine runs that many of its claims at once.
+    concurrent_writers: bool
+
     def prepare(self, items: Sequence[NewItem]) -> PreparedItems:
         """Ids and insert rows for `items`, accepted now; no transaction (for enqueue)."""
         ...

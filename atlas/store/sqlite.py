@@ -32,6 +32,7 @@ class SQLiteStore(
     """Store protocol on one SQLite file. Thread-safe: each thread gets its own connection."""
 
     dialect = SQLITE
+    concurrent_writers = False  # one writer at a time: the database file's lock
     sql = {**Q, **C}
 
     def __init__(

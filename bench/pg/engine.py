@@ -84,7 +84,7 @@ def server_cpu_meter(url: str) -> Callable[[], float] | None:
     return seconds
 
 
-def atlas_run_pg(url: str, data_dir: Path, n: int) -> dict[str, float]:
+def atlas_run_pg(url: str, data_dir: Path, n: int, extra_env: dict[str, str]) -> dict[str, float]:
     store = fresh_store(url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     env.update(
@@ -94,6 +94,7 @@ def atlas_run_pg(url: str, data_dir: Path, n: int) -> dict[str, float]:
         ATLAS_LOG_LEVEL="WARNING",
         ATLAS_POLL_INTERVAL_MS="20",
     )
+    env.update(extra_env)  # --env: settings to try
     run = drive(store, env, n, filled=True, server_cpu=server_cpu_meter(url))
     with psycopg.connect(url) as conn:
         latencies = [
@@ -125,10 +126,10 @@ def store_only_pg(url: str, n: int) -> float:
         store.close()
 
 
-def main_postgres(items: int, report: Callable[..., Any]) -> None:
+def main_postgres(items: int, report: Callable[..., Any], extra_env: dict[str, str]) -> None:
     with postgres_url() as url, tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
         floor_rate = pg_floor(url, items)
-        result = atlas_run_pg(url, Path(tmp), items)
+        result = atlas_run_pg(url, Path(tmp), items, extra_env)
         ceiling = store_only_pg(url, items)  # after: its deleted rows would burden Atlas's run
     print(f"store alone (no engine, one process): {ceiling:,.0f} items/s, ratio {ceiling / floor_rate:.3f}")
     result = {**result, "store_only_items_per_s": ceiling, "store_only_ratio": ceiling / floor_rate}

@@ -73,6 +73,7 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
     """Store protocol on a PostgreSQL database. Thread-safe: every call borrows a pooled connection."""
 
     dialect = POSTGRES
+    concurrent_writers = True  # row locks: transactions write side by side
     sql = {**Q, **C}
 
     def __init__(

@@ -157,6 +157,9 @@ class Engine:
         # The last claim was full and settled every item it chose (atlas.engine.inline): a
         # stream of cheap documents, where the next claim may wait in line behind the running one.
         self._settling_all = False
+        # A forced flush waits for the store thread: a claim ending meanwhile must not ask for the
+        # next (_claimed_settling), or the wait lasts as long as the stream of cheap documents.
+        self._flushing = False
         self._health = ("healthy", "workers running")  # as last published in the heartbeat
         self._pipeline_checked = False
         self._backlog: deque[Claimed] = deque()
@@ -409,6 +412,7 @@ class Engine:
         return (
             not self._draining
             and not self._paused
+            and not self._flushing
             # One at a time (its end wakes the loop); two while cheap documents stream in, so
             # the store thread goes from one straight to the next (atlas.engine.inline).
             and self._claiming < (2 if self._settling_all else 1)
@@ -541,7 +545,11 @@ class Engine:
     # -- committing -----------------------------------------------------------------------------
 
     def _flush(self, force: bool = False) -> None:
-        self.commits.flush(force=force, give_up_at=self._drain_deadline + self.settings.lease_seconds)
+        self._flushing = True
+        try:
+            self.commits.flush(force=force, give_up_at=self._drain_deadline + self.settings.lease_seconds)
+        finally:
+            self._flushing = False
         self.metrics.in_flight.set(self._held())
 
     # -- stopping -------------------------------------------------------------------------------

@@ -126,6 +126,16 @@ def test_the_engine_settles_cheap_documents_itself_and_the_rest_in_workers(
             "atlas_engine_stage_duration_seconds_count", {"stage": "normalise"}
         )
         assert stage_runs == 5
+
+        # Settled or committed, each transition is counted by the commit metrics (the database
+        # latency alert reads atlas_engine_commit_duration_seconds), the same either way.
+        # (Observed on the store thread once the transaction has committed: waited for.)
+        def committed() -> float | None:
+            return engine.metrics.registry.get_sample_value("atlas_engine_commit_batch_size_sum")
+
+        wait_for(lambda: committed() == len(ids), 10, f"{len(ids)} transitions in the commit metrics")
+        commits = engine.metrics.registry.get_sample_value("atlas_engine_commit_duration_seconds_count")
+        assert commits is not None and commits >= 1
     # The same outcome either way.
     plain = store.get_content(ids["plain"])
     assert plain is not None and plain["text"] == "plain text\nsecond line"
@@ -169,7 +179,9 @@ def test_a_forced_flush_does_not_keep_claiming_while_documents_stream(
     store = _GatedStore(tmp_path / "flush.db")
     count = 400
     store.enqueue([NewItem(kind="document", payload={"content": f"doc {i}"}) for i in range(count)])
-    fast = settings.replace(workers=2, poll_interval_ms=10, claim_batch_size=8, inline_document_max_chars=4096)
+    fast = settings.replace(
+        workers=2, poll_interval_ms=10, claim_batch_size=8, inline_document_max_chars=4_096
+    )
     with engine_thread(fast, store, PIPELINE) as engine:
         wait_for(lambda: store.calls >= 3, 60, "the third claim to start (and wait)")
         real_wait_idle = engine.store_thread.wait_idle

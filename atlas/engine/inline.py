@@ -20,6 +20,7 @@ The stages are the default pipeline's own (DocumentDecode, Normalise), run by th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -65,6 +66,9 @@ class InlineDocuments:
         # one does not), for the engine's stage metrics: item id -> {stage: seconds}. Written on
         # the store thread, taken by the loop once the claim has ended (`timings`).
         self._failed_timings: dict[str, dict[str, float]] = {}
+        # Seconds spent settling since the store thread last reset it: a claim's transaction
+        # less this is the database's share, what the commit metrics measure.
+        self.seconds = 0.0
 
     def accepts(self, item: Claimed) -> bool:
         if item.kind != "document" or item.isolate or item.deaths:
@@ -79,7 +83,9 @@ class InlineDocuments:
     def __call__(self, item: Claimed) -> Transition | None:
         if not self.accepts(item):
             return None
+        started = time.perf_counter()
         outcome = finished_at_once(process(self.pipeline, Job.of(item), self.tracer))
+        self.seconds += time.perf_counter() - started
         if outcome is None:
             return None
         transition = queue.after(item, outcome, policy=self.policy, now=self.wall(), rand=self.rand)

@@ -159,6 +159,9 @@ class Engine:
         # The last claim was full and settled every item it chose (atlas.engine.inline): a
         # stream of cheap documents, where the next claim may wait in line behind the running one.
         self._settling_all = False
+        # A forced flush waits for the store thread: a claim ending meanwhile must not ask for the
+        # next (_claimed_settling), or the wait lasts as long as the stream of cheap documents.
+        self._flushing = False
         self._health = ("healthy", "workers running")  # as last published in the heartbeat
         self._pipeline_checked = False
         self._backlog: deque[Claimed] = deque()
@@ -411,6 +414,7 @@ class Engine:
         return (
             not self._draining
             and not self._paused
+            and not self._flushing
             # One at a time (its end wakes the loop); two while cheap documents stream in, so
             # the store thread goes from one straight to the next (atlas.engine.inline).
             and self._claiming < (2 if self._settling_all else 1)
@@ -446,9 +450,21 @@ class Engine:
                 lambda claimed, error: self._claimed(limit, claimed, error),
             )
             return
+        inline = settle
+
+        def claim_settling() -> ClaimSettled:  # on the store thread
+            inline.seconds = 0.0
+            started = time.perf_counter()
+            result = self.store.claim_settling(owner, limit, lease_seconds, inline)
+            if result.settled:
+                # It committed what it settled: the commit metrics count it as any commit (the
+                # database latency alert reads them), less the time spent settling.
+                self.metrics.commit_duration.observe(time.perf_counter() - started - inline.seconds)
+                self.metrics.commit_batch.observe(len(result.settled))
+            return result
+
         self.store_thread.submit(
-            lambda: self.store.claim_settling(owner, limit, lease_seconds, settle),
-            lambda result, error: self._claimed_settling(limit, result, error),
+            claim_settling, lambda result, error: self._claimed_settling(limit, result, error)
         )
 
     def _claimed_settling(self, limit: int, result: ClaimSettled | None, error: BaseException | None) -> None:
@@ -543,7 +559,11 @@ class Engine:
     # -- committing -----------------------------------------------------------------------------
 
     def _flush(self, force: bool = False) -> None:
-        self.commits.flush(force=force, give_up_at=self._drain_deadline + self.settings.lease_seconds)
+        self._flushing = True
+        try:
+            self.commits.flush(force=force, give_up_at=self._drain_deadline + self.settings.lease_seconds)
+        finally:
+            self._flushing = False
         self.metrics.in_flight.set(self._held())
 
     # -- stopping -------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ the same way (text, title, dead-lettering of an empty document)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import pytest
 from atlas.engine import queue
 from atlas.pipeline.document import content_hash
 from atlas.settings import Settings
-from atlas.store.models import Claimed, ContentResult, NewItem, Transition
+from atlas.store.models import Claimed, ClaimSettled, ContentResult, NewItem, Transition
 from atlas.store.sqlite import SQLiteStore
 from tests.helpers.engine import engine_thread, finished, wait_for
 from tests.helpers.stores import sql_rows
@@ -123,6 +126,16 @@ def test_the_engine_settles_cheap_documents_itself_and_the_rest_in_workers(
             "atlas_engine_stage_duration_seconds_count", {"stage": "normalise"}
         )
         assert stage_runs == 5
+
+        # Settled or committed, each transition is counted by the commit metrics (the database
+        # latency alert reads atlas_engine_commit_duration_seconds), the same either way.
+        # (Observed on the store thread once the transaction has committed: waited for.)
+        def committed() -> float | None:
+            return engine.metrics.registry.get_sample_value("atlas_engine_commit_batch_size_sum")
+
+        wait_for(lambda: committed() == len(ids), 10, f"{len(ids)} transitions in the commit metrics")
+        commits = engine.metrics.registry.get_sample_value("atlas_engine_commit_duration_seconds_count")
+        assert commits is not None and commits >= 1
     # The same outcome either way.
     plain = store.get_content(ids["plain"])
     assert plain is not None and plain["text"] == "plain text\nsecond line"
@@ -134,4 +147,57 @@ def test_the_engine_settles_cheap_documents_itself_and_the_rest_in_workers(
     assert empty is not None and empty.state == "dead" and empty.dead_reason == "permanent"
     assert empty.attempts == 1 and empty.last_error is not None and empty.last_error.stage == "normalise"
     assert store.get_item(ids["big"]).state == "done"  # type: ignore[union-attr]
+    store.close()
+
+
+class _GatedStore(SQLiteStore):
+    """A real SQLite store whose third claim_settling waits for `gate`, and which counts the
+    claims that start while the engine's loop is inside a forced flush (`flushing`)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, synchronous="NORMAL")
+        self.gate = threading.Event()
+        self.calls = 0
+        self.flushing = False
+        self.during_flush = 0
+
+    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Any) -> ClaimSettled:
+        self.calls += 1
+        if self.flushing:
+            self.during_flush += 1
+        if self.calls == 3:
+            self.gate.wait(30)
+        return super().claim_settling(owner, limit, lease_seconds, settle)
+
+
+def test_a_forced_flush_does_not_keep_claiming_while_documents_stream(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A worker's death flushes the commits at once, waiting for the store thread. A claim that
+    ends meanwhile must not ask for the next one: the loop (heartbeats, results, the watchdog)
+    would stay in that wait until the whole stream of cheap documents had been settled."""
+    store = _GatedStore(tmp_path / "flush.db")
+    count = 400
+    store.enqueue([NewItem(kind="document", payload={"content": f"doc {i}"}) for i in range(count)])
+    fast = settings.replace(
+        workers=2, poll_interval_ms=10, claim_batch_size=8, inline_document_max_chars=4_096
+    )
+    with engine_thread(fast, store, PIPELINE) as engine:
+        wait_for(lambda: store.calls >= 3, 60, "the third claim to start (and wait)")
+        real_wait_idle = engine.store_thread.wait_idle
+
+        def wait_idle() -> None:
+            store.flushing = True
+            try:
+                real_wait_idle()
+            finally:
+                store.flushing = False
+
+        engine.store_thread.wait_idle = wait_idle  # type: ignore[method-assign]
+        os.kill(engine.workers.live()[0].process.pid, signal.SIGKILL)  # a forced flush follows
+        wait_for(lambda: store.flushing, 60, "the loop to flush after the worker's death")
+        store.gate.set()
+        wait_for(lambda: finished(store) == count, 60, "every document to finish")
+    # At most the one claim already queued behind the waiting one ran inside the flush.
+    assert store.during_flush <= 1
     store.close()

@@ -49,7 +49,7 @@ def finished_at_once(coro: Coroutine[Any, Any, Outcome]) -> Outcome | None:
 
 
 class InlineDocuments:
-    """claim_settling's `settle` for cheap documents: their transition, or None (to a worker)."""
+    """Which documents are settled inline, and how; `claim()` gives one claim's `settle`."""
 
     def __init__(
         self,
@@ -62,13 +62,6 @@ class InlineDocuments:
         self.policy, self.wall, self.rand = policy, wall, rand
         self.pipeline = Pipeline(stages=(DocumentDecode(), Normalise()))
         self.tracer = trace.get_tracer("atlas.engine")
-        # Stage timings of the attempts that failed (a done transition carries its own, a failed
-        # one does not), for the engine's stage metrics: item id -> {stage: seconds}. Written on
-        # the store thread, taken by the loop once the claim has ended (`timings`).
-        self._failed_timings: dict[str, dict[str, float]] = {}
-        # Seconds spent settling since the store thread last reset it: a claim's transaction
-        # less this is the database's share, what the commit metrics measure.
-        self.seconds = 0.0
 
     def accepts(self, item: Claimed) -> bool:
         if item.kind != "document" or item.isolate or item.deaths:
@@ -80,19 +73,38 @@ class InlineDocuments:
             and (item.payload.get("content_type") or "text/plain") in INLINE_TYPES
         )
 
+    def claim(self) -> Settling:
+        return Settling(self)
+
+
+class Settling:
+    """One claim's `settle` (claim_settling calls it on the store thread for each chosen item):
+    the item's transition, or None (to a worker). It keeps what the loop records once the claim
+    has ended, per claim, as two claims may run at once (PostgreSQL)."""
+
+    def __init__(self, documents: InlineDocuments) -> None:
+        self.documents = documents
+        # Seconds spent processing documents: the claim's transaction less this is the
+        # database's share, what the commit metrics measure.
+        self.seconds = 0.0
+        # Stage timings of the attempts that failed (a done transition carries its own, a
+        # failed one does not), for the engine's stage metrics: item id -> {stage: seconds}.
+        self._failed_timings: dict[str, dict[str, float]] = {}
+
     def __call__(self, item: Claimed) -> Transition | None:
-        if not self.accepts(item):
+        docs = self.documents
+        if not docs.accepts(item):
             return None
         started = time.perf_counter()
-        outcome = finished_at_once(process(self.pipeline, Job.of(item), self.tracer))
+        outcome = finished_at_once(process(docs.pipeline, Job.of(item), docs.tracer))
         self.seconds += time.perf_counter() - started
         if outcome is None:
             return None
-        transition = queue.after(item, outcome, policy=self.policy, now=self.wall(), rand=self.rand)
+        transition = queue.after(item, outcome, policy=docs.policy, now=docs.wall(), rand=docs.rand)
         if transition.timings is None:
             self._failed_timings[item.id] = outcome.timings
         return transition
 
     def timings(self, transition: Transition) -> dict[str, float]:
-        """The stage timings of a transition this made (each is asked for once)."""
-        return transition.timings or self._failed_timings.pop(transition.item_id, {})
+        """The stage timings of a transition this made."""
+        return transition.timings or self._failed_timings.get(transition.item_id, {})

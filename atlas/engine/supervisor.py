@@ -36,7 +36,7 @@ from atlas.engine.budget import ClaimBudget
 from atlas.engine.commits import STORE_RETRY_SECONDS, Committer, LabelCache
 from atlas.engine.dispatch import assign
 from atlas.engine.host_metrics import HostMetrics
-from atlas.engine.inline import InlineDocuments
+from atlas.engine.inline import InlineDocuments, Settling
 from atlas.engine.leases import Leases
 from atlas.engine.messages import Extend, Failed, FromWorker, Hosts, Job, Ready, Run, Stop
 from atlas.engine.pool import LEASE_LAPSED_EXIT, RESTART_REASONS, describe_exit, restart_reason
@@ -443,31 +443,31 @@ class Engine:
             return
         owner, lease_seconds = self.owner, self.settings.lease_seconds
         self._claiming += 1
-        settle = self.inline
-        if settle is None:
+        if self.inline is None:
             self.store_thread.submit(
                 lambda: self.store.claim(owner, limit, lease_seconds),
                 lambda claimed, error: self._claimed(limit, claimed, error),
             )
             return
-        inline = settle
+        settling = self.inline.claim()
 
         def claim_settling() -> ClaimSettled:  # on the store thread
-            inline.seconds = 0.0
             started = time.perf_counter()
-            result = self.store.claim_settling(owner, limit, lease_seconds, inline)
+            result = self.store.claim_settling(owner, limit, lease_seconds, settling)
             if result.settled:
                 # It committed what it settled: the commit metrics count it as any commit (the
                 # database latency alert reads them), less the time spent settling.
-                self.metrics.commit_duration.observe(time.perf_counter() - started - inline.seconds)
+                self.metrics.commit_duration.observe(time.perf_counter() - started - settling.seconds)
                 self.metrics.commit_batch.observe(len(result.settled))
             return result
 
         self.store_thread.submit(
-            claim_settling, lambda result, error: self._claimed_settling(limit, result, error)
+            claim_settling, lambda result, error: self._claimed_settling(limit, settling, result, error)
         )
 
-    def _claimed_settling(self, limit: int, result: ClaimSettled | None, error: BaseException | None) -> None:
+    def _claimed_settling(
+        self, limit: int, settling: Settling, result: ClaimSettled | None, error: BaseException | None
+    ) -> None:
         """A claim that settled cheap documents at once ended: record those as a commit would,
         then the leased rest as any claim's."""
         if result is None:
@@ -482,9 +482,8 @@ class Engine:
         now = self.monotonic()
         if self._can_claim(now) and now >= self._next_claim:
             self._claim(now)
-        assert self.inline is not None
         for transition, item in result.settled:
-            for stage, seconds in self.inline.timings(transition).items():
+            for stage, seconds in settling.timings(transition).items():
                 self._child(self.metrics.stage_duration, stage).observe(seconds)
             if transition.outcome in ("retry", "dead"):
                 _log_failure(item, transition)

@@ -34,6 +34,9 @@ from atlas.pipeline.document import DocumentDecode, Normalise
 from atlas.store.models import Claimed, Transition
 
 INLINE_TYPES = frozenset({"text/plain", "text/markdown"})
+# Characters one claim settles at most; the rest of its documents go to the workers. The claim's
+# transaction holds the database's write lock while it settles (and API commits wait for it).
+CHARS_PER_CLAIM = 2 * 1024 * 1024
 
 
 def finished_at_once(coro: Coroutine[Any, Any, Outcome]) -> Outcome | None:
@@ -87,14 +90,16 @@ class Settling:
         # Seconds spent processing documents: the claim's transaction less this is the
         # database's share, what the commit metrics measure.
         self.seconds = 0.0
+        self.chars = 0  # of the documents settled so far (CHARS_PER_CLAIM)
         # Stage timings of the attempts that failed (a done transition carries its own, a
         # failed one does not), for the engine's stage metrics: item id -> {stage: seconds}.
         self._failed_timings: dict[str, dict[str, float]] = {}
 
     def __call__(self, item: Claimed) -> Transition | None:
         docs = self.documents
-        if not docs.accepts(item):
+        if not docs.accepts(item) or self.chars >= CHARS_PER_CLAIM:
             return None
+        self.chars += len(item.payload["content"])
         started = time.perf_counter()
         outcome = finished_at_once(process(docs.pipeline, Job.of(item), docs.tracer))
         self.seconds += time.perf_counter() - started

@@ -201,3 +201,25 @@ def test_a_forced_flush_does_not_keep_claiming_while_documents_stream(
     # At most the one claim already queued behind the waiting one ran inside the flush.
     assert store.during_flush <= 1
     store.close()
+
+
+def test_one_claim_settles_at_most_its_share_of_characters() -> None:
+    """The claim's transaction holds the write lock while it settles: past CHARS_PER_CLAIM, the
+    claim's other documents are leased to the workers."""
+    import random
+    import time
+
+    from atlas.engine.inline import CHARS_PER_CLAIM, InlineDocuments
+
+    policy = queue.RetryPolicy(max_attempts=3, backoff_base_seconds=1, backoff_cap_seconds=10, max_deaths=2)
+    documents = InlineDocuments(65_536, policy, time.time, random.random)
+    size = 60_000
+    items = [
+        Claimed(f"i{n}", "document", None, 0, {"content": "x" * size}, None, 0, 0, False, None, 0.0, "t")
+        for n in range(CHARS_PER_CLAIM // size + 5)
+    ]
+    settling = documents.claim()
+    settled = [settling(item) for item in items]
+    first = -(-CHARS_PER_CLAIM // size)  # the one that crosses the cap is still settled
+    assert all(t is not None for t in settled[:first]) and all(t is None for t in settled[first:])
+    assert documents.claim()(items[-1]) is not None  # the next claim starts afresh

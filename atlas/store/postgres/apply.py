@@ -26,7 +26,7 @@ Q = load_queries("atlas.store.postgres", "queries.sql")
 
 # The array parameters of the *_batch statements (queries.sql), named as transitions.py's rows.
 TRANSITION_COLUMNS = (
-    "id", "token", "state", "attempts_inc", "deaths_inc", "isolate", "next_attempt_at",
+    "id", "token", "from_state", "state", "attempts_inc", "deaths_inc", "isolate", "next_attempt_at",
     "error_stage", "error_class", "error_message", "error_host", "dead_reason", "content_hash",
     "duplicate_of", "timings", "done_at",
 )  # fmt: skip
@@ -138,14 +138,21 @@ def _originals(conn: Conn, live: Sequence[Transition], now: float) -> dict[str, 
     return originals
 
 
-def apply_transitions(conn: Conn, transitions: Sequence[Transition], now: float) -> dict[str, str]:
-    """Apply `transitions`; a stale lease token is skipped. {item id: outcome} for those applied."""
+def apply_transitions(
+    conn: Conn, transitions: Sequence[Transition], now: float, *, settling: bool = False
+) -> dict[str, str]:
+    """Apply `transitions`; a stale lease token is skipped. {item id: outcome} for those applied.
+    `settling`: they are of items still queued that this transaction chose and locked
+    (claim_settling), never leased; there is no lease to check."""
     if not transitions:
         return {}
-    held = {
-        r["id"]: r["lease_token"]
-        for r in conn.execute(Q["lock_leases"], {"ids": [t.item_id for t in transitions]}).fetchall()
-    }
+    if settling:
+        held = {t.item_id: t.token for t in transitions}
+    else:
+        held = {
+            r["id"]: r["lease_token"]
+            for r in conn.execute(Q["lock_leases"], {"ids": [t.item_id for t in transitions]}).fetchall()
+        }
     # else: lease lost. An item listed twice is applied once (the first), as when each row was
     # its own UPDATE and the second found the lease already cleared; its completion is recorded once.
     first: dict[str, Transition] = {}
@@ -159,7 +166,7 @@ def apply_transitions(conn: Conn, transitions: Sequence[Transition], now: float)
     if urls:  # one statement; unnest keeps the array's (sorted) order
         conn.execute(Q["lock_urls"], {"urls": urls})
     originals = _originals(conn, live, now)
-    out = TransitionRows(now)
+    out = TransitionRows(now, settling=settling)
     for t in live:
         original = originals.get(t.item_id)
         out.add(t, original if original not in (None, t.item_id) else None)

@@ -56,6 +56,23 @@ UPDATE items AS i
 RETURNING i.id, i.kind, i.source, i.priority, i.payload, i.metadata, i.attempts, i.deaths, i.isolate,
           i.trace_context, i.created_at, i.next_attempt_at;
 
+-- name: due_locked
+-- claim's pick, locked and returned as it is (claim_settling: some are settled in this
+-- transaction, the rest leased by lease_ids).
+SELECT id, kind, source, priority, payload, metadata, attempts, deaths, isolate, trace_context,
+       created_at, next_attempt_at
+  FROM items
+ WHERE state = 'queued' AND next_attempt_at <= %(now)s
+ ORDER BY priority DESC, next_attempt_at
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED;
+
+-- name: lease_ids
+UPDATE items
+   SET state = 'leased', lease_owner = %(owner)s, lease_token = %(token)s, lease_until = %(until)s,
+       updated_at = %(now)s
+ WHERE id = ANY(%(ids)b::text[]);
+
 -- name: commit_without_flush
 -- A claim need not survive a server crash: if its commit record is lost, the items are simply
 -- still queued, and the engine that took them finds its lease gone when it applies (lock_leases)
@@ -106,6 +123,8 @@ INSERT INTO completions (item_id, outcome, lease_token, at) VALUES (%(id)s, %(ou
 -- counters (0001_init.sql) then fire once per batch, and the server plans once. Parameters are
 -- one array per column of `transition`; the items were locked (lock_leases) and their tokens
 -- checked, and an item appears once per batch (apply_transitions), so each row joins one item.
+-- From 'leased' under the lease's token, or from 'queued' with none (claim_settling: chosen and
+-- locked by due_locked in this transaction, never leased).
 UPDATE items AS i
    SET state = r.state,
        attempts = i.attempts + r.attempts_inc,
@@ -123,15 +142,16 @@ UPDATE items AS i
        timings = coalesce(r.timings, i.timings),
        done_at = r.done_at,
        updated_at = %(now)s
-  FROM unnest(%(id)b::text[], %(token)b::text[], %(state)b::text[], %(attempts_inc)b::int[],
-              %(deaths_inc)b::int[], %(isolate)b::int[], %(next_attempt_at)b::float8[],
-              %(error_stage)b::text[], %(error_class)b::text[], %(error_message)b::text[],
-              %(error_host)b::text[], %(dead_reason)b::text[], %(content_hash)b::text[],
-              %(duplicate_of)b::text[], %(timings)b::text[], %(done_at)b::float8[])
-       AS r (id, token, state, attempts_inc, deaths_inc, isolate, next_attempt_at, error_stage,
-             error_class, error_message, error_host, dead_reason, content_hash, duplicate_of,
-             timings, done_at)
- WHERE i.id = r.id AND i.lease_token = r.token AND i.state = 'leased';
+  FROM unnest(%(id)b::text[], %(token)b::text[], %(from_state)b::text[], %(state)b::text[],
+              %(attempts_inc)b::int[], %(deaths_inc)b::int[], %(isolate)b::int[],
+              %(next_attempt_at)b::float8[], %(error_stage)b::text[], %(error_class)b::text[],
+              %(error_message)b::text[], %(error_host)b::text[], %(dead_reason)b::text[],
+              %(content_hash)b::text[], %(duplicate_of)b::text[], %(timings)b::text[],
+              %(done_at)b::float8[])
+       AS r (id, token, from_state, state, attempts_inc, deaths_inc, isolate, next_attempt_at,
+             error_stage, error_class, error_message, error_host, dead_reason, content_hash,
+             duplicate_of, timings, done_at)
+ WHERE i.id = r.id AND i.state = r.from_state AND i.lease_token IS NOT DISTINCT FROM r.token;
 
 -- name: insert_attempt_batch
 -- insert_attempt for a batch, after transition_batch (the attempt number is the item's updated

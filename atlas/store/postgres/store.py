@@ -257,11 +257,7 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
         now = self.clock()
         token = uuid.uuid4().hex
         with self._write() as conn:  # durable: it may record completions
-            rows = conn.execute(
-                Q["claim"],
-                {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},
-            ).fetchall()
-            rows.sort(key=lambda r: (-r["priority"], r["next_attempt_at"], r["id"]))
+            rows = conn.execute(Q["due_locked"], {"now": now, "limit": limit}).fetchall()
             leased: list[Claimed] = []
             settled: list[tuple[Transition, Claimed]] = []
             for item in (row_to_claimed(r, token) for r in rows):
@@ -270,8 +266,12 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
                     leased.append(item)
                 else:
                     settled.append((transition, item))
-            # Leased a moment ago in this transaction, so their tokens hold: applied as apply() does.
-            applied = apply_transitions(conn, [t for t, _ in settled], now)
+            if leased:
+                params = {"owner": owner, "token": token, "until": now + lease_seconds, "now": now}
+                conn.execute(Q["lease_ids"], {**params, "ids": [c.id for c in leased]})
+            # Chosen and locked (FOR UPDATE) by this transaction, still queued: one row version
+            # each, where leasing them first wrote two.
+            applied = apply_transitions(conn, [t for t, _ in settled], now, settling=True)
             if any(c.kind == "url" for c in leased):
                 self.attach_validators(conn, leased)
         return ClaimSettled(leased, settled, applied)

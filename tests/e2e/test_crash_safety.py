@@ -207,3 +207,36 @@ def test_workers_of_a_frozen_engine_stop_before_its_leases_can_lapse(tmp_path: P
     assert all(store.get_item(i).deaths == 0 for i in ids)  # type: ignore[union-attr]
     assert store.completions() == {}
     assert '"reason": "lease_lapsed"' in (tmp_path / "core.log").read_text()
+
+
+def test_sigkill_while_documents_are_settled_inline_loses_nothing_and_completes_nothing_twice(
+    tmp_path: Path, backend: tuple[Any, dict[str, str], int]
+) -> None:
+    """Under the default pipeline plain-text documents are settled by the engine in the claim's
+    own transaction (atlas.engine.inline): a SIGKILL at any moment leaves them queued or done,
+    never half-stored, never completed twice."""
+    store, backend_env, kill_count = backend
+    n = 10_000
+    ids = [r.id for r in store.enqueue(docs(n, prefix="inline"))]
+    env = atlas_env(tmp_path, **backend_env, ATLAS_WORKERS="1")
+    rng = random.Random(int(os.environ.get("TEST_SEED", "3")))
+    pipeline = "atlas.pipeline:default_pipeline"
+    for _ in range(kill_count):
+        core = start_core(env, pipeline, tmp_path / "core.log")
+        before = finished(store)
+        wait_for(lambda: finished(store) > before, 60, "the restarted engine to make progress")  # noqa: B023
+        time.sleep(rng.uniform(0.0, 0.3))
+        core.send_signal(signal.SIGKILL)
+        core.wait(timeout=10)
+    assert finished(store) < n, "the kills came too late to interrupt anything"
+    core = start_core(env, pipeline, tmp_path / "core.log")
+    try:
+        wait_for(lambda: finished(store) == n, 120, "every document to reach a final state")
+    finally:
+        core.send_signal(signal.SIGTERM)
+        assert core.wait(timeout=30) == 0
+    assert store.counts() == {("done", "document"): n}
+    completions = store.completions()
+    assert set(completions) == set(ids) and max(completions.values()) == 1
+    assert all(store.get_content(i) is not None for i in rng.sample(ids, 50))
+    assert len(store.search("inline", limit=n + 1)[0]) == n  # every text indexed once

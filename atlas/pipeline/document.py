@@ -6,6 +6,7 @@ import hashlib
 import re
 import unicodedata
 from html.parser import HTMLParser
+from typing import Any
 
 from atlas.errors import PermanentStageError
 from atlas.pipeline.base import ItemContext, Result
@@ -102,6 +103,25 @@ def html_to_text(html: str) -> tuple[str | None, str]:
     return title, "".join(parser.parts)
 
 
+def decode_document(payload: dict[str, Any]) -> tuple[str, str | None, str]:
+    """(content type, title, text) of a document's payload, before normalisation; raises
+    PermanentStageError when it holds no text."""
+    content_type = str(payload.get("content_type") or "text/plain")
+    raw = payload.get("content")
+    if not isinstance(raw, str):
+        raise PermanentStageError("document has no text content", stage=DocumentDecode.name)
+    title: str | None = None
+    text = raw
+    if content_type == "text/html":
+        title, text = html_to_text(raw)
+    elif content_type == "text/markdown":
+        heading = _MD_HEADING.search(raw)
+        title = heading.group(1) if heading else None
+    if title is None and isinstance(payload.get("title"), str):
+        title = payload["title"]
+    return content_type, title, text
+
+
 class DocumentDecode:
     """Turn inline content into plain text and a title, by content type."""
 
@@ -109,21 +129,8 @@ class DocumentDecode:
     kinds: tuple[str, ...] = ("document",)
 
     async def run(self, ctx: ItemContext) -> None:
-        ctx.content_type = str(ctx.payload.get("content_type") or "text/plain")
-        raw = ctx.payload.get("content")
-        if not isinstance(raw, str):
-            raise PermanentStageError("document has no text content", stage=self.name)
-        ctx.raw = raw
-        if ctx.content_type == "text/html":
-            ctx.title, ctx.text = html_to_text(raw)
-        elif ctx.content_type == "text/markdown":
-            heading = _MD_HEADING.search(raw)
-            ctx.title = heading.group(1) if heading else None
-            ctx.text = raw
-        else:
-            ctx.text = raw
-        if ctx.title is None and isinstance(ctx.payload.get("title"), str):
-            ctx.title = ctx.payload["title"]
+        ctx.content_type, ctx.title, ctx.text = decode_document(ctx.payload)
+        ctx.raw = ctx.payload["content"]
 
 
 class Normalise:

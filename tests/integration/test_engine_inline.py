@@ -223,3 +223,36 @@ def test_one_claim_settles_at_most_its_share_of_characters() -> None:
     first = -(-CHARS_PER_CLAIM // size)  # the one that crosses the cap is still settled
     assert all(t is not None for t in settled[:first]) and all(t is None for t in settled[first:])
     assert documents.claim()(items[-1]) is not None  # the next claim starts afresh
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"content": "plain   text\r\n\r\n\r\nsecond line"},
+        {"content": "# A Title #\n\nbody text", "content_type": "text/markdown"},
+        {"content": "no heading here", "content_type": "text/markdown", "title": "Given"},
+        {"content": "with a url", "url": "https://example.test/a", "title": "T"},
+    ],
+)
+def test_a_settled_document_is_what_the_workers_pipeline_makes_of_it(payload: dict[str, Any]) -> None:
+    """Untraced, a stored document skips process()'s machinery (atlas.engine.inline): the same
+    result and stage timings as the pipeline run through process() in a worker."""
+    import asyncio
+    import random
+    import time
+
+    from opentelemetry import trace
+
+    from atlas.engine.inline import InlineDocuments
+    from atlas.engine.messages import Done, Job
+    from atlas.engine.worker import process
+    from atlas.pipeline import default_pipeline
+
+    policy = queue.RetryPolicy(max_attempts=3, backoff_base_seconds=1, backoff_cap_seconds=10, max_deaths=2)
+    item = Claimed("i1", "document", None, 0, payload, None, 0, 0, False, None, 0.0, "t")
+    settled = InlineDocuments(65_536, policy, time.time, random.random).claim()(item)
+    assert settled is not None and settled.state == "done" and settled.timings is not None
+    worker = asyncio.run(process(default_pipeline(), Job.of(item), trace.NoOpTracer()))
+    assert isinstance(worker, Done)
+    assert settled.result == worker.result
+    assert set(settled.timings) == set(worker.timings) == {"decode", "normalise"}

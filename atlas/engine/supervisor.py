@@ -471,6 +471,16 @@ class Engine:
         """A claim that settled cheap documents at once ended: record those as a commit would,
         then the leased rest as any claim's."""
         if result is None:
+            if error is not None and not isinstance(error, StoreError) and self.inline is not None:
+                # Settling itself failed (a bug, or a document it did not foresee): nothing was
+                # written, and the workers, where a failure is an item's and not the engine's,
+                # take every item from now on, instead of the engine dying on it again and again.
+                log.error(
+                    "inline settling failed; the workers take every item from now on",
+                    error=f"{type(error).__name__}: {error}",
+                )
+                self.inline = None
+                error = StoreError(f"inline settling failed: {type(error).__name__}: {error}")
             self._claimed(limit, None, error)
             return
         now = self.monotonic()

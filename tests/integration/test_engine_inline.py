@@ -256,3 +256,54 @@ def test_a_settled_document_is_what_the_workers_pipeline_makes_of_it(payload: di
     assert isinstance(worker, Done)
     assert settled.result == worker.result
     assert set(settled.timings) == set(worker.timings) == {"decode", "normalise"}
+
+
+class _SettlingBreaks(SQLiteStore):
+    """The real store; its first settling claim fails inside `settle` with an error no stage
+    would raise (a bug in the engine's settling), as the transaction runs."""
+
+    broke = False
+
+    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Any) -> Any:
+        def breaking(item: Claimed) -> Transition | None:
+            if not self.broke:
+                self.broke = True
+                raise RuntimeError("settling broke (injected)")
+            return settle(item)  # type: ignore[no-any-return]
+
+        return super().claim_settling(owner, limit, lease_seconds, breaking)
+
+
+def test_a_document_settling_cannot_store_fails_as_in_a_worker_and_a_broken_settling_hands_over(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A lone surrogate passes decoding and normalising but not hashing: the attempt fails as it
+    does in a worker (the engine goes on). Settling that raises by itself undoes its claim and
+    leaves every item to the workers, instead of killing the engine on each restart."""
+    fast = settings.replace(workers=1, poll_interval_ms=10, max_attempts=1)
+    store = SQLiteStore(tmp_path / "surrogate.db", synchronous="NORMAL")
+    bad, good = (
+        r.id
+        for r in store.enqueue(
+            [
+                NewItem("document", {"content": "bad \ud800 text"}),
+                NewItem("document", {"content": "good text"}),
+            ]
+        )
+    )
+    with engine_thread(fast, store, PIPELINE):
+        wait_for(lambda: finished(store) == 2, 60, "both documents to finish")
+    failed = store.get_item(bad)
+    assert failed is not None and failed.state == "dead" and failed.last_error is not None
+    assert (failed.last_error.stage, failed.last_error.error_class) == ("normalise", "UnicodeEncodeError")
+    assert _completion_tokens(store)[good] is None  # settled inline
+    store.close()
+
+    breaks = _SettlingBreaks(tmp_path / "breaks.db", synchronous="NORMAL")
+    ids = [r.id for r in breaks.enqueue([NewItem("document", {"content": f"text {i}"}) for i in range(20)])]
+    with engine_thread(fast, breaks, PIPELINE) as engine:
+        wait_for(lambda: finished(breaks) == 20, 60, "every document to finish through the workers")
+        assert breaks.broke and engine.inline is None
+    tokens = _completion_tokens(breaks)
+    assert set(tokens) == set(ids) and None not in tokens.values()  # all leased to workers
+    breaks.close()

@@ -159,6 +159,9 @@ class Engine:
         # The last claim was full and settled every item it chose (atlas.engine.inline): a
         # stream of cheap documents, where the next claim may wait in line behind the running one.
         self._settling_all = False
+        # Of the claim budget, what claims under way may still lease (their lease limits): the
+        # one waiting in line must not lease past the budget what the running one leases.
+        self._lease_reserved = 0
         # A forced flush waits for the store thread: a claim ending meanwhile must not ask for the
         # next (_claimed_settling), or the wait lasts as long as the stream of cheap documents.
         self._flushing = False
@@ -438,7 +441,8 @@ class Engine:
         self._paused = paused
 
     def _claim(self, now: float) -> None:
-        limit = min(self.settings.claim_batch_size, self.budget.capacity(now) - self._held())
+        room = self.budget.capacity(now) - self._held()
+        limit = min(self.settings.claim_batch_size, room)
         if limit <= 0 or not self.workers.live():
             return
         owner, lease_seconds = self.owner, self.settings.lease_seconds
@@ -450,10 +454,14 @@ class Engine:
             )
             return
         settling = self.inline.claim()
+        # Settled items take none of the budget; leased ones do, and a claim waiting in line
+        # behind another cannot know what that one will lease: it leases at most what is left.
+        lease_limit = max(0, min(limit, room - self._lease_reserved))
+        self._lease_reserved += lease_limit
 
         def claim_settling() -> ClaimSettled:  # on the store thread
             started = time.perf_counter()
-            result = self.store.claim_settling(owner, limit, lease_seconds, settling)
+            result = self.store.claim_settling(owner, limit, lease_seconds, settling, lease_limit)
             if result.settled:
                 # It committed what it settled: the commit metrics count it as any commit (the
                 # database latency alert reads them), less the time spent settling.
@@ -462,14 +470,21 @@ class Engine:
             return result
 
         self.store_thread.submit(
-            claim_settling, lambda result, error: self._claimed_settling(limit, settling, result, error)
+            claim_settling,
+            lambda result, error: self._claimed_settling(limit, lease_limit, settling, result, error),
         )
 
     def _claimed_settling(
-        self, limit: int, settling: Settling, result: ClaimSettled | None, error: BaseException | None
+        self,
+        limit: int,
+        lease_limit: int,
+        settling: Settling,
+        result: ClaimSettled | None,
+        error: BaseException | None,
     ) -> None:
         """A claim that settled cheap documents at once ended: record those as a commit would,
         then the leased rest as any claim's."""
+        self._lease_reserved -= lease_limit
         if result is None:
             if error is not None and not isinstance(error, StoreError) and self.inline is not None:
                 # Settling itself failed (a bug, or a document it did not foresee): nothing was
@@ -486,7 +501,7 @@ class Engine:
         now = self.monotonic()
         self.budget.finished(len(result.settled), now)
         self._settling_all = len(result.settled) == limit
-        self._claimed(limit, result.leased, None, chosen=len(result.leased) + len(result.settled))
+        self._claimed(limit, result.leased, None, chosen=result.chosen)
         # The next claim first: recording a claim's worth of items takes the loop milliseconds,
         # which the store thread would otherwise spend idle (measured: a tenth of the run).
         now = self.monotonic()

@@ -46,11 +46,14 @@ class Store(Protocol):
         """Lease up to `limit` due items to `owner`, highest priority and oldest due first."""
         ...
 
-    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Settle) -> ClaimSettled:
+    def claim_settling(
+        self, owner: str, limit: int, lease_seconds: float, settle: Settle, lease_limit: int | None = None
+    ) -> ClaimSettled:
         """Choose up to `limit` due items as claim() does, in one transaction with settling those
         that `settle` returns a transition for (cheap work done right there: they are never
         leased, and a crash loses nothing, as the transaction commits both or neither); the
-        others are leased to `owner`. `settle` must not touch the store."""
+        others are leased to `owner`, at most `lease_limit` of them (None: all), the rest left
+        queued. `settle` must not touch the store."""
         ...
 
     def heartbeat(self, owner: str, lease_seconds: float) -> int:

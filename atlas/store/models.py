@@ -173,11 +173,13 @@ Settle = Callable[[Claimed], "Transition | None"]
 
 class ClaimSettled(NamedTuple):
     """What claim_settling did: items leased (as claim() returns them), and items settled in the
-    claim's own transaction with their transitions and outcomes (as apply() returns them)."""
+    claim's own transaction with their transitions and outcomes (as apply() returns them), of
+    `chosen` items (those neither settled nor leased, past its lease limit, stay queued)."""
 
     leased: list[Claimed]
     settled: list[tuple[Transition, Claimed]]
     applied: dict[str, str]
+    chosen: int
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,9 @@ class SQLiteQueue:
                 self.attach_validators(conn, claimed)
         return claimed
 
-    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Settle) -> ClaimSettled:
+    def claim_settling(
+        self, owner: str, limit: int, lease_seconds: float, settle: Settle, lease_limit: int | None = None
+    ) -> ClaimSettled:
         now = self.clock()
         token = uuid.uuid4().hex
         with self._write() as conn:
@@ -121,6 +123,7 @@ class SQLiteQueue:
                     leased.append(item)
                 else:
                     settled.append((transition, item))
+            del leased[len(leased) if lease_limit is None else lease_limit :]  # the rest stay queued
             until = now + lease_seconds
             for chunk in chunks([c.id for c in leased], IN_CHUNK):
                 sql = Q["lease_ids"].format(",".join("?" * len(chunk)))
@@ -132,7 +135,7 @@ class SQLiteQueue:
         if any(c.kind == "url" for c in leased):
             with self._read() as conn:
                 self.attach_validators(conn, leased)
-        return ClaimSettled(leased, settled, applied)
+        return ClaimSettled(leased, settled, applied, len(chosen))
 
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         now = self.clock()

@@ -65,6 +65,30 @@ def test_claim_settling_settles_some_and_leases_the_rest(any_store: Any) -> None
     assert any_store.claim_settling("owner-1", 10, 30, lambda i: None).leased[0].id == url.id
 
 
+def test_past_its_lease_limit_a_settling_claim_leaves_the_rest_queued(any_store: Any) -> None:
+    """The engine's second claim in line may lease only what the budget has left: the items it
+    chose and could neither settle nor lease stay queued for the next claim."""
+    urls = [
+        r.id
+        for r in any_store.enqueue(
+            [NewItem(kind="url", payload={"url": f"http://x.test/{i}"}) for i in range(3)]
+        )
+    ]
+    docs = [r.id for r in any_store.enqueue([NewItem(kind="document", payload={"content": "text"})])]
+    result = any_store.claim_settling(
+        "owner-1", 10, 30, lambda i: _done(i) if i.kind == "document" else None, lease_limit=1
+    )
+    assert result.chosen == 4 and [i.id for _, i in result.settled] == docs
+    assert [c.id for c in result.leased] == urls[:1]
+    assert {i: any_store.get_item(i).state for i in urls} == {
+        urls[0]: "leased",
+        urls[1]: "queued",
+        urls[2]: "queued",
+    }
+    assert any_store.counts()[("queued", "url")] == 2
+    assert sorted(c.id for c in any_store.claim("owner-2", 10, 30)) == sorted(urls[1:])
+
+
 def test_a_failure_while_settling_leaves_every_chosen_item_queued(any_store: Any) -> None:
     ids = [
         r.id
@@ -161,13 +185,15 @@ class _GatedStore(SQLiteStore):
         self.flushing = False
         self.during_flush = 0
 
-    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Any) -> ClaimSettled:
+    def claim_settling(
+        self, owner: str, limit: int, lease_seconds: float, settle: Any, lease_limit: int | None = None
+    ) -> ClaimSettled:
         self.calls += 1
         if self.flushing:
             self.during_flush += 1
         if self.calls == 3:
             self.gate.wait(30)
-        return super().claim_settling(owner, limit, lease_seconds, settle)
+        return super().claim_settling(owner, limit, lease_seconds, settle, lease_limit)
 
 
 def test_a_forced_flush_does_not_keep_claiming_while_documents_stream(
@@ -264,14 +290,16 @@ class _SettlingBreaks(SQLiteStore):
 
     broke = False
 
-    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Any) -> Any:
+    def claim_settling(
+        self, owner: str, limit: int, lease_seconds: float, settle: Any, lease_limit: int | None = None
+    ) -> Any:
         def breaking(item: Claimed) -> Transition | None:
             if not self.broke:
                 self.broke = True
                 raise RuntimeError("settling broke (injected)")
             return settle(item)  # type: ignore[no-any-return]
 
-        return super().claim_settling(owner, limit, lease_seconds, breaking)
+        return super().claim_settling(owner, limit, lease_seconds, breaking, lease_limit)
 
 
 def test_a_document_settling_cannot_store_fails_as_in_a_worker_and_a_broken_settling_hands_over(

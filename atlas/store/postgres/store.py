@@ -251,7 +251,9 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
                 self.attach_validators(conn, claimed)
         return claimed
 
-    def claim_settling(self, owner: str, limit: int, lease_seconds: float, settle: Settle) -> ClaimSettled:
+    def claim_settling(
+        self, owner: str, limit: int, lease_seconds: float, settle: Settle, lease_limit: int | None = None
+    ) -> ClaimSettled:
         from atlas.store.postgres.apply import apply_transitions
 
         now = self.clock()
@@ -266,6 +268,8 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
                     leased.append(item)
                 else:
                     settled.append((transition, item))
+            # Past the lease limit the rest stay queued (their row locks end with the transaction).
+            del leased[len(leased) if lease_limit is None else lease_limit :]
             if leased:
                 params = {"owner": owner, "token": token, "until": now + lease_seconds, "now": now}
                 conn.execute(Q["lease_ids"], {**params, "ids": [c.id for c in leased]})
@@ -274,7 +278,7 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
             applied = apply_transitions(conn, [t for t, _ in settled], now, settling=True)
             if any(c.kind == "url" for c in leased):
                 self.attach_validators(conn, leased)
-        return ClaimSettled(leased, settled, applied)
+        return ClaimSettled(leased, settled, applied, len(rows))
 
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         from atlas.store.postgres.apply import apply_transitions

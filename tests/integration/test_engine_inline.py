@@ -335,3 +335,44 @@ def test_a_document_settling_cannot_store_fails_as_in_a_worker_and_a_broken_sett
     tokens = _completion_tokens(breaks)
     assert set(tokens) == set(ids) and None not in tokens.values()  # all leased to workers
     breaks.close()
+
+
+def test_two_engines_settling_on_one_postgresql_database_finish_each_document_once(
+    postgres_url: str, settings: Settings
+) -> None:
+    """Two engines, each with two store threads, settle documents from one PostgreSQL queue at
+    once (FOR UPDATE SKIP LOCKED): every document is settled by exactly one of them, and of the
+    texts sent twice one copy is stored and the other is its duplicate."""
+    from atlas.store.postgres import PostgresStore
+    from tests.helpers.postgres import migrated_and_empty
+
+    url = migrated_and_empty(postgres_url)
+    stores = [PostgresStore(url, pool_size=4) for _ in range(2)]
+    n = 3_000
+    texts = [f"text {i % 2_000}" for i in range(n)]  # 1,000 texts twice
+    ids = [r.id for r in stores[0].enqueue([NewItem("document", {"content": t}) for t in texts])]
+    fast = settings.replace(database_url=url, workers=1, poll_interval_ms=10, claim_batch_size=64)
+    with (
+        engine_thread(fast, stores[0], PIPELINE) as first,
+        engine_thread(fast, stores[1], PIPELINE) as second,
+    ):
+        wait_for(lambda: finished(stores[0]) == n, 120, "every document to finish")
+        shares = [
+            sum(
+                engine.metrics.registry.get_sample_value(
+                    "atlas_engine_items_processed_total", {"kind": "document", "outcome": outcome}
+                )
+                or 0.0
+                for outcome in ("done", "duplicate")
+            )
+            for engine in (first, second)
+        ]
+    assert sum(shares) == n and min(shares) > 0, shares  # both settled a share, none twice
+    counts = stores[0].counts()
+    assert counts == {("done", "document"): 2_000, ("duplicate", "document"): 1_000}
+    completions = stores[0].completions()
+    assert set(completions) == set(ids) and max(completions.values()) == 1
+    owners = sql_rows(stores[0], "SELECT count(*), count(DISTINCT content_hash) FROM contents")
+    assert owners == [(2_000, 2_000)]
+    for store in stores:
+        store.close()

@@ -173,6 +173,9 @@ class Engine:
         self._next_maintenance_check = 0.0
         self._stop = False
         self._work_arrived = False  # set by the WorkWatcher's thread: claim now, not at the next poll
+        # Work arrived since the last claim was asked for: that claim may have looked before it
+        # was committed, so a short claim must not put the next one off until the next poll.
+        self._work_since_claim = False
         # Called at the top of every turn of the loop (the systemd watchdog's liveness signal).
         self.on_turn: Callable[[], None] | None = None
         self._draining = False
@@ -308,6 +311,7 @@ class Engine:
             os.read(self._wake_r, 512)
             if self._work_arrived:
                 self._work_arrived = False
+                self._work_since_claim = True
                 self._next_claim = min(self._next_claim, self.monotonic())
             return
         what, w = data
@@ -447,6 +451,7 @@ class Engine:
             return
         owner, lease_seconds = self.owner, self.settings.lease_seconds
         self._claiming += 1
+        self._work_since_claim = False  # this claim looks after it
         if self.inline is None:
             self.store_thread.submit(
                 lambda: self.store.claim(owner, limit, lease_seconds),
@@ -543,8 +548,11 @@ class Engine:
         if chosen:
             self.metrics.claim_batch.observe(chosen)
         self.metrics.in_flight.set(self._held())
-        # A short claim means nothing more is due now: look again after the poll interval.
-        self._next_claim = now if chosen == limit else now + self.settings.poll_interval_ms / 1000
+        # A short claim means nothing more was due when it looked: look again after the poll
+        # interval, unless work arrived since it was asked for (it may have looked too early:
+        # an item settled at once lets a producer enqueue the next before this callback runs).
+        again = chosen == limit or self._work_since_claim
+        self._next_claim = now if again else now + self.settings.poll_interval_ms / 1000
 
     def _dispatch(self, now: float) -> None:
         if not self._backlog:

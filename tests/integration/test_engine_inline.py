@@ -376,3 +376,43 @@ def test_two_engines_settling_on_one_postgresql_database_finish_each_document_on
     assert owners == [(2_000, 2_000)]
     for store in stores:
         store.close()
+
+
+def test_work_notified_while_a_short_claim_runs_is_claimed_at_once_not_at_the_next_poll(
+    postgres_url: str, settings: Settings
+) -> None:
+    """An item settled inline is done before its claim's callback reaches the loop, so the
+    producer's next enqueue (and its NOTIFY) can come first: the short claim must not then put the
+    next claim off until the poll (60 s here). The real store, held after its first settling
+    commit until the loop has taken the notification."""
+    import threading
+
+    from atlas.store.postgres import PostgresStore
+    from tests.helpers.postgres import migrated_and_empty
+
+    class HeldAfterSettling(PostgresStore):
+        settled_once = threading.Event()
+        go_on = threading.Event()
+
+        def claim_settling(
+            self, owner: str, limit: int, lease_seconds: float, settle: Any, lease_limit: int | None = None
+        ) -> Any:
+            result = super().claim_settling(owner, limit, lease_seconds, settle, lease_limit)
+            if result.settled and not self.settled_once.is_set():
+                self.settled_once.set()
+                self.go_on.wait(30)
+            return result
+
+    store = HeldAfterSettling(migrated_and_empty(postgres_url), pool_size=4)
+    slow_poll = settings.replace(database_url=store.url, workers=1, poll_interval_ms=60_000)
+    try:
+        with engine_thread(slow_poll, store, PIPELINE) as engine:  # type: ignore[arg-type]
+            store.enqueue([NewItem("document", {"content": "the first"})])
+            assert store.settled_once.wait(30), "the first item was never settled"
+            store.enqueue([NewItem("document", {"content": "the second, while the claim is out"})])
+            wait_for(lambda: engine._work_since_claim, 10, "the loop to take the notification")
+            store.go_on.set()
+            wait_for(lambda: finished(store) == 2, 20, "the second item, well before the poll")  # type: ignore[arg-type]
+    finally:
+        store.go_on.set()
+        store.close()

@@ -225,7 +225,7 @@ def test_sigkill_while_documents_are_settled_inline_loses_nothing_and_completes_
         core = start_core(env, pipeline, tmp_path / "core.log")
         before = finished(store)
         wait_for(lambda: finished(store) > before, 60, "the restarted engine to make progress")  # noqa: B023
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.3))  # a random kill moment, not a wait for a condition
         core.send_signal(signal.SIGKILL)
         core.wait(timeout=10)
     assert finished(store) < n, "the kills came too late to interrupt anything"

@@ -47,6 +47,13 @@ class HeldStore(SQLiteStore):
         return super().apply(transitions)
 
 
+def each_committed_once(store: HeldStore, engine: object) -> None:
+    """Every item completed exactly once and counted once; closes the store."""
+    assert set(store.completions().values()) == {1} and len(store.completions()) == ITEMS
+    assert processed(engine) == ITEMS
+    store.close()
+
+
 def fast(settings: Settings) -> Settings:
     # Every document through the workers and a commit of their results (no inline settling,
     # atlas.engine.inline): those commits are what these tests hold and fail.
@@ -86,9 +93,7 @@ def test_the_loop_turns_while_a_commit_is_held_and_a_drain_then_commits_everythi
         engine.stop()  # the drain begins while the commit still runs
         store.unblock.set()
     assert finished(store) == ITEMS
-    assert set(store.completions().values()) == {1} and len(store.completions()) == ITEMS
-    assert processed(engine) == ITEMS
-    store.close()
+    each_committed_once(store, engine)
 
 
 def test_a_commit_that_fails_keeps_its_transitions_and_they_commit_once_on_retry(
@@ -99,9 +104,7 @@ def test_a_commit_that_fails_keeps_its_transitions_and_they_commit_once_on_retry
     with engine_thread(fast(settings), store, PIPELINE) as engine:
         wait_for(lambda: finished(store) == ITEMS, 60, f"{ITEMS} items to finish")
     assert store.calls >= 2
-    assert set(store.completions().values()) == {1} and len(store.completions()) == ITEMS
-    assert processed(engine) == ITEMS
-    store.close()
+    each_committed_once(store, engine)
 
 
 def test_items_a_claim_returns_after_the_drain_began_go_back_untouched(

@@ -22,7 +22,13 @@ def new_id(now: float | None = None) -> str:
 
 def new_ids(count: int, now: float | None = None) -> list[str]:
     """`count` ids of one instant, as `new_id` makes them: one time prefix, and the random bits of
-    all of them drawn at once (a 1,000-item batch: ~0.35 us an id against ~2 us one by one)."""
+    all of them drawn at once (a 1,000-item batch: ~0.35 us an id against ~2 us one by one).
+
+    In ascending order, so a batch's ids sort as its items were given (pagination lists a batch in
+    its order) and every index keyed by item id (the contents' and completions' item ids) takes the
+    batch's rows in key order as the engine settles them in queue order. Unsorted, each row of a
+    claim went to a random page of those indexes: 0.76 of the 2.36 pages per item an engine commit
+    wrote to the WAL on 20,000 documents accepted in one transaction (issue 18)."""
     ms = int((time.time() if now is None else now) * 1000) & ((1 << 48) - 1)
     prefix, bits = f"{ms:012x}", _random.randbytes(10 * count).hex()
-    return [prefix + bits[i : i + 20] for i in range(0, 20 * count, 20)]
+    return sorted([prefix + bits[i : i + 20] for i in range(0, 20 * count, 20)])

@@ -19,7 +19,7 @@ from typing import Any
 from atlas.engine.storethread import StoreThread
 from atlas.errors import StoreError
 from atlas.logging import get_logger
-from atlas.observability.metrics import EngineMetrics
+from atlas.observability.metrics import EngineMetrics, observe_many
 from atlas.store.base import Store
 from atlas.store.models import Claimed, Transition
 
@@ -144,6 +144,7 @@ class Committer:
     def record(self, batch: list[tuple[Transition, Claimed]], applied: dict[str, str]) -> None:
         wall = self.wall()
         processed: Counter[tuple[str, str]] = Counter()  # one inc per (kind, outcome) per commit
+        finished: dict[str, list[float]] = {}  # kind -> accept-to-done seconds, observed at once
         for transition, item in batch:
             outcome = applied.get(item.id)
             if outcome is None:
@@ -159,6 +160,8 @@ class Committer:
             if transition.state == "dead":
                 self.metrics.dead_lettered.labels(item.kind, transition.dead_reason or "unknown").inc()
             if transition.state in ("done", "dead"):
-                self.child(self.metrics.accept_to_done, item.kind).observe(max(0.0, wall - item.created_at))
+                finished.setdefault(item.kind, []).append(max(0.0, wall - item.created_at))
         for (kind, outcome), count in processed.items():
             self.child(self.metrics.processed, kind, outcome).inc(count)
+        for kind, seconds in finished.items():
+            observe_many(self.child(self.metrics.accept_to_done, kind), seconds)

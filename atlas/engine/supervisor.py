@@ -46,7 +46,7 @@ from atlas.engine.worker import build_pipeline
 from atlas.engine.workers import Worker, WorkerPool
 from atlas.errors import AtlasError, ConfigError, PipelineError, StoreError
 from atlas.logging import get_logger
-from atlas.observability.metrics import EngineMetrics, watch_store_locks
+from atlas.observability.metrics import EngineMetrics, observe_many, watch_store_locks
 from atlas.settings import Settings
 from atlas.store.base import Store
 from atlas.store.models import MAINTENANCE_KEY, Claimed, ClaimSettled, ErrorInfo, Transition
@@ -512,11 +512,14 @@ class Engine:
         now = self.monotonic()
         if self._can_claim(now) and now >= self._next_claim:
             self._claim(now)
+        stages: dict[str, list[float]] = {}  # observed at once, a stage's values together
         for transition, item in result.settled:
             for stage, seconds in settling.timings(transition).items():
-                self._child(self.metrics.stage_duration, stage).observe(seconds)
+                stages.setdefault(stage, []).append(seconds)
             if transition.outcome in ("retry", "dead"):
                 _log_failure(item, transition)
+        for stage, values in stages.items():
+            observe_many(self._child(self.metrics.stage_duration, stage), values)
         self.commits.record(result.settled, result.applied)
 
     def _claimed(

@@ -6,7 +6,9 @@ docs refer to `CATALOG`, and tests fail when they name a metric missing from it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -396,6 +398,25 @@ def build(registry: CollectorRegistry | None, name: str) -> Any:
     if spec.kind == "gauge":
         return Gauge(base, spec.help, spec.labels, registry=registry)
     return Histogram(base, spec.help, spec.labels, registry=registry, buckets=spec.buckets or LATENCY_BUCKETS)
+
+
+def observe_many(histogram: Any, values: Sequence[float]) -> None:
+    """Record `values` in a labelled histogram (a child) as `observe` would one by one, with one
+    lock per bucket touched instead of two per value: the engine records each claim's settled
+    documents at once, three values a document (issue 18: prometheus_client's locks were the
+    loop's top frame, and the loop shares the GIL with the store thread). Falls back to `observe`
+    on a histogram without prometheus_client's buckets (another version)."""
+    bounds, buckets, total = (getattr(histogram, a, None) for a in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    if not values:
+        return
+    total.inc(sum(values))
+    # observe() counts a value in the first bucket whose bound is >= it (none for NaN).
+    for index, count in Tally(bisect_left(bounds, v) for v in values if v == v).items():
+        buckets[index].inc(count)
 
 
 def family(name: str) -> GaugeMetricFamily | CounterMetricFamily:

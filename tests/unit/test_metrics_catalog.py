@@ -1,3 +1,4 @@
+import pytest
 from prometheus_client import CollectorRegistry
 
 from atlas.engine.pool import RESTART_REASONS
@@ -36,3 +37,33 @@ def test_the_engine_exports_every_restart_reason_at_zero_before_any_restart(
         assert registry.get_sample_value("atlas_engine_worker_restarts_total", {"reason": reason}) == 0, (
             reason
         )
+
+
+def test_observe_many_records_what_observe_records_value_by_value() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from atlas.observability.metrics import LATENCY_BUCKETS, observe_many
+
+    values = [0.0, 0.0005, 0.001, 0.0011, 0.0025, 0.3, 1.0, 1.0, 9.99, 600.0, 601.0, 5e9, 0.04]
+    one, many = CollectorRegistry(), CollectorRegistry()
+    h1 = Histogram("h", "h", ["stage"], buckets=LATENCY_BUCKETS, registry=one).labels("x")
+    h2 = Histogram("h", "h", ["stage"], buckets=LATENCY_BUCKETS, registry=many).labels("x")
+    for value in values:
+        h1.observe(value)
+    observe_many(h2, values[:5])
+    observe_many(h2, [])
+    observe_many(h2, values[5:])
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for metric in registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    expected, got = samples(one), samples(many)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
+    assert expected[("h_bucket", "0.001")] == 3  # the bound itself counts in its bucket

@@ -1,4 +1,5 @@
 import asyncio
+import random
 
 import pytest
 
@@ -21,6 +22,18 @@ def run(payload: dict[str, str]) -> ItemContext:
 
 def test_normalisation_folds_whitespace_newlines_and_unicode_forms() -> None:
     assert normalise_text("  Cafe\u0301 \t  au\u00a0lait \r\n\r\n\r\n\r\nnext  ") == "Café au lait\n\nnext"
+
+
+def test_every_space_str_split_knows_is_folded_whatever_path_a_line_takes() -> None:
+    # normalise_text skips the split for a plain ASCII line already folded: it must fold exactly
+    # as " ".join(line.split()) does, for every space (ASCII's \x1c-\x1f too) in every position.
+    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace() and chr(c) not in "\n\r"]
+    alphabet = [" ", " ", "a", "b", "\x07", "\u200b", "é", *spaces]
+    rnd = random.Random(18)
+    for _ in range(20_000):
+        line = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 8)))
+        assert normalise_text(line) == " ".join(line.split()), repr(line)
+    assert normalise_text("a\x1cb c") == "a b c" and normalise_text(" a b ") == "a b"
 
 
 def test_equal_texts_after_normalisation_hash_equal() -> None:

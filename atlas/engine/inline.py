@@ -32,7 +32,7 @@ from atlas.engine.worker import process
 from atlas.observability.tracing import may_record
 from atlas.pipeline.base import Pipeline
 from atlas.pipeline.document import DocumentDecode, Normalise, content_hash, decode_document, normalise_text
-from atlas.store.models import Claimed, ContentResult, Transition
+from atlas.store.models import Claimed, ContentResult, Transition, quick
 
 INLINE_TYPES = frozenset({"text/plain", "text/markdown"})
 # Characters one claim settles at most; the rest of its documents go to the workers. The claim's
@@ -141,7 +141,8 @@ def _stored_untraced(item: Claimed) -> Transition | None:
         digest = content_hash(text)  # raises on text that is not UTF-8 (a lone surrogate)
     except Exception:  # process() runs it again and records the failure
         return None
-    result = ContentResult(
+    result = quick(
+        ContentResult,
         content_hash=digest,
         text=text,
         content_type=content_type,

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import orjson
 
 from atlas.store.ids import new_ids
-from atlas.store.models import Claimed, ErrorInfo, Item, NewItem, PreparedItems
+from atlas.store.models import Claimed, ErrorInfo, Item, NewItem, PreparedItems, quick
 
 
 class Row(Protocol):
@@ -56,7 +56,8 @@ def row_to_item(row: Row) -> Item:
 
 def row_to_claimed(row: Row, token: str) -> Claimed:
     """A claimed `items` row as the engine receives it, under the claim's lease `token`."""
-    return Claimed(
+    return quick(
+        Claimed,
         id=row["id"],
         kind=row["kind"],
         source=row["source"],

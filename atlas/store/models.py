@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, NamedTuple, TypeVar
 
 _new, _set = object.__new__, object.__setattr__
+_R = TypeVar("_R")
+_SHAPES: dict[type, tuple[frozenset[str], frozenset[str], dict[str, Any]]] = {}
+
+
+def quick(cls: type[_R], **values: Any) -> _R:
+    """`cls(**values)` for a frozen dataclass with no default factory, its fields' dict set in one
+    step. A frozen __init__ calls object.__setattr__ once per field: ~4 us for eleven fields,
+    against ~1 us this way, and the engine makes three such records for every document it settles
+    inline (issue 18). A name that is not a field, or a field with no default left out, raises
+    TypeError as __init__ would."""
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        specs = fields(cls)  # type: ignore[arg-type]
+        assert all(f.default_factory is MISSING for f in specs), cls
+        defaults = {f.name: f.default for f in specs if f.default is not MISSING}
+        shape = _SHAPES[cls] = (frozenset(f.name for f in specs), frozenset(defaults), defaults)
+    names, optional, defaults = shape
+    if not names.issuperset(values) or not names.issubset(optional.union(values)):
+        raise TypeError(f"{cls.__name__}: fields {sorted(values)} do not match {sorted(names)}")
+    item = _new(cls)
+    _set(item, "__dict__", {**defaults, **values})
+    return item
+
+
 ITEM_KINDS = ("document", "url", "feed")
 STATES = ("queued", "leased", "done", "duplicate", "dead")
 FINAL_STATES = ("done", "duplicate", "dead")
@@ -44,27 +68,19 @@ class NewItem:
     ) -> NewItem:
         """A document without idempotency key from values already validated (atlas.api.batchbody).
 
-        Equal to NewItem("document", ...) in every way; built with its fields' dict set in one
-        step, where a frozen dataclass's __init__ calls object.__setattr__ once per field: about
-        half the cost, measured over the 1,000 items of a batch (issue 18).
+        Equal to NewItem("document", ...) in every way, built by `quick`: about half the cost,
+        measured over the 1,000 items of a batch (issue 18).
         """
-        item = _new(cls)
-        _set(
-            item,
-            "__dict__",
-            {
-                "kind": "document",
-                "payload": payload,
-                "source": source,
-                "idempotency_key": None,
-                "priority": priority,
-                "metadata": metadata,
-                "not_before": not_before,
-                "trace_context": trace_context,
-                "request_hash": None,
-            },
+        return quick(
+            cls,
+            kind="document",
+            payload=payload,
+            source=source,
+            priority=priority,
+            metadata=metadata,
+            not_before=not_before,
+            trace_context=trace_context,
         )
-        return item
 
 
 @dataclass(frozen=True)

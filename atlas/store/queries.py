@@ -79,7 +79,7 @@ def _numbered(sql: str) -> tuple[str, Callable[[Any], tuple[Any, ...]]] | None:
     if len(ordered) == 1:
         single = itemgetter(ordered[0])
         return text, lambda values: (single(values),)
-    return text, itemgetter(*ordered)  # type: ignore[return-value]
+    return text, itemgetter(*ordered)
 
 
 class QueryTimings(dict[str, Callable[[float], None]]):

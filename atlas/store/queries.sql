@@ -84,7 +84,9 @@ UPDATE items
        duplicate_of = :duplicate_of,
        timings = coalesce(:timings, timings),
        done_at = :done_at,
-       updated_at = :now
+       updated_at = :now,
+       -- flipped when the caller counts the state change itself (migration 0012), else kept
+       counted = CASE WHEN :counted THEN 1 - counted ELSE counted END
  WHERE id = :id AND state = :from_state AND lease_token IS :token;
 
 -- name: insert_attempt
@@ -146,6 +148,15 @@ SELECT attempt, at, outcome, stage, error_class, message, host
 SELECT seq, item_id, content_hash, content_type, title, text, canonical_url, language, bytes,
        created_at, author, published, url
   FROM contents WHERE item_id = :id;
+
+-- name: count_settled_from
+-- Items claim_settling moved out of queued, per kind, in the same transaction (migration 0012).
+UPDATE stats_items SET n = n - ?2 WHERE state = 'queued' AND kind = ?1;
+
+-- name: count_settled_to
+-- ... and into a state, per (state, kind).
+INSERT INTO stats_items (state, kind, n) VALUES (?1, ?2, ?3)
+ON CONFLICT (state, kind) DO UPDATE SET n = n + excluded.n;
 
 -- name: count_enqueued
 -- Items SQLiteStore.enqueue inserted, per kind, in the same transaction (0005_enqueue_stats).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -129,7 +130,9 @@ class SQLiteQueue:
                 sql = Q["lease_ids"].format(",".join("?" * len(chunk)))
                 conn.execute(sql, [owner, token, until, now, *chunk])
             # The settled never held a lease: their rows go from queued (TransitionRows.settling).
-            applied = self._write_transitions(conn, [t for t, _ in settled], now, settling=True)
+            applied = self._write_transitions(
+                conn, [t for t, _ in settled], now, settling=True, kinds=[c.kind for _, c in settled]
+            )
             if chosen:
                 conn.execute(Q["advance_queue_hint"])  # as claim() does
         if any(c.kind == "url" for c in leased):
@@ -147,10 +150,16 @@ class SQLiteQueue:
             return self._write_transitions(conn, live, now)
 
     def _write_transitions(
-        self, conn: sqlite3.Connection, live: Sequence[Transition], now: float, *, settling: bool = False
+        self,
+        conn: sqlite3.Connection,
+        live: Sequence[Transition],
+        now: float,
+        *,
+        settling: bool = False,
+        kinds: Sequence[str] = (),
     ) -> dict[str, str]:
         """Write `live` (transitions whose lease is held, or with `settling`, of items still
-        queued in this transaction); returns {item id: outcome}."""
+        queued in this transaction, `kinds` theirs); returns {item id: outcome}."""
         if not live:
             return {}
         hashes = [t.result.content_hash for t in live if t.result is not None]
@@ -174,7 +183,9 @@ class SQLiteQueue:
                     contents.append(content_row(t.item_id, t.result, now))
             out.add(t, duplicate_of)
         for query, rows in out.batches():
-            conn.executemany(self.sql[query], rows)
+            cursor = conn.executemany(self.sql[query], rows)
+            if query == "transition" and settling:
+                _count_settled(conn, cursor.rowcount, rows, kinds)
             if query == "insert_attempt" and contents:  # the order the statements always ran in
                 # Indexed and counted in one statement each, after the rows (migration 0011).
                 after = {"after": conn.execute(Q["contents_last_seq"]).fetchone()[0]}
@@ -199,6 +210,26 @@ class SQLiteQueue:
                 "oldest_queued_at": conn.execute(Q["oldest_queued"]).fetchone()[0] or 0.0,
                 "completions": conn.execute(Q["completions_seq"]).fetchone()[0],
             }
+
+
+def _count_settled(
+    conn: sqlite3.Connection, updated: int, rows: list[dict[str, Any]], kinds: Sequence[str]
+) -> None:
+    """Count in stats_items what settling's transition rows (`rows`, of items of `kinds`) changed,
+    one statement per (state, kind): their update flipped `counted`, so the per-row trigger did
+    not (migration 0012). Every row was queued and chosen in this transaction under its write lock,
+    so every one was updated; anything else is a bug, and raising undoes the claim."""
+    if updated != len(rows):
+        raise RuntimeError(f"settling updated {updated} of {len(rows)} queued rows")
+    moved = Counter(
+        (row["state"], kind) for row, kind in zip(rows, kinds, strict=True) if row["state"] != "queued"
+    )
+    if moved:
+        out_of_queued = Counter[str]()
+        for (_, kind), n in moved.items():
+            out_of_queued[kind] += n
+        conn.executemany(Q["count_settled_from"], out_of_queued.items())
+        conn.executemany(Q["count_settled_to"], [(state, kind, n) for (state, kind), n in moved.items()])
 
 
 def _select_in(conn: sqlite3.Connection, sql: NamedSQL, keys: Sequence[str]) -> dict[str, Any]:

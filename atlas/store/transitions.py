@@ -91,6 +91,8 @@ class TransitionRows:
             "now": now,
             "attempt_offset": 0,
             "outcome": t.outcome,
+            # SQLite: settling counts its state changes once per transaction (migration 0012)
+            "counted": self.settling,
         }
         self.transition.append(params)
         if err is not None and t.outcome != "deferred":  # a deferral is not an attempt

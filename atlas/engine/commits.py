@@ -147,6 +147,10 @@ class Committer:
         finished: dict[str, list[float]] = {}  # kind -> accept-to-done seconds, observed at once
         for transition, item in batch:
             outcome = applied.get(item.id)
+            if outcome == "done" or outcome == "duplicate":  # nearly all: the rest checked below
+                processed[item.kind, outcome] += 1
+                finished.setdefault(item.kind, []).append(max(0.0, wall - item.created_at))
+                continue
             if outcome is None:
                 log.warning("lease lost before commit; result discarded", item_id=item.id)
                 continue

@@ -73,6 +73,34 @@ def row_to_claimed(row: Row, token: str) -> Claimed:
     )
 
 
+# The columns of the claim and due queries, in their order: claim_settling reads the due query's
+# rows as plain tuples, by position (no sqlite3.Row made and searched by name for every field).
+CLAIMED_COLUMNS = (
+    "id", "kind", "source", "priority", "payload", "metadata", "attempts", "deaths", "isolate",
+    "trace_context", "created_at",
+)  # fmt: skip
+
+
+def claimed_from_tuple(row: tuple[Any, ...], token: str) -> Claimed:
+    """row_to_claimed for a plain tuple of CLAIMED_COLUMNS."""
+    item_id, kind, source, priority, payload, metadata, attempts, deaths, isolate, trace, created = row
+    return quick(
+        Claimed,
+        id=item_id,
+        kind=kind,
+        source=source,
+        priority=priority,
+        payload=from_json(payload),
+        metadata=from_json(metadata) if metadata else None,
+        attempts=attempts,
+        deaths=deaths,
+        isolate=bool(isolate),
+        trace_context=trace,
+        created_at=created,
+        token=token,
+    )
+
+
 def from_json(text: str) -> Any:
     """The value of stored JSON text: orjson (4x faster than json.loads on a 1 KB payload, which
     every claimed item decodes), the standard library for what orjson refuses and to_json wrote

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from atlas.store.dialect import chunks
-from atlas.store.itemrows import ROW_ID, ROW_REQUEST_HASH, prepare_items, row_to_claimed
+from atlas.store.itemrows import ROW_ID, ROW_REQUEST_HASH, claimed_from_tuple, prepare_items, row_to_claimed
 from atlas.store.models import (
     Claimed,
     ClaimSettled,
@@ -115,7 +115,9 @@ class SQLiteQueue:
         now = self.clock()
         token = uuid.uuid4().hex
         with self._write() as conn:
-            chosen = [row_to_claimed(r, token) for r in conn.execute(Q["due"], {"now": now, "limit": limit})]
+            due = conn.execute(Q["due"], {"now": now, "limit": limit})
+            due.row_factory = None  # plain tuples of CLAIMED_COLUMNS
+            chosen = [claimed_from_tuple(r, token) for r in due]
             leased: list[Claimed] = []
             settled: list[tuple[Transition, Claimed]] = []
             for item in chosen:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,30 @@ def test_claim_settling_settles_some_and_leases_the_rest(any_store: Any) -> None
     (url,) = result.leased
     assert any_store.apply([queue.released(url, 0.0)]) == {url.id: "released"}
     assert any_store.claim_settling("owner-1", 10, 30, lambda i: None).leased[0].id == url.id
+
+
+def test_claim_settling_hands_out_the_items_claim_would(any_store: Any) -> None:
+    # SQLite's claim_settling reads its rows as tuples by position (itemrows.claimed_from_tuple):
+    # the same items, field for field, as claim() makes of its sqlite3.Row / dict rows.
+    any_store.enqueue(
+        [
+            NewItem(
+                kind="document",
+                payload={"content": "a", "n": [1, 2]},
+                source="src",
+                priority=3,
+                metadata={"m": 1},
+                trace_context="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+            ),
+            NewItem(kind="url", payload={"url": "http://x.test/"}),
+        ]
+    )
+    settled = any_store.claim_settling("o", 10, 30, lambda i: None)
+    assert any_store.apply([queue.released(i, 0.0) for i in settled.leased])
+    claimed = any_store.claim("o", 10, 30)
+    assert len(claimed) == 2
+    token = claimed[0].token
+    assert [replace(c, token=token) for c in settled.leased] == claimed
 
 
 def test_past_its_lease_limit_a_settling_claim_leaves_the_rest_queued(any_store: Any) -> None:

@@ -89,6 +89,24 @@ UPDATE items
        counted = CASE WHEN :counted THEN 1 - counted ELSE counted END
  WHERE id = :id AND state = :from_state AND lease_token IS :token;
 
+-- name: settle_done
+-- transition for a document claim_settling stored (done) or found a duplicate of: from queued,
+-- never leased, so its lease columns are NULL already and it records no error; the same row as
+-- transition writes, with the columns it would leave unchanged left out (issue 18: each one SET
+-- costs, and the lease columns' index is not touched). Counted by the caller (migration 0012).
+UPDATE items
+   SET state = :state,
+       attempts = attempts + 1,
+       next_attempt_at = :now,
+       dead_reason = NULL,
+       content_hash = :content_hash,
+       duplicate_of = :duplicate_of,
+       timings = coalesce(:timings, timings),
+       done_at = :now,
+       updated_at = :now,
+       counted = 1 - counted
+ WHERE id = :id AND state = 'queued' AND lease_token IS NULL;
+
 -- name: insert_attempt
 INSERT INTO attempts (item_id, attempt, at, outcome, stage, error_class, message, host)
 VALUES (:id, (SELECT attempts FROM items WHERE id = :id) + :attempt_offset, :now, :outcome,

@@ -169,7 +169,7 @@ class SQLiteQueue:
         # The same page under another spelling of its URL is a duplicate too (atlas.pipeline.dedupe).
         urls = [t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url]
         url_owners = _select_in(conn, Q["content_owners_by_url_in"], urls)
-        out = TransitionRows(now, settling=settling)
+        out = TransitionRows(now, settling=settling, split_done=settling)
         contents = []
         for t in live:
             duplicate_of = None
@@ -184,10 +184,11 @@ class SQLiteQueue:
                 elif t.result.text:  # empty: a 304 whose content has since been deleted
                     contents.append(content_row(t.item_id, t.result, now))
             out.add(t, duplicate_of)
+        kind_of = dict(zip([t.item_id for t in live], kinds, strict=True)) if settling else {}
         for query, rows in out.batches():
             cursor = conn.executemany(self.sql[query], rows)
-            if query == "transition" and settling:
-                _count_settled(conn, cursor.rowcount, rows, kinds)
+            if settling and rows and query in ("transition", "settle_done"):
+                _count_settled(conn, cursor.rowcount, rows, kind_of)
             if query == "insert_attempt" and contents:  # the order the statements always ran in
                 # Indexed and counted in one statement each, after the rows (migration 0011).
                 after = {"after": conn.execute(Q["contents_last_seq"]).fetchone()[0]}
@@ -215,17 +216,15 @@ class SQLiteQueue:
 
 
 def _count_settled(
-    conn: sqlite3.Connection, updated: int, rows: list[dict[str, Any]], kinds: Sequence[str]
+    conn: sqlite3.Connection, updated: int, rows: list[dict[str, Any]], kinds: dict[str, str]
 ) -> None:
-    """Count in stats_items what settling's transition rows (`rows`, of items of `kinds`) changed,
-    one statement per (state, kind): their update flipped `counted`, so the per-row trigger did
-    not (migration 0012). Every row was queued and chosen in this transaction under its write lock,
-    so every one was updated; anything else is a bug, and raising undoes the claim."""
+    """Count in stats_items what settling's transition rows (`rows`; `kinds`: item id -> kind)
+    changed, one statement per (state, kind): their update flipped `counted`, so the per-row
+    trigger did not (migration 0012). Every row was queued and chosen in this transaction under
+    its write lock, so every one was updated; anything else is a bug, and raising undoes the claim."""
     if updated != len(rows):
         raise RuntimeError(f"settling updated {updated} of {len(rows)} queued rows")
-    moved = Counter(
-        (row["state"], kind) for row, kind in zip(rows, kinds, strict=True) if row["state"] != "queued"
-    )
+    moved = Counter((row["state"], kinds[row["id"]]) for row in rows if row["state"] != "queued")
     if moved:
         out_of_queued = Counter[str]()
         for (_, kind), n in moved.items():

@@ -47,7 +47,11 @@ class TransitionRows:
     # The transitions are of items still queued, chosen in this same transaction and never
     # leased (claim_settling), rather than of items leased under their token.
     settling: bool = False
+    # SQLite: settled documents stored or found duplicates go to `settle_done` (a narrower update
+    # of the same row), not `transition`.
+    split_done: bool = False
     transition: list[dict[str, Any]] = field(default_factory=list)
+    settle_done: list[dict[str, Any]] = field(default_factory=list)
     insert_attempt: list[dict[str, Any]] = field(default_factory=list)
     insert_completion: list[dict[str, Any]] = field(default_factory=list)
     validators_upsert: list[dict[str, Any]] = field(default_factory=list)
@@ -94,7 +98,14 @@ class TransitionRows:
             # SQLite: settling counts its state changes once per transaction (migration 0012)
             "counted": self.settling,
         }
-        self.transition.append(params)
+        if (
+            self.split_done
+            and state in ("done", "duplicate")
+            and (t.attempts_inc, t.deaths_inc, t.isolate) == (1, 0, False)
+        ):
+            self.settle_done.append(params)
+        else:
+            self.transition.append(params)
         if err is not None and t.outcome != "deferred":  # a deferral is not an attempt
             self.insert_attempt.append(params)
         if state in FINAL_STATES:
@@ -102,9 +113,11 @@ class TransitionRows:
         self.applied[t.item_id] = outcome
 
     def batches(self) -> list[tuple[str, list[dict[str, Any]]]]:
-        """(query name, rows) in the order they are written: items, attempts, completions, validators."""
+        """(query name, rows) in the order they are written: items, attempts, completions, validators
+        (settle_done's, like transition's, are items)."""
         return [
             ("transition", self.transition),
+            ("settle_done", self.settle_done),
             ("insert_attempt", self.insert_attempt),
             ("insert_completion", self.insert_completion),
             ("validators_upsert", self.validators_upsert),

@@ -20,7 +20,7 @@ import pytest
 from atlas.engine import queue
 from atlas.pipeline.document import content_hash
 from atlas.settings import Settings
-from atlas.store.models import Claimed, ClaimSettled, ContentResult, NewItem, Transition
+from atlas.store.models import Claimed, ClaimSettled, ContentResult, ErrorInfo, NewItem, Transition
 from atlas.store.sqlite import SQLiteStore
 from tests.helpers.engine import engine_thread, finished, wait_for
 from tests.helpers.stores import sql_rows
@@ -88,6 +88,61 @@ def test_claim_settling_hands_out_the_items_claim_would(any_store: Any) -> None:
     assert len(claimed) == 2
     token = claimed[0].token
     assert [replace(c, token=token) for c in settled.leased] == claimed
+
+
+def test_sqlites_narrow_settle_update_writes_the_rows_the_general_transition_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # settle_done (a stored or duplicate document settled inline) leaves out the columns the
+    # general transition would leave as they are: the same database either way, counters included.
+    import shutil
+
+    from atlas.store import sqlite_queue, transitions
+
+    def settle(item: Claimed) -> Transition | None:
+        if item.payload.get("content") == "fails":
+            error = ErrorInfo("normalise", "NoText", "no text")
+            return queue.failed(
+                item, error, permanent=True, policy=queue.RetryPolicy(), now=5.0, rand=lambda: 0
+            )
+        if item.kind != "document":
+            return None
+        text = item.payload["content"]
+        result = ContentResult(content_hash=content_hash(text), text=text, title="T")
+        return queue.succeeded(item, result, {"decode": 0.001, "normalise": 0.002})
+
+    seed = SQLiteStore(tmp_path / "seed.db", clock=lambda: 1_000.0)
+    texts = ["one", "two", "one", "fails"]
+    seed.enqueue([NewItem(kind="document", payload={"content": t}, metadata={"n": 1}) for t in texts])
+    seed.enqueue([NewItem(kind="url", payload={"url": "http://x.test/"})])
+    seed.close()
+    tables = (
+        "SELECT * FROM items ORDER BY id",
+        "SELECT * FROM stats_items ORDER BY 1, 2",
+        "SELECT * FROM completions",
+    )
+    found = []
+    for narrow in (True, False):
+        path = tmp_path / f"{narrow}.db"
+        shutil.copy(tmp_path / "seed.db", path)
+        if not narrow:
+            monkeypatch.setattr(
+                sqlite_queue,
+                "TransitionRows",
+                lambda now, settling, split_done: transitions.TransitionRows(now, settling),
+            )
+        store = SQLiteStore(path, clock=lambda: 2_000.0)
+        result = store.claim_settling("o", 10, 30, settle)
+        assert sorted(result.applied.values()) == ["dead", "done", "done", "duplicate"]
+        with store._write() as conn:  # the url's lease token is the claim's own, random
+            conn.execute("UPDATE items SET lease_token = 'token' WHERE lease_token IS NOT NULL")
+        rows = [sql_rows(store, q) for q in tables]
+        store.close()
+        found.append([[tuple(r) for r in t] for t in rows])
+    narrow_rows, general_rows = found
+    counted = sql_rows(SQLiteStore(tmp_path / "True.db"), "SELECT counted FROM items")
+    assert sorted(c for (c,) in counted) == [0, 1, 1, 1, 1]  # flipped: the four settled
+    assert narrow_rows == general_rows
 
 
 def test_past_its_lease_limit_a_settling_claim_leaves_the_rest_queued(any_store: Any) -> None:

@@ -10,6 +10,7 @@ from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -413,9 +414,13 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
         return
     if not values:
         return
-    total.inc(sum(values))
-    # observe() counts a value in the first bucket whose bound is >= it (none for NaN).
-    for index, count in Tally(bisect_left(bounds, v) for v in values if v == v).items():
+    added = sum(values)
+    total.inc(added)
+    # observe() counts a value in the first bucket whose bound is >= it (none for NaN, which
+    # makes the sum NaN): bisect_left, mapped over the values in C.
+    if added != added:
+        values = [v for v in values if v == v]
+    for index, count in Tally(map(partial(bisect_left, bounds), values)).items():
         buckets[index].inc(count)
 
 

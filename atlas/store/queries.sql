@@ -12,7 +12,7 @@ VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11, ?11);
 -- batch): NULL written in the statement, not bound. Python's sqlite3 binds each None through its
 -- adapter lookup, ~0.8 us a value (4 a row: most of a row's binding), on the thread that commits
 -- for every request. Parameters: sqlite_items.insert_items' projection of an item row; the
--- VALUES row is repeated for a multi-row insert (sqlite_items._plain_values).
+-- VALUES row is repeated for a multi-row insert (sqlite_items.insert_rows).
 INSERT INTO items (id, kind, source, idempotency_key, priority, state, payload, metadata,
                    next_attempt_at, trace_context, request_hash, created_at, updated_at)
 VALUES (?1, ?2, NULL, NULL, ?3, 'queued', ?4, NULL, ?5, ?6, NULL, ?7, ?7);

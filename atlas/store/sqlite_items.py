@@ -72,38 +72,68 @@ def insert_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], now:
     conn.executemany(Q["count_enqueued"], kinds.items())
 
 
-# Rows per multi-row INSERT of plain rows (a power of two, see _insert_plain), 7 parameters each:
-# far under SQLite's limit of 32,766 parameters a statement (999 before 3.32: 128 rows there).
-PLAIN_ROWS = 512 if sqlite3.sqlite_version_info >= (3, 32, 0) else 128
+# Most rows a multi-row INSERT takes (a power of two, see insert_rows), within SQLite's limit of
+# parameters a statement: 32,766, or 999 before 3.32.
+MAX_ROWS = 512
+MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 _PARAMETER = re.compile(r"\?(\d+)")
 
 
 def _insert_plain(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Plain rows by multi-row INSERTs of insert_item_plain's VALUES row, not executemany.
+    """Plain rows by multi-row INSERTs of insert_item_plain's VALUES row (insert_rows)."""
+    insert_rows(conn, Q["insert_item_plain"], list(map(_PLAIN, rows)))
+
+
+def insert_rows(conn: sqlite3.Connection, sql: NamedSQL, rows: Sequence[Sequence[Any]]) -> None:
+    """`rows` (each the values of `sql`'s ?1..?N) by multi-row INSERTs of `sql`'s one VALUES row,
+    not executemany.
 
     executemany steps its statement once a row and releases and re-takes the GIL around every step:
     per row that cost ~7 us of CPU against ~3.5 us with statements of 500 rows stepped once each
-    (a 1,000-row batch on the items schema, microbenchmark), and with the API's request thread
-    holding the GIL, each re-take waited for it (~30% of the commit's executemany samples under
-    py-spy). Statements come in power-of-two
-    sizes, so a connection's statement cache holds at most 10 of them whatever the row count.
+    (a 1,000-row batch on the items schema, microbenchmark), and with another thread holding the
+    GIL (the API's request thread; the engine's loop), each re-take waited for it (~30% of the
+    commit's executemany samples under py-spy). Statements come in power-of-two sizes, so a
+    connection's statement cache holds at most 10 of each whatever the row count.
     """
-    params = list(map(_PLAIN, rows))
-    start, left = 0, len(params)
+    start, left = 0, len(rows)
     while left:
-        size = PLAIN_ROWS if left >= PLAIN_ROWS else 1 << (left.bit_length() - 1)
-        conn.execute(_plain_values(size), list(chain.from_iterable(params[start : start + size])))
+        size = _most_rows(sql) if left >= _most_rows(sql) else 1 << (left.bit_length() - 1)
+        conn.execute(_values(sql, sql.name, size), list(chain.from_iterable(rows[start : start + size])))
         start, left = start + size, left - size
 
 
+def insert_named(conn: sqlite3.Connection, sql: NamedSQL, rows: Sequence[dict[str, Any]]) -> None:
+    """insert_rows for an INSERT with named parameters, given a dict a row."""
+    numbered = sql.positional()
+    if numbered is None:
+        raise ValueError(f"{sql.name}: no named parameters to number")
+    insert_rows(conn, NamedSQL(numbered[0], sql.name), list(map(numbered[1], rows)))
+
+
 @cache
-def _plain_values(rows: int) -> NamedSQL:
-    """insert_item_plain with `rows` VALUES rows, numbered on: (?1..?7), (?8..?14), ..."""
-    head, _, row = Q["insert_item_plain"].rpartition("VALUES")
-    row = row.strip()
-    width = len(set(_PARAMETER.findall(row)))  # ?7 is bound twice (created_at, updated_at)
+def _split(sql: str) -> tuple[str, str, str, int]:
+    """(head up to VALUES, the one VALUES row, the rest (ON CONFLICT ...), its parameter count) of
+    an INSERT whose VALUES row holds numbered parameters and no parentheses of its own."""
+    head, _, rest = sql.rpartition("VALUES")
+    rest = rest.strip()
+    close = rest.find(")")
+    row, tail = rest[: close + 1], rest[close + 1 :]
+    if not head or not row.startswith("(") or "(" in row[1:]:
+        raise ValueError(f"not an INSERT of one plain VALUES row: {sql!r}")
+    return head, row, tail, len(set(_PARAMETER.findall(row)))  # ?7 may be bound twice
+
+
+def _most_rows(sql: str) -> int:
+    fits = MAX_PARAMETERS // _split(sql)[3]
+    return min(MAX_ROWS, 1 << (fits.bit_length() - 1))
+
+
+@cache
+def _values(sql: str, name: str, rows: int) -> NamedSQL:
+    """`sql` with `rows` VALUES rows, numbered on: (?1..?N), (?N+1..?2N), ..."""
+    head, row, tail, width = _split(sql)
 
     def shifted(k: int) -> str:
         return _PARAMETER.sub(lambda m: f"?{int(m.group(1)) + k * width}", row)
 
-    return NamedSQL(f"{head}VALUES {','.join(map(shifted, range(rows)))}", "insert_item_plain")
+    return NamedSQL(f"{head}VALUES {','.join(map(shifted, range(rows)))}{tail}", name)

@@ -29,7 +29,8 @@ def _maker(cls: type) -> Callable[..., Any]:
     specs = fields(cls)
     assert all(f.default_factory is MISSING for f in specs), cls  # a factory would be shared
     names = [f.name for f in specs]
-    assert all(name.isidentifier() for name in names), cls
+    # Field names become the function's parameters: none may be a name its body uses.
+    assert all(n.isidentifier() and n not in ("item", "cls", "_new", "_set") for n in names), cls
     defaults = {f"_default_{f.name}": f.default for f in specs if f.default is not MISSING}
     params = ", ".join(f"{n}=_default_{n}" if f"_default_{n}" in defaults else n for n in names)
     values = ", ".join(f"{n!r}: {n}" for n in names)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError, replace
+from dataclasses import FrozenInstanceError, dataclass, replace
 
 import pytest
 
@@ -31,3 +31,12 @@ def test_quick_refuses_what_the_constructor_refuses() -> None:
         quick(ContentResult, content_hash="h", text="t", colour="red")  # no such field
     with pytest.raises(TypeError, match="ContentResult"):
         quick(ContentResult, content_hash="h")  # text has no default
+
+
+def test_quick_refuses_a_record_whose_field_names_its_maker_uses() -> None:
+    @dataclass(frozen=True)
+    class Named:
+        item: int  # the generated function's own local
+
+    with pytest.raises(AssertionError):
+        quick(Named, item=1)

@@ -95,9 +95,9 @@ def insert_rows(conn: sqlite3.Connection, sql: NamedSQL, rows: Sequence[Sequence
     commit's executemany samples under py-spy). Statements come in power-of-two sizes, so a
     connection's statement cache holds at most 10 of each whatever the row count.
     """
-    start, left = 0, len(rows)
+    start, left, most = 0, len(rows), _most_rows(sql)
     while left:
-        size = _most_rows(sql) if left >= _most_rows(sql) else 1 << (left.bit_length() - 1)
+        size = most if left >= most else 1 << (left.bit_length() - 1)
         conn.execute(_values(sql, sql.name, size), list(chain.from_iterable(rows[start : start + size])))
         start, left = start + size, left - size
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from atlas.store.itemrows import CLAIMED_COLUMNS
 from atlas.store.queries import NamedSQL, QueryTimings, TimedConnection, load_queries
 from atlas.store.sqlite import SQLiteStore
 
@@ -64,3 +65,12 @@ def test_a_timed_connection_binds_dicts_as_sqlite3_does(tmp_path: Path) -> None:
         conn.executemany(insert, [{"a": "v", "b": 1}, {"a": "w"}])
     observed = {s.labels["query"] for m in conn.timings.histogram.collect() for s in m.samples}
     assert {"ins", "sel"} <= observed  # still timed
+
+
+def test_claim_settling_reads_the_due_querys_columns_in_the_order_it_unpacks(tmp_path: Path) -> None:
+    # itemrows.claimed_from_tuple takes the due query's rows by position.
+    store = SQLiteStore(tmp_path / "atlas.db")
+    conn = sqlite3.connect(tmp_path / "atlas.db")
+    due = conn.execute(load_queries("atlas.store", "queries.sql")["due"], {"now": 0.0, "limit": 1})
+    assert tuple(d[0] for d in due.description) == CLAIMED_COLUMNS
+    store.close()

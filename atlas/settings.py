@@ -408,6 +408,14 @@ class Settings:
         "Free space under which writes get 503 and readiness fails.",
         category="api",
     )
+    api_commit_process: bool = _setting(
+        "ATLAS_API_COMMIT_PROCESS",
+        True,
+        _bool,
+        "`atlas api` commits accepted items in a child process with its own interpreter, so the "
+        "commits overlap request handling (false: in a thread of the API process).",
+        category="api",
+    )
     api_max_pending_rows: int = _setting(
         "ATLAS_API_MAX_PENDING_ROWS",
         50_000,

@@ -20,8 +20,9 @@ from starlette.types import Receive, Scope, Send
 
 from atlas import __version__
 from atlas.api import routes_content, routes_items, routes_ops
+from atlas.api.commitproc import CommitProcess
 from atlas.api.fastpath import IngestFastPath
-from atlas.api.groupcommit import GroupCommitter
+from atlas.api.groupcommit import Committer, GroupCommitter
 from atlas.api.guards import ApiError, Authenticator, BodyGuard, SecurityHeaders, TraceContext
 from atlas.api.httpmetrics import HttpMetrics, endpoints
 from atlas.api.keys import KeyChecker
@@ -51,23 +52,33 @@ def create_app(
     store: AtlasStore,
     registry: CollectorRegistry | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    commit_process: bool = False,
 ) -> FastAPI:
     """Build the app. Background parts (group commit, pressure sampler) start with its lifespan.
 
     `tracer_provider` defaults to the global one (set from OTEL_* by atlas.observability.tracing);
     spans are recorded and exported when it is an SDK TracerProvider. Tests pass their own
     rather than set the process-wide provider, which would change every later app.
+
+    `commit_process`: commit accepted items in a child process (atlas.api.commitproc), as
+    `atlas api` does by default; else in a thread of this process (atlas.api.groupcommit), which
+    tests that wrap the store in this process need.
     """
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if settings.api_auth_disabled and settings.environment == "production":
         raise ConfigError("ATLAS_API_AUTH_DISABLED: authentication cannot be disabled in production")
     registry = registry or CollectorRegistry()
     api_metrics = ApiMetrics(registry)
-    watch_store_locks(registry, store)
+    committer: Committer
+    if commit_process:
+        committer = CommitProcess(settings, store, settings.api_max_pending_rows, api_metrics.commit_rows)
+    else:
+        committer = GroupCommitter(store, settings.api_max_pending_rows, api_metrics.commit_rows)
+    watch_store_locks(registry, store, committer)
     svc = Services(
         settings=settings,
         store=store,
-        committer=GroupCommitter(store, settings.api_max_pending_rows, api_metrics.commit_rows),
+        committer=committer,
         pressure=Pressure(settings, store),
         auth=Authenticator(
             KeyChecker.for_settings(store, settings),

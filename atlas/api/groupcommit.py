@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from atlas.errors import StoreError
 from atlas.logging import get_logger
@@ -33,6 +33,23 @@ class _Request:
 
 class Overloaded(StoreError):
     """Too many items are waiting for the group commit."""
+
+
+class Committer(Protocol):
+    """What the routes and the app's lifespan use of a group commit: GroupCommitter (a thread) or
+    atlas.api.commitproc.CommitProcess (a child process)."""
+
+    commits: int
+    rows: int
+
+    @property
+    def pending_rows(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    async def submit(self, items: Sequence[NewItem]) -> list[EnqueueResult]: ...
 
 
 class GroupCommitter:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from opentelemetry import trace
 
-from atlas.api.groupcommit import GroupCommitter
+from atlas.api.groupcommit import Committer
 from atlas.api.guards import ApiError, Authenticator
 from atlas.api.pressure import Pressure
 from atlas.settings import Settings
@@ -18,7 +18,7 @@ from atlas.store.protocols import AtlasStore
 class Services:
     settings: Settings
     store: AtlasStore
-    committer: GroupCommitter
+    committer: Committer
     pressure: Pressure
     auth: Authenticator
     metrics: Any  # ApiMetrics

@@ -450,10 +450,14 @@ class LockedErrorsCollector(Collector):
         yield counter
 
 
-def watch_store_locks(registry: CollectorRegistry, store: object) -> None:
-    """Export `store`'s locked-error count (a backend without one reads 0) and, when it keeps
-    them, its named queries' durations (atlas_db_query_duration_seconds) in `registry`."""
-    registry.register(LockedErrorsCollector(lambda: int(getattr(store, "locked_errors", 0))))
+def watch_store_locks(registry: CollectorRegistry, store: object, *also: object) -> None:
+    """Export `store`'s locked-error count (a backend without one reads 0), plus those of `also`
+    (the API's commit process), and, when it keeps them, its named queries' durations
+    (atlas_db_query_duration_seconds) in `registry`."""
+    counted = (store, *also)
+    registry.register(
+        LockedErrorsCollector(lambda: sum(int(getattr(s, "locked_errors", 0)) for s in counted))
+    )
     timings = getattr(store, "query_timings", None)
     if timings is not None:
         registry.register(timings.histogram)

@@ -45,7 +45,7 @@ def _api_server(settings: Settings, notifier: Notifier | None = None) -> uvicorn
 
     from atlas.api.app import create_app
 
-    app = create_app(settings, open_store(settings, migrate=True))
+    app = create_app(settings, open_store(settings, migrate=True), commit_process=settings.api_commit_process)
     # One worker per process: one process is one scrape target (see DESIGN.md); scale with more
     # processes on more ports rather than forked workers sharing a registry.
     config = uvicorn.Config(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from importlib.resources import files
 from operator import itemgetter
 from time import perf_counter
@@ -82,6 +82,10 @@ def _numbered(sql: str) -> tuple[str, Callable[[Any], tuple[Any, ...]]] | None:
     return text, itemgetter(*ordered)
 
 
+def _record(sink: list[tuple[str, float]], name: str, seconds: float) -> None:
+    sink.append((name, seconds))
+
+
 class QueryTimings(dict[str, Callable[[float], None]]):
     """One store's named-query durations: query name -> its histogram child's `observe`, made on
     first use (so /metrics carries only the queries that ran). The histogram is in no registry:
@@ -91,7 +95,17 @@ class QueryTimings(dict[str, Callable[[float], None]]):
         super().__init__()
         self.histogram = build(None, "atlas_db_query_duration_seconds")
 
+    def record_to(self, sink: list[tuple[str, float]]) -> None:
+        """From now on append (name, seconds) to `sink` instead of observing: a process that
+        commits for another (atlas.api.commitproc) hands its timings to the one exporting them."""
+        self.clear()
+        self.sink = sink
+
     def __missing__(self, name: str) -> Callable[[float], None]:
+        sink: list[tuple[str, float]] | None = getattr(self, "sink", None)
+        if sink is not None:
+            self[name] = recorder = partial(_record, sink, name)
+            return recorder
         # Two threads missing at once get the same child from labels(); the second store wins.
         observe: Callable[[float], None] = self.histogram.labels(name).observe
         self[name] = observe

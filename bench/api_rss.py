@@ -1,5 +1,7 @@
 """The API process's memory over 100,000 requests: RSS growth after warm-up (issue 18, goal <= 10%).
 
+RSS is the API process's plus its commit process's (atlas.api.commitproc), each printed too.
+
 A real `atlas api` (synchronous=FULL, auth on) on a fresh data directory gets a warm-up of
 requests, then its RSS is read (psutil); then 100,000 more requests, and its RSS is read again.
 The mix is what producers and dashboards send, error paths included, since a leak may hide in
@@ -118,6 +120,15 @@ async def run_load(port: int, key: str, start: int, count: int, ids: list[str]) 
     return statuses
 
 
+def tree_rss(proc: psutil.Process) -> tuple[int, list[tuple[str, int]]]:
+    """RSS of the API and its children (the commit process, atlas.api.commitproc): the sum, and
+    (name, RSS) of each."""
+    parts = [("api", proc.memory_info().rss)]
+    for child in proc.children(recursive=True):
+        parts.append((" ".join(child.cmdline()[-1:]) or str(child.pid), child.memory_info().rss))
+    return sum(rss for _, rss in parts), parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--warmup", type=int, default=10_000)
@@ -141,14 +152,14 @@ def main() -> None:
         try:
             wait_ready(f"http://127.0.0.1:{port}/health/live", api)
             proc = psutil.Process(api.pid)
-            rss_start = proc.memory_info().rss
+            rss_start, _ = tree_rss(proc)
             ids: list[str] = []
             warm = asyncio.run(run_load(port, key, 0, args.warmup, ids))
-            rss_warm = proc.memory_info().rss
+            rss_warm, _ = tree_rss(proc)
             started = time.perf_counter()
             measured = asyncio.run(run_load(port, key, args.warmup, args.requests, ids))
             elapsed = time.perf_counter() - started
-            rss_end = proc.memory_info().rss
+            rss_end, parts = tree_rss(proc)
             db_bytes = sum(p.stat().st_size for p in data.glob("atlas.db*"))
         finally:
             api.terminate()
@@ -162,6 +173,7 @@ def main() -> None:
         f"API RSS: {rss_end / mib:.1f} MiB after {args.requests} more ({args.requests / elapsed:.0f} req/s,"
         f" statuses {measured}); database {db_bytes / mib:.1f} MiB"
     )
+    print("at the end, per process: " + ", ".join(f"{name} {rss / mib:.1f} MiB" for name, rss in parts))
     print(f"ratio {ratio:.3f} (goal <= {GOAL:.2f})")
     print(
         json.dumps(
@@ -176,6 +188,7 @@ def main() -> None:
                 "rss_start_bytes": rss_start,
                 "rss_warm_bytes": rss_warm,
                 "rss_end_bytes": rss_end,
+                "rss_end_by_process": dict(parts),
                 "database_bytes": db_bytes,
                 "ratio": round(ratio, 4),
                 "goal": GOAL,

@@ -100,6 +100,8 @@ class CommitProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._frames = _Frames()
         self._out = bytearray()
+        self._flushing = False  # a _flush is scheduled
+        self._writing = False  # _flush waits for the pipe (add_writer)
         self._stopping = False
         timings = getattr(store, "query_timings", None)
         self._timings: Callable[[str], Callable[[float], None]] | None = (
@@ -152,6 +154,7 @@ class CommitProcess:
         )
         assert proc.stdin is not None
         self._proc, self._frames, self._out = proc, _Frames(), bytearray()
+        self._writing = False
         self.starts += 1
         os.write(proc.stdin.fileno(), _frame(self.settings))  # a pipe takes 64 KiB: never blocks here
         os.set_blocking(proc.stdin.fileno(), False)
@@ -221,7 +224,7 @@ class CommitProcess:
             self._detach()
             assert proc.stdout is not None
             loop.add_reader(proc.stdout.fileno(), self._readable)
-            self._loop = loop
+            self._loop, self._flushing = loop, False
         return proc
 
     def _detach(self) -> None:
@@ -231,6 +234,7 @@ class CommitProcess:
         for fd in self._fds():
             loop.remove_reader(fd)
             loop.remove_writer(fd)
+        self._writing = False
 
     def _fds(self) -> list[int]:
         proc = self._proc
@@ -257,33 +261,32 @@ class CommitProcess:
         return await future
 
     def _send(self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, frame: bytes) -> None:
-        assert proc.stdin is not None
-        if self._out:  # earlier frames wait for the pipe: keep the order
-            self._out += frame
-            return
-        try:
-            written = os.write(proc.stdin.fileno(), frame)
-        except BlockingIOError:
-            written = 0
-        except OSError:  # EPIPE: the child is gone; its stdout's EOF fails what waits
-            return
-        if written < len(frame):
-            self._out += frame[written:]
-            loop.add_writer(proc.stdin.fileno(), self._writable)
+        """Queue `frame`; the frames of one turn of the loop go in one write (_flush, called soon)."""
+        if not self._out and not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._flush)
+        self._out += frame
 
-    def _writable(self) -> None:
+    def _flush(self) -> None:
+        """Write what is queued; what the pipe does not take waits for it to drain (add_writer)."""
+        self._flushing = False
         proc = self._proc
-        if proc is None or proc.stdin is None:
+        if proc is None or proc.stdin is None or not self._out:
             return
         try:
             written = os.write(proc.stdin.fileno(), self._out)
         except BlockingIOError:
-            return
-        except OSError:
+            written = 0
+        except OSError:  # EPIPE: the child is gone; its stdout's EOF fails what waits
             written = len(self._out)
         del self._out[:written]
-        if not self._out and self._loop is not None:
-            self._loop.remove_writer(proc.stdin.fileno())
+        if self._loop is not None:
+            if self._out and not self._writing:
+                self._writing = True
+                self._loop.add_writer(proc.stdin.fileno(), self._flush)
+            elif not self._out and self._writing:
+                self._writing = False
+                self._loop.remove_writer(proc.stdin.fileno())
 
     def _readable(self) -> None:
         proc = self._proc

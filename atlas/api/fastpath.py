@@ -35,6 +35,7 @@ class IngestFastPath:
         # trace context (or a fresh one) current here, as TraceContext does for other routes.
         self.app, self.svc, self.http, self.attach_context = app, svc, http_metrics, attach_context
         self.cors = bool(svc.settings.api_cors_origins)
+        self.extra = security_headers(ROUTE, svc.settings.api_behind_tls)  # the same every request
 
     def handles(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ROUTE:
@@ -62,8 +63,7 @@ class IngestFastPath:
                 otel_context.detach(token)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> int:
-        svc = self.svc
-        extra = security_headers(ROUTE, svc.settings.api_behind_tls)
+        svc, extra = self.svc, self.extra
         try:
             authorization, idempotency_key = "", None
             for name, value in scope["headers"]:

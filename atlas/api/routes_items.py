@@ -84,7 +84,7 @@ async def commit(svc: Services, items: list[NewItem]) -> list[EnqueueResult]:
         if result.created:
             created[item.kind] = created.get(item.kind, 0) + 1
     for kind, n in created.items():  # one increment per kind, not per item: batches are 1,000
-        svc.metrics.accepted.labels(kind).inc(n)
+        svc.metrics.accepted_for(kind).inc(n)
     return results
 
 

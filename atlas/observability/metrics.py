@@ -495,3 +495,12 @@ class ApiMetrics:
         self.accepted = build(registry, "atlas_api_items_accepted_total")
         self.shed = build(registry, "atlas_api_shed_total")
         self.commit_rows = build(registry, "atlas_api_commit_batch_rows")
+        self._accepted: dict[str, Any] = {}
+
+    def accepted_for(self, kind: str) -> Any:
+        """atlas_api_items_accepted_total{kind}, its child kept: labels() validates and locks on
+        every call, on single-item ingest's path once a request."""
+        child = self._accepted.get(kind)
+        if child is None:
+            child = self._accepted[kind] = self.accepted.labels(kind)
+        return child

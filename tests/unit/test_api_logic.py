@@ -3,9 +3,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from atlas.api import keys as keys_module
 from atlas.api.guards import json_too_deep
 from atlas.api.keys import KeyChecker, create_key
 from atlas.api.pressure import Pressure
@@ -87,6 +89,26 @@ def test_revocation_takes_effect_once_the_cache_expires(tmp_path: Path) -> None:
     assert checker.check(str(key["key"])) is not None  # still cached
     now[0] += 6
     assert checker.check(str(key["key"])) is None
+
+
+def test_a_verified_secret_is_not_hashed_again_but_any_other_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "a.db")
+    now = [0.0]
+    checker = KeyChecker(store, "pepper", clock=lambda: now[0])
+    key = str(create_key(store, "pepper", "ci", ["ingest"])["key"])
+    first = checker.check(key)
+    hashed: list[str] = []
+    real = keys_module._hash
+    monkeypatch.setattr(keys_module, "_hash", lambda p, s: hashed.append(s) or real(p, s))
+    assert checker.check(key) is first and hashed == []  # the verified secret: no hashing
+    for wrong in (key[:-1] + ("A" if key[-1] != "A" else "B"), key + "x", key[:-1], key + "\xff"):
+        assert checker.check(wrong) is None
+    assert len(hashed) == 4 and checker.check(key) is first  # each wrong one was hashed and refused
+    store.api_key_revoke(key.split("_")[1])
+    now[0] += 6  # the row is read again: the secret is verified against it, and it is revoked
+    assert checker.check(key) is None
 
 
 def test_retry_after_is_the_time_to_drain_the_excess(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@
    endpoint on the same uvicorn settings that reads the body and answers 202 without storing.
    Load: a closed loop of 32 connections for the same duration each, by wrk (Debian's package) or,
    without it, an async httpx client. Goal: >= 0.80 of the floor's requests/s. Measured on both of
-   uvicorn's stacks, asyncio/h11 and uvloop/httptools (ATLAS_API_EVENT_LOOP), floor then Atlas
-   back to back for each; "ratio" is the stack Atlas ships by default, "stacks" has both.
+   uvicorn's stacks, asyncio/h11 and uvloop/httptools (ATLAS_API_EVENT_LOOP): per stack both
+   servers run and the load alternates between them in short rounds (--rounds), so each side gets
+   the same moments of a machine whose speed drifts; "ratio" is the stack Atlas ships by default,
+   "stacks" has both, with each round's ratio.
 2. Batches: `POST /v1/items/batch` with 1,000 items per request against raw SQLite inserting the
    same rows in transactions of 1,000 (synchronous=FULL), in one loop. Load: a closed loop of 4
    connections (producers send batches concurrently; while one batch's rows are written, with the
@@ -169,6 +171,18 @@ def httpx_load(url: str, key: str, seconds: int) -> dict[str, float]:
     }
 
 
+def merged(slices: list[dict[str, float]]) -> dict[str, float]:
+    """Slices of equal length as one run: mean rate, median p50, worst p99, errors summed."""
+    p50s = sorted(s["p50_ms"] for s in slices)
+    return {
+        "rps": sum(s["rps"] for s in slices) / len(slices),
+        "p50_ms": p50s[len(p50s) // 2],
+        "p99_ms": max(s["p99_ms"] for s in slices),
+        "non_2xx": sum(s["non_2xx"] for s in slices),
+        "socket_errors": max(s["socket_errors"] for s in slices),
+    }
+
+
 def batch_floor(path: Path, batches: int) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -235,7 +249,8 @@ def batch_atlas(url: str, key: str, batches: int, connections: int) -> tuple[flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=10, help="single items: seconds of load on each side")
+    parser.add_argument("--rounds", type=int, default=5, help="single items: slices the seconds are cut into")
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
@@ -254,34 +269,46 @@ def main() -> None:
     if len(stacks) < len(STACKS):
         print("uvloop is not installed: single-item ingest measured on asyncio/h11 only", file=sys.stderr)
     single: dict[str, dict[str, dict[str, float]]] = {}
+    rounds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
         data = Path(tmp)
         store = SQLiteStore(data / "atlas.db", synchronous="FULL")
         key = str(create_key(store, "", "bench", ["ingest"])["key"])
         store.close()
 
-        # Per stack, the floor then Atlas back to back: a pair shares the machine's moment.
+        # Per stack, both servers up and the load alternating between them in short slices, so
+        # the floor and Atlas share the machine's moments (a 2-core machine's speed drifts by
+        # 10-20% from one 10 s run to the next, which back-to-back runs put into the ratio).
         for stack in stacks:
-            port = free_port()
-            floor = start(floor_command(port, stack), env, f"http://127.0.0.1:{port}/docs")
-            try:
-                floor_single = load(f"http://127.0.0.1:{port}/v1/items", key, args.seconds)
-            finally:
-                floor.terminate()
-                floor.wait(timeout=30)
-
-            port = free_port()
+            floor_port, port = free_port(), free_port()
+            floor = start(floor_command(floor_port, stack), env, f"http://127.0.0.1:{floor_port}/docs")
             environment = api_env(
                 env, data, port, ATLAS_API_BATCH_MAX_ITEMS=str(BATCH), ATLAS_API_EVENT_LOOP=stack
             )
-            api = start(
-                [sys.executable, "-m", "atlas", "api"], environment, f"http://127.0.0.1:{port}/health/live"
-            )
             try:
-                single[stack] = {
-                    "floor": floor_single,
-                    "atlas": load(f"http://127.0.0.1:{port}/v1/items", key, args.seconds),
+                api = start(
+                    [sys.executable, "-m", "atlas", "api"],
+                    environment,
+                    f"http://127.0.0.1:{port}/health/live",
+                )
+            except BaseException:
+                floor.terminate()
+                raise
+            try:
+                urls = {
+                    "floor": f"http://127.0.0.1:{floor_port}/v1/items",
+                    "atlas": f"http://127.0.0.1:{port}/v1/items",
                 }
+                for url in urls.values():
+                    load(url, key, 1)  # warm-up, not counted
+                slices: dict[str, list[dict[str, float]]] = {"floor": [], "atlas": []}
+                for _ in range(args.rounds):
+                    for name, url in urls.items():
+                        slices[name].append(load(url, key, max(1, args.seconds // args.rounds)))
+                single[stack] = {name: merged(results) for name, results in slices.items()}
+                rounds[stack] = [
+                    a["rps"] / f["rps"] for f, a in zip(slices["floor"], slices["atlas"], strict=True)
+                ]
                 if stack == shipped:  # batches on what Atlas ships
                     batch_url = f"http://127.0.0.1:{port}/v1/items/batch"
                     serial_batch, _, _ = batch_atlas(batch_url, key, args.batches, 1)
@@ -289,14 +316,18 @@ def main() -> None:
                         batch_url, key, args.batches, BATCH_CONNECTIONS
                     )
             finally:
-                api.terminate()
-                api.wait(timeout=30)
+                for proc in (api, floor):
+                    proc.terminate()
+                    proc.wait(timeout=30)
         floor_batch = batch_floor(data / "floor.db", args.batches)
 
     floor_single, atlas_single = single[shipped]["floor"], single[shipped]["atlas"]
     ratio = atlas_single["rps"] / floor_single["rps"]
     batch_ratio = atlas_batch / floor_batch
-    print(f"load generator: {load.__name__}, {CONNECTIONS} connections, {args.seconds}s each")
+    print(
+        f"load generator: {load.__name__}, {CONNECTIONS} connections, {args.seconds}s on each side"
+        f" in {args.rounds} alternating rounds"
+    )
     for stack, pair in single.items():
         f, a = pair["floor"], pair["atlas"]
         label = f"{stack}/{STACKS[stack][1]}" + (" (shipped)" if stack == shipped else "")
@@ -309,6 +340,7 @@ def main() -> None:
             f"  atlas  POST /v1/items (FULL): {a['rps']:8.0f} req/s  p50 {a['p50_ms']:.1f} ms"
             f"  p99 {a['p99_ms']:.1f} ms  non-2xx {a['non_2xx']:.0f}  ratio {a['rps'] / f['rps']:.3f}"
         )
+        print("  ratio of each round: " + ", ".join(f"{r:.3f}" for r in rounds[stack]))
     print(f"floor  raw SQLite batches of {BATCH}: {floor_batch:8.0f} items/s")
     print(
         f"atlas  POST /v1/items/batch, {BATCH_CONNECTIONS} connections: {atlas_batch:8.0f} items/s"
@@ -323,6 +355,7 @@ def main() -> None:
                 "load": load.__name__,
                 "connections": CONNECTIONS,
                 "seconds": args.seconds,
+                "rounds": args.rounds,
                 "stack": shipped,
                 "floor_rps": round(floor_single["rps"], 1),
                 "atlas_rps": round(atlas_single["rps"], 1),
@@ -337,6 +370,7 @@ def main() -> None:
                         "atlas_rps": round(pair["atlas"]["rps"], 1),
                         "atlas_p99_ms": round(pair["atlas"]["p99_ms"], 2),
                         "ratio": round(pair["atlas"]["rps"] / pair["floor"]["rps"], 4),
+                        "round_ratios": [round(r, 4) for r in rounds[stack]],
                     }
                     for stack, pair in single.items()
                 },

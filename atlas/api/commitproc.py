@@ -37,19 +37,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from atlas.api.groupcommit import Overloaded
 from atlas.errors import StoreError
 from atlas.logging import get_logger
 from atlas.settings import Settings
+from atlas.store.itemrows import ROW_ID, ROW_REQUEST_HASH
 from atlas.store.models import EnqueueResult, NewItem, PreparedItems
 from atlas.store.protocols import AtlasStore
 
 log = get_logger("atlas.api.commit")
 _HEADER = struct.Struct("<I")
 _READ = 1 << 20
+_IOV_MAX = 1024  # Linux's limit of buffers a writev
 START_SECONDS = 60.0  # how long `start` waits for the child to open the store
 
 
@@ -94,12 +95,13 @@ class CommitProcess:
         self.locked_errors = 0  # the child's store's, as of its last answer
         self.starts = 0
         self._pending_rows = 0
-        self._waiting: dict[int, tuple[asyncio.Future[list[EnqueueResult]], int]] = {}
+        # request id -> (its future, its rows)
+        self._waiting: dict[int, tuple[asyncio.Future[list[EnqueueResult]], Sequence[tuple[Any, ...]]]] = {}
         self._ids = itertools.count()
         self._proc: subprocess.Popen[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._frames = _Frames()
-        self._out = bytearray()
+        self._out: list[memoryview] = []  # frames not yet written, in order
         self._flushing = False  # a _flush is scheduled
         self._writing = False  # _flush waits for the pipe (add_writer)
         self._stopping = False
@@ -153,7 +155,7 @@ class CommitProcess:
             close_fds=True,
         )
         assert proc.stdin is not None
-        self._proc, self._frames, self._out = proc, _Frames(), bytearray()
+        self._proc, self._frames, self._out = proc, _Frames(), []
         self._writing = False
         self.starts += 1
         os.write(proc.stdin.fileno(), _frame(self.settings))  # a pipe takes 64 KiB: never blocks here
@@ -171,7 +173,7 @@ class CommitProcess:
         try:
             if self._out:  # what the loop could not write yet: the child is still reading
                 os.set_blocking(proc.stdin.fileno(), True)
-                os.write(proc.stdin.fileno(), bytes(self._out))
+                os.write(proc.stdin.fileno(), b"".join(self._out))
             proc.stdin.close()
         except OSError:
             pass
@@ -254,37 +256,45 @@ class CommitProcess:
         proc = self._attach(loop)
         future: asyncio.Future[list[EnqueueResult]] = loop.create_future()
         request = next(self._ids)
-        keys = [(item.idempotency_key, item.request_hash) for item in prepared.items]
-        self._waiting[request] = (future, count)
+        # Without idempotency keys (the common request) every row is created as built: neither the
+        # keys nor the answers need to cross (a 1,000-item batch would pickle them both ways).
+        keys = None
+        if any(item.idempotency_key is not None for item in prepared.items):
+            keys = [(item.idempotency_key, item.request_hash) for item in prepared.items]
+        self._waiting[request] = (future, prepared.rows)
         self._pending_rows += count
         self._send(proc, loop, _frame((request, keys, prepared.rows)))
         return await future
 
     def _send(self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, frame: bytes) -> None:
-        """Queue `frame`; the frames of one turn of the loop go in one write (_flush, called soon)."""
+        """Queue `frame`; the frames of one turn of the loop go in one writev (_flush, called soon)."""
         if not self._out and not self._flushing:
             self._flushing = True
             loop.call_soon(self._flush)
-        self._out += frame
+        self._out.append(memoryview(frame))
 
     def _flush(self) -> None:
         """Write what is queued; what the pipe does not take waits for it to drain (add_writer)."""
         self._flushing = False
-        proc = self._proc
-        if proc is None or proc.stdin is None or not self._out:
+        proc, out = self._proc, self._out
+        if proc is None or proc.stdin is None or not out:
             return
         try:
-            written = os.write(proc.stdin.fileno(), self._out)
+            written = os.writev(proc.stdin.fileno(), out[:_IOV_MAX])
         except BlockingIOError:
             written = 0
         except OSError:  # EPIPE: the child is gone; its stdout's EOF fails what waits
-            written = len(self._out)
-        del self._out[:written]
+            out.clear()
+        while written:
+            if written >= len(out[0]):
+                written -= len(out.pop(0))
+            else:
+                out[0], written = out[0][written:], 0
         if self._loop is not None:
-            if self._out and not self._writing:
+            if out and not self._writing:
                 self._writing = True
                 self._loop.add_writer(proc.stdin.fileno(), self._flush)
-            elif not self._out and self._writing:
+            elif not out and self._writing:
                 self._writing = False
                 self._loop.remove_writer(proc.stdin.fileno())
 
@@ -315,16 +325,19 @@ class CommitProcess:
                 for name, seconds in timings:
                     self._timings(name)(seconds)
             for request, results in done:
-                future, count = self._waiting.pop(request)
-                self._pending_rows -= count
-                if not future.done():  # the client may have gone; the items are committed all the same
-                    future.set_result([EnqueueResult(*r) for r in results])
+                future, rows = self._waiting.pop(request)
+                self._pending_rows -= len(rows)
+                if future.done():  # the client may have gone; the items are committed all the same
+                    continue
+                if results is None:  # no idempotency keys: every row created as built
+                    results = [(r[ROW_ID], True, r[ROW_REQUEST_HASH]) for r in rows]
+                future.set_result([EnqueueResult(*r) for r in results])
         else:
             _, requests, message, self.locked_errors = answer
             exc = StoreError(message)
             for request in requests:
-                future, count = self._waiting.pop(request)
-                self._pending_rows -= count
+                future, rows = self._waiting.pop(request)
+                self._pending_rows -= len(rows)
                 if not future.done():
                     future.set_exception(exc)
 
@@ -332,9 +345,8 @@ class CommitProcess:
 # -- the child ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Keyed:
-    """What enqueue reads of an item besides its row."""
+class _Keyed(NamedTuple):
+    """What enqueue reads of an item besides its row (a tuple: made for every row of a batch)."""
 
     idempotency_key: str | None
     request_hash: str | None
@@ -392,10 +404,12 @@ def child_main() -> int:
         if not waiting:
             continue
         batch, waiting = waiting, []
-        prepared = PreparedItems(
-            [_Keyed(key, digest) for _, keys, _ in batch for key, digest in keys],  # type: ignore[misc]
-            [row for _, _, rows in batch for row in rows],
-        )
+        keyed: list[Any] = [  # what enqueue reads of NewItem
+            _Keyed(key, digest)
+            for _, keys, rows in batch
+            for key, digest in (keys or [(None, row[ROW_REQUEST_HASH]) for row in rows])
+        ]
+        prepared = PreparedItems(keyed, [row for _, _, rows in batch for row in rows])
         try:
             results = store.enqueue(prepared)
         except Exception as exc:
@@ -404,11 +418,15 @@ def child_main() -> int:
             message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
             answer: tuple[Any, ...] = ("error", [request for request, _, _ in batch], message, _locked(store))
         else:
-            done, start = [], 0
-            for request, keys, _ in batch:
-                mine = results[start : start + len(keys)]
-                done.append((request, [(r.id, r.created, r.request_hash) for r in mine]))
-                start += len(keys)
+            done: list[tuple[int, Any]] = []
+            start = 0
+            for request, keys, rows in batch:
+                if keys is None:  # created as built (the parent has the rows)
+                    done.append((request, None))
+                else:
+                    mine = results[start : start + len(rows)]
+                    done.append((request, [(r.id, r.created, r.request_hash) for r in mine]))
+                start += len(rows)
             answer = ("ok", done, len(prepared.rows), timings[:], _locked(store))
         timings.clear()
         data = _frame(answer)

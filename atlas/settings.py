@@ -412,8 +412,9 @@ class Settings:
         "ATLAS_API_COMMIT_PROCESS",
         True,
         _bool,
-        "`atlas api` commits accepted items in a child process with its own interpreter, so the "
-        "commits overlap request handling (false: in a thread of the API process).",
+        "`atlas api` commits the items of requests of up to 100 items in a child process with its "
+        "own interpreter, so the commits overlap request handling; bigger batches, and all items "
+        "when false, in a thread of the API process.",
         category="api",
     )
     api_max_pending_rows: int = _setting(

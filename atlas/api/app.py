@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from atlas import __version__
 from atlas.api import routes_content, routes_items, routes_ops
-from atlas.api.commitproc import CommitProcess
+from atlas.api.commitproc import CommitProcess, SplitCommitter
 from atlas.api.fastpath import IngestFastPath
 from atlas.api.groupcommit import Committer, GroupCommitter
 from atlas.api.guards import ApiError, Authenticator, BodyGuard, SecurityHeaders, TraceContext
@@ -60,20 +60,19 @@ def create_app(
     spans are recorded and exported when it is an SDK TracerProvider. Tests pass their own
     rather than set the process-wide provider, which would change every later app.
 
-    `commit_process`: commit accepted items in a child process (atlas.api.commitproc), as
-    `atlas api` does by default; else in a thread of this process (atlas.api.groupcommit), which
-    tests that wrap the store in this process need.
+    `commit_process`: commit the items of small requests in a child process (atlas.api.commitproc),
+    as `atlas api` does by default; else all in a thread of this process (atlas.api.groupcommit),
+    which tests that wrap the store in this process need.
     """
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if settings.api_auth_disabled and settings.environment == "production":
         raise ConfigError("ATLAS_API_AUTH_DISABLED: authentication cannot be disabled in production")
     registry = registry or CollectorRegistry()
     api_metrics = ApiMetrics(registry)
-    committer: Committer
+    committer: Committer = GroupCommitter(store, settings.api_max_pending_rows, api_metrics.commit_rows)
     if commit_process:
-        committer = CommitProcess(settings, store, settings.api_max_pending_rows, api_metrics.commit_rows)
-    else:
-        committer = GroupCommitter(store, settings.api_max_pending_rows, api_metrics.commit_rows)
+        small = CommitProcess(settings, store, settings.api_max_pending_rows, api_metrics.commit_rows)
+        committer = SplitCommitter(small, committer, settings.api_max_pending_rows)
     watch_store_locks(registry, store, committer)
     svc = Services(
         settings=settings,

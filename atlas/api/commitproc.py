@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from atlas.api.groupcommit import Overloaded
+from atlas.api.groupcommit import Committer, Overloaded
 from atlas.errors import StoreError
 from atlas.logging import get_logger
 from atlas.settings import Settings
@@ -340,6 +340,57 @@ class CommitProcess:
                 self._pending_rows -= len(rows)
                 if not future.done():
                     future.set_exception(exc)
+
+
+BIG_REQUEST_ITEMS = 100
+
+
+class SplitCommitter:
+    """Requests of up to BIG_REQUEST_ITEMS items commit in the commit process, bigger ones in a
+    GroupCommitter thread of the API process.
+
+    A big batch crosses the pipe as a pickle both ways, and on 2 cores the pickling and the second
+    process took CPU from the request parsing: 1,000-item batches ran at 27,400-31,200 items/s
+    through the process against 31,100-36,000 through the thread (paired runs). Each such request
+    is large enough that the thread's wait for the GIL is a small share of it. The two writers
+    take turns on SQLite's write lock (BEGIN IMMEDIATE, busy timeout), as the engine does with
+    the API; each request is committed whole by one of them.
+    """
+
+    def __init__(self, small: CommitProcess, big: Committer, max_pending_rows: int) -> None:
+        self.small, self.big, self.max_pending_rows = small, big, max_pending_rows
+
+    @property
+    def pending_rows(self) -> int:
+        return self.small.pending_rows + self.big.pending_rows
+
+    @property
+    def commits(self) -> int:
+        return self.small.commits + self.big.commits
+
+    @property
+    def rows(self) -> int:
+        return self.small.rows + self.big.rows
+
+    @property
+    def locked_errors(self) -> int:
+        return self.small.locked_errors  # the thread's are the API store's own, counted there
+
+    def start(self) -> None:
+        self.big.start()
+        self.small.start()
+
+    def stop(self) -> None:
+        self.small.stop()
+        self.big.stop()
+
+    async def submit(self, items: Sequence[NewItem]) -> list[EnqueueResult]:
+        pending = self.pending_rows
+        if pending + len(items) > self.max_pending_rows:
+            raise Overloaded(f"{pending} items are already waiting to be committed")
+        if len(items) > BIG_REQUEST_ITEMS:
+            return await self.big.submit(items)
+        return await self.small.submit(items)
 
 
 # -- the child ---------------------------------------------------------------------------------

@@ -39,8 +39,11 @@ class Committer(Protocol):
     """What the routes and the app's lifespan use of a group commit: GroupCommitter (a thread) or
     atlas.api.commitproc.CommitProcess (a child process)."""
 
-    commits: int
-    rows: int
+    @property
+    def commits(self) -> int: ...
+
+    @property
+    def rows(self) -> int: ...
 
     @property
     def pending_rows(self) -> int: ...

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from atlas.api.commitproc import CommitProcess
-from atlas.api.groupcommit import Overloaded
+from atlas.api.commitproc import BIG_REQUEST_ITEMS, CommitProcess, SplitCommitter
+from atlas.api.groupcommit import GroupCommitter, Overloaded
 from atlas.errors import StoreError
 from atlas.settings import Settings
 from atlas.store import open_store
@@ -201,3 +201,43 @@ def test_start_fails_loudly_when_the_child_cannot_open_the_store(tmp_path: Path)
         assert committer.pid is None
     finally:
         store.close()
+
+
+def test_small_requests_go_to_the_process_and_big_batches_to_the_thread(
+    settings: Settings, store: AtlasStore
+) -> None:
+    small = CommitProcess(settings, store, max_pending_rows=10_000)
+    big = GroupCommitter(store, max_pending_rows=10_000)
+    split = SplitCommitter(small, big, max_pending_rows=BIG_REQUEST_ITEMS + 5)
+    split.start()
+    try:
+
+        async def body() -> tuple[Any, Any]:
+            return await asyncio.gather(
+                split.submit([doc(f"single {i}") for i in range(3)]),
+                split.submit([doc(f"batch {i}") for i in range(BIG_REQUEST_ITEMS + 1)]),
+            )
+
+        few, many = run(body)
+        assert (small.rows, big.rows) == (3, BIG_REQUEST_ITEMS + 1)
+        assert split.rows == BIG_REQUEST_ITEMS + 4 and split.commits == small.commits + big.commits
+        assert all(r.created for r in few + many)
+        ids = {r[0] for r in sql_rows(store, "SELECT id FROM items")}
+        assert ids == {r.id for r in few + many}
+
+        async def over() -> None:  # the budget is shared: the thread's waiting rows count
+            pid = small.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                first = asyncio.ensure_future(split.submit([doc("held")] * 5))
+                await until(lambda: split.pending_rows == 5, "the held request")
+                with pytest.raises(Overloaded):
+                    await split.submit([doc(f"too many {i}") for i in range(BIG_REQUEST_ITEMS + 1)])
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert len(await first) == 5
+
+        run(over)
+    finally:
+        split.stop()

@@ -315,6 +315,11 @@ class CommitProcess:
             self._answer(answer)
 
     def _answer(self, answer: tuple[Any, ...]) -> None:
+        if answer[0] == "ready":  # a child started by a request (not by start) has opened the store
+            return
+        if answer[0] == "failed":  # ...or could not: it exits, and its EOF fails what waits on it
+            log.error("the commit process could not open the store", error=answer[1])
+            return
         if answer[0] == "ok":
             _, done, rows, timings, self.locked_errors = answer
             self.commits += 1

@@ -241,3 +241,24 @@ def test_small_requests_go_to_the_process_and_big_batches_to_the_thread(
         run(over)
     finally:
         split.stop()
+
+
+def test_a_child_started_by_a_request_says_ready_among_its_answers(
+    settings: Settings, store: AtlasStore
+) -> None:
+    """A child started by a request (after the first died) answers "ready" first, then its
+    commits, possibly in one read: each answer is taken, none lost (this once hung a request)."""
+    committer = CommitProcess(settings, store, max_pending_rows=10)
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+        committer._waiting[7] = (
+            future,
+            [("id-7", "document", None, None, 0, "{}", None, 0.0, None, "h", 0.0)],
+        )
+        committer._pending_rows = 1
+        committer._answer(("ready",))
+        committer._answer(("ok", [(7, None)], 1, [], 0))
+        assert future.result()[0].id == "id-7" and committer.pending_rows == 0
+    finally:
+        loop.close()

@@ -90,6 +90,15 @@ def started(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
             proc.stderr.close()
 
 
+def exited(proc: subprocess.Popen[bytes]) -> str:
+    """The process's exit code and stderr, or that it still runs (its stderr is not read then)."""
+    code = proc.poll()
+    if code is None:
+        return "still running"
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr is not None else ""
+    return f"exited {code}, stderr: {err[-3000:]}"
+
+
 def children(pid: int) -> list[int]:
     """The process's children, from every one of its threads (Linux's /proc/PID/task/TID/children)."""
     out: list[int] = []
@@ -135,7 +144,10 @@ def test_api_says_ready_once_it_serves_and_keeps_pinging(tmp_path: Path) -> None
     with notify_socket(tmp_path) as sock:
         env = notify_env(tmp_path, sock, ATLAS_API_PORT=str(port), ATLAS_API_HOST="127.0.0.1")
         with started([sys.executable, "-m", "atlas", "api"], env) as proc:
-            sock.wait_for("READY=1")
+            try:
+                sock.wait_for("READY=1")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; the API: {exited(proc)}") from None
             # READY=1 promises the process can serve: the very next request is answered.
             assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code == 200
             sock.count_pings(3)

@@ -103,6 +103,8 @@ class CommitProcess:
         self._frames = _Frames()
         self._out: list[memoryview] = []  # frames not yet written, in order
         self._flushing = False  # a _flush is scheduled
+        self._queued = 0  # frames in _out not yet counted in _unanswered
+        self._unanswered = 0  # requests written (or being written) to the child, not answered yet
         self._writing = False  # _flush waits for the pipe (add_writer)
         self._stopping = False
         timings = getattr(store, "query_timings", None)
@@ -156,6 +158,7 @@ class CommitProcess:
         )
         assert proc.stdin is not None
         self._proc, self._frames, self._out = proc, _Frames(), []
+        self._queued = self._unanswered = 0
         self._writing = False
         self.starts += 1
         os.write(proc.stdin.fileno(), _frame(self.settings))  # a pipe takes 64 KiB: never blocks here
@@ -267,11 +270,15 @@ class CommitProcess:
         return await future
 
     def _send(self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, frame: bytes) -> None:
-        """Queue `frame`; the frames of one turn of the loop go in one writev (_flush, called soon)."""
-        if not self._out and not self._flushing:
+        """Queue `frame`. While the child commits, what it was sent, frames wait here and go in one
+        writev once its answer comes (_readable): it reads only between commits anyway, and a write
+        a request cost the loop a system call and the child a wake-up each. With nothing sent
+        unanswered, the frames of this turn of the loop go at its end (_flush, called soon)."""
+        self._out.append(memoryview(frame))
+        self._queued += 1
+        if not self._unanswered and not self._flushing:
             self._flushing = True
             loop.call_soon(self._flush)
-        self._out.append(memoryview(frame))
 
     def _flush(self) -> None:
         """Write what is queued; what the pipe does not take waits for it to drain (add_writer)."""
@@ -279,6 +286,8 @@ class CommitProcess:
         proc, out = self._proc, self._out
         if proc is None or proc.stdin is None or not out:
             return
+        self._unanswered += self._queued  # all of it is on its way now
+        self._queued = 0
         try:
             written = os.writev(proc.stdin.fileno(), out[:_IOV_MAX])
         except BlockingIOError:
@@ -313,6 +322,8 @@ class CommitProcess:
             return
         for answer in self._frames.feed(chunk):
             self._answer(answer)
+        if not self._unanswered and self._out and not self._writing:
+            self._flush()  # the child is done with what it had: hand it what waited meanwhile
 
     def _answer(self, answer: tuple[Any, ...]) -> None:
         if answer[0] == "ready":  # a child started by a request (not by start) has opened the store
@@ -329,6 +340,7 @@ class CommitProcess:
             if self._timings is not None:
                 for name, seconds in timings:
                     self._timings(name)(seconds)
+            self._unanswered -= len(done)
             for request, results in done:
                 future, rows = self._waiting.pop(request)
                 self._pending_rows -= len(rows)
@@ -340,6 +352,7 @@ class CommitProcess:
         else:
             _, requests, message, self.locked_errors = answer
             exc = StoreError(message)
+            self._unanswered -= len(requests)
             for request in requests:
                 future, rows = self._waiting.pop(request)
                 self._pending_rows -= len(rows)

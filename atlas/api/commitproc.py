@@ -134,7 +134,10 @@ class CommitProcess:
             if not ready:
                 self._kill()
                 raise StoreError(f"the commit process did not open the store in {START_SECONDS:.0f} s")
-            chunk = os.read(proc.stdout.fileno(), _READ)
+            try:
+                chunk = os.read(proc.stdout.fileno(), _READ)
+            except BlockingIOError:
+                continue
             if not chunk:
                 code = proc.wait()
                 self._proc = None
@@ -147,7 +150,6 @@ class CommitProcess:
             self._kill()
             raise StoreError(f"the commit process could not open the store: {first[1]}")
         assert not rest, "the child answers nothing before it is asked"
-        os.set_blocking(proc.stdout.fileno(), False)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
@@ -161,8 +163,10 @@ class CommitProcess:
         self._queued = self._unanswered = 0
         self._writing = False
         self.starts += 1
+        assert proc.stdout is not None
         os.write(proc.stdin.fileno(), _frame(self.settings))  # a pipe takes 64 KiB: never blocks here
         os.set_blocking(proc.stdin.fileno(), False)
+        os.set_blocking(proc.stdout.fileno(), False)  # read when the loop says it is readable
         return proc
 
     def stop(self) -> None:

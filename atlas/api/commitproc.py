@@ -8,15 +8,17 @@ idle through that commit's fsync (measured with wrk's 32 connections: commits of
 each taken 17-20 ms after its first request arrived; the loop idle 11-17% of the time).
 
 Here the commit runs in a child process that takes the next batch the moment a commit ends, while
-the loop answers and parses: commits overlap request handling. The loop pays a pickle and a pipe
-write per request and reads answers as they come (add_reader), never blocking on the child.
+the loop answers and parses: commits overlap request handling. The loop pays a pickle a request
+and one pipe write a commit (frames wait while the child commits), and reads answers as they come
+(add_reader), never blocking on the child. Requests of more than BIG_REQUEST_ITEMS items commit in
+the API process's thread instead (SplitCommitter).
 
 Frames on both pipes: a 4-byte little-endian length, then a pickle (the child trusts only its
 parent and the parent only its child). Parent -> child: the Settings, then per request
-(request id, [(idempotency key, request hash)], rows). Child -> parent: ("ready",) or
-("failed", message) once, then per commit ("ok", [(request id, [(item id, created, request
-hash)])], rows, [(query name, seconds)], locked errors) or ("error", [request ids], message,
-locked errors).
+(request id, [(idempotency key, request hash)] or None when no item has a key, rows). Child ->
+parent: ("ready",) or ("failed", message) once, then per commit ("ok", [(request id, [(item id,
+created, request hash)] or None: no keys, every row created as built)], rows, [(query name,
+seconds)], locked errors) or ("error", [request ids], message, locked errors).
 
 The child ignores SIGTERM and SIGINT (systemd and a terminal signal the whole group): it stops
 when its stdin closes, after the commit under way, so a graceful shutdown's requests in flight are

@@ -36,8 +36,9 @@ class Overloaded(StoreError):
 
 
 class Committer(Protocol):
-    """What the routes and the app's lifespan use of a group commit: GroupCommitter (a thread) or
-    atlas.api.commitproc.CommitProcess (a child process)."""
+    """What the routes and the app's lifespan use of a group commit: GroupCommitter (a thread),
+    atlas.api.commitproc.CommitProcess (a child process), or its SplitCommitter of the two (what
+    `atlas api` runs)."""
 
     @property
     def commits(self) -> int: ...

@@ -24,9 +24,10 @@ from atlas.store import describe_database, open_store
 
 EXIT_CODES = {"ok": 0, "warning": 1, "failure": 2}
 # The WAL is checkpointed back to zero by `atlas services` every ATLAS_DB_UPKEEP_INTERVAL_SECONDS; between,
-# the store's own checkpoint thread and the writers' backstop of 4,096 pages
-# keep it under ~16-20 MiB under continuous writes; 64 MiB means checkpoints are not completing.
-WAL_WARNING_BYTES = 64 << 20
+# the store's own checkpoint thread and the writers' own checkpoint at SAFETY_PAGES (64 MiB at 4 KiB
+# pages) keep it under ~64-70 MiB under continuous writes (more after one very large transaction);
+# twice that means checkpoints are not completing.
+WAL_WARNING_BYTES = 128 << 20
 # Free pages are reused by later inserts; a quarter of the file (and 16 MiB) free is worth a vacuum.
 FREE_WARNING_SHARE = 0.25
 FREE_WARNING_BYTES = 16 << 20

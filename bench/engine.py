@@ -12,9 +12,12 @@ bench's process (store_only: enqueue, then claim_settling with the engine's inli
 engine), the ceiling on the engine's ratio.
 
 Runs NORMAL (the goal, >= 0.25) and FULL (reported) by default, each with its own floor, one after
-the other; prints items/s, p50/p99 accept-to-done latency and the engine's peak RSS (supervisor and
-workers together) for each, and as the last line one JSON object whose "ratio" is NORMAL's (or the
-one level asked for with --synchronous).
+the other. Each level's floor and `atlas up` alternate over --rounds rounds (default 3), each on a
+fresh file, and each side's items/s is taken over all its rounds: this machine's speed drifts by
+10-20% within minutes, and one floor run against one Atlas run put that drift into the ratio. It
+prints items/s, p50/p99 accept-to-done latency (the median round's) and the engine's peak RSS
+(supervisor and workers together) for each, each round's ratio, and as the last line one JSON
+object whose "ratio" is NORMAL's (or the one level asked for with --synchronous).
 
 `--backend postgres` (issue 18): the same run on PostgreSQL (ATLAS_BENCH_POSTGRES_URL, wiped, or a
 throwaway cluster, bench/pg/). Floor: raw psycopg on the same server, one multi-row INSERT of 100
@@ -265,6 +268,9 @@ def main() -> None:
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default=None, help="default: both")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
+        "--rounds", type=int, default=3, help="SQLite: floor and atlas up alternate this many times a level"
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="a setting for atlas up (repeatable)"
     )
     args = parser.parse_args()
@@ -275,30 +281,58 @@ def main() -> None:
         main_postgres(args.items, report, EXTRA_ENV)
         return
     levels = [args.synchronous] if args.synchronous else ["NORMAL", "FULL"]
-    runs: dict[str, dict[str, float]] = {}
+    runs: dict[str, dict[str, Any]] = {}
     for level in levels:
+        floors: list[float] = []
+        results: list[dict[str, float]] = []
         with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
-            floor_rate = floor(Path(tmp) / "floor.db", args.items, level)
             ceiling = store_only(Path(tmp) / "store.db", args.items, level)
-            result = atlas_run(Path(tmp), args.items, level)
+            for r in range(args.rounds):  # alternating: the machine's drift falls on both sides
+                floors.append(floor(Path(tmp) / f"floor-{r}.db", args.items, level))
+                (Path(tmp) / f"atlas-{r}").mkdir()
+                results.append(atlas_run(Path(tmp) / f"atlas-{r}", args.items, level))
+        floor_rate = rate_of(floors)
+        result = combined(results)
         runs[level] = {
             "floor_items_per_s": floor_rate,
             "store_only_items_per_s": ceiling,
             **result,
             "store_only_ratio": ceiling / floor_rate,
             "ratio": result["items_per_s"] / floor_rate,
+            "round_ratios": [round(a["items_per_s"] / f, 4) for a, f in zip(results, floors, strict=True)],
         }
         show(f"raw SQLite, batches of {BATCH}, synchronous={level}", floor_rate, result)
+        print(f"  ratio of each round: {', '.join(f'{x:.3f}' for x in runs[level]['round_ratios'])}")
         print(
             f"store alone (no engine, one process): {ceiling:,.0f} items/s, ratio {ceiling / floor_rate:.3f}"
         )
     first = runs[levels[0]]
     summary: dict[str, Any] = {"bench": "engine", "items": args.items, "backend": "sqlite"}
-    summary["command"] = "atlas up"
+    summary.update(command="atlas up", rounds=args.rounds)
     for level, figures in runs.items():
-        summary.update({f"{k}_{level.lower()}": round(v, 4) for k, v in figures.items()})
+        summary.update(
+            {f"{k}_{level.lower()}": v if isinstance(v, list) else round(v, 4) for k, v in figures.items()}
+        )
     summary.update(synchronous=levels[0], ratio=round(first["ratio"], 4), goal=GOAL)
     print(json.dumps(summary))
+
+
+def rate_of(rates: list[float]) -> float:
+    """Items/s over all the rounds together (each round the same number of items)."""
+    return len(rates) / sum(1 / r for r in rates)
+
+
+def combined(results: list[dict[str, float]]) -> dict[str, float]:
+    """One figure per measure over the rounds: items/s over all of them, the peak RSS's largest,
+    the median round's latencies, CPU per item and the rest averaged."""
+    out = {k: sum(r[k] for r in results) / len(results) for k in results[0]}
+    out["items_per_s"] = rate_of([r["items_per_s"] for r in results])
+    out["enqueue_items_per_s"] = rate_of([r["enqueue_items_per_s"] for r in results])
+    out["peak_rss_mib"] = max(r["peak_rss_mib"] for r in results)
+    out["dead"] = sum(r["dead"] for r in results)
+    for key in ("p50_accept_to_done_s", "p99_accept_to_done_s"):
+        out[key] = sorted(r[key] for r in results)[len(results) // 2]
+    return out
 
 
 def show(floor_label: str, floor_rate: float, result: dict[str, float]) -> None:

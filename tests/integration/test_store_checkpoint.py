@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from atlas.store.models import NewItem
 from atlas.store.sqlite import SQLiteStore
@@ -111,3 +112,49 @@ def test_a_checkpoint_thread_that_failed_creates_no_file_and_a_later_write_start
     finally:
         checkpointer.close()
     assert not checkpointer.running
+
+
+class _CommitsDuringFirstCheckpoint(sqlite3.Connection):
+    """The checkpoint thread's connection, real, but while its first checkpoint runs a writer
+    commits (here: just after it, before its answer comes back), as the engine does all the time."""
+
+    writer: sqlite3.Connection
+    landed = 0
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        cursor = super().execute(sql, parameters)
+        if sql.startswith("PRAGMA wal_checkpoint") and not self.landed:
+            self.landed += 1
+            with self.writer:
+                self.writer.execute("INSERT INTO t VALUES ('committed during the checkpoint')")
+        return cursor
+
+
+def test_a_checkpoint_catches_up_with_commits_made_while_it_ran(tmp_path: Path) -> None:
+    # SQLite fsyncs the database file only in a checkpoint that reaches the WAL's end. A lone
+    # checkpoint under a writer that never pauses never did: every page it copied waited for the
+    # writer's own checkpoint at SAFETY_PAGES, which flushed them all in that writer's commit.
+    path = tmp_path / "atlas.db"
+    with closing(sqlite3.connect(path)) as setup, setup:
+        setup.execute("PRAGMA journal_mode = WAL")
+        setup.execute("PRAGMA wal_autocheckpoint = 0")
+        setup.execute("CREATE TABLE t (x TEXT)")
+        setup.execute("INSERT INTO t VALUES ('before')")
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    conn = sqlite3.connect(path, isolation_level=None, factory=_CommitsDuringFirstCheckpoint)
+    conn.writer = writer
+    checkpointer = WalCheckpointer(path)
+    try:
+        checkpointer._checkpoint(conn)
+        # The first checkpoint, a second that copied the commit made meanwhile, a third that
+        # found the WAL as the second left it: caught up.
+        assert conn.landed == 1
+        assert (checkpointer.checkpoints, checkpointer.caught_up) == (3, 1)
+        # Both rows are in the database file itself, not only in the WAL (immutable: the WAL unread).
+        with closing(sqlite3.connect(f"{path.as_uri()}?immutable=1", uri=True)) as file_only:
+            rows = [r[0] for r in file_only.execute("SELECT x FROM t ORDER BY rowid")]
+        assert rows == ["before", "committed during the checkpoint"]
+    finally:
+        conn.close()
+        writer.close()

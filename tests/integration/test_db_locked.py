@@ -7,6 +7,7 @@ and the engine's stores, opened with a short busy timeout, try to write.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +63,28 @@ def test_the_store_counts_a_write_that_found_the_database_locked(tmp_path: Path)
         assert store.locked_errors == 1
         store.enqueue([NewItem("document", {"content": "x"})])  # lock gone: no new count
         assert store.locked_errors == 1
+    finally:
+        store.close()
+
+
+def test_a_write_that_waited_for_the_lock_goes_ahead_and_keeps_the_busy_timeout(tmp_path: Path) -> None:
+    # The store waits for another writer's lock itself (SQLiteConnections._begin), with the
+    # connection's busy timeout at 0 for its BEGIN only; every later statement waits as before.
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL", busy_timeout_ms=5000)
+    try:
+        other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.05, lambda: other.execute("COMMIT"))
+        release.start()
+        try:
+            [result] = store.enqueue([NewItem("document", {"content": "waited"})])
+        finally:
+            release.join()
+            other.close()
+        assert result.created and store.get_item(result.id) is not None
+        assert store.locked_errors == 0
+        with store._read() as conn:
+            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     finally:
         store.close()
 

@@ -8,10 +8,10 @@ paid by whichever writer was unlucky, the engine's commit or an API request's gr
 Here a daemon thread runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection a moment after
 writes (at most every `interval` seconds while they go on, repeated while commits land during it:
 see `_checkpoint`); SQLite releases the GIL while it copies and syncs, so the writers carry on
-meanwhile. PASSIVE never waits for locks and never blocks a
-writer or a reader. The writers' own automatic checkpoint stays at SAFETY_PAGES: it bounds the WAL,
-and under a writer that never pauses it is what restarts the WAL (see SAFETY_PAGES). Readers
-pinning old snapshots hold the WAL back either way, as before.
+meanwhile. PASSIVE never waits for locks and never blocks a writer or a reader. The writers' own
+automatic checkpoint stays at SAFETY_PAGES: it bounds the WAL, and under a writer that never pauses
+it is what restarts the WAL (see SAFETY_PAGES). Readers pinning old snapshots hold the WAL back
+either way, as before.
 """
 
 from __future__ import annotations

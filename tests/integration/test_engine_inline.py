@@ -108,11 +108,13 @@ def test_sqlites_narrow_settle_update_writes_the_rows_the_general_transition_doe
         if item.kind != "document":
             return None
         text = item.payload["content"]
-        result = ContentResult(content_hash=content_hash(text), text=text, title="T")
+        # One with conditional-request validators: they are written on either path.
+        validators = {"url": "http://x.test/page", "etag": '"e1"'} if text == "fetched" else {}
+        result = ContentResult(content_hash=content_hash(text), text=text, title="T", **validators)
         return queue.succeeded(item, result, {"decode": 0.001, "normalise": 0.002})
 
     seed = SQLiteStore(tmp_path / "seed.db", clock=lambda: 1_000.0)
-    texts = ["one", "two", "one", "fails"]
+    texts = ["one", "two", "one", "fails", "fetched"]
     seed.enqueue([NewItem(kind="document", payload={"content": t}, metadata={"n": 1}) for t in texts])
     seed.enqueue([NewItem(kind="url", payload={"url": "http://x.test/"})])
     seed.close()
@@ -120,6 +122,7 @@ def test_sqlites_narrow_settle_update_writes_the_rows_the_general_transition_doe
         "SELECT * FROM items ORDER BY id",
         "SELECT * FROM stats_items ORDER BY 1, 2",
         "SELECT * FROM completions",
+        "SELECT * FROM fetch_validators",
     )
     found = []
     for narrow in (True, False):
@@ -133,7 +136,7 @@ def test_sqlites_narrow_settle_update_writes_the_rows_the_general_transition_doe
             )
         store = SQLiteStore(path, clock=lambda: 2_000.0)
         result = store.claim_settling("o", 10, 30, settle)
-        assert sorted(result.applied.values()) == ["dead", "done", "done", "duplicate"]
+        assert sorted(result.applied.values()) == ["dead", "done", "done", "done", "duplicate"]
         with store._write() as conn:  # the url's lease token is the claim's own, random
             conn.execute("UPDATE items SET lease_token = 'token' WHERE lease_token IS NOT NULL")
         rows = [sql_rows(store, q) for q in tables]
@@ -141,7 +144,8 @@ def test_sqlites_narrow_settle_update_writes_the_rows_the_general_transition_doe
         found.append([[tuple(r) for r in t] for t in rows])
     narrow_rows, general_rows = found
     counted = sql_rows(SQLiteStore(tmp_path / "True.db"), "SELECT counted FROM items")
-    assert sorted(c for (c,) in counted) == [0, 1, 1, 1, 1]  # flipped: the four settled
+    assert sorted(c for (c,) in counted) == [0, 1, 1, 1, 1, 1]  # flipped: the five settled
+    assert len(narrow_rows[3]) == 1  # the validators
     assert narrow_rows == general_rows
 
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import orjson
 
 from atlas.store.ids import new_ids
-from atlas.store.models import Claimed, ErrorInfo, Item, NewItem, PreparedItems, quick
+from atlas.store.models import Claimed, ErrorInfo, Item, NewItem, PreparedItems, maker, quick
 
 
 class Row(Protocol):
@@ -75,6 +75,7 @@ def row_to_claimed(row: Row, token: str) -> Claimed:
 
 # The columns of the claim and due queries, in their order: claim_settling reads the due query's
 # rows as plain tuples, by position (no sqlite3.Row made and searched by name for every field).
+_CLAIMED = maker(Claimed)  # one for every item a claim chooses
 CLAIMED_COLUMNS = (
     "id", "kind", "source", "priority", "payload", "metadata", "attempts", "deaths", "isolate",
     "trace_context", "created_at",
@@ -84,8 +85,7 @@ CLAIMED_COLUMNS = (
 def claimed_from_tuple(row: tuple[Any, ...], token: str) -> Claimed:
     """row_to_claimed for a plain tuple of CLAIMED_COLUMNS."""
     item_id, kind, source, priority, payload, metadata, attempts, deaths, isolate, trace, created = row
-    return quick(
-        Claimed,
+    return _CLAIMED(
         id=item_id,
         kind=kind,
         source=source,

@@ -17,10 +17,17 @@ def quick(cls: type[_R], **values: Any) -> _R:
     against ~1.5 us this way, and the engine makes three such records for every document it
     settles inline (issue 18). A name that is not a field, or a field with no default left out,
     raises TypeError as __init__ would."""
-    maker = _MAKERS.get(cls)
-    if maker is None:
-        maker = _MAKERS[cls] = _maker(cls)
-    return maker(**values)  # type: ignore[no-any-return]
+    return maker(cls)(**values)
+
+
+def maker(cls: type[_R]) -> Callable[..., _R]:
+    """`quick` for `cls` as a function of the fields, to keep where records are made by the
+    thousand: called directly it skips quick's own packing of the keywords (~1 us of the ~2.8 a
+    record of eleven fields costs, measured)."""
+    made = _MAKERS.get(cls)
+    if made is None:
+        made = _MAKERS[cls] = _maker(cls)
+    return made
 
 
 def _maker(cls: type) -> Callable[..., Any]:

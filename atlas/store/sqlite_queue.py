@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from atlas.store.dialect import chunks
@@ -17,6 +18,7 @@ from atlas.store.itemrows import ROW_ID, ROW_REQUEST_HASH, claimed_from_tuple, p
 from atlas.store.models import (
     Claimed,
     ClaimSettled,
+    ContentResult,
     EnqueueResult,
     NewItem,
     PreparedItems,
@@ -25,7 +27,7 @@ from atlas.store.models import (
 )
 from atlas.store.queries import NamedSQL, load_queries
 from atlas.store.sqlite_items import insert_items, insert_named
-from atlas.store.transitions import TransitionRows, content_row, reap_expired
+from atlas.store.transitions import TransitionRows, reap_expired
 
 Q = load_queries("atlas.store", "queries.sql")
 # Keys looked up per statement: under SQLite's limit of parameters (32766; 999 before 3.32).
@@ -182,7 +184,7 @@ class SQLiteQueue:
                 if original != t.item_id:
                     duplicate_of = original
                 elif t.result.text:  # empty: a 304 whose content has since been deleted
-                    contents.append(content_row(t.item_id, t.result, now))
+                    contents.append(content_values(t.item_id, t.result, now))
             out.add(t, duplicate_of)
         kind_of = dict(zip([t.item_id for t in live], kinds, strict=True)) if settling else {}
         for query, rows in out.batches():
@@ -197,7 +199,10 @@ class SQLiteQueue:
                 after = {"after": conn.execute(Q["contents_last_seq"]).fetchone()[0]}
                 # executemany: as multi-row INSERTs (with the table's triggers) the contents cost
                 # more, 157-175 against 153-157 us a settled document (store alone, 3 pairs).
-                conn.executemany(Q["insert_content"], contents)
+                if all(map(_NO_OPTIONAL.__eq__, map(_OPTIONAL_CONTENT, contents))):
+                    conn.executemany(Q["insert_content_plain"], map(PLAIN_CONTENT, contents))
+                else:
+                    conn.executemany(Q["insert_content"], contents)
                 conn.execute(Q["index_batched_contents"], after)
                 conn.execute(Q["count_batched_contents"], after)
         return out.applied
@@ -218,6 +223,32 @@ class SQLiteQueue:
                 "oldest_queued_at": conn.execute(Q["oldest_queued"]).fetchone()[0] or 0.0,
                 "completions": conn.execute(Q["completions_seq"]).fetchone()[0],
             }
+
+
+def content_values(item_id: str, r: ContentResult, now: float) -> tuple[Any, ...]:
+    """insert_content's ?1..?12 for `r`: transitions.content_row's values, in the statement's
+    order (SQLite keeps text as it is)."""
+    text = r.text
+    return (
+        item_id,
+        r.content_hash,
+        r.content_type,
+        r.title,
+        text,
+        r.canonical_url,
+        r.language,
+        r.author,
+        r.published,
+        r.url,
+        len(text.encode("utf-8")),
+        now,
+    )
+
+
+# insert_content_plain: the values that are NULL in it, and its parameters, of content_values.
+_OPTIONAL_CONTENT = itemgetter(3, 5, 6, 7, 8, 9)
+_NO_OPTIONAL = (None,) * 6
+PLAIN_CONTENT = itemgetter(0, 1, 2, 4, 10, 11)
 
 
 def _count_settled(

@@ -500,3 +500,36 @@ def test_work_notified_while_a_short_claim_runs_is_claimed_at_once_not_at_the_ne
     finally:
         store.go_on.set()
         store.close()
+
+
+def test_settled_contents_are_stored_whole_with_or_without_their_optional_fields(any_store: Any) -> None:
+    """A claim whose texts all lack title, URL, language, author and date stores them by
+    insert_content_plain on SQLite, any other by insert_content: the same rows either way, with
+    the text's size in UTF-8 bytes, and every text searchable."""
+
+    def settle(item: Claimed) -> Transition:
+        text = item.payload["content"]
+        extra = {"title": "Titled", "url": "http://x.test/t", "language": "en"} if "titled" in text else {}
+        result = ContentResult(content_hash=content_hash(text), text=text, content_type="text/plain", **extra)
+        return queue.succeeded(item, result)
+
+    plain = ["plain zebra", "plain café ünïcode"]
+    any_store.enqueue([NewItem(kind="document", payload={"content": t}) for t in plain])
+    assert len(any_store.claim_settling("o", 10, 30, settle).settled) == 2
+    mixed = ["mixed yak", "titled gnu"]
+    any_store.enqueue([NewItem(kind="document", payload={"content": t}) for t in mixed])
+    assert len(any_store.claim_settling("o", 10, 30, settle).settled) == 2
+    rows = sql_rows(
+        any_store,
+        "SELECT text, content_type, title, canonical_url, language, author, published, url, bytes"
+        " FROM contents ORDER BY text",
+    )
+    assert rows == sorted(
+        [
+            (t, "text/plain", None, None, None, None, None, None, len(t.encode("utf-8")))
+            for t in plain + mixed[:1]
+        ]
+        + [("titled gnu", "text/plain", "Titled", None, "en", None, None, "http://x.test/t", 10)]
+    )
+    for word in ("zebra", "café", "yak", "gnu"):
+        assert len(any_store.search(word, limit=5)[0]) == 1, word

@@ -27,10 +27,11 @@ BUSY_POLL_SECONDS = 0.002
 # None binds as NULL either way, but with no adapter registered for its type the sqlite3 module
 # looks for one on every None it binds (a key tuple built, a dict missed, `__adapt__` and
 # `__conform__` looked up): ~0.6 us a value on Python 3.11, and a document the engine settles
-# inline binds eight (its content's absent title, URLs, language, author, date; the completion's
-# lease token; a duplicate_of). Registered, the lookup finds `{}.get`, a C call that answers None
-# for None: measured, six Nones a row 5.7-8.8 -> 3.9-5.1 us (issue 18). The registration is the
-# process's, like every sqlite3 adapter; it changes no value bound.
+# inline binds up to eight (the completion's lease token, duplicate_of, and its content's absent
+# title, URLs, language, author and date unless insert_content_plain leaves those out).
+# Registered, the lookup finds `{}.get`, a C call that answers None for None: measured, six Nones
+# a row 5.7-8.8 -> 3.9-5.1 us (issue 18). The registration is the process's, like every sqlite3
+# adapter; it changes no value bound.
 _NULL: dict[None, None] = {}
 sqlite3.register_adapter(type(None), _NULL.get)
 

@@ -62,29 +62,6 @@ class TransitionRows:
         now, err = self.now, t.error
         state, outcome = ("duplicate", "duplicate") if duplicate_of else (t.state, t.outcome)
         r = t.result
-        if (
-            self.split_done
-            and state in ("done", "duplicate")
-            and err is None
-            and (t.attempts_inc, t.deaths_inc, t.isolate) == (1, 0, False)
-            and not (r is not None and r.url and (r.etag or r.last_modified))
-        ):
-            # A document settled inline (nearly every row of such a claim): settle_done's own
-            # parameters and the completion, not the 21 of `transition` (issue 18).
-            self.settle_done.append(
-                {
-                    "id": t.item_id,
-                    "state": state,
-                    "content_hash": r.content_hash if r else None,
-                    "duplicate_of": duplicate_of,
-                    "timings": to_json(t.timings),
-                    "now": now,
-                }
-            )
-            token = None if self.settling else t.token
-            self.insert_completion.append({"id": t.item_id, "outcome": state, "token": token, "now": now})
-            self.applied[t.item_id] = outcome
-            return
         if r is not None and r.url and (r.etag or r.last_modified):
             self.validators_upsert.append(
                 {
@@ -97,6 +74,27 @@ class TransitionRows:
                 }
             )
         token = None if self.settling else t.token
+        narrow = (
+            self.split_done
+            and state in ("done", "duplicate")
+            and (t.attempts_inc, t.deaths_inc, t.isolate) == (1, 0, False)
+        )
+        if narrow and err is None:
+            # A document settled inline (nearly every row of such a claim): settle_done's own
+            # parameters and the completion, not the 21 of `transition` (issue 18).
+            self.settle_done.append(
+                {
+                    "id": t.item_id,
+                    "state": state,
+                    "content_hash": r.content_hash if r else None,
+                    "duplicate_of": duplicate_of,
+                    "timings": to_json(t.timings),
+                    "now": now,
+                }
+            )
+            self.insert_completion.append({"id": t.item_id, "outcome": state, "token": token, "now": now})
+            self.applied[t.item_id] = outcome
+            return
         params = {
             "id": t.item_id,
             "token": token,
@@ -121,11 +119,7 @@ class TransitionRows:
             # SQLite: settling counts its state changes once per transaction (migration 0012)
             "counted": self.settling,
         }
-        if (
-            self.split_done
-            and state in ("done", "duplicate")
-            and (t.attempts_inc, t.deaths_inc, t.isolate) == (1, 0, False)
-        ):
+        if narrow:
             self.settle_done.append(params)
         else:
             self.transition.append(params)

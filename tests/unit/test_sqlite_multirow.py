@@ -43,8 +43,8 @@ def test_named_rows_and_the_parameter_limit(tmp_path: Path, monkeypatch: pytest.
 
 def test_none_binds_as_null_through_the_registered_adapter(tmp_path: Path) -> None:
     """The store registers an adapter for None (atlas.store.sqlite_connection: the module's lookup
-    for an adapter cost ~0.6 us a None bound); a None must still go in as NULL, in every form of
-    binding, and nothing else be adapted."""
+    for an adapter cost ~0.6 us a None bound); a None must still go in as NULL in every form of
+    binding, and the other values beside it keep their types."""
     import atlas.store.sqlite_connection as connection
 
     adapter = sqlite3.adapters.get((type(None), sqlite3.PrepareProtocol))

@@ -27,10 +27,13 @@ from atlas.alerting.router.channels.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from atlas.alerting.router.channels.deadline import DEADLINES, Watch, expired_error_message
 from atlas.alerting.router.render import Renderer
 
 
-def _smtp_error(exc: Exception) -> DeliveryError:
+def _smtp_error(exc: Exception, watch: Watch) -> DeliveryError:
+    if watch.expired:  # the deadline shut the socket: whatever the read or write then raised
+        return TransientDeliveryError(expired_error_message(watch))
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         cls = PermanentDeliveryError if codes and min(codes) >= 500 else TransientDeliveryError
@@ -140,14 +143,19 @@ class EmailChannel:
         parts = f"--{boundary}\r\n{_part('plain', text)}\r\n--{boundary}\r\n{_part('html', html)}\r\n"
         return ("\r\n".join(lines) + "\r\n\r\n" + parts + f"--{boundary}--\r\n").encode("ascii")
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, watch: Watch) -> smtplib.SMTP:
+        # The connection and the server's greeting are each bounded by the socket timeout; from
+        # the session's first command on, the deadline can shut its socket (DEADLINES).
         if self.tls:
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
                 self.host, self.port, timeout=self.timeout, context=self.ssl_context
             )
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        watch.target = smtp
         try:
+            if watch.expired:
+                raise TransientDeliveryError(expired_error_message(watch))
             smtp.ehlo()
             if self.starttls:
                 smtp.starttls(context=self.ssl_context)
@@ -171,22 +179,31 @@ class EmailChannel:
 
     def send(self, out: Outgoing) -> None:
         msg = self.build(out)
+        with DEADLINES.watch(self.timeout) as watch:  # the whole attempt, not each socket operation
+            self._attempt(msg, watch)
+            if watch.expired:  # it ended just as its deadline came: its socket is shut now
+                self._drop()
+
+    def _attempt(self, msg: bytes, watch: Watch) -> None:
         smtp = getattr(self._local, "smtp", None)
         if smtp is not None:
+            watch.target = smtp
             try:
                 smtp.sendmail(self.sender, self.to, msg)
                 return
-            except smtplib.SMTPServerDisconnected:
+            except smtplib.SMTPServerDisconnected as exc:
                 self._drop()  # the server closed the idle session: open a new one below
+                if watch.expired:
+                    raise TransientDeliveryError(expired_error_message(watch)) from exc
             except (smtplib.SMTPException, OSError) as exc:
                 self._drop()
-                raise _smtp_error(exc) from exc
+                raise _smtp_error(exc, watch) from exc
         try:
-            self._local.smtp = self._connect()
+            self._local.smtp = self._connect(watch)
             self._local.smtp.sendmail(self.sender, self.to, msg)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
-            raise _smtp_error(exc) from exc
+            raise _smtp_error(exc, watch) from exc
 
     def close(self) -> None:
         with self._sessions_lock:

@@ -25,6 +25,7 @@ from atlas.alerting.router.channels.base import (
     http_status_error,
     parse_retry_after,
 )
+from atlas.alerting.router.channels.deadline import DEADLINES, Watch, expired_error_message
 from atlas.errors import ConfigError
 
 SIGNATURE_HEADER = "X-Atlas-Signature"
@@ -78,26 +79,36 @@ class WebhookChannel:
         headers = {**self._headers, "Idempotency-Key": f"{out.dedupe_key}.{self.name}"}
         if self.hmac_secret:
             headers[SIGNATURE_HEADER] = signature(self.hmac_secret, body)
+        with DEADLINES.watch(self.timeout) as watch:  # the whole attempt, not each socket operation
+            status, reason, text, retry_after = self._attempt(body, headers, watch)
+            if watch.expired:  # it ended just as its deadline came: its socket is shut now
+                self._drop()
+        if not 200 <= status < 300:
+            raise http_status_error(status, text or reason, parse_retry_after(retry_after))
+
+    def _attempt(
+        self, body: bytes, headers: dict[str, str], watch: Watch
+    ) -> tuple[int, str, str, str | None]:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
+            watch.target = conn
             try:
-                status, reason, text, retry_after = self._post(conn, body, headers)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                return self._post(conn, body, headers)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # The other side closed the idle kept-alive connection: a new one below. (It may
                 # have got the request first; the Idempotency-Key lets a receiver drop the copy.)
                 self._drop()
-                conn = None
+                if watch.expired:
+                    raise TransientDeliveryError(expired_error_message(watch)) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
-                raise _transport_error(exc) from exc
-        if conn is None:
-            try:
-                status, reason, text, retry_after = self._post(self._connect(), body, headers)
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                raise _transport_error(exc) from exc
-        if not 200 <= status < 300:
-            raise http_status_error(status, text or reason, parse_retry_after(retry_after))
+                raise _transport_error(exc, watch) from exc
+        try:
+            watch.target = conn = self._connect()
+            return self._post(conn, body, headers)
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop()
+            raise _transport_error(exc, watch) from exc
 
     def _connect(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection
@@ -138,7 +149,9 @@ class WebhookChannel:
             conn.close()
 
 
-def _transport_error(exc: BaseException) -> TransientDeliveryError:
+def _transport_error(exc: BaseException, watch: Watch) -> TransientDeliveryError:
+    if watch.expired:  # the deadline shut the socket: whatever the read or write then raised
+        return TransientDeliveryError(expired_error_message(watch))
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return TransientDeliveryError(f"timeout: {type(exc).__name__}")
     return TransientDeliveryError(f"connection: {type(exc).__name__}: {exc}")

@@ -212,21 +212,22 @@ class Outbox:
         return Accepted(nid, False, states)
 
     def _cooled(self, db: Any, channel: str, c: Candidate, now: float) -> bool:
-        """Whether `c` may go to `channel` now; if so its cooldown starts again from `now`."""
+        """Whether `c` may go to `channel` now; if so its cooldown starts again from `now`.
+
+        One statement that checks and restarts the cooldown: on PostgreSQL two routers accepting
+        notifications of the same alert at once each looked, saw it cooled, and both sent it. The
+        upsert locks the row; the second waits for the first's commit, then its WHERE sees the
+        restarted cooldown and it changes (and returns) nothing. (SQLite holds its write lock for
+        the whole transaction: there, looking first was never a race.)"""
         row = self._exec(
             db,
-            "SELECT status, at FROM cooldowns WHERE channel = ? AND fingerprint = ?",
-            (channel, c.fingerprint),
-        ).fetchone()
-        if row is not None and row["status"] == c.status and now - row["at"] < c.cooldown_seconds:
-            return False
-        self._exec(
-            db,
             "INSERT INTO cooldowns (channel, fingerprint, status, at) VALUES (?,?,?,?)"
-            " ON CONFLICT (channel, fingerprint) DO UPDATE SET status = excluded.status, at = excluded.at",
-            (channel, c.fingerprint, c.status, now),
-        )
-        return True
+            " ON CONFLICT (channel, fingerprint) DO UPDATE SET status = excluded.status, at = excluded.at"
+            " WHERE cooldowns.status <> excluded.status OR excluded.at - cooldowns.at >= ?"
+            " RETURNING 1",
+            (channel, c.fingerprint, c.status, now, c.cooldown_seconds),
+        ).fetchone()
+        return row is not None
 
     # -- sender ------------------------------------------------------------------------------------
 

@@ -175,16 +175,25 @@ class SQLiteQueue:
         contents = []
         for t in live:
             duplicate_of = None
-            if t.result is not None:
-                original = owners.setdefault(t.result.content_hash, t.item_id)
-                if original == t.item_id and t.result.canonical_url:
-                    original = url_owners.setdefault(t.result.canonical_url, t.item_id)
+            r = t.result
+            if r is not None and not r.text:
+                # Empty: a 304 whose content has since been deleted. Nothing is stored, so it
+                # owns nothing: a duplicate only of a stored text (as on PostgreSQL), never of
+                # another empty result of this batch.
+                owner = owners.get(r.content_hash) or (
+                    url_owners.get(r.canonical_url) if r.canonical_url else None
+                )
+                duplicate_of = owner if owner != t.item_id else None
+            elif r is not None:
+                original = owners.setdefault(r.content_hash, t.item_id)
+                if original == t.item_id and r.canonical_url:
+                    original = url_owners.setdefault(r.canonical_url, t.item_id)
                     if original != t.item_id:
-                        del owners[t.result.content_hash]  # this text was not stored after all
+                        del owners[r.content_hash]  # this text was not stored after all
                 if original != t.item_id:
                     duplicate_of = original
-                elif t.result.text:  # empty: a 304 whose content has since been deleted
-                    contents.append(content_values(t.item_id, t.result, now))
+                else:
+                    contents.append(content_values(t.item_id, r, now))
             out.add(t, duplicate_of)
         kind_of = dict(zip([t.item_id for t in live], kinds, strict=True)) if settling else {}
         for query, rows in out.batches():

@@ -270,6 +270,22 @@ def test_one_batch_dedupes_by_text_then_canonical_url_against_the_store_and_itse
     assert [db.get_content(item.id) is not None for item in c] == [True, False, False, False, True]
 
 
+def test_an_empty_result_stores_nothing_and_owns_nothing_on_both_backends(db: Any) -> None:
+    """An empty text (a 304 whose content has since been deleted) is a duplicate only of a stored
+    text: two of them in one batch are both done (SQLite made the second a duplicate of the
+    first, which stored nothing), one whose text is still stored is its duplicate."""
+    db.enqueue([doc("kept")])
+    (kept,) = db.claim("o", 1, 30)
+    db.apply([queue.succeeded(kept, ContentResult("HK", "kept"))])
+    db.enqueue([doc(str(i)) for i in range(3)])
+    c = db.claim("o", 3, 30)
+    results = [ContentResult("HGONE", ""), ContentResult("HGONE", ""), ContentResult("HK", "")]
+    applied = db.apply([queue.succeeded(item, r) for item, r in zip(c, results, strict=True)])
+    assert [applied[item.id] for item in c] == ["done", "done", "duplicate"]
+    assert [db.get_item(item.id).duplicate_of for item in c] == [None, None, kept.id]  # type: ignore[union-attr]
+    assert [db.get_content(item.id) for item in c] == [None, None, None]
+
+
 def test_failures_build_a_history_and_the_dlq_groups_replays_and_purges(db: Any, clock: Clock) -> None:
     ids = [r.id for r in db.enqueue([doc(f"d{i}", source="feed-a" if i < 3 else "feed-b") for i in range(5)])]
     err_a = ErrorInfo("fetch", "ConnectError", "refused", "a.example")

@@ -26,10 +26,11 @@ DRIP_BYTES = 400  # 20 s of dripping at most: the attempt's 0.5 s deadline must 
 
 class Dripper:
     """A TCP server on 127.0.0.1 that answers each connection with `greeting` at once (if any),
-    then reads what the client sends and drips `answer` back a byte at a time."""
+    then reads what the client sends (unless it `speaks_first`) and drips `answer` back a byte at
+    a time."""
 
-    def __init__(self, answer: bytes, greeting: bytes = b"") -> None:
-        self.answer, self.greeting = answer, greeting
+    def __init__(self, answer: bytes, greeting: bytes = b"", speaks_first: bool = False) -> None:
+        self.answer, self.greeting, self.speaks_first = answer, greeting, speaks_first
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.stopped = threading.Event()
@@ -50,7 +51,8 @@ class Dripper:
             try:
                 if self.greeting:
                     conn.sendall(self.greeting)
-                conn.recv(65536)  # the request, or the first command
+                if not self.speaks_first:
+                    conn.recv(65536)  # the request, or the first command
                 for byte in self.answer[:DRIP_BYTES]:
                     if self.stopped.wait(DRIP_SECONDS):
                         break
@@ -114,7 +116,14 @@ def test_after_a_timed_out_attempt_the_next_one_uses_a_new_connection(outgoing: 
 SLOW_SMTP = b"250-localhost\r\n" + b"250-" + b"X" * 1000
 
 
-@pytest.mark.parametrize("dripper", [(SLOW_SMTP, b"220 localhost ESMTP\r\n")], indirect=True)
+@pytest.mark.parametrize(
+    "dripper",
+    [
+        (SLOW_SMTP, b"220 localhost ESMTP\r\n"),  # its reply to EHLO
+        (b"220-" + b"X" * 1000, b"", True),  # its greeting, before any command
+    ],
+    indirect=True,
+)
 def test_an_smtp_relay_answering_a_byte_at_a_time_fails_the_attempt_at_its_timeout(
     dripper: Dripper, outgoing: Outgoing
 ) -> None:
@@ -132,3 +141,6 @@ def test_an_smtp_relay_answering_a_byte_at_a_time_fails_the_attempt_at_its_timeo
             channel.send(outgoing)
     finally:
         channel.close()
+    # The relay was cut off mid-answer, not let finish.
+    wait_for(lambda: bool(dripper.dripped), 10, "the relay to see the connection end")
+    assert dripper.dripped[0] < DRIP_BYTES

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import base64
 import smtplib
+import socket
 import ssl
 import threading
 from collections.abc import Callable
 from email.header import Header
 from email.utils import formatdate
+from types import SimpleNamespace
+from typing import Any
 
 from atlas.alerting.router.channels.base import (
     DeliveryError,
@@ -75,6 +78,28 @@ def _part(subtype: str, text: str) -> str:
         f'Content-Type: text/{subtype}; charset="utf-8"\r\nMIME-Version: 1.0\r\n'
         f"Content-Transfer-Encoding: base64\r\n\r\n{body}"
     )
+
+
+class _Watched(smtplib.SMTP):
+    """An SMTP session that hands its socket to the attempt's deadline as soon as it has one:
+    smtplib's constructor connects and then reads the greeting, which a relay may drip out."""
+
+    def __init__(self, watch: Watch, *args: Any, **kwargs: Any) -> None:
+        self._watch = watch
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._watch.target = SimpleNamespace(sock=sock)  # self.sock is set only after this returns
+        return sock
+
+
+class _Session(_Watched):
+    pass
+
+
+class _TLSSession(_Watched, smtplib.SMTP_SSL):
+    pass
 
 
 class EmailChannel:
@@ -144,15 +169,15 @@ class EmailChannel:
         return ("\r\n".join(lines) + "\r\n\r\n" + parts + f"--{boundary}--\r\n").encode("ascii")
 
     def _connect(self, watch: Watch) -> smtplib.SMTP:
-        # The connection and the server's greeting are each bounded by the socket timeout; from
-        # the session's first command on, the deadline can shut its socket (DEADLINES).
+        # The TCP connection (and with `tls`, its handshake) is bounded by the socket timeout; from
+        # the server's greeting on, the deadline can shut the session's socket (DEADLINES).
         if self.tls:
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=self.ssl_context
+            smtp: smtplib.SMTP = _TLSSession(
+                watch, self.host, self.port, timeout=self.timeout, context=self.ssl_context
             )
         else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        watch.target = smtp
+            smtp = _Session(watch, self.host, self.port, timeout=self.timeout)
+        watch.target = smtp  # its socket from here on (STARTTLS replaces it)
         try:
             if watch.expired:
                 raise TransientDeliveryError(expired_error_message(watch))

@@ -1,6 +1,6 @@
 """A delivery attempt is bounded by its timeout as a whole (atlas.alerting.router.channels.deadline),
-not per socket operation: a receiver that keeps answering a byte at a time, each well within the
-socket timeout, no longer holds a sender for as long as it likes."""
+not per socket operation: a receiver (webhook, Slack, SMTP relay) that keeps answering a byte at a
+time, each well within the socket timeout, no longer holds a sender for as long as it likes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from atlas.alerting.router.channels.base import Outgoing, TransientDeliveryError
 from atlas.alerting.router.channels.email import EmailChannel
+from atlas.alerting.router.channels.slack import SlackChannel
 from atlas.alerting.router.channels.webhook import WebhookChannel
 from atlas.alerting.router.payload import parse_notification
 from atlas.alerting.router.render import Renderer
@@ -94,6 +95,22 @@ def test_a_webhook_answering_a_byte_at_a_time_fails_the_attempt_at_its_timeout(
     finally:
         channel.close()
     # The receiver was cut off mid-answer, not let finish.
+    wait_for(lambda: bool(dripper.dripped), 10, "the receiver to see the connection end")
+    assert dripper.dripped[0] < DRIP_BYTES
+
+
+@pytest.mark.parametrize("dripper", [(SLOW_HTTP,)], indirect=True)
+def test_a_slack_webhook_answering_a_byte_at_a_time_fails_the_attempt_at_its_timeout(
+    dripper: Dripper, outgoing: Outgoing
+) -> None:
+    channel = SlackChannel(
+        f"http://127.0.0.1:{dripper.port}/services/T/B/X", Renderer(ROOT / "config"), timeout_seconds=0.5
+    )
+    try:
+        with pytest.raises(TransientDeliveryError, match=r"timeout: the attempt took longer than 0.5 s"):
+            channel.send(outgoing)
+    finally:
+        channel.close()
     wait_for(lambda: bool(dripper.dripped), 10, "the receiver to see the connection end")
     assert dripper.dripped[0] < DRIP_BYTES
 

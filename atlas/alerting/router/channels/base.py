@@ -10,7 +10,6 @@ DeliveryError                  a delivery did not happen
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -62,14 +61,6 @@ class Channel(Protocol):
         """Deliver `out`; raises a DeliveryError subclass when it did not happen."""
 
     def close(self) -> None: ...
-
-
-def quiet_httpx() -> None:
-    """httpx logs every request at INFO: a line per delivery through the redacting formatter and
-    the shared handler's lock was a measurable share of the router's CPU in bench/router.py's
-    burst. The outbox is the delivery audit trail; failures are logged by the sender with the
-    delivery and the reason (as the engine's fetcher does, atlas/pipeline/fetch.py)."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def http_status_error(status: int, body: str, retry_after: float | None) -> DeliveryError:

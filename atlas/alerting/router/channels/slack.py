@@ -10,21 +10,21 @@ MIN_INTERVAL_SECONDS, and a 429's Retry-After holds every send to that URL until
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
+from atlas import __version__
 from atlas.alerting.router.channels.base import (
     Deferred,
     Outgoing,
     TransientDeliveryError,
     http_status_error,
     parse_retry_after,
-    quiet_httpx,
 )
+from atlas.alerting.router.channels.httppost import HttpPoster
 from atlas.alerting.router.payload import Alert
 from atlas.alerting.router.render import Renderer
 
@@ -126,11 +126,15 @@ class SlackChannel:
         self._clock, self._sleep, self._wall = clock, sleep, wall
         self._lock = threading.Lock()
         self._next_allowed = 0.0  # monotonic: no send to this URL before
-        quiet_httpx()
-        self._client = httpx.Client(timeout=timeout_seconds, follow_redirects=False)
+        # As the webhook channel posts: kept-alive http.client, the attempt bounded as a whole.
+        self._poster = HttpPoster(webhook_url, timeout_seconds, what="slack webhook url")
+        self._headers = {
+            "User-Agent": f"Atlas-alert-router/{__version__}",
+            "Content-Type": "application/json",
+        }
 
     def send(self, out: Outgoing) -> None:
-        body = message(self.renderer, out, self.channel)
+        body = json.dumps(message(self.renderer, out, self.channel), separators=(",", ":")).encode("utf-8")
         with self._lock:
             wait = self._next_allowed - self._clock()
             if wait > _LONGEST_INLINE_WAIT_SECONDS:
@@ -138,23 +142,15 @@ class SlackChannel:
             if wait > 0:
                 self._sleep(wait)
             try:
-                response = self._client.post(self.url, json=body)
-            except httpx.TimeoutException as exc:
-                raise TransientDeliveryError(f"timeout: {type(exc).__name__}") from exc
-            except httpx.TransportError as exc:
-                raise TransientDeliveryError(f"connection: {type(exc).__name__}: {exc}") from exc
+                status, reason, text, retry_after_header = self._poster.post(body, self._headers)
             finally:
                 self._next_allowed = self._clock() + MIN_INTERVAL_SECONDS
-            if response.status_code == 429:
-                retry_after = parse_retry_after(response.headers.get("Retry-After")) or MIN_INTERVAL_SECONDS
+            if status == 429:
+                retry_after = parse_retry_after(retry_after_header) or MIN_INTERVAL_SECONDS
                 self._next_allowed = self._clock() + retry_after
                 raise TransientDeliveryError("HTTP 429: rate limited by Slack", retry_after=retry_after)
-            if not 200 <= response.status_code < 300:
-                raise http_status_error(
-                    response.status_code,
-                    response.text,
-                    parse_retry_after(response.headers.get("Retry-After")),
-                )
+            if not 200 <= status < 300:
+                raise http_status_error(status, text or reason, parse_retry_after(retry_after_header))
 
     def close(self) -> None:
-        self._client.close()
+        self._poster.close()

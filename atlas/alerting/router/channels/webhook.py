@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import json
-import socket
-import ssl
-import threading
 from typing import Any
-from urllib.parse import urlsplit
 
 from atlas import __version__
-from atlas.alerting.router.channels.base import (
-    Outgoing,
-    TransientDeliveryError,
-    http_status_error,
-    parse_retry_after,
-)
-from atlas.alerting.router.channels.deadline import DEADLINES, Watch, expired_error_message
-from atlas.errors import ConfigError
+from atlas.alerting.router.channels.base import Outgoing, http_status_error, parse_retry_after
+from atlas.alerting.router.channels.httppost import HttpPoster
 
 SIGNATURE_HEADER = "X-Atlas-Signature"
 
@@ -49,12 +38,7 @@ class WebhookChannel:
         concurrency: int = 4,
     ) -> None:
         self.url = url
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"webhook url: expected http(s)://host/..., got {url!r}")
-        self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname, parts.port
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._poster = HttpPoster(url, timeout_seconds, what="webhook url")
         self.concurrency = concurrency
         self.timeout = timeout_seconds
         self.hmac_secret = hmac_secret
@@ -63,10 +47,6 @@ class WebhookChannel:
         if bearer_token:
             base["Authorization"] = f"Bearer {bearer_token}"
         self._headers = base
-        self._ssl = ssl.create_default_context() if self._https else None
-        self._local = threading.local()
-        self._connections: set[http.client.HTTPConnection] = set()
-        self._connections_lock = threading.Lock()
 
     def payload(self, out: Outgoing) -> dict[str, Any]:
         return {
@@ -79,79 +59,9 @@ class WebhookChannel:
         headers = {**self._headers, "Idempotency-Key": f"{out.dedupe_key}.{self.name}"}
         if self.hmac_secret:
             headers[SIGNATURE_HEADER] = signature(self.hmac_secret, body)
-        with DEADLINES.watch(self.timeout) as watch:  # the whole attempt, not each socket operation
-            status, reason, text, retry_after = self._attempt(body, headers, watch)
-            if watch.expired:  # it ended just as its deadline came: its socket is shut now
-                self._drop()
+        status, reason, text, retry_after = self._poster.post(body, headers)
         if not 200 <= status < 300:
             raise http_status_error(status, text or reason, parse_retry_after(retry_after))
 
-    def _attempt(
-        self, body: bytes, headers: dict[str, str], watch: Watch
-    ) -> tuple[int, str, str, str | None]:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            watch.target = conn
-            try:
-                return self._post(conn, body, headers)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                # The other side closed the idle kept-alive connection: a new one below. (It may
-                # have got the request first; the Idempotency-Key lets a receiver drop the copy.)
-                self._drop()
-                if watch.expired:
-                    raise TransientDeliveryError(expired_error_message(watch)) from exc
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                raise _transport_error(exc, watch) from exc
-        try:
-            watch.target = conn = self._connect()
-            return self._post(conn, body, headers)
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop()
-            raise _transport_error(exc, watch) from exc
-
-    def _connect(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection
-        if self._https:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=self._ssl
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-        with self._connections_lock:
-            self._connections.add(conn)
-        self._local.conn = conn
-        return conn
-
-    def _post(
-        self, conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, str, str, str | None]:
-        """(status, reason, the body's first 300 characters, Retry-After) of one POST on `conn`."""
-        conn.request("POST", self._target, body, headers)
-        response = conn.getresponse()
-        text = response.read().decode("utf-8", "replace")[:300]  # read all: the connection is reused
-        if response.will_close:
-            self._drop()
-        return response.status, response.reason, text, response.getheader("Retry-After")
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with self._connections_lock:
-                self._connections.discard(conn)
-            conn.close()
-
     def close(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, set()
-        for conn in connections:
-            conn.close()
-
-
-def _transport_error(exc: BaseException, watch: Watch) -> TransientDeliveryError:
-    if watch.expired:  # the deadline shut the socket: whatever the read or write then raised
-        return TransientDeliveryError(expired_error_message(watch))
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return TransientDeliveryError(f"timeout: {type(exc).__name__}")
-    return TransientDeliveryError(f"connection: {type(exc).__name__}: {exc}")
+        self._poster.close()

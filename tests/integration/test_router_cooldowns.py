@@ -35,7 +35,7 @@ def test_a_cooldown_holds_back_the_same_alert_and_status_until_it_has_passed(any
     assert [d["last_error"] for d in skipped] == ["cooldown: every alert was sent recently"] * 2
 
 
-def test_two_routers_accepting_the_same_alert_at_once_send_it_once(postgres_url: str, tmp_path: Any) -> None:
+def test_two_routers_accepting_the_same_alert_at_once_send_it_once(postgres_url: str) -> None:
     url = migrated_and_empty(postgres_url)
     routers = [PgOutbox(url, pool_size=2, lease_owner=f"test:{name}") for name in ("a", "b")]
     rounds = 30

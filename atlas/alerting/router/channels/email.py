@@ -80,7 +80,7 @@ def _part(subtype: str, text: str) -> str:
     )
 
 
-class _Watched(smtplib.SMTP):
+class _Session(smtplib.SMTP):
     """An SMTP session that hands its socket to the attempt's deadline as soon as it has one:
     smtplib's constructor connects and then reads the greeting, which a relay may drip out."""
 
@@ -94,11 +94,7 @@ class _Watched(smtplib.SMTP):
         return sock
 
 
-class _Session(_Watched):
-    pass
-
-
-class _TLSSession(_Watched, smtplib.SMTP_SSL):
+class _TLSSession(_Session, smtplib.SMTP_SSL):
     pass
 
 

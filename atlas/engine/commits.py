@@ -141,19 +141,37 @@ class Committer:
             self.record(batch, applied)
         self._since = self.monotonic()
 
+    def record_finished(self, items: list[Claimed], applied: dict[str, str]) -> None:
+        """Record items whose every outcome in `applied` is done or duplicate (atlas.engine.handoff)."""
+        self._count([(item, applied[item.id]) for item in items], [])
+
     def record(self, batch: list[tuple[Transition, Claimed]], applied: dict[str, str]) -> None:
+        finished_items: list[tuple[Claimed, str]] = []  # done or duplicate: nearly all
+        rest: list[tuple[Transition, Claimed, str | None]] = []
+        for transition, item in batch:
+            outcome = applied.get(item.id)
+            if outcome == "done" or outcome == "duplicate":
+                finished_items.append((item, outcome))
+            else:
+                rest.append((transition, item, outcome))
+        self._count(finished_items, rest)
+
+    def _count(
+        self,
+        finished_items: list[tuple[Claimed, str]],
+        rest: list[tuple[Transition, Claimed, str | None]],
+    ) -> None:
         wall = self.wall()
         processed: Counter[tuple[str, str]] = Counter()  # one inc per (kind, outcome) per commit
         finished: dict[str, list[float]] = {}  # kind -> accept-to-done seconds, observed at once
-        for transition, item in batch:
-            outcome = applied.get(item.id)
-            if outcome == "done" or outcome == "duplicate":  # nearly all: the rest checked below
-                processed[item.kind, outcome] += 1
-                finished.setdefault(item.kind, []).append(max(0.0, wall - item.created_at))
-                continue
-            if outcome is None:
+        for item, outcome in finished_items:
+            processed[item.kind, outcome] += 1
+            finished.setdefault(item.kind, []).append(max(0.0, wall - item.created_at))
+        for transition, item, lost_or_other in rest:
+            if lost_or_other is None:
                 log.warning("lease lost before commit; result discarded", item_id=item.id)
                 continue
+            outcome = lost_or_other
             if outcome in ("released", "deferred"):
                 if outcome == "deferred":
                     self.metrics.deferred.labels(item.kind).inc()

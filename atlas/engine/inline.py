@@ -21,18 +21,19 @@ The stages are the default pipeline's own (DocumentDecode, Normalise), run by th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Set
 from typing import Any
 
 from opentelemetry import trace
 
 from atlas.engine import queue
 from atlas.engine.messages import Job, Outcome
+from atlas.engine.plain import result_of, settle_plain
 from atlas.engine.worker import process
 from atlas.observability.tracing import may_record
 from atlas.pipeline.base import Pipeline
-from atlas.pipeline.document import DocumentDecode, Normalise, content_hash, decode_document, normalise_text
-from atlas.store.models import Claimed, ContentResult, Transition, maker
+from atlas.pipeline.document import DocumentDecode, Normalise
+from atlas.store.models import HANDOFF, Claimed, Handoff, Transition
 
 INLINE_TYPES = frozenset({"text/plain", "text/markdown"})
 # Characters one claim settles at most; the rest of its documents go to the workers. The claim's
@@ -77,8 +78,14 @@ class InlineDocuments:
             and (item.payload.get("content_type") or "text/plain") in INLINE_TYPES
         )
 
-    def claim(self) -> Settling:
-        return Settling(self)
+    def claim(
+        self, handoff: bool = False, lease_only: Set[str] = frozenset(), inline_only: Set[str] = frozenset()
+    ) -> Settling:
+        """One claim's `settle`. With `handoff`, the documents it would settle are handed out
+        instead (HANDOFF: the engine's workers settle them, atlas.engine.handoff), but for those
+        in `inline_only` (a worker did not store them: settled here, failures and all); those in
+        `lease_only` (a worker died holding them) are leased, to be counted if they kill again."""
+        return Settling(self, handoff, lease_only, inline_only)
 
 
 class Settling:
@@ -86,20 +93,28 @@ class Settling:
     the item's transition, or None (to a worker). It keeps what the loop records once the claim
     has ended, per claim, as two claims may run at once (PostgreSQL)."""
 
-    def __init__(self, documents: InlineDocuments) -> None:
+    def __init__(
+        self, documents: InlineDocuments, handoff: bool, lease_only: Set[str], inline_only: Set[str]
+    ) -> None:
         self.documents = documents
+        self.lease_only, self.inline_only = lease_only, inline_only
         # Seconds spent processing documents: the claim's transaction less this is the
         # database's share, what the commit metrics measure.
         self.seconds = 0.0
         self.chars = 0  # of the documents settled so far (CHARS_PER_CLAIM)
         self.traced = may_record(documents.tracer)  # once a claim: it reads the environment
+        self.handoff = handoff and not self.traced  # a traced document's spans are recorded here
         # Stage timings of the attempts that failed (a done transition carries its own, a
         # failed one does not), for the engine's stage metrics: item id -> {stage: seconds}.
         self._failed_timings: dict[str, dict[str, float]] = {}
 
-    def __call__(self, item: Claimed) -> Transition | None:
+    def __call__(self, item: Claimed) -> Transition | Handoff | None:
         docs = self.documents
-        if not docs.accepts(item) or self.chars >= CHARS_PER_CLAIM:
+        if not docs.accepts(item) or item.id in self.lease_only:
+            return None
+        if self.handoff and item.id not in self.inline_only:
+            return HANDOFF
+        if self.chars >= CHARS_PER_CLAIM:
             return None
         self.chars += len(item.payload["content"])
         started = time.perf_counter()
@@ -125,31 +140,14 @@ class Settling:
         return transition.timings or self._failed_timings.get(transition.item_id, {})
 
 
-_CONTENT_RESULT = maker(ContentResult)
-
-
 def _stored_untraced(item: Claimed) -> Transition | None:
     """What `process` makes of a cheap document that is stored, with no span to record, without
     its general machinery (job, context, coroutine and per-stage bookkeeping: ~15 of ~45 us a
-    1 KB document, measured); the same stage functions, the same result and stage timings. None
-    when the document does not end stored (no text left, a stage function raised): `process` then
-    fails it as a worker would, with the failure's span, log and timings."""
-    started = time.perf_counter()
-    try:
-        content_type, title, raw = decode_document(item.payload)
-        decoded = time.perf_counter()
-        text = normalise_text(raw)
-        if not text:
-            return None
-        digest = content_hash(text)  # raises on text that is not UTF-8 (a lone surrogate)
-    except Exception:  # process() runs it again and records the failure
+    1 KB document, measured): atlas.engine.plain, the same stage functions, result and stage
+    timings. None when the document does not end stored: `process` then fails it as a worker
+    would, with the failure's span, log and timings."""
+    plain = settle_plain(item.id, item.payload)
+    if plain is None:
         return None
-    result = _CONTENT_RESULT(
-        content_hash=digest,
-        text=text,
-        content_type=content_type,
-        title=title,
-        url=item.payload.get("url"),
-    )
-    timings = {DocumentDecode.name: decoded - started, Normalise.name: time.perf_counter() - decoded}
+    result, timings = result_of(plain)
     return queue.succeeded(item, result, timings)

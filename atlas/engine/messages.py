@@ -4,12 +4,14 @@ Supervisor → worker, one message at a time:
     Run(jobs, deadline)   start these jobs, in order, at most `concurrency` at a time
     Extend(deadline)      the leases are good until `deadline` (Unix time): go on working
     Stop()                finish what is running and exit
+    Settle(docs)          store these cheap documents' results, at once (atlas.engine.handoff)
 Worker → supervisor, a list of messages per turn of the worker's loop (fewer, larger sends):
     Ready()               once, when the pipeline is built: only then jobs come
     Done(item_id, result, timings)                the item's pipeline produced `result`
     Failed(item_id, error, permanent, timings)    a stage raised; `permanent`: no retry helps
     Deferral(item_id, error, until, timings)      a stage asked to wait until `until` (Unix time)
     Hosts(snapshot)       about once a second, when the pipeline has a probe: per-host state
+    Settled(stored, unsettled)   a Settle's documents: the results of those stored, the others' ids
 
 Jobs start in the order sent: the supervisor relies on this to know which items a dead worker
 may have been running. NamedTuples, not dataclasses: thousands cross the pipe a second, and a
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from atlas.store.models import Claimed, ContentResult, ErrorInfo
+from atlas.store.models import Claimed, ContentResult, ErrorInfo, SettledDocument
 
 
 class Job(NamedTuple):
@@ -60,7 +62,11 @@ class Stop(NamedTuple):
     pass
 
 
-ToWorker = Run | Extend | Stop
+class Settle(NamedTuple):
+    docs: list[tuple[str, dict[str, Any]]]  # (item id, payload): queued items, never leased
+
+
+ToWorker = Run | Extend | Stop | Settle
 
 
 class Ready(NamedTuple):
@@ -91,5 +97,10 @@ class Hosts(NamedTuple):
     snapshot: dict[str, Any]
 
 
+class Settled(NamedTuple):
+    stored: list[SettledDocument]
+    unsettled: list[str]  # ids of those that did not end stored (the engine settles them itself)
+
+
 Outcome = Done | Failed | Deferral  # one per job
-FromWorker = Ready | Outcome | Hosts
+FromWorker = Ready | Outcome | Hosts | Settled

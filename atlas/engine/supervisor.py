@@ -38,7 +38,7 @@ from atlas.engine.dispatch import assign
 from atlas.engine.host_metrics import HostMetrics
 from atlas.engine.inline import InlineDocuments, Settling
 from atlas.engine.leases import Leases
-from atlas.engine.messages import Extend, Failed, FromWorker, Hosts, Job, Ready, Run, Stop
+from atlas.engine.messages import Extend, Failed, FromWorker, Hosts, Job, Ready, Run, Settle, Settled, Stop
 from atlas.engine.pool import LEASE_LAPSED_EXIT, RESTART_REASONS, describe_exit, restart_reason
 from atlas.engine.storethread import StoreThread
 from atlas.engine.wakeups import WorkWatcher
@@ -47,9 +47,10 @@ from atlas.engine.workers import Worker, WorkerPool
 from atlas.errors import AtlasError, ConfigError, PipelineError, StoreError
 from atlas.logging import get_logger
 from atlas.observability.metrics import EngineMetrics, observe_many, watch_store_locks
+from atlas.pipeline.document import DocumentDecode, Normalise
 from atlas.settings import Settings
-from atlas.store.base import Store
-from atlas.store.models import MAINTENANCE_KEY, Claimed, ClaimSettled, ErrorInfo, Transition
+from atlas.store.base import HandsOff, Store
+from atlas.store.models import MAINTENANCE_KEY, Claimed, ClaimSettled, ErrorInfo, SettledDocument, Transition
 
 log = get_logger("atlas.engine")
 
@@ -155,6 +156,16 @@ class Engine:
             if pipeline == DEFAULT_PIPELINE and settings.inline_document_max_chars > 0
             else None
         )
+        # Cheap documents settled by the workers, off the store thread (atlas.engine.handoff):
+        # claims hand them out unleased, and the store writes each batch the workers send back.
+        self._handing = store if self.inline is not None and isinstance(store, HandsOff) else None
+        self._handed = 0  # handed out and not yet written or forgotten
+        self._lease_only: set[str] = set()  # handed to a worker that died: leased next time
+        self._inline_only: set[str] = set()  # a worker did not store them: settled inline next time
+        # Settled by the workers, waiting for the write under way to end: one transaction each
+        # time, as large as the load makes it (the full-text index's cost per row falls with it).
+        self._to_write: list[tuple[SettledDocument, Claimed]] = []
+        self._writing = False
         self._claiming = 0  # claims submitted to the store thread and not yet ended
         # The last claim was full and settled every item it chose (atlas.engine.inline): a
         # stream of cheap documents, where the next claim may wait in line behind the running one.
@@ -280,7 +291,7 @@ class Engine:
             if self.commits.maybe_flush(now, idle=self._held() == 0):
                 self.metrics.in_flight.set(self._held())
             if self._draining:
-                if self._held() == 0 and not self._claiming:
+                if self._held() == 0 and not self._claiming and not self._handed:
                     break
                 if now >= self._drain_deadline:
                     self._abandon_running()
@@ -301,7 +312,7 @@ class Engine:
         if self._draining:
             deadlines.append(self._drain_deadline)
         for w in self.workers.live():
-            if w.outstanding:
+            if w.outstanding or w.settling:
                 deadlines.append(w.last_progress + self.settings.item_timeout_seconds)
         deadlines.extend(self.workers.restarts.next_at())
         return min(deadlines)
@@ -333,6 +344,9 @@ class Engine:
             return
         if isinstance(message, Hosts):
             self.hosts.update(w.slot, message.snapshot)
+            return
+        if isinstance(message, Settled):
+            self._on_settled(w, message)
             return
         item = w.outstanding.pop(message.item_id, None)
         if item is None:
@@ -369,6 +383,9 @@ class Engine:
             what = f"worker pid {w.process.pid} died ({describe_exit(code)})"
         alone = len(suspects) == 1
         now, wall = self.monotonic(), self.wall()
+        handed = self._take_back_handed(w)
+        # Never leased, so nothing to count now; leased next time, a second death counts.
+        self._lease_only.update(handed)
         for item in suspects:
             message = what + (" running this item alone" if alone else f" running {len(suspects)} items")
             error = ErrorInfo("worker", cls, message)
@@ -385,7 +402,7 @@ class Engine:
         if not self._draining:
             how = "timed out" if timed_out else describe_exit(code)
             delay = self.workers.restarts.lost(
-                w.slot, now=now, running_items=bool(suspects), what=f"{restart}, {how}"
+                w.slot, now=now, running_items=bool(suspects or handed), what=f"{restart}, {how}"
             )
             self.metrics.worker_restarts.labels(restart).inc()
         log.warning(
@@ -398,6 +415,7 @@ class Engine:
             restart_in_seconds=delay,
             suspects=[i.id for i in suspects],
             released=len(unstarted),
+            handed=len(handed),
         )
         self.workers.forget(w)
         self.hosts.forget(w.slot)
@@ -406,7 +424,7 @@ class Engine:
 
     def _kill_hung(self, now: float) -> None:
         for w in self.workers.live():
-            if w.outstanding and now - w.last_progress > self.settings.item_timeout_seconds:
+            if (w.outstanding or w.settling) and now - w.last_progress > self.settings.item_timeout_seconds:
                 w.process.kill()
                 self._read_results(w)
                 self._on_worker_exit(w, timed_out=True)
@@ -426,6 +444,8 @@ class Engine:
             # the store thread goes from one straight to the next (atlas.engine.inline).
             and self._claiming < (2 if self._settling_all else 1)
             and self._held() <= self.budget.capacity(now) // 2
+            # Handed documents: the workers settle one claim's worth while the store writes the last.
+            and self._handed <= 3 * self.settings.claim_batch_size
         )
 
     @property
@@ -446,7 +466,10 @@ class Engine:
 
     def _claim(self, now: float) -> None:
         room = self.budget.capacity(now) - self._held()
-        limit = min(self.settings.claim_batch_size, room)
+        handoff = self._handing is not None and any(w.ready for w in self.workers.live())
+        # Handed documents take none of the budget (they are never leased): the claim may choose
+        # a whole batch, and leases at most the room left (its lease limit, below).
+        limit = self.settings.claim_batch_size if handoff else min(self.settings.claim_batch_size, room)
         if limit <= 0 or not self.workers.live():
             return
         owner, lease_seconds = self.owner, self.settings.lease_seconds
@@ -458,7 +481,11 @@ class Engine:
                 lambda claimed, error: self._claimed(limit, claimed, error),
             )
             return
-        settling = self.inline.claim()
+        settling = self.inline.claim(
+            handoff=handoff,
+            lease_only=self._lease_only,
+            inline_only=self._inline_only,
+        )
         # Settled items take none of the budget; leased ones do, and a claim waiting in line
         # behind another cannot know what that one will lease: it leases at most what is left.
         lease_limit = max(0, min(limit, room - self._lease_reserved))
@@ -506,7 +533,13 @@ class Engine:
         now = self.monotonic()
         self.budget.finished(len(result.settled), now)
         self._settling_all = len(result.settled) == limit
+        if self._lease_only:
+            self._lease_only.difference_update(i.id for i in result.leased)
+        if self._inline_only:
+            self._inline_only.difference_update(i.id for _, i in result.settled)
         self._claimed(limit, result.leased, None, chosen=result.chosen)
+        if result.handed:
+            self._hand_out(list(result.handed))
         # The next claim first: recording a claim's worth of items takes the loop milliseconds,
         # which the store thread would otherwise spend idle (measured: a tenth of the run).
         now = self.monotonic()
@@ -556,6 +589,96 @@ class Engine:
         # an item settled at once lets a producer enqueue the next before this callback runs).
         again = chosen == limit or self._work_since_claim
         self._next_claim = now if again else now + self.settings.poll_interval_ms / 1000
+
+    # -- handing documents out (atlas.engine.handoff) ---------------------------------------------
+
+    def _hand_out(self, items: list[Claimed]) -> None:
+        """Send a claim's handed documents to the emptiest ready worker, in one batch."""
+        assert self._handing is not None
+        ready = sorted(
+            (w for w in self.workers.live() if w.ready), key=lambda w: len(w.outstanding) + len(w.settling)
+        )
+        if not ready or self._draining:
+            self._handing.forget_handed([i.id for i in items])  # still queued: claimed again later
+            return
+        self._handed += len(items)
+        w = ready[0]
+        if not w.outstanding and not w.settling:
+            w.last_progress = self.monotonic()
+        w.settling.update((i.id, i) for i in items)
+        w.send(Settle([(i.id, i.payload) for i in items]))
+
+    def _take_back_handed(self, w: Worker) -> list[str]:
+        """Forget what `w` was settling (it died, or was killed): still queued, claimed again."""
+        handed = list(w.settling)
+        if handed:
+            assert self._handing is not None
+            w.settling.clear()
+            self._handing.forget_handed(handed)
+            self._handed -= len(handed)
+        return handed
+
+    def _on_settled(self, w: Worker, message: Settled) -> None:
+        """A worker settled handed documents: write the stored ones, in one transaction on the
+        store thread; the rest are settled inline by a later claim (failures and all)."""
+        assert self._handing is not None
+        handing = self._handing
+        now = self.monotonic()
+        w.last_progress = now
+        unsettled = [i for i in message.unsettled if w.settling.pop(i, None) is not None]
+        if unsettled:
+            self._inline_only.update(unsettled)
+            handing.forget_handed(unsettled)
+            self._handed -= len(unsettled)
+            self._work_since_claim = True
+        for doc in message.stored:
+            item = w.settling.pop(doc[0], None)
+            if item is not None:
+                self._to_write.append((doc, item))
+        if not self._writing:
+            self._write_settled()
+
+    def _write_settled(self) -> None:
+        """Write what the workers settled, in one transaction on the store thread."""
+        assert self._handing is not None
+        handing, pairs = self._handing, self._to_write
+        if not pairs:
+            return
+        self._to_write, self._writing = [], True
+
+        def write() -> dict[str, str]:  # on the store thread
+            started = time.perf_counter()
+            applied = handing.settle_handed([d for d, _ in pairs], {i.id: i.attempts for _, i in pairs})
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
+            self.metrics.commit_batch.observe(len(pairs))
+            return applied
+
+        self.store_thread.submit(write, lambda applied, error: self._settled_written(pairs, applied, error))
+
+    def _settled_written(
+        self,
+        pairs: list[tuple[SettledDocument, Claimed]],
+        applied: dict[str, str] | None,
+        error: BaseException | None,
+    ) -> None:
+        self._handed -= len(pairs)
+        self._writing = False
+        self._write_settled()  # what gathered meanwhile
+        if applied is None:
+            if not isinstance(error, StoreError):
+                raise error if error is not None else AssertionError("no result")
+            # Nothing was written: they are still queued, and the next claims choose them again.
+            log.error("writing settled documents failed; they stay queued", error=str(error), n=len(pairs))
+            return
+        self.budget.finished(len(pairs), self.monotonic())
+        written = [(d, i) for d, i in pairs if i.id in applied]
+        observe_many(
+            self._child(self.metrics.stage_duration, DocumentDecode.name), [d[6] for d, _ in written]
+        )
+        observe_many(self._child(self.metrics.stage_duration, Normalise.name), [d[7] for d, _ in written])
+        self.commits.record_finished([i for _, i in written], applied)
+        if len(written) < len(pairs):
+            log.info("settled documents another engine took meanwhile; dropped", n=len(pairs) - len(written))
 
     def _dispatch(self, now: float) -> None:
         if not self._backlog:
@@ -626,6 +749,7 @@ class Engine:
             for item in w.outstanding.values():
                 self.commits.add(queue.released(item, wall), item, now)
             w.outstanding.clear()
+            self._take_back_handed(w)
 
     def _shutdown(self) -> None:
         self.workers.stop_all(Stop(), WORKER_STOP_SECONDS)

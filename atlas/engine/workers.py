@@ -31,6 +31,8 @@ class Worker:
     started: float
     # Insertion order is dispatch order; the worker starts jobs in that order.
     outstanding: dict[str, Claimed] = field(default_factory=dict)
+    # Handed documents in the Settle batches it was sent (never leased; atlas.engine.handoff).
+    settling: dict[str, Claimed] = field(default_factory=dict)
     last_progress: float = 0.0
     ready: bool = False  # said hello: imports done, pipeline built (a crash before is not the items')
     isolating: bool = False  # running one suspect alone

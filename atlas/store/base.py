@@ -6,8 +6,8 @@ Driver errors are translated to atlas.errors.StoreError with the cause kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from atlas.store.models import (
     AttemptRecord,
@@ -20,6 +20,7 @@ from atlas.store.models import (
     NewItem,
     PreparedItems,
     Settle,
+    SettledDocument,
     Transition,
 )
 
@@ -98,3 +99,20 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class HandsOff(Protocol):
+    """A store whose claim_settling can hand items out (HANDOFF) to be settled later, elsewhere:
+    the engine's workers settle cheap documents off the store's thread (atlas.engine.handoff)."""
+
+    def settle_handed(self, docs: Sequence[SettledDocument], attempts: Mapping[str, int]) -> dict[str, str]:
+        """Write handed documents' stored results in one transaction (done, or duplicate of the
+        text's owner), each only if the item is still queued, unleased and at the attempts it was
+        handed at (`attempts`: item id -> those); {item id: outcome} of those written. Every one
+        of `docs` stops being handed, written or not."""
+        ...
+
+    def forget_handed(self, item_ids: Sequence[str]) -> None:
+        """These handed items were not settled: this process's claims may choose them again."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
+from enum import Enum
 from typing import Any, NamedTuple, TypeVar
 
 _new, _set = object.__new__, object.__setattr__
@@ -201,9 +202,23 @@ class Transition:
     timings: dict[str, float] | None = None
 
 
+class Handoff(Enum):
+    """claim_settling's `settle` answer for an item settled elsewhere, later (Store.settle_handed):
+    left queued and unleased, and out of this process's next claims until then."""
+
+    LATER = "later"
+
+
+HANDOFF = Handoff.LATER
+
+# A handed document's stored result, as a worker sends it (a plain tuple: hundreds cross a pipe
+# at once) and Store.settle_handed writes it: item id, content hash, text, content type, title,
+# the payload's URL, its stage timings (decode and normalise seconds) and those as JSON.
+SettledDocument = tuple[str, str, str, str, "str | None", "str | None", float, float, str]
+
 # claim_settling's `settle`: a chosen item's transition when it was settled at once (it never
-# leaves the claim's transaction), or None to lease it as claim() does.
-Settle = Callable[[Claimed], "Transition | None"]
+# leaves the claim's transaction), HANDOFF, or None to lease it as claim() does.
+Settle = Callable[[Claimed], "Transition | Handoff | None"]
 
 
 class ClaimSettled(NamedTuple):
@@ -215,6 +230,7 @@ class ClaimSettled(NamedTuple):
     settled: list[tuple[Transition, Claimed]]
     applied: dict[str, str]
     chosen: int
+    handed: Sequence[Claimed] = ()  # `settle` said HANDOFF: queued, unleased, to settle_handed
 
 
 @dataclass(frozen=True)

@@ -48,13 +48,41 @@ RETURNING id, kind, source, priority, payload, metadata, attempts, deaths, isola
 
 -- name: due
 -- The claim's choice without the lease (claim_settling: some are settled in this transaction,
--- the rest leased by lease_ids), in claim order.
+-- the rest leased by lease_ids), in claim order, with each row's rowid last; :skip is a JSON
+-- array of the rowids this process has handed out and not yet written (settle_handed), which
+-- the index walk passes over without reading their rows.
 SELECT id, kind, source, priority, payload, metadata, attempts, deaths, isolate,
-       trace_context, created_at
+       trace_context, created_at, rowid
   FROM items
  WHERE state = 'queued' AND next_attempt_at <= :now
+   AND rowid NOT IN (SELECT value FROM json_each(:skip))
  ORDER BY priority DESC, next_attempt_at
  LIMIT :limit;
+
+-- name: handed_unchanged
+-- Of the handed ids (`{}`: one `?` each), those still queued and unleased: id, then attempts and
+-- kind. By id (the unary + keeps the planner off the state and lease indexes, which would walk
+-- every queued row).
+SELECT id, attempts, kind FROM items WHERE id IN ({}) AND +state = 'queued' AND +lease_token IS NULL;
+
+-- name: settle_handed
+-- settle_done for a handed document a worker stored (done) or found a duplicate of, positional:
+-- state, content hash, duplicate of, timings, now, id, and the attempts it was handed at.
+UPDATE items
+   SET state = ?1,
+       attempts = attempts + 1,
+       next_attempt_at = ?5,
+       dead_reason = NULL,
+       content_hash = ?2,
+       duplicate_of = ?3,
+       timings = coalesce(?4, timings),
+       done_at = ?5,
+       updated_at = ?5,
+       counted = 1 - counted
+ WHERE id = ?6 AND state = 'queued' AND lease_token IS NULL AND attempts = ?7;
+
+-- name: insert_completion_settled
+INSERT INTO completions (item_id, outcome, lease_token, at) VALUES (?1, ?2, NULL, ?3);
 
 -- name: lease_ids
 -- `{}` is one `?` per id, after the four of owner, token, until and now.

@@ -8,6 +8,7 @@ share is atlas.store (itemreads, sharedstate for keys and kv, feedsearch, dlq, t
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,4 +52,9 @@ class SQLiteStore(
         not the one this version of Atlas ships.
         """
         self.clock = clock
+        # Items claim_settling handed out (HANDOFF) and settle_handed has not yet written: id ->
+        # rowid, which this process's claims pass over. In memory only: the rows stay queued and
+        # unleased, so a crash leaves them for the next claim.
+        self._handed: dict[str, int] = {}
+        self._handed_lock = threading.Lock()
         super().__init__(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, migrate=migrate)

@@ -6,6 +6,7 @@ a transition writes, atlas.store.transitions.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -13,9 +14,12 @@ from contextlib import AbstractContextManager
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from atlas.store.dialect import chunks
 from atlas.store.itemrows import ROW_ID, ROW_REQUEST_HASH, claimed_from_tuple, prepare_items, row_to_claimed
 from atlas.store.models import (
+    HANDOFF,
     Claimed,
     ClaimSettled,
     ContentResult,
@@ -23,6 +27,7 @@ from atlas.store.models import (
     NewItem,
     PreparedItems,
     Settle,
+    SettledDocument,
     Transition,
 )
 from atlas.store.queries import NamedSQL, load_queries
@@ -38,6 +43,8 @@ class SQLiteQueue:
     if TYPE_CHECKING:
         clock: Callable[[], float]
         sql: Mapping[str, str]
+        _handed: dict[str, int]
+        _handed_lock: threading.Lock
 
         def _read(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
@@ -116,16 +123,24 @@ class SQLiteQueue:
     ) -> ClaimSettled:
         now = self.clock()
         token = uuid.uuid4().hex
+        with self._handed_lock:
+            skip = orjson.dumps(list(self._handed.values())).decode()
         with self._write() as conn:
-            due = conn.execute(Q["due"], {"now": now, "limit": limit})
-            due.row_factory = None  # plain tuples of CLAIMED_COLUMNS
-            chosen = [claimed_from_tuple(r, token) for r in due]
+            due = conn.execute(Q["due"], {"now": now, "limit": limit, "skip": skip})
+            due.row_factory = None  # plain tuples of CLAIMED_COLUMNS, then the rowid
+            rows = due.fetchall()
+            chosen = [claimed_from_tuple(r[:-1], token) for r in rows]
             leased: list[Claimed] = []
             settled: list[tuple[Transition, Claimed]] = []
-            for item in chosen:
+            handed: list[Claimed] = []
+            handed_rowids: dict[str, int] = {}
+            for item, row in zip(chosen, rows, strict=True):
                 transition = settle(item)
                 if transition is None:
                     leased.append(item)
+                elif transition is HANDOFF:
+                    handed.append(item)
+                    handed_rowids[item.id] = row[-1]
                 else:
                     settled.append((transition, item))
             del leased[len(leased) if lease_limit is None else lease_limit :]  # the rest stay queued
@@ -137,12 +152,41 @@ class SQLiteQueue:
             applied = self._write_transitions(
                 conn, [t for t, _ in settled], now, settling=True, kinds=[c.kind for _, c in settled]
             )
-            if chosen:
+            if leased or settled:  # (handed only: nothing written, nothing to commit; settle_handed moves it)
                 conn.execute(Q["advance_queue_hint"])  # as claim() does
+        if handed_rowids:  # committed: out of the next claims until settle_handed or forget_handed
+            with self._handed_lock:
+                self._handed.update(handed_rowids)
         if any(c.kind == "url" for c in leased):
             with self._read() as conn:
                 self.attach_validators(conn, leased)
-        return ClaimSettled(leased, settled, applied, len(chosen))
+        return ClaimSettled(leased, settled, applied, len(chosen), handed)
+
+    def settle_handed(self, docs: Sequence[SettledDocument], attempts: Mapping[str, int]) -> dict[str, str]:
+        """Write handed documents' results (`attempts`: item id -> attempts it was handed at), each
+        only if its row is as it was handed: still queued, unleased, at those attempts (else
+        another engine took it meanwhile, and the result is dropped). The write of
+        _write_transitions for settled documents, without its general machinery: the worker made
+        the values, and every one is stored or a duplicate. Returns {item id: outcome} of those
+        written; every one of `docs` stops being handed, written or not."""
+        try:
+            now = self.clock()
+            with self._write() as conn:
+                found: dict[str, tuple[int, str]] = {}
+                for chunk in chunks([d[0] for d in docs], IN_CHUNK):
+                    sql = Q["handed_unchanged"].format(",".join("?" * len(chunk)))
+                    for item_id, at, kind in conn.execute(sql, chunk):
+                        found[item_id] = (at, kind)
+                live = [d for d in docs if d[0] in found and found[d[0]][0] == attempts[d[0]]]
+                return _write_settled(conn, live, found, now)
+        finally:
+            self.forget_handed([d[0] for d in docs])
+
+    def forget_handed(self, item_ids: Sequence[str]) -> None:
+        """Let this process's claims choose these handed items again (they were not settled)."""
+        with self._handed_lock:
+            for item_id in item_ids:
+                self._handed.pop(item_id, None)
 
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         now = self.clock()
@@ -252,6 +296,49 @@ def content_values(item_id: str, r: ContentResult, now: float) -> tuple[Any, ...
         len(text.encode("utf-8")),
         now,
     )
+
+
+def _write_settled(
+    conn: sqlite3.Connection, docs: list[SettledDocument], found: dict[str, tuple[int, str]], now: float
+) -> dict[str, str]:
+    """settle_handed's writes of `docs` (all still queued, `found`: id -> (attempts, kind))."""
+    owners = _select_in(conn, Q["content_owners_by_hash_in"], [d[1] for d in docs])
+    updates, contents, completions, applied = [], [], [], {}
+    plain = True
+    for item_id, digest, text, content_type, title, url, _, _, timings in docs:
+        owner = owners.setdefault(digest, item_id)
+        state = "done" if owner == item_id else "duplicate"
+        if state == "done":
+            size = len(text.encode("utf-8"))
+            contents.append(
+                (item_id, digest, content_type, title, text, None, None, None, None, url, size, now)
+            )
+            plain = plain and title is None and url is None
+        updates.append(
+            (state, digest, None if state == "done" else owner, timings, now, item_id, found[item_id][0])
+        )
+        completions.append((item_id, state, now))
+        applied[item_id] = state
+    updated = conn.executemany(Q["settle_handed"], updates).rowcount
+    if updated != len(updates):  # each was checked under this transaction's write lock
+        raise RuntimeError(f"settling updated {updated} of {len(updates)} queued rows")
+    moved = Counter((state, found[item_id][1]) for item_id, state in applied.items())
+    out_of_queued = Counter[str]()
+    for (_, kind), n in moved.items():
+        out_of_queued[kind] += n
+    conn.executemany(Q["count_settled_from"], out_of_queued.items())
+    conn.executemany(Q["count_settled_to"], [(state, kind, n) for (state, kind), n in moved.items()])
+    if contents:
+        after = {"after": conn.execute(Q["contents_last_seq"]).fetchone()[0]}
+        if plain:
+            conn.executemany(Q["insert_content_plain"], map(PLAIN_CONTENT, contents))
+        else:
+            conn.executemany(Q["insert_content"], contents)
+        conn.execute(Q["index_batched_contents"], after)
+        conn.execute(Q["count_batched_contents"], after)
+    conn.executemany(Q["insert_completion_settled"], completions)
+    conn.execute(Q["advance_queue_hint"])  # as claim() does
+    return applied
 
 
 # insert_content_plain: the values that are NULL in it, and its parameters, of content_values.

@@ -68,9 +68,10 @@ def test_a_timed_connection_binds_dicts_as_sqlite3_does(tmp_path: Path) -> None:
 
 
 def test_claim_settling_reads_the_due_querys_columns_in_the_order_it_unpacks(tmp_path: Path) -> None:
-    # itemrows.claimed_from_tuple takes the due query's rows by position.
+    # itemrows.claimed_from_tuple takes the due query's rows by position, then the rowid.
     store = SQLiteStore(tmp_path / "atlas.db")
     conn = sqlite3.connect(tmp_path / "atlas.db")
-    due = conn.execute(load_queries("atlas.store", "queries.sql")["due"], {"now": 0.0, "limit": 1})
-    assert tuple(d[0] for d in due.description) == CLAIMED_COLUMNS
+    params = {"now": 0.0, "limit": 1, "skip": "[]"}
+    due = conn.execute(load_queries("atlas.store", "queries.sql")["due"], params)
+    assert tuple(d[0] for d in due.description) == (*CLAIMED_COLUMNS, "rowid")
     store.close()

@@ -29,6 +29,7 @@ from atlas.store.itemrows import (
     row_to_claimed,
 )
 from atlas.store.models import (
+    HANDOFF,
     Claimed,
     ClaimSettled,
     DLQFilter,
@@ -264,7 +265,7 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
             settled: list[tuple[Transition, Claimed]] = []
             for item in (row_to_claimed(r, token) for r in rows):
                 transition = settle(item)
-                if transition is None:
+                if transition is None or transition is HANDOFF:  # this store hands nothing out
                     leased.append(item)
                 else:
                     settled.append((transition, item))

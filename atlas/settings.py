@@ -238,9 +238,10 @@ class Settings:
         "ATLAS_INLINE_DOCUMENT_MAX_CHARS",
         65_536,
         _int_in(0, 1_048_576),
-        "Plain-text and Markdown documents up to this many characters are decoded and normalised"
-        " by the engine itself, in the transaction that claims them, instead of in a worker (the"
-        " default pipeline only; 0: every item goes to a worker).",
+        "Plain-text and Markdown documents up to this many characters take the engine's fast path"
+        " (the default pipeline only; 0: every item goes to a worker as any other): never leased,"
+        " they are settled in batches by the workers and written unleased on SQLite, and by the"
+        " engine itself in the transaction that claims them on PostgreSQL.",
         category="engine",
     )
     commit_interval_ms: float = _setting(

@@ -16,6 +16,10 @@ hang costs one worker and is counted.
 
 The stages are the default pipeline's own (DocumentDecode, Normalise), run by the worker's
 `process`, so spans, stage timings, failures and their transitions are what a worker produces.
+
+On SQLite, once the workers are up, the documents this would settle are handed to them instead
+(atlas.engine.handoff): settled there, off the store thread. Settled here still: those a worker
+could not store, traced ones, and all of them while no worker is ready.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import Any
 from opentelemetry import trace
 
 from atlas.engine import queue
+from atlas.engine.handoff import result_of, settle_plain
 from atlas.engine.messages import Job, Outcome
-from atlas.engine.plain import result_of, settle_plain
 from atlas.engine.worker import process
 from atlas.observability.tracing import may_record
 from atlas.pipeline.base import Pipeline
@@ -90,8 +94,9 @@ class InlineDocuments:
 
 class Settling:
     """One claim's `settle` (claim_settling calls it on the store thread for each chosen item):
-    the item's transition, or None (to a worker). It keeps what the loop records once the claim
-    has ended, per claim, as two claims may run at once (PostgreSQL)."""
+    the item's transition, HANDOFF (to the workers, unleased), or None (leased, to a worker). It
+    keeps what the loop records once the claim has ended, per claim, as two claims may run at
+    once (PostgreSQL)."""
 
     def __init__(
         self, documents: InlineDocuments, handoff: bool, lease_only: Set[str], inline_only: Set[str]
@@ -143,7 +148,7 @@ class Settling:
 def _stored_untraced(item: Claimed) -> Transition | None:
     """What `process` makes of a cheap document that is stored, with no span to record, without
     its general machinery (job, context, coroutine and per-stage bookkeeping: ~15 of ~45 us a
-    1 KB document, measured): atlas.engine.plain, the same stage functions, result and stage
+    1 KB document, measured): atlas.engine.handoff, the same stage functions, result and stage
     timings. None when the document does not end stored: `process` then fails it as a worker
     would, with the failure's span, log and timings."""
     plain = settle_plain(item.id, item.payload)

@@ -625,6 +625,7 @@ class Engine:
         handing = self._handing
         now = self.monotonic()
         w.last_progress = now
+        self.workers.restarts.finished_item(w.slot)
         unsettled = [i for i in message.unsettled if w.settling.pop(i, None) is not None]
         if unsettled:
             self._inline_only.update(unsettled)

@@ -34,6 +34,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from atlas.engine.handoff import settle_plain
 from atlas.engine.messages import (
     Deferral,
     Done,
@@ -50,7 +51,6 @@ from atlas.engine.messages import (
     Stop,
     ToWorker,
 )
-from atlas.engine.plain import settle_plain
 from atlas.engine.pool import LEASE_LAPSED_EXIT  # EX_TEMPFAIL: not the items' fault
 from atlas.errors import Deferred, PermanentStageError, StageError
 from atlas.logging import configure_logging, get_logger

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas.engine import queue
-from atlas.engine.plain import settle_plain
+from atlas.engine.handoff import settle_plain
 from atlas.settings import Settings
 from atlas.store.models import HANDOFF, ErrorInfo, NewItem, SettledDocument
 from atlas.store.sqlite import SQLiteStore

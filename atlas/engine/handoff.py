@@ -1,9 +1,22 @@
-"""A cheap document's stored result, without the pipeline's machinery: the default pipeline's
-DocumentDecode and Normalise stage functions, run directly (issue 18).
+"""Cheap documents settled by the workers, off the store thread (issue 18).
 
-Used where documents are settled by the thousand: the engine's inline settling
-(atlas.engine.inline) and a worker's Settle batches (atlas.engine.worker), which hand back each
-result as one plain tuple (a SettledDocument) to keep the pipe's pickling cheap.
+Settled inline (atlas.engine.inline), a document's decoding, normalising and hashing ran on the
+supervisor's store thread, the engine's bottleneck, inside the claim's write transaction. On SQLite
+(Store `HandsOff`) the claim now hands such documents out instead: it leaves them queued and
+unleased, and the store passes over them in this process's next claims until they are written or
+forgotten. The supervisor sends a claim's worth to one worker in one Settle message; the worker
+runs `settle_plain` on each and answers one Settled with a plain tuple per stored document (a
+SettledDocument: cheap to pickle, and the values the store writes); Store.settle_handed writes a
+batch in one transaction, each row only if it is still queued, unleased and at the attempts it was
+handed at (another engine, which never knew it was handed, may have taken it meanwhile).
+
+Nothing is leased, so a crash anywhere leaves the documents queued. What a worker cannot store (no
+text left, a stage raised) a later claim settles inline, where the pipeline records the failure;
+what a worker held when it died is leased next time, so a document that kills workers is counted
+as a worker's items are. A traced document is settled inline, where its spans are recorded.
+
+`settle_plain` is also the inline path's: the default pipeline's DocumentDecode and Normalise
+stage functions, without the pipeline's machinery, with the same result and stage timings.
 """
 
 from __future__ import annotations

@@ -649,7 +649,9 @@ class Engine:
 
         def write() -> dict[str, str]:  # on the store thread
             started = time.perf_counter()
-            applied = handing.settle_handed([d for d, _ in pairs], {i.id: i.attempts for _, i in pairs})
+            applied = handing.settle_handed(
+                [d for d, _ in pairs], {i.id: (i.attempts, i.kind) for _, i in pairs}
+            )
             self.metrics.commit_duration.observe(time.perf_counter() - started)
             self.metrics.commit_batch.observe(len(pairs))
             return applied

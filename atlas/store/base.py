@@ -106,11 +106,13 @@ class HandsOff(Protocol):
     """A store whose claim_settling can hand items out (HANDOFF) to be settled later, elsewhere:
     the engine's workers settle cheap documents off the store's thread (atlas.engine.handoff)."""
 
-    def settle_handed(self, docs: Sequence[SettledDocument], attempts: Mapping[str, int]) -> dict[str, str]:
+    def settle_handed(
+        self, docs: Sequence[SettledDocument], handed: Mapping[str, tuple[int, str]]
+    ) -> dict[str, str]:
         """Write handed documents' stored results in one transaction (done, or duplicate of the
         text's owner), each only if the item is still queued, unleased and at the attempts it was
-        handed at (`attempts`: item id -> those); {item id: outcome} of those written. Every one
-        of `docs` stops being handed, written or not."""
+        handed at (`handed`: item id -> (those attempts, its kind)); {item id: outcome} of those
+        written. Every one of `docs` stops being handed, written or not."""
         ...
 
     def forget_handed(self, item_ids: Sequence[str]) -> None:

@@ -162,23 +162,30 @@ class SQLiteQueue:
                 self.attach_validators(conn, leased)
         return ClaimSettled(leased, settled, applied, len(chosen), handed)
 
-    def settle_handed(self, docs: Sequence[SettledDocument], attempts: Mapping[str, int]) -> dict[str, str]:
-        """Write handed documents' results (`attempts`: item id -> attempts it was handed at), each
-        only if its row is as it was handed: still queued, unleased, at those attempts (else
-        another engine took it meanwhile, and the result is dropped). The write of
+    def settle_handed(
+        self, docs: Sequence[SettledDocument], handed: Mapping[str, tuple[int, str]]
+    ) -> dict[str, str]:
+        """Write handed documents' results (`handed`: item id -> (attempts it was handed at,
+        kind)), each only if its row is as it was handed: still queued, unleased, at those
+        attempts (else another engine took it meanwhile, and the result is dropped). The write of
         _write_transitions for settled documents, without its general machinery: the worker made
         the values, and every one is stored or a duplicate. Returns {item id: outcome} of those
         written; every one of `docs` stops being handed, written or not."""
         try:
             now = self.clock()
+            try:  # nearly always every row is as handed: the update's condition checks it
+                with self._write() as conn:
+                    return _write_settled(conn, docs, handed, now, checked=False)
+            except _Changed:
+                pass  # undone: again, with only the rows still as handed
             with self._write() as conn:
                 found: dict[str, tuple[int, str]] = {}
                 for chunk in chunks([d[0] for d in docs], IN_CHUNK):
                     sql = Q["handed_unchanged"].format(",".join("?" * len(chunk)))
                     for item_id, at, kind in conn.execute(sql, chunk):
                         found[item_id] = (at, kind)
-                live = [d for d in docs if d[0] in found and found[d[0]][0] == attempts[d[0]]]
-                return _write_settled(conn, live, found, now)
+                live = [d for d in docs if found.get(d[0]) == handed[d[0]]]
+                return _write_settled(conn, live, handed, now, checked=True)
         finally:
             self.forget_handed([d[0] for d in docs])
 
@@ -298,10 +305,20 @@ def content_values(item_id: str, r: ContentResult, now: float) -> tuple[Any, ...
     )
 
 
+class _Changed(Exception):
+    """A handed row is no longer as it was handed: settle_handed's first try is undone."""
+
+
 def _write_settled(
-    conn: sqlite3.Connection, docs: list[SettledDocument], found: dict[str, tuple[int, str]], now: float
+    conn: sqlite3.Connection,
+    docs: Sequence[SettledDocument],
+    handed: Mapping[str, tuple[int, str]],
+    now: float,
+    *,
+    checked: bool,
 ) -> dict[str, str]:
-    """settle_handed's writes of `docs` (all still queued, `found`: id -> (attempts, kind))."""
+    """settle_handed's writes of `docs` (`handed`: id -> (attempts, kind)); raises _Changed when
+    one is no longer as handed, unless `checked` (each was found so in this transaction)."""
     owners = _select_in(conn, Q["content_owners_by_hash_in"], [d[1] for d in docs])
     updates, contents, completions, applied = [], [], [], {}
     plain = True
@@ -315,14 +332,16 @@ def _write_settled(
             )
             plain = plain and title is None and url is None
         updates.append(
-            (state, digest, None if state == "done" else owner, timings, now, item_id, found[item_id][0])
+            (state, digest, None if state == "done" else owner, timings, now, item_id, handed[item_id][0])
         )
         completions.append((item_id, state, now))
         applied[item_id] = state
     updated = conn.executemany(Q["settle_handed"], updates).rowcount
-    if updated != len(updates):  # each was checked under this transaction's write lock
-        raise RuntimeError(f"settling updated {updated} of {len(updates)} queued rows")
-    moved = Counter((state, found[item_id][1]) for item_id, state in applied.items())
+    if updated != len(updates):
+        if not checked:
+            raise _Changed
+        raise RuntimeError(f"settling updated {updated} of {len(updates)} queued rows")  # under our lock
+    moved = Counter((state, handed[item_id][1]) for item_id, state in applied.items())
     out_of_queued = Counter[str]()
     for (_, kind), n in moved.items():
         out_of_queued[kind] += n

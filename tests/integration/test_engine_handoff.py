@@ -62,7 +62,7 @@ def test_settle_handed_stores_each_text_once_and_counts_what_it_moved(tmp_path: 
     texts = ["alpha beta", "gamma delta", "alpha beta"]  # the third repeats the first
     ids = [r.id for r in store.enqueue([NewItem(kind="document", payload={"content": t}) for t in texts])]
     handed = _hand_all(store).handed
-    applied = store.settle_handed(_settled(handed), {i.id: i.attempts for i in handed})
+    applied = store.settle_handed(_settled(handed), {i.id: (i.attempts, i.kind) for i in handed})
     assert applied == {ids[0]: "done", ids[1]: "done", ids[2]: "duplicate"}
     rows = sql_rows(
         store, "SELECT id, state, attempts, duplicate_of, lease_token, done_at IS NOT NULL FROM items"
@@ -107,7 +107,7 @@ def test_a_result_for_a_document_another_engine_took_meanwhile_is_dropped(tmp_pa
             queue.released(leased[untouched], 0.0),
         ]
     )
-    applied = store.settle_handed(_settled(handed), {i.id: i.attempts for i in handed})
+    applied = store.settle_handed(_settled(handed), {i.id: (i.attempts, i.kind) for i in handed})
     assert applied == {untouched: "done"}  # queued, unleased, at the attempts it was handed at
     states = dict(sql_rows(store, "SELECT id, state FROM items"))
     assert states == {taken: "leased", retried: "queued", untouched: "done"}

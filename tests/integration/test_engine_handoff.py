@@ -88,6 +88,26 @@ def test_settle_handed_stores_each_text_once_and_counts_what_it_moved(tmp_path: 
     store.close()
 
 
+def test_settle_handed_stores_a_title_and_url_when_the_document_has_them(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "a.db", synchronous="NORMAL")
+    payloads = [
+        {"content": "# A Title\n\nsome body", "content_type": "text/markdown", "url": "https://x.test/a"},
+        {"content": "plain words"},  # in the same write: every content row with all its columns
+    ]
+    ids = [r.id for r in store.enqueue([NewItem(kind="document", payload=p) for p in payloads])]
+    handed = _hand_all(store).handed
+    applied = store.settle_handed(_settled(handed), {i.id: (i.attempts, i.kind) for i in handed})
+    assert applied == {ids[0]: "done", ids[1]: "done"}
+    titled = store.get_content(ids[0])
+    assert titled is not None and titled["title"] == "A Title" and titled["url"] == "https://x.test/a"
+    assert titled["content_type"] == "text/markdown"
+    plain = store.get_content(ids[1])
+    assert plain is not None and plain["title"] is None and plain["text"] == "plain words"
+    hits, _ = store.search("title", limit=10)
+    assert [h.item_id for h in hits] == [ids[0]]
+    store.close()
+
+
 def test_a_result_for_a_document_another_engine_took_meanwhile_is_dropped(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "a.db", synchronous="NORMAL")
     other = SQLiteStore(tmp_path / "a.db", synchronous="NORMAL")  # a second engine's store

@@ -154,12 +154,14 @@ class SQLiteQueue:
             )
             if leased or settled:  # (handed only: nothing written, nothing to commit; settle_handed moves it)
                 conn.execute(Q["advance_queue_hint"])  # as claim() does
-        if handed_rowids:  # committed: out of the next claims until settle_handed or forget_handed
-            with self._handed_lock:
-                self._handed.update(handed_rowids)
         if any(c.kind == "url" for c in leased):
             with self._read() as conn:
                 self.attach_validators(conn, leased)
+        # Out of the next claims until settle_handed or forget_handed; only now, so a claim that
+        # raised never leaves its caller a handed item it was not told of.
+        if handed_rowids:
+            with self._handed_lock:
+                self._handed.update(handed_rowids)
         return ClaimSettled(leased, settled, applied, len(chosen), handed)
 
     def settle_handed(

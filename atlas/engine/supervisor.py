@@ -595,14 +595,12 @@ class Engine:
     def _hand_out(self, items: list[Claimed]) -> None:
         """Send a claim's handed documents to the emptiest ready worker, in one batch."""
         assert self._handing is not None
-        ready = sorted(
-            (w for w in self.workers.live() if w.ready), key=lambda w: len(w.outstanding) + len(w.settling)
-        )
+        ready = [w for w in self.workers.live() if w.ready]
         if not ready or self._draining:
             self._handing.forget_handed([i.id for i in items])  # still queued: claimed again later
             return
         self._handed += len(items)
-        w = ready[0]
+        w = min(ready, key=lambda w: len(w.outstanding) + len(w.settling))
         if not w.outstanding and not w.settling:
             w.last_progress = self.monotonic()
         w.settling.update((i.id, i) for i in items)
@@ -667,12 +665,13 @@ class Engine:
         self._handed -= len(pairs)
         self._writing = False
         self._write_settled()  # what gathered meanwhile
-        if applied is None:
+        if error is not None:
             if not isinstance(error, StoreError):
-                raise error if error is not None else AssertionError("no result")
+                raise error
             # Nothing was written: they are still queued, and the next claims choose them again.
             log.error("writing settled documents failed; they stay queued", error=str(error), n=len(pairs))
             return
+        assert applied is not None
         self.budget.finished(len(pairs), self.monotonic())
         written = [(d, i) for d, i in pairs if i.id in applied]
         observe_many(

@@ -17,7 +17,6 @@ import base64
 import smtplib
 import socket
 import ssl
-import threading
 from collections.abc import Callable
 from email.header import Header
 from email.utils import formatdate
@@ -31,6 +30,7 @@ from atlas.alerting.router.channels.base import (
     TransientDeliveryError,
 )
 from atlas.alerting.router.channels.deadline import DEADLINES, Watch, expired_error_message
+from atlas.alerting.router.channels.perthread import PerThread
 from atlas.alerting.router.render import Renderer
 
 
@@ -128,9 +128,7 @@ class EmailChannel:
         self.thread_root = thread_root
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.domain = sender.rpartition("@")[2] or "localhost"
-        self._local = threading.local()
-        self._sessions: set[smtplib.SMTP] = set()
-        self._sessions_lock = threading.Lock()
+        self._sessions: PerThread[smtplib.SMTP] = PerThread()
 
     def build(self, out: Outgoing) -> bytes:
         """The message, `multipart/alternative` with a text and an HTML part, as it goes on the wire.
@@ -186,50 +184,37 @@ class EmailChannel:
         except BaseException:
             smtp.close()
             raise
-        with self._sessions_lock:
-            self._sessions.add(smtp)
         return smtp
-
-    def _drop(self) -> None:
-        smtp = getattr(self._local, "smtp", None)
-        self._local.smtp = None
-        if smtp is not None:
-            with self._sessions_lock:
-                self._sessions.discard(smtp)
-            smtp.close()
 
     def send(self, out: Outgoing) -> None:
         msg = self.build(out)
         with DEADLINES.watch(self.timeout) as watch:  # the whole attempt, not each socket operation
             self._attempt(msg, watch)
             if watch.expired:  # it ended just as its deadline came: its socket is shut now
-                self._drop()
+                self._sessions.drop()
 
     def _attempt(self, msg: bytes, watch: Watch) -> None:
-        smtp = getattr(self._local, "smtp", None)
+        smtp = self._sessions.current()
         if smtp is not None:
             watch.target = smtp
             try:
                 smtp.sendmail(self.sender, self.to, msg)
                 return
             except smtplib.SMTPServerDisconnected as exc:
-                self._drop()  # the server closed the idle session: open a new one below
+                self._sessions.drop()  # the server closed the idle session: open a new one below
                 if watch.expired:
                     raise TransientDeliveryError(expired_error_message(watch)) from exc
             except (smtplib.SMTPException, OSError) as exc:
-                self._drop()
+                self._sessions.drop()
                 raise _smtp_error(exc, watch) from exc
         try:
-            self._local.smtp = self._connect(watch)
-            self._local.smtp.sendmail(self.sender, self.to, msg)
+            self._sessions.keep(self._connect(watch)).sendmail(self.sender, self.to, msg)
         except (smtplib.SMTPException, OSError) as exc:
-            self._drop()
+            self._sessions.drop()
             raise _smtp_error(exc, watch) from exc
 
     def close(self) -> None:
-        with self._sessions_lock:
-            sessions, self._sessions = self._sessions, set()
-        for smtp in sessions:
+        for smtp in self._sessions.take_all():
             try:
                 smtp.quit()
             except (smtplib.SMTPException, OSError):

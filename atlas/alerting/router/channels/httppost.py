@@ -9,11 +9,11 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import threading
 from urllib.parse import urlsplit
 
 from atlas.alerting.router.channels.base import TransientDeliveryError
 from atlas.alerting.router.channels.deadline import DEADLINES, Watch, expired_error_message
+from atlas.alerting.router.channels.perthread import PerThread
 from atlas.errors import ConfigError
 
 # (status, reason, the body's first 300 characters, Retry-After)
@@ -31,20 +31,18 @@ class HttpPoster:
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.timeout = timeout_seconds
         self._ssl = ssl.create_default_context() if self._https else None
-        self._local = threading.local()
-        self._connections: set[http.client.HTTPConnection] = set()
-        self._connections_lock = threading.Lock()
+        self._connections: PerThread[http.client.HTTPConnection] = PerThread()
 
     def post(self, body: bytes, headers: dict[str, str]) -> Answer:
         """One attempt; raises TransientDeliveryError when no answer came (timeout, connection)."""
         with DEADLINES.watch(self.timeout) as watch:  # the whole attempt, not each socket operation
             answer = self._attempt(body, headers, watch)
             if watch.expired:  # it ended just as its deadline came: its socket is shut now
-                self._drop()
+                self._connections.drop()
         return answer
 
     def _attempt(self, body: bytes, headers: dict[str, str], watch: Watch) -> Answer:
-        conn = getattr(self._local, "conn", None)
+        conn = self._connections.current()
         if conn is not None:
             watch.target = conn
             try:
@@ -52,17 +50,17 @@ class HttpPoster:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # The other side closed the idle kept-alive connection: a new one below. (It may
                 # have got the request first; the Idempotency-Key lets a receiver drop the copy.)
-                self._drop()
+                self._connections.drop()
                 if watch.expired:
                     raise TransientDeliveryError(expired_error_message(watch)) from exc
             except (OSError, http.client.HTTPException) as exc:
-                self._drop()
+                self._connections.drop()
                 raise _transport_error(exc, watch) from exc
         try:
-            watch.target = conn = self._connect()
+            watch.target = conn = self._connections.keep(self._connect())
             return self._post(conn, body, headers)
         except (OSError, http.client.HTTPException) as exc:
-            self._drop()
+            self._connections.drop()
             raise _transport_error(exc, watch) from exc
 
     def _connect(self) -> http.client.HTTPConnection:
@@ -73,9 +71,6 @@ class HttpPoster:
             )
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-        with self._connections_lock:
-            self._connections.add(conn)
-        self._local.conn = conn
         return conn
 
     def _post(self, conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str]) -> Answer:
@@ -83,21 +78,11 @@ class HttpPoster:
         response = conn.getresponse()
         text = response.read().decode("utf-8", "replace")[:300]  # read all: the connection is reused
         if response.will_close:
-            self._drop()
+            self._connections.drop()
         return response.status, response.reason, text, response.getheader("Retry-After")
 
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with self._connections_lock:
-                self._connections.discard(conn)
-            conn.close()
-
     def close(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, set()
-        for conn in connections:
+        for conn in self._connections.take_all():
             conn.close()
 
 

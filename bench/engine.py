@@ -24,7 +24,8 @@ throwaway cluster, bench/pg/). Floor: raw psycopg on the same server, one multi-
 rows per transaction, then one UPDATE ... WHERE id = ANY(100 ids) to done per transaction, with
 synchronous_commit on (each commit waits for its WAL flush, as FULL waits for SQLite's fsync).
 Atlas: a real `atlas core` with ATLAS_DATABASE_URL on that database (`atlas up` is SQLite's), the
-queue filled in one transaction as above. `--synchronous` is SQLite's only.
+queue filled in one transaction as above, alternating with the floor over --rounds rounds as
+on SQLite. `--synchronous` is SQLite's only.
 """
 
 from __future__ import annotations
@@ -268,7 +269,7 @@ def main() -> None:
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default=None, help="default: both")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="SQLite: floor and atlas up alternate this many times a level"
+        "--rounds", type=int, default=3, help="floor and Atlas alternate this many times (a level, on SQLite)"
     )
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="a setting for atlas up (repeatable)"
@@ -278,7 +279,7 @@ def main() -> None:
     if args.backend == "postgres":
         from bench.pg.engine import main_postgres
 
-        main_postgres(args.items, report, EXTRA_ENV)
+        main_postgres(args.items, report, EXTRA_ENV, args.rounds)
         return
     levels = [args.synchronous] if args.synchronous else ["NORMAL", "FULL"]
     runs: dict[str, dict[str, Any]] = {}
@@ -358,11 +359,13 @@ def show(floor_label: str, floor_rate: float, result: dict[str, float]) -> None:
 
 
 def report(
-    items: int, floor_label: str, floor_rate: float, result: dict[str, float], extra: dict[str, str]
+    items: int, floor_label: str, floor_rate: float, result: dict[str, float], extra: dict[str, Any]
 ) -> None:
     """Print the figures and, last, the JSON line (`extra` goes into it after "items")."""
     ratio = result["items_per_s"] / floor_rate
     show(floor_label, floor_rate, result)
+    if "round_ratios" in extra:
+        print(f"  ratio of each round: {', '.join(f'{x:.3f}' for x in extra['round_ratios'])}")
     print(
         json.dumps(
             {

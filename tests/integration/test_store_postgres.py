@@ -4,6 +4,7 @@ Store protocol promises is proved on both backends by test_store.py and test_sto
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from atlas.store import open_store
 from atlas.store.models import ContentResult, ErrorInfo, NewItem, Transition
 from atlas.store.postgres import PostgresStore
 from atlas.store.postgres.connection import migrations
+from atlas.store.postgres.store import Q
 from tests.helpers.postgres import scratch_database, wipe
 from tests.helpers.stores import sql_rows
 
@@ -215,3 +217,45 @@ def test_claims_commit_without_waiting_for_the_wal_flush_and_applies_wait_for_it
     pg.release("o")
     assert pg.apply([_done(second, "b")]) == {}
     assert pg.completions() == {first.id: 1}
+
+
+def test_claims_walk_the_due_index_when_the_statistics_say_nothing_is_queued(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a burst of enqueues into a table of done items, the planner's statistics still say
+    almost nothing is queued; on that estimate it chose the smaller items_queued_created index
+    and sorted every queued row, payloads and all, on each claim (40-130 ms a claim on 20,000
+    queued documents). A claim must walk items_due, in claim order, and stop at its limit."""
+    pg.enqueue([doc(f"old {i}") for i in range(3000)])
+    with pg.db.transaction() as conn:
+        conn.execute("UPDATE items SET state = 'done'")
+        conn.execute("ANALYZE items")
+    pg.enqueue([doc(f"new {i}") for i in range(600)])
+    real = pg.db.transaction
+    plans: list[str] = []
+
+    class Explaining:  # the store's own connection, which first explains its claim query
+        def __init__(self, conn: Any) -> None:
+            self._conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._conn, name)
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            if query in (Q["due_locked"], Q["claim"]):
+                row = self._conn.execute(f"EXPLAIN (FORMAT JSON) {query}", params).fetchone()
+                plans.append(json.dumps(row["QUERY PLAN"]))
+            return self._conn.execute(query, params, **kwargs)
+
+    @contextmanager
+    def explaining() -> Iterator[Any]:
+        with real() as conn:
+            yield Explaining(conn)
+
+    monkeypatch.setattr(pg.db, "transaction", explaining)
+    claimed = pg.claim("o", 100, 30)
+    settled = pg.claim_settling("o", 100, 30, lambda item: None)
+    assert len(claimed) == 100 and len(settled.leased) == 100
+    assert len(plans) == 2
+    for plan in plans:
+        assert '"Index Name": "items_due"' in plan and '"Sort"' not in plan, plan

@@ -219,6 +219,37 @@ def test_claims_commit_without_waiting_for_the_wal_flush_and_applies_wait_for_it
     assert pg.completions() == {first.id: 1}
 
 
+@contextmanager
+def explained(pg: PostgresStore, monkeypatch: pytest.MonkeyPatch, *names: str) -> Iterator[list[str]]:
+    """The JSON plans of the named queries as the store runs them: its own connections explain
+    each such statement, in its transaction and with its parameters, before running it."""
+    real = pg.db.transaction
+    plans: list[str] = []
+    watched = [Q[name] for name in names]
+
+    class Explaining:
+        def __init__(self, conn: Any) -> None:
+            self._conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._conn, name)
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            if query in watched:
+                row = self._conn.execute(f"EXPLAIN (FORMAT JSON) {query}", params).fetchone()
+                plans.append(json.dumps(row["QUERY PLAN"]))
+            return self._conn.execute(query, params, **kwargs)
+
+    @contextmanager
+    def explaining() -> Iterator[Any]:
+        with real() as conn:
+            yield Explaining(conn)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pg.db, "transaction", explaining)
+        yield plans
+
+
 def test_claims_walk_the_due_index_when_the_statistics_say_nothing_is_queued(
     pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,30 +262,9 @@ def test_claims_walk_the_due_index_when_the_statistics_say_nothing_is_queued(
         conn.execute("UPDATE items SET state = 'done'")
         conn.execute("ANALYZE items")
     pg.enqueue([doc(f"new {i}") for i in range(600)])
-    real = pg.db.transaction
-    plans: list[str] = []
-
-    class Explaining:  # the store's own connection, which first explains its claim query
-        def __init__(self, conn: Any) -> None:
-            self._conn = conn
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._conn, name)
-
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            if query in (Q["due_locked"], Q["claim"]):
-                row = self._conn.execute(f"EXPLAIN (FORMAT JSON) {query}", params).fetchone()
-                plans.append(json.dumps(row["QUERY PLAN"]))
-            return self._conn.execute(query, params, **kwargs)
-
-    @contextmanager
-    def explaining() -> Iterator[Any]:
-        with real() as conn:
-            yield Explaining(conn)
-
-    monkeypatch.setattr(pg.db, "transaction", explaining)
-    claimed = pg.claim("o", 100, 30)
-    settled = pg.claim_settling("o", 100, 30, lambda item: None)
+    with explained(pg, monkeypatch, "due_locked", "claim") as plans:
+        claimed = pg.claim("o", 100, 30)
+        settled = pg.claim_settling("o", 100, 30, lambda item: None)
     assert len(claimed) == 100 and len(settled.leased) == 100
     assert len(plans) == 2
     for plan in plans:

@@ -94,11 +94,12 @@ class PgCare:
             cur = psycopg.ClientCursor(conn)
             for name, sql, params in self.hot_queries():
                 if name == "claim":  # as the store runs it (queries.sql: claim_in_due_order)
+                    cur.execute("SAVEPOINT claim")
                     cur.execute(Q["claim_in_due_order"])
                 cur.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
                 row = cur.fetchone()
                 if name == "claim":
-                    cur.execute(Q["claim_sorts_again"])
+                    cur.execute("ROLLBACK TO SAVEPOINT claim")  # the settings end with it
                 doc = row["QUERY PLAN"] if row is not None else []
                 doc = json.loads(doc) if isinstance(doc, str) else doc
                 steps = [_step(n, partial) for n in _nodes(doc[0]["Plan"])] if doc else []

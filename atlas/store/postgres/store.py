@@ -246,7 +246,6 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
                 Q["claim"],
                 {"owner": owner, "token": token, "until": now + lease_seconds, "now": now, "limit": limit},
             ).fetchall()
-            conn.execute(Q["claim_sorts_again"])
             # UPDATE ... RETURNING keeps no order: put the batch in claim order again.
             rows.sort(key=lambda r: (-r["priority"], r["next_attempt_at"], r["id"]))
             claimed = [row_to_claimed(r, token) for r in rows]
@@ -264,7 +263,6 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
         with self._write() as conn:  # durable: it may record completions
             conn.execute(Q["claim_in_due_order"])  # see queries.sql: never a sort of the queue
             rows = conn.execute(Q["due_locked"], {"now": now, "limit": limit}).fetchall()
-            conn.execute(Q["claim_sorts_again"])
             leased: list[Claimed] = []
             settled: list[tuple[Transition, Claimed]] = []
             for item in (row_to_claimed(r, token) for r in rows):

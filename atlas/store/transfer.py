@@ -13,7 +13,7 @@ cleared and its attempt counts kept: it runs again on the new store, at least on
 
 The target is written in ONE transaction: either the whole snapshot is there or nothing is. Rows
 go in with COPY (streamed in batches of BATCH rows, each batch reported to `progress`); the search
-index (`contents.tsv`, a generated column) is rebuilt by PostgreSQL as rows arrive; serial
+index (`contents.tsv`) is made by PostgreSQL as rows arrive (migration 0005's trigger); serial
 sequences are moved past the copied ids; the counters are recomputed from the copied rows.
 
 Verification reads the target back in a new transaction after the commit: rows per table, items

@@ -19,6 +19,7 @@ from typing import Any
 
 from atlas.store.models import Transition
 from atlas.store.postgres.connection import Conn
+from atlas.store.postgres.tsvector import tsvector
 from atlas.store.queries import load_queries
 from atlas.store.transitions import TransitionRows, content_row
 
@@ -98,6 +99,7 @@ def _insert_contents(conn: Conn, inserts: Sequence[Transition], now: float) -> s
         return set()
     rows = [content_row(t.item_id, t.result, now, clean_text) for t in inserts if t.result is not None]
     params: dict[str, Any] = columns(rows, CONTENT_COLUMNS)
+    params["tsv"] = [tsvector(r["title"], r["text"]) for r in rows]  # tsvector.py: not the server's work
     params["now"] = now
     return {str(r["item_id"]) for r in conn.execute(Q["insert_content_batch"], params).fetchall()}
 

@@ -24,6 +24,7 @@ from psycopg.rows import Row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
+from atlas.store.postgres.tsvector import TSVector, TSVectorDumper
 from atlas.store.queries import NamedSQL, QueryTimings, load_migrations
 
 # pg_advisory_xact_lock key held while migrating, so processes starting together migrate once.
@@ -127,6 +128,7 @@ class Connections:
 
     def _configure(self, conn: Conn) -> None:
         conn.query_timings = self.query_timings  # type: ignore[attr-defined]  # read by TimedCursor
+        conn.adapters.register_dumper(TSVector, TSVectorDumper)  # the search index's, made by the store
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:

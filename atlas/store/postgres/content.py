@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from atlas.store.feedsearch import FeedsAndSearchStore, query_words
 from atlas.store.models import NewItem
 from atlas.store.postgres.connection import Conn
+from atlas.store.postgres.tsvector import tsquery
 from atlas.store.queries import load_queries
 
 C = load_queries("atlas.store.postgres", "content.sql")
@@ -18,9 +19,10 @@ Q = load_queries("atlas.store.postgres", "queries.sql")
 
 
 def search_words(text: str) -> str | None:
-    """The user's words, space-separated, for plainto_tsquery (every word must match; tsquery
-    syntax in the input is never parsed); None if there are no words."""
-    return " ".join(query_words(text)) or None
+    """The user's words as a tsquery that every one must match, split as the index's words are
+    (atlas.store.postgres.tsvector); tsquery syntax in the input is never parsed, every word is
+    quoted. None if there are no words."""
+    return tsquery(query_words(text))
 
 
 class ContentStore(FeedsAndSearchStore):

@@ -3,8 +3,9 @@
 -- name: search
 -- rank is -ts_rank so that, as with SQLite's bm25, lower is better and cursors keep one shape;
 -- float8 so the cursor's value compares equal to the row's. Title (weight A) counts five times
--- the text (B), as bm25's weights do on SQLite. Snippets only for the page returned.
-WITH q AS (SELECT plainto_tsquery('simple', %(query)s) AS query),
+-- the text (B), as bm25's weights do on SQLite. Snippets only for the page returned. The query
+-- is a tsquery the store makes of the user's words, split as the index's are (tsvector.py).
+WITH q AS (SELECT %(query)s::tsquery AS query),
 page AS (
     SELECT c.seq, c.item_id, c.title, c.url, c.canonical_url, c.text,
            (-ts_rank('{0, 0, 0.2, 1.0}', c.tsv, q.query))::float8 AS rank

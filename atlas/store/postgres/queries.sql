@@ -185,14 +185,15 @@ SELECT r.id, r.outcome, r.token, %(now)s
 -- insert_content for a batch in one statement, in the order given (content hash order: see
 -- atlas.store.postgres.apply). RETURNING leaves out the texts another transaction stored first.
 INSERT INTO contents (item_id, content_hash, content_type, title, text, canonical_url, language,
-                      author, published, url, bytes, created_at)
+                      author, published, url, bytes, tsv, created_at)
 SELECT r.id, r.content_hash, r.content_type, r.title, r.text, r.canonical_url, r.language,
-       r.author, r.published, r.url, r.bytes, %(now)s
+       r.author, r.published, r.url, r.bytes, r.tsv, %(now)s
   FROM unnest(%(id)b::text[], %(content_hash)b::text[], %(content_type)b::text[], %(title)b::text[],
               %(text)b::text[], %(canonical_url)b::text[], %(language)b::text[], %(author)b::text[],
-              %(published)b::text[], %(url)b::text[], %(bytes)b::int8[]) WITH ORDINALITY
+              %(published)b::text[], %(url)b::text[], %(bytes)b::int8[], %(tsv)b::tsvector[])
+       WITH ORDINALITY
        AS r (id, content_hash, content_type, title, text, canonical_url, language, author,
-             published, url, bytes, ord)
+             published, url, bytes, tsv, ord)
  ORDER BY r.ord
 ON CONFLICT (content_hash) DO NOTHING
 RETURNING item_id;

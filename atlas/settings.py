@@ -240,8 +240,8 @@ class Settings:
         _int_in(0, 1_048_576),
         "Plain-text and Markdown documents up to this many characters take the engine's fast path"
         " (the default pipeline only; 0: every item goes to a worker as any other): never leased,"
-        " they are settled in batches by the workers and written unleased on SQLite, and by the"
-        " engine itself in the transaction that claims them on PostgreSQL.",
+        " they are settled in batches by the workers and written unleased, or by the engine"
+        " itself in the transaction that claims them while no worker is ready.",
         category="engine",
     )
     commit_interval_ms: float = _setting(

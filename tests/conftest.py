@@ -102,6 +102,18 @@ def store_factory(
         s.close()
 
 
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[Any]:
+    """A PostgresStore on the session's database, every table emptied (4 pooled connections)."""
+    from atlas.store.postgres import PostgresStore
+    from tests.helpers.postgres import wipe
+
+    store = PostgresStore(postgres_url, pool_size=4)
+    wipe(store)
+    yield store
+    store.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """An empty router outbox, once on SQLite (its own file) and once in the session's PostgreSQL

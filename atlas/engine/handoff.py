@@ -1,14 +1,16 @@
 """Cheap documents settled by the workers, off the store thread (issue 18).
 
 Settled inline (atlas.engine.inline), a document's decoding, normalising and hashing ran on the
-supervisor's store thread, the engine's bottleneck, inside the claim's write transaction. On SQLite
-(Store `HandsOff`) the claim now hands such documents out instead: it leaves them queued and
+supervisor's store thread, the engine's bottleneck, inside the claim's write transaction. The claim
+now hands such documents out instead (Store `HandsOff`: SQLite and PostgreSQL): it leaves them queued and
 unleased, and the store passes over them in this process's next claims until they are written or
 forgotten. The supervisor sends a claim's worth to one worker in one Settle message; the worker
 runs `settle_plain` on each and answers one Settled with a plain tuple per stored document (a
 SettledDocument: cheap to pickle, and the values the store writes); Store.settle_handed writes a
 batch in one transaction, each row only if it is still queued, unleased and at the attempts it was
-handed at (another engine, which never knew it was handed, may have taken it meanwhile).
+handed at (another engine, which never knew it was handed, may have taken it meanwhile). On
+PostgreSQL the worker also makes each document's search index tsvector (atlas.store.tsvector,
+`handed_tsvector`): that Python was most of what the supervisor's store threads did, under one GIL.
 
 Nothing is leased, so a crash anywhere leaves the documents queued. What a worker cannot store (no
 text left, a stage raised) a later claim settles inline, where the pipeline records the failure;
@@ -28,14 +30,16 @@ import orjson
 
 from atlas.pipeline.document import DocumentDecode, Normalise, content_hash, decode_document, normalise_text
 from atlas.store.models import ContentResult, SettledDocument, maker
+from atlas.store.tsvector import tsvector
 
 _CONTENT_RESULT = maker(ContentResult)
 
 
-def settle_plain(item_id: str, payload: dict[str, Any]) -> SettledDocument | None:
+def settle_plain(item_id: str, payload: dict[str, Any], index: bool = False) -> SettledDocument | None:
     """What DocumentDecode then Normalise store for this document, with their timings; None when
     it does not end stored (no text left, a stage function raised): the pipeline's own run then
-    fails it, with the failure's span, log and timings."""
+    fails it, with the failure's span, log and timings. `index`: with its search index's tsvector
+    (the store's `handed_tsvector`), of the text as PostgreSQL stores it (no NUL characters)."""
     started = time.perf_counter()
     try:
         content_type, title, raw = decode_document(payload)
@@ -49,11 +53,18 @@ def settle_plain(item_id: str, payload: dict[str, Any]) -> SettledDocument | Non
     decode_s, normalise_s = decoded - started, time.perf_counter() - decoded
     timings = orjson.dumps({DocumentDecode.name: decode_s, Normalise.name: normalise_s}).decode()
     url = payload.get("url")  # a document's is a string (the API checks it)
-    return (item_id, digest, text, content_type, title, url, decode_s, normalise_s, timings)
+    tsv = _tsvector(title, text) if index else None
+    return (item_id, digest, text, content_type, title, url, decode_s, normalise_s, timings, tsv)
+
+
+def _tsvector(title: str | None, text: str) -> bytes:
+    if "\x00" in text or (title and "\x00" in title):  # PostgreSQL text holds none: it drops them
+        title, text = title and title.replace("\x00", ""), text.replace("\x00", "")
+    return tsvector(title, text)
 
 
 def result_of(plain: SettledDocument) -> tuple[ContentResult, dict[str, float]]:
     """The ContentResult and stage timings a settled document stands for."""
-    _, digest, text, content_type, title, url, decode_s, normalise_s, _ = plain
+    _, digest, text, content_type, title, url, decode_s, normalise_s, _, _ = plain
     result = _CONTENT_RESULT(content_hash=digest, text=text, content_type=content_type, title=title, url=url)
     return result, {DocumentDecode.name: decode_s, Normalise.name: normalise_s}

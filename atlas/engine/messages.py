@@ -64,6 +64,7 @@ class Stop(NamedTuple):
 
 class Settle(NamedTuple):
     docs: list[tuple[str, dict[str, Any]]]  # (item id, payload): queued items, never leased
+    tsvector: bool = False  # with each one's search index tsvector (the store's handed_tsvector)
 
 
 ToWorker = Run | Extend | Stop | Settle

@@ -604,7 +604,7 @@ class Engine:
         if not w.outstanding and not w.settling:
             w.last_progress = self.monotonic()
         w.settling.update((i.id, i) for i in items)
-        w.send(Settle([(i.id, i.payload) for i in items]))
+        w.send(Settle([(i.id, i.payload) for i in items], self._handing.handed_tsvector))
 
     def _take_back_handed(self, w: Worker) -> list[str]:
         """Forget what `w` was settling (it died, or was killed): still queued, claimed again."""

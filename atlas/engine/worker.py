@@ -152,7 +152,7 @@ def settle(message: Settle) -> Settled:
     """The stored results of a Settle's documents, and the ids of those that did not end stored."""
     stored, unsettled = [], []
     for item_id, payload in message.docs:
-        plain = settle_plain(item_id, payload)
+        plain = settle_plain(item_id, payload, message.tsvector)
         if plain is None:
             unsettled.append(item_id)
         else:

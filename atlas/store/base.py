@@ -106,6 +106,10 @@ class HandsOff(Protocol):
     """A store whose claim_settling can hand items out (HANDOFF) to be settled later, elsewhere:
     the engine's workers settle cheap documents off the store's thread (atlas.engine.handoff)."""
 
+    # True: each handed document's result carries its tsvector (atlas.store.tsvector), made by
+    # the worker that settled it, off the store's process.
+    handed_tsvector: bool
+
     def settle_handed(
         self, docs: Sequence[SettledDocument], handed: Mapping[str, tuple[int, str]]
     ) -> dict[str, str]:

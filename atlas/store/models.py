@@ -213,8 +213,9 @@ HANDOFF = Handoff.LATER
 
 # A handed document's stored result, as a worker sends it (a plain tuple: hundreds cross a pipe
 # at once) and Store.settle_handed writes it: item id, content hash, text, content type, title,
-# the payload's URL, its stage timings (decode and normalise seconds) and those as JSON.
-SettledDocument = tuple[str, str, str, str, "str | None", "str | None", float, float, str]
+# the payload's URL, its stage timings (decode and normalise seconds), those as JSON, and the
+# search index's tsvector when the store asks the workers for it (PostgreSQL's: atlas.store.tsvector).
+SettledDocument = tuple[str, str, str, str, "str | None", "str | None", float, float, str, "bytes | None"]
 
 # claim_settling's `settle`: a chosen item's transition when it was settled at once (it never
 # leaves the claim's transaction), HANDOFF, or None to lease it as claim() does.

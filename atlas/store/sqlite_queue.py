@@ -52,6 +52,8 @@ class SQLiteQueue:
 
         def attach_validators(self, conn: sqlite3.Connection, claimed: Sequence[Any]) -> None: ...
 
+    handed_tsvector = False  # HandsOff: SQLite's FTS5 index makes its own words
+
     # -- enqueue --------------------------------------------------------------------------------
 
     def prepare(self, items: Sequence[NewItem]) -> PreparedItems:
@@ -324,7 +326,7 @@ def _write_settled(
     owners = _select_in(conn, Q["content_owners_by_hash_in"], [d[1] for d in docs])
     updates, contents, completions, applied = [], [], [], {}
     plain = True
-    for item_id, digest, text, content_type, title, url, _, _, timings in docs:
+    for item_id, digest, text, content_type, title, url, _, _, timings, _ in docs:
         owner = owners.setdefault(digest, item_id)
         state = "done" if owner == item_id else "duplicate"
         if state == "done":

@@ -19,16 +19,8 @@ from atlas.store.models import ContentResult, ErrorInfo, NewItem, Transition
 from atlas.store.postgres import PostgresStore
 from atlas.store.postgres.connection import migrations
 from atlas.store.postgres.store import Q
-from tests.helpers.postgres import scratch_database, wipe
+from tests.helpers.postgres import scratch_database
 from tests.helpers.stores import sql_rows
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[PostgresStore]:
-    store = PostgresStore(postgres_url, pool_size=4)
-    wipe(store)
-    yield store
-    store.close()
 
 
 @pytest.fixture

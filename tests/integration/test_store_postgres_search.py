@@ -1,10 +1,9 @@
 """The PostgreSQL search index's tsvector, made by the store and sent in binary (issue 18;
-atlas/store/postgres/tsvector.py), against the server's definition (migration 0005's
+atlas/store/tsvector.py), against the server's definition (migration 0005's
 atlas_tsvector), which indexes rows written without one and the rows stored before it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -12,9 +11,9 @@ import pytest
 
 from atlas.store.models import ContentResult, NewItem, Transition
 from atlas.store.postgres import PostgresStore
-from atlas.store.postgres.connection import migrations
-from atlas.store.postgres.tsvector import TSVector, TSVectorDumper, tsquery, tsvector, words
-from tests.helpers.postgres import scratch_database, wipe
+from atlas.store.postgres.connection import TSVectorDumper, migrations
+from atlas.store.tsvector import TSVector, tsquery, tsvector, words
+from tests.helpers.postgres import scratch_database
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -36,14 +35,6 @@ CORPUS = [
     ("", ""),
     (None, " \t\n ... --- !!! "),
 ]
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[PostgresStore]:
-    store = PostgresStore(postgres_url, pool_size=2)
-    wipe(store)
-    yield store
-    store.close()
 
 
 @pytest.mark.parametrize("title,text", CORPUS, ids=range(len(CORPUS)))

@@ -14,14 +14,14 @@ on a lock or a constraint instead:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from atlas.store.models import Transition
 from atlas.store.postgres.connection import Conn
-from atlas.store.postgres.tsvector import tsvector
 from atlas.store.queries import load_queries
 from atlas.store.transitions import TransitionRows, content_row
+from atlas.store.tsvector import TSVector, tsvector
 
 Q = load_queries("atlas.store.postgres", "queries.sql")
 
@@ -92,19 +92,28 @@ def columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, l
     return out
 
 
-def _insert_contents(conn: Conn, inserts: Sequence[Transition], now: float) -> set[str]:
+def _insert_contents(
+    conn: Conn, inserts: Sequence[Transition], now: float, tsvectors: Mapping[str, bytes]
+) -> set[str]:
     """Insert the texts of `inserts` in one statement; returns the item ids whose text went in
-    (the rest were stored meanwhile by a concurrent transaction)."""
+    (the rest were stored meanwhile by a concurrent transaction). `tsvectors`: those a worker
+    made already (by item id); the rest are made here."""
     if not inserts:
         return set()
     rows = [content_row(t.item_id, t.result, now, clean_text) for t in inserts if t.result is not None]
     params: dict[str, Any] = columns(rows, CONTENT_COLUMNS)
-    params["tsv"] = [tsvector(r["title"], r["text"]) for r in rows]  # tsvector.py: not the server's work
+    # atlas.store.tsvector: not the server's work (a worker's, or this thread's)
+    params["tsv"] = [
+        TSVector(tsvectors[r["id"]]) if r["id"] in tsvectors else tsvector(r["title"], r["text"])
+        for r in rows
+    ]
     params["now"] = now
     return {str(r["item_id"]) for r in conn.execute(Q["insert_content_batch"], params).fetchall()}
 
 
-def _originals(conn: Conn, live: Sequence[Transition], now: float) -> dict[str, str | None]:
+def _originals(
+    conn: Conn, live: Sequence[Transition], now: float, tsvectors: Mapping[str, bytes]
+) -> dict[str, str | None]:
     """{item id: the item that already owns its text, or None} for the live transitions with a
     result, storing the new texts: one owner lookup per kind and one pipelined insert per batch,
     where it was two round trips per document (issue 18). Decides exactly as checking and
@@ -120,7 +129,7 @@ def _originals(conn: Conn, live: Sequence[Transition], now: float) -> dict[str, 
     originals: dict[str, str | None] = {}
     while pending:
         decided, inserts = _decide(pending, by_hash, by_url)
-        lost = {t.item_id for t in inserts} - _insert_contents(conn, inserts, now)
+        lost = {t.item_id for t in inserts} - _insert_contents(conn, inserts, now, tsvectors)
         if not lost:
             originals.update(decided)
             break
@@ -141,11 +150,17 @@ def _originals(conn: Conn, live: Sequence[Transition], now: float) -> dict[str, 
 
 
 def apply_transitions(
-    conn: Conn, transitions: Sequence[Transition], now: float, *, settling: bool = False
+    conn: Conn,
+    transitions: Sequence[Transition],
+    now: float,
+    *,
+    settling: bool = False,
+    tsvectors: Mapping[str, bytes] | None = None,
 ) -> dict[str, str]:
     """Apply `transitions`; a stale lease token is skipped. {item id: outcome} for those applied.
     `settling`: they are of items still queued that this transaction chose and locked
-    (claim_settling), never leased; there is no lease to check."""
+    (claim_settling, settle_handed), never leased; there is no lease to check. `tsvectors`: the
+    search index's tsvectors a worker made, by item id (atlas.store.tsvector)."""
     if not transitions:
         return {}
     if settling:
@@ -167,7 +182,7 @@ def apply_transitions(
     urls = sorted({t.result.canonical_url for t in live if t.result is not None and t.result.canonical_url})
     if urls:  # one statement; unnest keeps the array's (sorted) order
         conn.execute(Q["lock_urls"], {"urls": urls})
-    originals = _originals(conn, live, now)
+    originals = _originals(conn, live, now, tsvectors or {})
     out = TransitionRows(now, settling=settling)
     for t in live:
         original = originals.get(t.item_id)

@@ -20,12 +20,14 @@ from typing import Any, Self
 
 import psycopg
 from psycopg.abc import Params, Query
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.rows import Row, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from atlas.errors import DatabaseNotReady, MigrationError, StoreError
-from atlas.store.postgres.tsvector import TSVector, TSVectorDumper
 from atlas.store.queries import NamedSQL, QueryTimings, load_migrations
+from atlas.store.tsvector import TSVector
 
 # pg_advisory_xact_lock key held while migrating, so processes starting together migrate once.
 MIGRATION_LOCK_KEY = 0x41746C6173  # "Atlas"
@@ -85,6 +87,16 @@ class TimedCursor(psycopg.Cursor[Row]):
             return super().executemany(query, params_seq, returning=returning)
         finally:
             timings[query.name](perf_counter() - start)
+
+
+class TSVectorDumper(Dumper):
+    """Sends a TSVector as it is, in binary, as the tsvector type (arrays of them too)."""
+
+    format = Format.BINARY
+    oid = 3614  # tsvector, a built-in type
+
+    def dump(self, obj: TSVector) -> bytes:
+        return obj
 
 
 def migrations() -> list[tuple[int, str, str]]:

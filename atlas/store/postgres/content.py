@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from atlas.store.feedsearch import FeedsAndSearchStore, query_words
 from atlas.store.models import NewItem
 from atlas.store.postgres.connection import Conn
-from atlas.store.postgres.tsvector import tsquery
 from atlas.store.queries import load_queries
+from atlas.store.tsvector import tsquery
 
 C = load_queries("atlas.store.postgres", "content.sql")
 Q = load_queries("atlas.store.postgres", "queries.sql")
@@ -20,7 +20,7 @@ Q = load_queries("atlas.store.postgres", "queries.sql")
 
 def search_words(text: str) -> str | None:
     """The user's words as a tsquery that every one must match, split as the index's words are
-    (atlas.store.postgres.tsvector); tsquery syntax in the input is never parsed, every word is
+    (atlas.store.tsvector); tsquery syntax in the input is never parsed, every word is
     quoted. None if there are no words."""
     return tsquery(query_words(text))
 

@@ -59,13 +59,21 @@ RETURNING i.id, i.kind, i.source, i.priority, i.payload, i.metadata, i.attempts,
 -- name: due_locked
 -- claim's pick, locked and returned as it is (claim_settling: some are settled in this
 -- transaction, the rest leased by lease_ids).
+-- skip: what this process handed out and has not settled yet (atlas.engine.handoff).
 SELECT id, kind, source, priority, payload, metadata, attempts, deaths, isolate, trace_context,
        created_at, next_attempt_at
   FROM items
- WHERE state = 'queued' AND next_attempt_at <= %(now)s
+ WHERE state = 'queued' AND next_attempt_at <= %(now)s AND NOT (id = ANY(%(skip)b::text[]))
  ORDER BY priority DESC, next_attempt_at
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED;
+
+-- name: lock_handed
+-- settle_handed: the handed rows still queued and unleased, locked in id order, with the attempts
+-- to compare with those they were handed at.
+SELECT id, attempts FROM items
+ WHERE id = ANY(%(ids)b::text[]) AND state = 'queued' AND lease_token IS NULL
+ ORDER BY id FOR UPDATE;
 
 -- name: lease_ids
 UPDATE items

@@ -10,11 +10,14 @@ canonical URL. Enqueue NOTIFYs, so an idle engine blocked in `wait_for_work` sta
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
+
+import orjson
 
 from atlas.store.dlq import DLQStore, dlq_groups_query
 from atlas.store.itemreads import ItemReadsStore
@@ -32,11 +35,13 @@ from atlas.store.models import (
     HANDOFF,
     Claimed,
     ClaimSettled,
+    ContentResult,
     DLQFilter,
     EnqueueResult,
     NewItem,
     PreparedItems,
     Settle,
+    SettledDocument,
     Transition,
 )
 from atlas.store.postgres.connection import Conn, Connections
@@ -76,6 +81,9 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
     dialect = POSTGRES
     concurrent_writers = True  # row locks: transactions write side by side
     sql = {**Q, **C}
+    # HandsOff: the workers make each handed document's tsvector (atlas.store.tsvector), off the
+    # supervisor's process, whose store threads then only wait for the server.
+    handed_tsvector = True
 
     def __init__(
         self,
@@ -90,6 +98,10 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
         database cannot be reached."""
         self.url = url
         self.clock = clock
+        # Handed out by claim_settling (HANDOFF), not yet settle_handed or forgotten: out of this
+        # process's claims (atlas.engine.handoff).
+        self._handed: set[str] = set()
+        self._handed_lock = threading.Lock()
         self.db = Connections(url, pool_size=pool_size)
         self.query_timings = self.db.query_timings  # exported by watch_store_locks
         self.migrations_applied = 0
@@ -260,15 +272,20 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
 
         now = self.clock()
         token = uuid.uuid4().hex
+        with self._handed_lock:
+            skip = list(self._handed)
         with self._write() as conn:  # durable: it may record completions
             conn.execute(Q["claim_in_due_order"])  # see queries.sql: never a sort of the queue
-            rows = conn.execute(Q["due_locked"], {"now": now, "limit": limit}).fetchall()
+            rows = conn.execute(Q["due_locked"], {"now": now, "limit": limit, "skip": skip}).fetchall()
             leased: list[Claimed] = []
             settled: list[tuple[Transition, Claimed]] = []
+            handed: list[Claimed] = []
             for item in (row_to_claimed(r, token) for r in rows):
                 transition = settle(item)
-                if transition is None or transition is HANDOFF:  # this store hands nothing out
+                if transition is None:
                     leased.append(item)
+                elif transition is HANDOFF:  # stays queued and unleased: its lock ends with this
+                    handed.append(item)
                 else:
                     settled.append((transition, item))
             # Past the lease limit the rest stay queued (their row locks end with the transaction).
@@ -281,7 +298,40 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
             applied = apply_transitions(conn, [t for t, _ in settled], now, settling=True)
             if any(c.kind == "url" for c in leased):
                 self.attach_validators(conn, leased)
-        return ClaimSettled(leased, settled, applied, len(rows))
+        # Out of the next claims until settle_handed or forget_handed; only now, so a claim that
+        # raised never leaves its caller a handed item it was not told of. (A claim running
+        # meanwhile on another thread may still choose one: settle_handed then finds it taken.)
+        if handed:
+            with self._handed_lock:
+                self._handed.update(i.id for i in handed)
+        return ClaimSettled(leased, settled, applied, len(rows), handed)
+
+    def settle_handed(
+        self, docs: Sequence[SettledDocument], handed: Mapping[str, tuple[int, str]]
+    ) -> dict[str, str]:
+        """Write handed documents' results (`handed`: item id -> (attempts it was handed at,
+        kind)), each only if its row is as it was handed: still queued, unleased, at those
+        attempts (else another claim took it meanwhile, and the result is dropped); the rows are
+        locked first, then written as claim_settling writes what it settles. {item id: outcome}
+        of those written; every one of `docs` stops being handed, written or not."""
+        from atlas.store.postgres.apply import apply_transitions
+
+        try:
+            now = self.clock()
+            with self._write() as conn:
+                ids = sorted(d[0] for d in docs)  # locked in id order: no deadlock with a claim's
+                found = {r["id"]: r["attempts"] for r in conn.execute(Q["lock_handed"], {"ids": ids})}
+                live = [d for d in docs if d[0] in found and found[d[0]] == handed[d[0]][0]]
+                transitions = [_settled_transition(d) for d in live]
+                tsvectors = {d[0]: d[9] for d in live if d[9] is not None}
+                return apply_transitions(conn, transitions, now, settling=True, tsvectors=tsvectors)
+        finally:
+            self.forget_handed([d[0] for d in docs])
+
+    def forget_handed(self, item_ids: Sequence[str]) -> None:
+        """Let this process's claims choose these handed items again (they were not settled)."""
+        with self._handed_lock:
+            self._handed.difference_update(item_ids)
 
     def apply(self, transitions: Sequence[Transition]) -> dict[str, str]:
         from atlas.store.postgres.apply import apply_transitions
@@ -313,3 +363,10 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
 def _first(conn: Conn, sql: str, params: dict[str, Any] | None = None) -> Any:
     row = conn.execute(sql, params).fetchone()
     return None if row is None else next(iter(row.values()))
+
+
+def _settled_transition(doc: SettledDocument) -> Transition:
+    """The transition claim_settling writes for a document it settles (atlas.engine.handoff)."""
+    item_id, digest, text, content_type, title, url, _, _, timings, _ = doc
+    result = ContentResult(content_hash=digest, text=text, content_type=content_type, title=title, url=url)
+    return Transition(item_id, "", "done", "done", result=result, timings=orjson.loads(timings))

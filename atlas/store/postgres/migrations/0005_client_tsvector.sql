@@ -1,5 +1,5 @@
 -- contents.tsv, the search index's tsvector, is written by the store (issue 18;
--- atlas/store/postgres/tsvector.py): the generated column made the server run its text search
+-- atlas/store/tsvector.py): the generated column made the server run its text search
 -- parser on every stored text, 140-170 µs of its CPU for 1 KB. atlas_tsvector is the definition
 -- the store follows: runs of letters and digits, lowercased, title (weight A) then text (B). A row
 -- written without a tsv (an older release during a rolling deploy, the SQLite transfer's COPY, a

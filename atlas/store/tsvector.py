@@ -1,4 +1,5 @@
-"""The search index's tsvector, made by the store instead of by the server (issue 18).
+"""PostgreSQL's search index's tsvector, made by Atlas instead of by the server (issue 18). Pure
+Python (no driver): the engine's workers make it for the documents they settle (atlas.engine.handoff).
 
 `contents.tsv` was a generated column, `to_tsvector('simple', ...)` of the title (weight A) and
 the text (B). PostgreSQL's text search parser takes ~100 ns a character: 140-170 µs of the
@@ -23,9 +24,6 @@ from __future__ import annotations
 import re
 from array import array
 
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
-
 WORD = re.compile(r"[^\W_]+")
 MAX_WORD_BYTES = 2046  # to_tsvector leaves out a word of MAXSTRLEN (2,047) bytes or more
 MAX_POSITION = 16383  # MAXENTRYPOS - 1
@@ -35,17 +33,8 @@ WEIGHT_A, WEIGHT_B = 3 << 14, 2 << 14
 
 
 class TSVector(bytes):
-    """A tsvector in PostgreSQL's binary form (tsvectorrecv's input)."""
-
-
-class TSVectorDumper(Dumper):
-    """Sends a TSVector as it is, in binary, as the tsvector type (arrays of them too)."""
-
-    format = Format.BINARY
-    oid = 3614  # tsvector, a built-in type
-
-    def dump(self, obj: TSVector) -> bytes:
-        return obj
+    """A tsvector in PostgreSQL's binary form (tsvectorrecv's input; the PostgreSQL store's
+    connections send it as such, atlas.store.postgres.connection)."""
 
 
 def words(text: str) -> list[str]:

@@ -595,6 +595,14 @@ class Engine:
     def _hand_out(self, items: list[Claimed]) -> None:
         """Send a claim's handed documents to the emptiest ready worker, in one batch."""
         assert self._handing is not None
+        # Two claims side by side (PostgreSQL's two store threads) may both choose a document the
+        # first handed out just before the second read what is handed: it is out once already, and
+        # a worker's second copy would be counted in _handed and never taken off.
+        out = [w.settling for w in self.workers.live() if w.settling]
+        if out:
+            items = [i for i in items if not any(i.id in held for held in out)]
+            if not items:
+                return
         ready = [w for w in self.workers.live() if w.ready]
         if not ready or self._draining:
             self._handing.forget_handed([i.id for i in items])  # still queued: claimed again later

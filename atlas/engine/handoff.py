@@ -35,11 +35,13 @@ from atlas.store.tsvector import tsvector
 _CONTENT_RESULT = maker(ContentResult)
 
 
-def settle_plain(item_id: str, payload: dict[str, Any], index: bool = False) -> SettledDocument | None:
+def settle_plain(
+    item_id: str, payload: dict[str, Any], with_tsvector: bool = False
+) -> SettledDocument | None:
     """What DocumentDecode then Normalise store for this document, with their timings; None when
     it does not end stored (no text left, a stage function raised): the pipeline's own run then
-    fails it, with the failure's span, log and timings. `index`: with its search index's tsvector
-    (the store's `handed_tsvector`), of the text as PostgreSQL stores it (no NUL characters)."""
+    fails it, with the failure's span, log and timings. `with_tsvector`: with its search index's
+    tsvector (the store's `handed_tsvector`)."""
     started = time.perf_counter()
     try:
         content_type, title, raw = decode_document(payload)
@@ -53,14 +55,8 @@ def settle_plain(item_id: str, payload: dict[str, Any], index: bool = False) -> 
     decode_s, normalise_s = decoded - started, time.perf_counter() - decoded
     timings = orjson.dumps({DocumentDecode.name: decode_s, Normalise.name: normalise_s}).decode()
     url = payload.get("url")  # a document's is a string (the API checks it)
-    tsv = _tsvector(title, text) if index else None
+    tsv = tsvector(title, text) if with_tsvector else None
     return (item_id, digest, text, content_type, title, url, decode_s, normalise_s, timings, tsv)
-
-
-def _tsvector(title: str | None, text: str) -> bytes:
-    if "\x00" in text or (title and "\x00" in title):  # PostgreSQL text holds none: it drops them
-        title, text = title and title.replace("\x00", ""), text.replace("\x00", "")
-    return tsvector(title, text)
 
 
 def result_of(plain: SettledDocument) -> tuple[ContentResult, dict[str, float]]:

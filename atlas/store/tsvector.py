@@ -60,7 +60,11 @@ def _words(text: str) -> list[bytes]:
 
 def tsvector(title: str | None, text: str) -> TSVector:
     """The tsvector atlas_tsvector(title, text) makes, in binary: the title's words (A), then the
-    text's (B) numbered on from the title's last position, as `||` joins them."""
+    text's (B) numbered on from the title's last position, as `||` joins them. Of the text as
+    PostgreSQL stores it: without NUL characters, which its text cannot hold (the store drops
+    them), so "a\\0b" is the one word "ab"."""
+    if "\0" in text or (title and "\0" in title):
+        title, text = title and title.replace("\0", ""), text.replace("\0", "")
     body = _positions(_words(text), WEIGHT_B)
     if not title:
         return _binary(body)

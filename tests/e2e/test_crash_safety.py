@@ -30,6 +30,14 @@ def docs(n: int, prefix: str = "document") -> list[NewItem]:
     ]
 
 
+def alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie; a process that exits between the two reads counts as gone."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def workers_of(proc: psutil.Process) -> list[psutil.Process]:
     try:
         return proc.children(recursive=True)
@@ -102,7 +110,7 @@ def test_sigkill_repeatedly_loses_nothing_and_completes_nothing_twice(
     assert set(runs) == set(ids)
     # Workers never outlive a killed supervisor.
     wait_for(
-        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans),
+        lambda: not any(alive(p) for p in orphans),
         10,
         "orphaned workers to exit",
     )
@@ -193,7 +201,7 @@ def test_workers_of_a_frozen_engine_stop_before_its_leases_can_lapse(tmp_path: P
         conn.close()
 
         def gone() -> bool:
-            return not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+            return not any(alive(w) for w in workers)
 
         wait_for(gone, 30, "the frozen engine's workers to exit")
         assert time.time() < first_lapse, "a worker was still running when its item became claimable"

@@ -5,14 +5,15 @@
    Load: a closed loop of 32 connections for the same duration each, by wrk (Debian's package) or,
    without it, an async httpx client. Goal: >= 0.80 of the floor's requests/s. Measured on both of
    uvicorn's stacks, asyncio/h11 and uvloop/httptools (ATLAS_API_EVENT_LOOP): per stack both
-   servers run and the load alternates between them in short rounds (--rounds), so each side gets
+   servers run and the load alternates between them in 1 s rounds (--rounds), so each side gets
    the same moments of a machine whose speed drifts; "ratio" is the stack Atlas ships by default,
    "stacks" has both, with each round's ratio.
 2. Batches: `POST /v1/items/batch` with 1,000 items per request against raw SQLite inserting the
    same rows in transactions of 1,000 (synchronous=FULL), in one loop. Load: a closed loop of 4
    connections (producers send batches concurrently; while one batch's rows are written, with the
-   GIL released, the next is parsed); one connection is measured and printed too. Goal: >= 0.50
-   of the floor's items/s.
+   GIL released, the next is parsed); one connection is measured and printed too. The floor and
+   Atlas alternate in slices (--batch-rounds) of equal item counts, each side's rate being its items
+   over its summed time. Goal: >= 0.50 of the floor's items/s.
 
 Last line: one JSON object; "ratio" is the single-item ratio, "batch_ratio" the batch one.
 
@@ -183,15 +184,21 @@ def merged(slices: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def batch_floor(path: Path, batches: int) -> float:
+def open_batch_floor(path: Path) -> sqlite3.Connection:
+    """The raw SQLite floor's database: WAL, synchronous=FULL, one table with a primary key."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute(
         "CREATE TABLE items (id TEXT PRIMARY KEY, kind TEXT, state TEXT, payload TEXT, created_at REAL)"
     )
+    return conn
+
+
+def batch_floor(conn: sqlite3.Connection, batches: int, first: int = 0) -> float:
+    """Items/s of `batches` transactions of BATCH rows (numbered from batch `first`)."""
     started = time.perf_counter()
-    for b in range(batches):
+    for b in range(first, first + batches):
         now = time.time()
         rows = [
             (new_id(now), "document", "queued", json.dumps({"content": f"{DOC} {b}-{i}"}), now)
@@ -201,18 +208,20 @@ def batch_floor(path: Path, batches: int) -> float:
         conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
-    conn.close()
     return batches * BATCH / elapsed
 
 
-def batch_atlas(url: str, key: str, batches: int, connections: int) -> tuple[float, float, float]:
-    """Items/s, p50 and p99 ms of `batches` batch requests over a closed loop of `connections`."""
+def batch_atlas(
+    url: str, key: str, batches: int, connections: int, first: int = 0
+) -> tuple[float, list[float]]:
+    """Items/s and each request's seconds of `batches` batch requests (numbered from batch `first`)
+    over a closed loop of `connections`."""
     # Bodies are encoded before the clock starts: the load generator's JSON is not Atlas's cost
     # (the floor builds its rows inside its timing, as Atlas parses them inside its).
     bodies = iter(
         [
             json.dumps({"items": [{"content": f"{DOC} {b}-{i}"} for i in range(BATCH)]}).encode()
-            for b in range(batches)
+            for b in range(first, first + batches)
         ]
     )
     lock = threading.Lock()
@@ -239,19 +248,25 @@ def batch_atlas(url: str, key: str, batches: int, connections: int) -> tuple[flo
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    latencies.sort()
-    return (
-        batches * BATCH / elapsed,
-        latencies[len(latencies) // 2] * 1000,
-        latencies[int(len(latencies) * 0.99)] * 1000,
-    )
+    return batches * BATCH / elapsed, latencies
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10, help="single items: seconds of load on each side")
-    parser.add_argument("--rounds", type=int, default=5, help="single items: slices the seconds are cut into")
-    parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument(
+        "--seconds", type=int, help="single items: seconds of load on each side (SQLite 20, PostgreSQL 10)"
+    )
+    # 1 s slices: one slice's ratio moves by a standard deviation of 0.13-0.16 on this 2-core
+    # machine (measured over 20), so 5 slices of 2 s left the ratio's mean a spread of +-0.07.
+    parser.add_argument(
+        "--rounds", type=int, default=20, help="single items: slices the seconds are cut into"
+    )
+    parser.add_argument(
+        "--batches", type=int, default=100, help="batches: requests of 1,000 items on each side"
+    )
+    parser.add_argument(
+        "--batch-rounds", type=int, default=5, help="batches: slices floor and Atlas alternate in"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
         "--commit-order", default="group,serial,parallel", help="postgres: commit modes' order"
@@ -260,8 +275,9 @@ def main() -> None:
     if args.backend == "postgres":
         from bench.pg.ingest import main_postgres
 
-        main_postgres(args.seconds, args.batches, args.commit_order)
+        main_postgres(args.seconds or 10, args.batches, args.commit_order)
         return
+    args.seconds = args.seconds or 20
     load = wrk_load if shutil.which("wrk") else httpx_load
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     shipped = SHIPPED_STACK
@@ -270,6 +286,8 @@ def main() -> None:
         print("uvloop is not installed: single-item ingest measured on asyncio/h11 only", file=sys.stderr)
     single: dict[str, dict[str, dict[str, float]]] = {}
     rounds: dict[str, list[float]] = {}
+    floor_rates: list[float] = []
+    atlas_rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
         data = Path(tmp)
         store = SQLiteStore(data / "atlas.db", synchronous="FULL")
@@ -311,19 +329,38 @@ def main() -> None:
                 ]
                 if stack == shipped:  # batches on what Atlas ships
                     batch_url = f"http://127.0.0.1:{port}/v1/items/batch"
-                    serial_batch, _, _ = batch_atlas(batch_url, key, args.batches, 1)
-                    atlas_batch, batch_p50, batch_p99 = batch_atlas(
-                        batch_url, key, args.batches, BATCH_CONNECTIONS
+                    # The raw floor and Atlas alternate in slices, as the single items do: a floor
+                    # measured once, at another moment than Atlas, put the machine's drift (up to
+                    # 50% within minutes here) into the ratio.
+                    per_round = max(BATCH_CONNECTIONS, args.batches // args.batch_rounds)
+                    serial_batch, _ = batch_atlas(
+                        batch_url, key, per_round, 1, first=args.batch_rounds * per_round
                     )
+                    floor_conn = open_batch_floor(data / "floor.db")
+                    latencies: list[float] = []
+                    for r in range(args.batch_rounds):
+                        floor_rates.append(batch_floor(floor_conn, per_round, first=r * per_round))
+                        rate, seconds = batch_atlas(
+                            batch_url, key, per_round, BATCH_CONNECTIONS, r * per_round
+                        )
+                        atlas_rates.append(rate)
+                        latencies += seconds
+                    floor_conn.close()
+                    latencies.sort()
+                    batch_p50 = latencies[len(latencies) // 2] * 1000
+                    batch_p99 = latencies[int(len(latencies) * 0.99)] * 1000
             finally:
                 for proc in (api, floor):
                     proc.terminate()
                     proc.wait(timeout=30)
-        floor_batch = batch_floor(data / "floor.db", args.batches)
 
     floor_single, atlas_single = single[shipped]["floor"], single[shipped]["atlas"]
     ratio = atlas_single["rps"] / floor_single["rps"]
+    # Slices of equal item counts: each side's rate is its items over its summed time.
+    floor_batch = len(floor_rates) / sum(1 / r for r in floor_rates)
+    atlas_batch = len(atlas_rates) / sum(1 / r for r in atlas_rates)
     batch_ratio = atlas_batch / floor_batch
+    batch_rounds = [a / f for f, a in zip(floor_rates, atlas_rates, strict=True)]
     print(
         f"load generator: {load.__name__}, {CONNECTIONS} connections, {args.seconds}s on each side"
         f" in {args.rounds} alternating rounds"
@@ -341,12 +378,14 @@ def main() -> None:
             f"  p99 {a['p99_ms']:.1f} ms  non-2xx {a['non_2xx']:.0f}  ratio {a['rps'] / f['rps']:.3f}"
         )
         print("  ratio of each round: " + ", ".join(f"{r:.3f}" for r in rounds[stack]))
+    print(f"batches: {len(floor_rates)} alternating rounds of {per_round} requests on each side")
     print(f"floor  raw SQLite batches of {BATCH}: {floor_batch:8.0f} items/s")
     print(
         f"atlas  POST /v1/items/batch, {BATCH_CONNECTIONS} connections: {atlas_batch:8.0f} items/s"
         f"  p50 {batch_p50:.0f} ms  p99 {batch_p99:.0f} ms"
     )
     print(f"atlas  POST /v1/items/batch, 1 connection:  {serial_batch:8.0f} items/s")
+    print("  batch ratio of each round: " + ", ".join(f"{r:.3f}" for r in batch_rounds))
     print(f"ratio single {ratio:.3f} (goal >= 0.80, {shipped}), batch {batch_ratio:.3f} (goal >= 0.50)")
     print(
         json.dumps(
@@ -377,6 +416,7 @@ def main() -> None:
                 "floor_batch_items_per_s": round(floor_batch, 1),
                 "atlas_batch_items_per_s": round(atlas_batch, 1),
                 "batch_connections": BATCH_CONNECTIONS,
+                "batch_round_ratios": [round(r, 4) for r in batch_rounds],
                 "atlas_batch_one_connection_items_per_s": round(serial_batch, 1),
                 "batch_ratio_one_connection": round(serial_batch / floor_batch, 4),
                 "batch_p50_ms": round(batch_p50, 1),

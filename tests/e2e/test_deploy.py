@@ -298,6 +298,9 @@ def test_blue_green_with_a_failing_gate_never_moves_traffic(stack: Stack) -> Non
 
 def test_rolling_rolls_back_a_release_whose_engine_fails_its_gate(stack: Stack) -> None:
     run = stack.root / "data" / "run"
+    if stack.health()["release"] != "v1":  # run alone: v1 first, as the first test leaves it
+        done = stack.cli("deploy", "--version", "v1", "--environment", "staging", "--strategy", "blue-green")
+        assert done.returncode == 0, done.stderr
     done = stack.cli(
         "deploy", "--version", "v-bad-core", "--environment", "staging", "--strategy", "rolling",
         "--no-backup", "--gate-timeout", "20",
@@ -319,12 +322,10 @@ def test_rolling_rolls_back_a_release_whose_engine_fails_its_gate(stack: Stack) 
     assert (status["version"], status["color"]) == ("v1", "blue")
     assert status["services"]["api"]["state"] == status["services"]["core"]["state"] == "running"
     results = [(h["action"], h["version"], h["result"]) for h in status["history"]]
-    assert results == [
-        ("deploy", "v1", "ok"),
-        ("deploy", "v-bad-api", "failed"),
-        ("deploy", "v-bad-core", "failed"),
-        ("rollback", "v1", "ok"),
-    ]
+    # Oldest first; the blue-green test's failed v-bad-api sits between when the module runs whole.
+    assert results[0] == ("deploy", "v1", "ok")
+    assert results[-2:] == [("deploy", "v-bad-core", "failed"), ("rollback", "v1", "ok")]
+    assert set(results[1:-2]) <= {("deploy", "v-bad-api", "failed")}
     assert all(h["by"] for h in status["history"])
 
     listed = stack.cli("version", "list", "--format", "json")

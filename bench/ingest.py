@@ -211,6 +211,12 @@ def batch_floor(conn: sqlite3.Connection, batches: int, first: int = 0) -> float
     return batches * BATCH / elapsed
 
 
+def p50_p99_ms(seconds: list[float]) -> tuple[float, float]:
+    """The median and 99th percentile of request times, in ms."""
+    ordered = sorted(seconds)
+    return ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000
+
+
 def batch_atlas(
     url: str, key: str, batches: int, connections: int, first: int = 0
 ) -> tuple[float, list[float]]:
@@ -346,9 +352,7 @@ def main() -> None:
                         atlas_rates.append(rate)
                         latencies += seconds
                     floor_conn.close()
-                    latencies.sort()
-                    batch_p50 = latencies[len(latencies) // 2] * 1000
-                    batch_p99 = latencies[int(len(latencies) * 0.99)] * 1000
+                    batch_p50, batch_p99 = p50_p99_ms(latencies)
             finally:
                 for proc in (api, floor):
                     proc.terminate()

@@ -53,6 +53,7 @@ from bench.ingest import (  # noqa: E402
     floor_command,
     free_port,
     httpx_load,
+    open_batch_floor,
     start,
     wrk_load,
 )
@@ -211,7 +212,7 @@ def ingest(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
         )
         try:
             single = load(f"http://127.0.0.1:{port}/v1/items", key, args.seconds)
-            batch, _, _ = batch_atlas(
+            batch, _ = batch_atlas(
                 f"http://127.0.0.1:{port}/v1/items/batch", key, args.batches, BATCH_CONNECTIONS
             )
         finally:
@@ -220,7 +221,9 @@ def ingest(url: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
         out[f"{backend}_rps"] = single["rps"]
         out[f"{backend}_non_2xx"] = single["non_2xx"]
         out[f"{backend}_batch_items_per_s"] = batch
-    out["sqlite_batch_floor"] = batch_floor(tmp / "floor.db", args.batches)
+    floor = open_batch_floor(tmp / "floor.db")
+    out["sqlite_batch_floor"] = batch_floor(floor, args.batches)
+    floor.close()
     out["postgresql_batch_floor"] = pg_batch_floor(url, args.batches)
     return out
 

@@ -38,6 +38,7 @@ from bench.ingest import (
     floor_command,
     free_port,
     httpx_load,
+    p50_p99_ms,
     start,
     wrk_load,
 )
@@ -136,10 +137,9 @@ def main_postgres(seconds: int, batches: int, order: str = "group,serial,paralle
                 singles[mode] = load(f"http://127.0.0.1:{port}/v1/items", key["key"], seconds)
                 if mode == "group":
                     batch_url = f"http://127.0.0.1:{port}/v1/items/batch"
-                    serial_batch, _, _ = batch_atlas(batch_url, key["key"], batches, 1)
-                    atlas_batch, batch_p50, batch_p99 = batch_atlas(
-                        batch_url, key["key"], batches, BATCH_CONNECTIONS
-                    )
+                    serial_batch, _ = batch_atlas(batch_url, key["key"], batches, 1)
+                    atlas_batch, latencies = batch_atlas(batch_url, key["key"], batches, BATCH_CONNECTIONS)
+                    batch_p50, batch_p99 = p50_p99_ms(latencies)
             finally:
                 api.terminate()
                 api.wait(timeout=30)

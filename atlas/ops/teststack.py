@@ -10,6 +10,7 @@ is created for the run; the directory is removed when the stack stops unless `ke
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -26,7 +27,31 @@ from atlas.store import open_store
 STACK_SERVICES = ("core", "api")
 
 
+def _ephemeral_low() -> int:
+    """The lowest port Linux gives outgoing connections (their local ports)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a server the caller starts next.
+
+    Chosen below the kernel's ephemeral range when it can be: a port the OS hands out for bind
+    port 0 comes from that range, which every outgoing connection draws its local port from too,
+    so under parallel tests some client's connection took it before the server bound it ("address
+    already in use"). Below the range only another server can take it."""
+    low = _ephemeral_low()
+    if low > 12_000:
+        for _ in range(50):
+            port = random.randrange(10_000, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from atlas.store.models import ErrorInfo, NewItem
 from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
 from tests.helpers.engine import finished, start_core, wait_for
+from tests.helpers.net import free_port
 
 
 @pytest.fixture
@@ -88,12 +88,6 @@ def test_a_bad_setting_exits_2_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "ATLAS_LEASE_SECONDS" in result.stderr and "forever" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_atlas_core_serves_engine_metrics_and_records_a_heartbeat(tmp_path: Path) -> None:

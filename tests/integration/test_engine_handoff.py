@@ -175,13 +175,19 @@ def test_the_engine_hands_documents_to_its_workers_and_ends_each_once(
         (blank,) = (r.id for r in store.enqueue([NewItem(kind="document", payload={"content": "  \n "})]))
         wait_for(lambda: finished(store) == len(ids) + 1, 60, "every document to finish")
         registry = engine.metrics.registry
-        processed = {
-            outcome: registry.get_sample_value(
-                "atlas_engine_items_processed_total", {"kind": "document", "outcome": outcome}
-            )
-            for outcome in ("done", "duplicate", "dead")
-        }
-        assert processed == {"done": 300, "duplicate": 300, "dead": 1}
+
+        def processed() -> dict[str, float]:
+            return {
+                outcome: registry.get_sample_value(
+                    "atlas_engine_items_processed_total", {"kind": "document", "outcome": outcome}
+                )
+                or 0.0
+                for outcome in ("done", "duplicate", "dead")
+            }
+
+        # The loop counts a write once its commit has returned: the rows can be final a moment before.
+        wait_for(lambda: sum(processed().values()) >= len(ids) + 1, 10, "the engine to count every item")
+        assert processed() == {"done": 300, "duplicate": 300, "dead": 1}
         normalised = registry.get_sample_value(
             "atlas_engine_stage_duration_seconds_count", {"stage": "normalise"}
         )

@@ -268,7 +268,9 @@ def main() -> None:
         "--rounds", type=int, default=20, help="single items: slices the seconds are cut into"
     )
     parser.add_argument(
-        "--batches", type=int, default=100, help="batches: requests of 1,000 items on each side"
+        "--batches",
+        type=int,
+        help="batches: requests of 1,000 items on each side (SQLite 100, PostgreSQL 50)",
     )
     parser.add_argument(
         "--batch-rounds", type=int, default=5, help="batches: slices floor and Atlas alternate in"
@@ -281,9 +283,10 @@ def main() -> None:
     if args.backend == "postgres":
         from bench.pg.ingest import main_postgres
 
-        main_postgres(args.seconds or 10, args.batches, args.commit_order)
+        main_postgres(args.seconds or 10, args.batches or 50, args.commit_order)
         return
     args.seconds = args.seconds or 20
+    args.batches = args.batches or 100
     load = wrk_load if shutil.which("wrk") else httpx_load
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     shipped = SHIPPED_STACK

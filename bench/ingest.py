@@ -211,6 +211,11 @@ def batch_floor(conn: sqlite3.Connection, batches: int, first: int = 0) -> float
     return batches * BATCH / elapsed
 
 
+def rate_over(rates: list[float]) -> float:
+    """The rate over slices of equal item counts: their items over their summed time."""
+    return len(rates) / sum(1 / r for r in rates)
+
+
 def p50_p99_ms(seconds: list[float]) -> tuple[float, float]:
     """The median and 99th percentile of request times, in ms."""
     ordered = sorted(seconds)
@@ -268,9 +273,7 @@ def main() -> None:
         "--rounds", type=int, default=20, help="single items: slices the seconds are cut into"
     )
     parser.add_argument(
-        "--batches",
-        type=int,
-        help="batches: requests of 1,000 items on each side (SQLite 100, PostgreSQL 50)",
+        "--batches", type=int, default=100, help="batches: requests of 1,000 items on each side"
     )
     parser.add_argument(
         "--batch-rounds", type=int, default=5, help="batches: slices floor and Atlas alternate in"
@@ -283,10 +286,9 @@ def main() -> None:
     if args.backend == "postgres":
         from bench.pg.ingest import main_postgres
 
-        main_postgres(args.seconds or 10, args.batches or 50, args.commit_order)
+        main_postgres(args.seconds or 10, args.batches, args.commit_order, args.batch_rounds)
         return
     args.seconds = args.seconds or 20
-    args.batches = args.batches or 100
     load = wrk_load if shutil.which("wrk") else httpx_load
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_")}
     shipped = SHIPPED_STACK
@@ -364,8 +366,7 @@ def main() -> None:
     floor_single, atlas_single = single[shipped]["floor"], single[shipped]["atlas"]
     ratio = atlas_single["rps"] / floor_single["rps"]
     # Slices of equal item counts: each side's rate is its items over its summed time.
-    floor_batch = len(floor_rates) / sum(1 / r for r in floor_rates)
-    atlas_batch = len(atlas_rates) / sum(1 / r for r in atlas_rates)
+    floor_batch, atlas_batch = rate_over(floor_rates), rate_over(atlas_rates)
     batch_ratio = atlas_batch / floor_batch
     batch_rounds = [a / f for f, a in zip(floor_rates, atlas_rates, strict=True)]
     print(

@@ -36,7 +36,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -262,6 +264,28 @@ def batch_atlas(
     return batches * BATCH / elapsed, latencies
 
 
+def alternate_batches(
+    url: str, key: str, batches: int, rounds: int, floors: dict[str, Callable[[int, int], float]]
+) -> tuple[dict[str, list[float]], list[float], list[float], float]:
+    """The batch floors and Atlas in `rounds` alternating slices of equal item counts: a floor
+    measured once, at another moment than Atlas, put the machine's drift (up to 50% within minutes
+    here) into the ratio. `floors`: name -> callable(batches, first batch) giving items/s.
+    Returns each floor's and Atlas's rate per round, Atlas's request seconds, and Atlas's rate on
+    one connection (measured first, on batches numbered after the rounds')."""
+    per_round = max(BATCH_CONNECTIONS, batches // rounds)
+    serial, _ = batch_atlas(url, key, per_round, 1, first=rounds * per_round)
+    floor_rates: dict[str, list[float]] = {name: [] for name in floors}
+    atlas_rates: list[float] = []
+    latencies: list[float] = []
+    for r in range(rounds):
+        for name, floor in floors.items():
+            floor_rates[name].append(floor(per_round, r * per_round))
+        rate, seconds = batch_atlas(url, key, per_round, BATCH_CONNECTIONS, r * per_round)
+        atlas_rates.append(rate)
+        latencies += seconds
+    return floor_rates, atlas_rates, latencies, serial
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -340,23 +364,18 @@ def main() -> None:
                 ]
                 if stack == shipped:  # batches on what Atlas ships
                     batch_url = f"http://127.0.0.1:{port}/v1/items/batch"
-                    # The raw floor and Atlas alternate in slices, as the single items do: a floor
-                    # measured once, at another moment than Atlas, put the machine's drift (up to
-                    # 50% within minutes here) into the ratio.
-                    per_round = max(BATCH_CONNECTIONS, args.batches // args.batch_rounds)
-                    serial_batch, _ = batch_atlas(
-                        batch_url, key, per_round, 1, first=args.batch_rounds * per_round
-                    )
                     floor_conn = open_batch_floor(data / "floor.db")
-                    latencies: list[float] = []
-                    for r in range(args.batch_rounds):
-                        floor_rates.append(batch_floor(floor_conn, per_round, first=r * per_round))
-                        rate, seconds = batch_atlas(
-                            batch_url, key, per_round, BATCH_CONNECTIONS, r * per_round
+                    try:
+                        floor_by_name, atlas_rates, latencies, serial_batch = alternate_batches(
+                            batch_url,
+                            key,
+                            args.batches,
+                            args.batch_rounds,
+                            {"sqlite": partial(batch_floor, floor_conn)},
                         )
-                        atlas_rates.append(rate)
-                        latencies += seconds
-                    floor_conn.close()
+                    finally:
+                        floor_conn.close()
+                    floor_rates = floor_by_name["sqlite"]
                     batch_p50, batch_p99 = p50_p99_ms(latencies)
             finally:
                 for proc in (api, floor):
@@ -386,6 +405,7 @@ def main() -> None:
             f"  p99 {a['p99_ms']:.1f} ms  non-2xx {a['non_2xx']:.0f}  ratio {a['rps'] / f['rps']:.3f}"
         )
         print("  ratio of each round: " + ", ".join(f"{r:.3f}" for r in rounds[stack]))
+    per_round = max(BATCH_CONNECTIONS, args.batches // args.batch_rounds)
     print(f"batches: {len(floor_rates)} alternating rounds of {per_round} requests on each side")
     print(f"floor  raw SQLite batches of {BATCH}: {floor_batch:8.0f} items/s")
     print(

@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from bench.ingest import (
     CONNECTIONS,
     DOC,
     ROOT,
-    batch_atlas,
+    alternate_batches,
     floor_command,
     free_port,
     httpx_load,
@@ -153,23 +154,15 @@ def main_postgres(
                 singles[mode] = load(f"http://127.0.0.1:{port}/v1/items", key["key"], seconds)
                 if mode == "group":
                     batch_url = f"http://127.0.0.1:{port}/v1/items/batch"
-                    per_round = max(BATCH_CONNECTIONS, batches // batch_rounds)
-                    serial_batch, _ = batch_atlas(
-                        batch_url, key["key"], per_round, 1, first=batch_rounds * per_round
-                    )
                     floor_conn = open_pg_batch_floors(url)
-                    latencies: list[float] = []
                     try:
-                        for r in range(batch_rounds):
-                            for how in FLOORS:
-                                floor_rates[how].append(
-                                    pg_batch_floor(floor_conn, how, per_round, r * per_round)
-                                )
-                            rate, seconds_each = batch_atlas(
-                                batch_url, key["key"], per_round, BATCH_CONNECTIONS, r * per_round
-                            )
-                            atlas_rates.append(rate)
-                            latencies += seconds_each
+                        floor_rates, atlas_rates, latencies, serial_batch = alternate_batches(
+                            batch_url,
+                            key["key"],
+                            batches,
+                            batch_rounds,
+                            {how: partial(pg_batch_floor, floor_conn, how) for how in FLOORS},
+                        )
                     finally:
                         close_pg_batch_floors(floor_conn)
                     batch_p50, batch_p99 = p50_p99_ms(latencies)

@@ -540,8 +540,12 @@ def test_the_oldest_queued_item_stays_right_as_items_of_different_ages_move(db: 
 def test_a_large_batch_without_keys_goes_in_whole_with_its_feeds_and_counters(db: Any, clock: Clock) -> None:
     """PostgreSQL COPYs key-less batches of 20 items or more: every column, the counters (its
     statement trigger) and the feed subscriptions must come out as from the INSERT path."""
-    items = [doc(f"d{i}", source="s", metadata={"n": i}, trace_context="00-ab-cd-01") for i in range(24)]
-    items.append(NewItem(kind="feed", payload={"url": "http://f.test/rss"}, not_before=clock.now + 60))
+    items = [
+        doc(f"d{i}", source="s", priority=-i, metadata={"n": i}, trace_context="00-ab-cd-01")
+        for i in range(24)
+    ]
+    # A whole-second not_before (an int): PostgreSQL's binary COPY sends it as a double all the same.
+    items.append(NewItem(kind="feed", payload={"url": "http://f.test/rss"}, not_before=int(clock.now) + 60))
     results = db.enqueue(items)
     assert all(r.created for r in results) and len({r.id for r in results}) == 25
     assert db.counts() == {("queued", "document"): 24, ("queued", "feed"): 1}
@@ -551,10 +555,11 @@ def test_a_large_batch_without_keys_goes_in_whole_with_its_feeds_and_counters(db
         {"n": 0},
         "00-ab-cd-01",
     )
+    assert [item.priority for item in map(db.get_item, (r.id for r in results[:3])) if item] == [0, -1, -2]
     assert (first.created_at, first.updated_at, first.next_attempt_at) == (clock.now, clock.now, clock.now)
     assert feed is not None and (feed.payload, feed.next_attempt_at) == (
         {"url": "http://f.test/rss"},
-        clock.now + 60,
+        int(clock.now) + 60,
     )
     assert [f["url"] for f in db.feed_list()] == ["http://f.test/rss"]
     assert db.queue_stats()["oldest_queued_at"] == clock.now

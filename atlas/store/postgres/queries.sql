@@ -27,9 +27,11 @@ ON CONFLICT (url) DO NOTHING;
 
 -- name: copy_items
 -- Key-less batches (atlas.store.postgres.store): item_row's columns in its order (the acceptance
--- time feeding created_at), then the state and updated_at.
+-- time feeding created_at), then the state and updated_at. Binary: the client formats a row in
+-- a third of the text format's time (no escaping of the payload, no float to decimal), and the
+-- API process's CPU is what a batch request waits on (COPY_TYPES names the columns' types).
 COPY items (id, kind, source, idempotency_key, priority, payload, metadata, next_attempt_at,
-            trace_context, request_hash, created_at, state, updated_at) FROM STDIN;
+            trace_context, request_hash, created_at, state, updated_at) FROM STDIN (FORMAT BINARY);
 
 -- name: notify
 -- Delivered at commit, once per transaction however many items: wakes idle engines (LISTEN).

@@ -59,6 +59,11 @@ COMPACT_LOCK_KEY = 0x41746C6174  # pg_try_advisory_xact_lock: one compactor at a
 
 # Batches of this many key-less items or more go in by COPY; below, COPY's own setup costs more.
 COPY_MIN_ROWS = 20
+# The copy_items columns' types, in its order: a binary COPY sends each value in its column's type.
+COPY_TYPES = [
+    *("text", "text", "text", "text", "int4", "text", "text", "float8", "text", "text", "float8"),
+    *("text", "float8"),  # state, updated_at
+]
 # insert_items' array parameters, in item_row's column order.
 _ROW_PARAMS = (
     "ids",
@@ -193,6 +198,7 @@ class PostgresStore(ItemReadsStore, ContentStore, KeysAndStateStore, DLQStore, P
             # No idempotency key, so nothing can conflict (ids are random): COPY, the cheapest
             # way in (bench/pg/ingest.py's floor). The counters' statement trigger fires for it too.
             with conn.cursor().copy(Q["copy_items"]) as copy:
+                copy.set_types(COPY_TYPES)
                 for row in rows:
                     copy.write_row((*row, "queued", row[ROW_NOW]))
             inserted = {row[ROW_ID] for row in rows}

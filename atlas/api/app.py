@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Match
@@ -45,6 +46,27 @@ class AtlasAPI(FastAPI):
             await fast_path.handle(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, refusing a preflight with the API's JSON error body (it answers
+    400 "Disallowed CORS origin" in plain text), naming what the browser asked for."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        what = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        asked = {
+            "origin": request_headers.get("origin"),
+            "method": request_headers.get("access-control-request-method"),
+            "headers": request_headers.get("access-control-request-headers"),
+        }
+        detail = ", ".join(f"{name} {asked[name]!r}" for name in what.split(", ") if asked.get(name))
+        headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+        return JSONResponse(
+            {"error": f"CORS preflight refused: not allowed: {detail or what}"}, 400, headers=headers
+        )
 
 
 def create_app(
@@ -158,7 +180,7 @@ def create_app(
                 "ATLAS_API_CORS_ORIGINS: '*' is not allowed (credentials are never sent to any origin)"
             )
         app.add_middleware(
-            CORSMiddleware,
+            JsonCORSMiddleware,
             allow_origins=list(settings.api_cors_origins),
             allow_credentials=True,
             allow_methods=["GET", "POST", "DELETE"],

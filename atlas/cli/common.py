@@ -49,6 +49,22 @@ def clean_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+DEFAULT_EXIT_CODES = (
+    "Exit codes: 0 done; 1 failed (the error says why); 2 bad input: a bad option, setting or item,"
+    " or no database / one that needs migrating (the error names the field or file:line)."
+)
+
+
+def document_exit_codes(group: click.Group) -> None:
+    """Give every command under `group` whose help names no exit codes the ones clean_errors and
+    click use (DEFAULT_EXIT_CODES), as its epilog: every command's --help states them."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            document_exit_codes(command)
+        elif "exit codes" not in (command.help or "").lower() and not command.epilog:
+            command.epilog = DEFAULT_EXIT_CODES
+
+
 format_option = click.option(
     "--format",
     "fmt",

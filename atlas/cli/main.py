@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from atlas import __version__
-from atlas.cli.common import clean_errors, settings_or_exit
+from atlas.cli.common import clean_errors, document_exit_codes, settings_or_exit
 from atlas.cli.monitor import monitor
 from atlas.ops.processes import run_api, run_core, run_exporter, run_services, run_up
 
@@ -62,3 +62,5 @@ def alert_router() -> None:
 
 
 atlas.add_command(monitor)  # its own module: the agent's flags are the operations guide's
+
+document_exit_codes(atlas)  # last: every command is added by now

@@ -18,7 +18,7 @@ import click
 from atlas import __version__
 from atlas.api.keys import SCOPES, create_key, pepper_id
 from atlas.cli.alerts import alerts
-from atlas.cli.common import clean_errors, emit, format_option, settings_or_exit
+from atlas.cli.common import clean_errors, document_exit_codes, emit, format_option, settings_or_exit
 from atlas.cli.config import config
 from atlas.cli.dashboards import dashboards
 from atlas.cli.database import database
@@ -365,3 +365,6 @@ def feeds_poll(feed_id: str, fmt: str) -> None:
         click.echo(f"error: no feed {feed_id!r}", err=True)
         sys.exit(1)
     emit(fmt, {k: row[k] for k in ("id", "url", "next_poll_at", "failures", "last_status", "last_error")})
+
+
+document_exit_codes(ops)  # last: every command is added by now

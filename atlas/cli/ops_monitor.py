@@ -31,7 +31,7 @@ def status(backend: str | None, fmt: str) -> None:
     services) and the key business figures: backlog by state, DLQ, finished in the last hour, the
     oldest queued item's age.
 
-    \\b
+    \b
     Exit codes: 0 healthy, 1 degraded, 2 unhealthy, or no database / an old schema (nothing is
     created or migrated).
     """
@@ -76,7 +76,7 @@ def metrics(fmt: str, word: str | None) -> None:
     """Scrape every running Atlas /metrics endpoint on this machine (API, engine, exporter, alert
     router) and print the samples.
 
-    \\b
+    \b
     Exit codes: 0 at least one endpoint answered; 1 none did (Atlas not running).
     """
     from atlas.ops.monitoring import exposition, samples, scrape_all
@@ -127,7 +127,7 @@ def analyze(memory: bool, hours: float, history: bool, fmt: str) -> None:
     first, last and peak RSS, the growth rate in MB/hour over the current run (least squares) and a
     verdict (growing above 1 MB/hour, stable, insufficient data).
 
-    \\b
+    \b
     Exit codes: 0 no service growing; 1 one is growing, or there are no samples (is `atlas
     services` running?); 2 no database / an old schema (nothing is created or migrated).
     """

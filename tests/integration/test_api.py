@@ -265,3 +265,13 @@ def test_cross_origin_ingest_goes_through_cors_and_same_origin_through_the_fast_
         assert r.status_code == 202 and "access-control-allow-origin" not in r.headers
         assert r.headers["x-content-type-options"] == "nosniff"
         assert api.store.counts() == {("queued", "document"): 2}
+        # A refused preflight answers with the API's JSON error, naming what was not allowed.
+        preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "PUT"}
+        r = httpx.options(f"{api.url}/v1/items", headers=preflight)
+        assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+        assert r.json() == {
+            "error": "CORS preflight refused: not allowed: origin 'https://evil.example', method 'PUT'"
+        }
+        preflight["Origin"], preflight["Access-Control-Request-Method"] = "https://app.example", "POST"
+        r = httpx.options(f"{api.url}/v1/items", headers=preflight)
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"

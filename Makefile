@@ -33,5 +33,8 @@ bench: $(STAMP)
 	@# ATLAS_BENCH_POSTGRES_URL (wiped). bench/pg/ holds their modules, so the loop above skips them.
 	@for b in engine ingest; do echo "== bench/$$b.py --backend postgres"; $(BIN)/python bench/$$b.py --backend postgres || exit 1; done
 
+# var/ is kept: `make run` keeps its database there, and `config secrets keygen` its key (without
+# which the environment's secrets file cannot be read). Remove it by hand to start afresh.
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	@if [ -d var ]; then echo "kept var/ (the database and any secrets key): rm -rf var to start afresh"; fi

@@ -34,6 +34,10 @@ from atlas.ops.services import (
 )
 from atlas.settings import Settings
 
+# `atlas up` runs these services in one process (atlas.ops.processes.run_up), with this pid file.
+# Service -> the setting whose port 0 leaves it out ("": always in).
+UP_SERVICES = {"api": "", "core": "", "exporter": "exporter_port", "alert-router": "router_port"}
+UP_PROCESS = "atlas-up"
 START_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 30.0
 LOG_TAIL_LINES = 20
@@ -172,7 +176,36 @@ class LocalSupervisor:
                 message=f"pid {record.pid} is gone; log {log_path(self.settings.data_dir, name)}",
                 log_tail=tail(log_path(self.settings.data_dir, name), LOG_TAIL_LINES),
             )
+        inside = self._inside_up(name)
+        if inside is not None:
+            return inside
         return ServiceStatus(name, "stopped", self.backend)
+
+    def _inside_up(self, name: str) -> ServiceStatus | None:
+        """The service's status when a running `atlas up` serves it (one process: the API, the
+        engine, the exporter and the alert router), else None. The supervisor neither started it
+        nor can stop it: `atlas up` is stopped as a whole."""
+        port = UP_SERVICES.get(name)
+        if port is None or (port and not getattr(self.settings, port)):  # a port of 0: left out
+            return None
+        try:
+            pid = int((run_dir(self.settings.data_dir) / f"{UP_PROCESS}.pid").read_text(encoding="ascii"))
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE or "up" not in proc.cmdline():
+                return None  # a pid file left by a killed `atlas up`, its pid since reused
+            rss, started = proc.memory_info().rss, proc.create_time()
+        except (OSError, ValueError, psutil.Error):
+            return None
+        return ServiceStatus(
+            name,
+            "running",
+            self.backend,
+            pid=pid,
+            uptime_seconds=max(0.0, time.time() - started),
+            rss_bytes=rss,
+            health=health_verdict(self.settings, name),
+            message=f"inside `atlas up` (pid {pid}): stop or restart `atlas up` itself",
+        )
 
     def start(self, name: str) -> ServiceStatus:
         s = spec(name)

@@ -192,36 +192,55 @@ def _now() -> str:
 # with the old one (the API re-hashes each key with the new pepper when it is next used).
 KEEP_PREVIOUS = {"api_key_pepper": "api_key_pepper_previous"}
 MAX_PREVIOUS = 5
+# How a previous-values entry records the empty value (an unset pepper: keys made before the first
+# pepper are hashed with ""), as blank lines are dropped. set_secret refuses it as a value of a
+# KEEP_PREVIOUS name, so no real value reads as empty; files without it load as before.
+EMPTY_PREVIOUS = "<empty>"
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What set_secret kept: the previous-values entry's name and the value it kept ("" for unset)."""
+
+    name: str
+    value: str
 
 
 def previous_values(raw: str | None) -> list[str]:
-    """The values kept in a KEEP_PREVIOUS entry (one a line, newest first)."""
-    return [line.strip() for line in (raw or "").splitlines() if line.strip()]
+    """The values kept in a KEEP_PREVIOUS entry (one a line, newest first; EMPTY_PREVIOUS is "")."""
+    lines = (line.strip() for line in (raw or "").splitlines())
+    return ["" if line == EMPTY_PREVIOUS else line for line in lines if line]
 
 
-def set_secret(path: Path, ring: KeyRing, name: str, value: str) -> str | None:
+def set_secret(path: Path, ring: KeyRing, name: str, value: str) -> Kept | None:
     """Encrypt `value` under the primary key and store it as `name`.
 
-    Raises ConfigError for an empty value. For a name in KEEP_PREVIOUS whose value changes, the
-    old value is kept (newest first, at most MAX_PREVIOUS) in its previous-values entry, whose
-    name is returned; otherwise returns None.
+    Raises ConfigError for an empty value (or EMPTY_PREVIOUS for a KEEP_PREVIOUS name). For a
+    KEEP_PREVIOUS name whose value changes, the old value ("" when it was unset: the first pepper
+    must still verify the keys hashed without one) is kept, newest first and at most MAX_PREVIOUS,
+    in its previous-values entry; returns what was kept, else None.
     """
     check_name(name)
     if not value.strip():
         raise ConfigError(f"{name}: refusing to store an empty value (nothing was changed)")
+    kept = KEEP_PREVIOUS.get(name)
+    if kept is not None and value.strip() == EMPTY_PREVIOUS:
+        raise ConfigError(
+            f"{name}: refusing {EMPTY_PREVIOUS!r}: {kept} uses it for the empty value (nothing was changed)"
+        )
     entries = read_secrets(path)
     old = decrypt_all(path, ring)  # refuse to mix keys: a file this ring cannot read stays untouched
     fernet, primary, now = ring.fernet(), key_id(ring.keys[0]), _now()
-    kept = KEEP_PREVIOUS.get(name)
-    if kept is not None and old.get(name) and old[name] != value:
-        previous = [old[name], *(v for v in previous_values(old.get(kept)) if v not in (old[name], value))]
-        text = "\n".join(previous[:MAX_PREVIOUS])
+    result = None
+    if kept is not None and old.get(name, "") != value:
+        was = old.get(name, "")
+        previous = [was, *(v for v in previous_values(old.get(kept)) if v not in (was, value))]
+        text = "\n".join(v or EMPTY_PREVIOUS for v in previous[:MAX_PREVIOUS])
         entries[kept] = StoredSecret(fernet.encrypt(text.encode("utf-8")).decode(), primary, now)
-    else:
-        kept = None
+        result = Kept(kept, was)
     entries[name] = StoredSecret(fernet.encrypt(value.encode("utf-8")).decode(), primary, now)
     write_secrets(path, entries)
-    return kept
+    return result
 
 
 def remove_secret(path: Path, name: str) -> bool:

@@ -5,9 +5,10 @@ copy of the database does not hand out working keys. Lookups are cached briefly,
 takes effect within CACHE_SECONDS on every API process.
 
 Changing the pepper keeps keys working: the previous peppers (secret `api_key_pepper_previous`,
-kept by `atlas-ops config secrets set api_key_pepper`) still verify, and a key verified with one is
-re-hashed with the current pepper. That write and `last_used_at` (at most once per TOUCH_SECONDS
-per key and process) are handed to a background thread (KeyUsage): a request never waits for them.
+kept by `atlas-ops config secrets set api_key_pepper`; the empty one too, when the first pepper is
+set) still verify, and a key verified with one is re-hashed with the current pepper. That write and
+`last_used_at` (at most once per TOUCH_SECONDS per key and process) are handed to a background
+thread (KeyUsage): a request never waits for them.
 """
 
 from __future__ import annotations
@@ -55,6 +56,23 @@ def pepper_id(pepper: str) -> str:
 def previous_peppers(settings: Settings) -> list[str]:
     """The peppers that still verify keys: the `api_key_pepper_previous` secret, newest first."""
     return previous_values(settings.secrets.get(KEEP_PREVIOUS["api_key_pepper"]))
+
+
+def pepper_labeller(settings: Settings) -> Callable[[str | None], str]:
+    """Labels a key's pepper id for `apikey list`: `current`, `old` (a kept previous pepper still
+    verifies it), `unverifiable` (no pepper Atlas holds does: the key cannot work) or `unknown`
+    (None: hashed before pepper ids were recorded, so any of them may verify it)."""
+    current = pepper_id(settings.api_key_pepper)
+    kept = {pepper_id(p) for p in previous_peppers(settings)}
+
+    def label(key_pepper_id: str | None) -> str:
+        if key_pepper_id is None:
+            return "unknown"
+        if key_pepper_id == current:
+            return "current"
+        return "old" if key_pepper_id in kept else "unverifiable"
+
+    return label
 
 
 def create_key(store: AtlasStore, pepper: str, name: str, scopes: Sequence[str]) -> dict[str, object]:

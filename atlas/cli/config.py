@@ -119,11 +119,12 @@ def secrets_set(name: str, environment: str | None) -> None:
     kept = sec.set_secret(path, ring, sec.check_name(name), value)
     click.echo(f"{name}: stored in {path} (key id {ring.ids[0]})", err=True)
     if kept is not None:
+        what = "previous value" if kept.value else "previous value (none: keys so far have no pepper)"
         click.echo(
-            f"{name}: the previous value is kept in {kept}, so existing API keys keep working; each is "
+            f"{name}: the {what} is kept in {kept.name}, so existing API keys keep working; each is "
             "re-hashed with the new pepper when next used (restart the API processes to load it). "
             "Once `atlas-ops apikey list` shows no key on an old pepper: "
-            f"`atlas-ops config secrets rm {kept}`",
+            f"`atlas-ops config secrets rm {kept.name}`",
             err=True,
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from atlas import __version__
-from atlas.api.keys import SCOPES, create_key, pepper_id
+from atlas.api.keys import SCOPES, create_key, pepper_labeller
 from atlas.cli.alerts import alerts
 from atlas.cli.common import clean_errors, document_exit_codes, emit, format_option, settings_or_exit
 from atlas.cli.config import config
@@ -294,17 +294,15 @@ def apikey_create(name: str, scopes: tuple[str, ...], fmt: str) -> None:
 def apikey_list(fmt: str) -> None:
     """Keys with their scopes, state, last use (to the minute) and pepper (never the keys themselves).
 
-    pepper: `current`, `old` (hashed with a previous pepper: re-hashed when next used; it stops
-    working once api_key_pepper_previous is removed) or `unknown` (not used since before Atlas
-    recorded peppers).
+    pepper: `current`, `old` (hashed with a pepper kept in api_key_pepper_previous: re-hashed when
+    next used; it stops working once that is removed), `unverifiable` (hashed with a pepper that
+    is neither: the key no longer works) or `unknown` (not used since before Atlas recorded peppers).
     """
     settings = settings_or_exit()
-    current = pepper_id(settings.api_key_pepper)
+    label = pepper_labeller(settings)
     rows = open_store(settings, migrate=False).api_key_list()
     for row in rows:
-        row["pepper"] = (
-            "unknown" if row["pepper_id"] is None else "current" if row["pepper_id"] == current else "old"
-        )
+        row["pepper"] = label(row["pepper_id"])
     if fmt == "json":
         emit(fmt, rows)
         return

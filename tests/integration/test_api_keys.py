@@ -1,8 +1,9 @@
 """API keys across real processes: `atlas api` over real HTTP, `atlas-ops` for keys and secrets.
 
 Covers last_used_at (set off the request path, shown by `apikey list`), a pepper change that keeps
-every key working (old pepper kept as a verifier, keys re-hashed on use, old pepper then dropped)
-and `secrets set` refusing an empty value.
+every key working (old pepper kept as a verifier, keys re-hashed on use, old pepper then dropped),
+the first pepper doing the same for keys made without one, and `secrets set` refusing an empty
+value.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def test_a_pepper_change_keeps_keys_working_and_key_use_is_recorded(
     assert changed.returncode == 0, changed.stderr
     assert "api_key_pepper_previous" in changed.stderr  # says what happens to existing keys
     revealed = ops(env, "config", "secrets", "get", "api_key_pepper_previous", "--reveal")
-    assert revealed.stdout == old + "\n"
+    assert revealed.stdout == f"{old}\n<empty>\n"  # newest first; <empty>: kept by the first set
     rows = listed(env)
     assert {r["pepper"] for r in rows.values()} == {"old"}
     assert {r["last_used_at"] for r in rows.values()} == {None}
@@ -149,6 +150,49 @@ def test_a_pepper_change_keeps_keys_working_and_key_use_is_recorded(
     with atlas_api(env, tmp_path / "api.log") as base:
         assert post(base, used["key"]) == 202
         assert post(base, fresh["key"]) == 202
+        assert post(base, idle["key"]) == 401
+
+
+def test_setting_the_first_pepper_keeps_keys_made_without_one_working(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The new-user walkthrough: a key made before any pepper (hashed with "") still works after
+    the first `secrets set api_key_pepper` and a restart, and is re-hashed with the pepper on use;
+    once api_key_pepper_previous is removed, a key not used meanwhile no longer verifies."""
+    assert ops(env, "database", "migrate").returncode == 0
+    used, idle = create_key(env, "used"), create_key(env, "idle")
+    secret = used["key"].split("_", 2)[2]
+    assert (row(env, used["id"])["secret_hash"], row(env, used["id"])["pepper_id"]) == (
+        _hash("", secret),
+        pepper_id(""),
+    )
+    with atlas_api(env, tmp_path / "api.log") as base:
+        assert post(base, used["key"]) == 202
+
+    pepper = "s3cretpepper"
+    changed = ops(env, "config", "secrets", "set", "api_key_pepper", stdin=pepper)
+    assert changed.returncode == 0, changed.stderr
+    assert "previous value (none: keys so far have no pepper) is kept in api_key_pepper_previous" in (
+        " ".join(changed.stderr.split())
+    )
+    names = {r["name"] for r in json.loads(ops(env, "config", "secrets", "list", "--format", "json").stdout)}
+    assert names == {"api_key_pepper", "api_key_pepper_previous"}
+    assert {r["pepper"] for r in listed(env).values()} == {"old"}  # true: "" still verifies them
+
+    with atlas_api(env, tmp_path / "api.log") as base:
+        assert post(base, used["key"]) == 202  # verified with the empty pepper
+        wait_for(lambda: row(env, used["id"])["secret_hash"] == _hash(pepper, secret), 30, "the re-hash")
+        assert post(base, used["key"]) == 202
+    assert row(env, used["id"])["pepper_id"] == pepper_id(pepper)
+    rows = listed(env)
+    assert (rows[used["id"]]["pepper"], rows[idle["id"]]["pepper"]) == ("current", "old")
+
+    # The empty pepper dropped: the re-hashed key works, the idle one cannot, and says so.
+    assert ops(env, "config", "secrets", "rm", "api_key_pepper_previous").returncode == 0
+    rows = listed(env)
+    assert (rows[used["id"]]["pepper"], rows[idle["id"]]["pepper"]) == ("current", "unverifiable")
+    with atlas_api(env, tmp_path / "api.log") as base:
+        assert post(base, used["key"]) == 202
         assert post(base, idle["key"]) == 401
 
 

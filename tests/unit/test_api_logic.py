@@ -7,10 +7,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from atlas import secrets as sec
 from atlas.api import keys as keys_module
 from atlas.api.guards import json_too_deep
 from atlas.api.keys import KeyChecker, create_key
 from atlas.api.pressure import Pressure
+from atlas.config.loader import load_settings
 from atlas.reliability.token_bucket import TokenBucket
 from atlas.settings import Settings
 from atlas.store.sqlite import SQLiteStore
@@ -89,6 +91,36 @@ def test_revocation_takes_effect_once_the_cache_expires(tmp_path: Path) -> None:
     assert checker.check(str(key["key"])) is not None  # still cached
     now[0] += 6
     assert checker.check(str(key["key"])) is None
+
+
+def test_the_first_pepper_verifies_keys_made_without_one_until_the_empty_one_is_dropped(
+    tmp_path: Path,
+) -> None:
+    """set_secret (what `config secrets set` calls) on a real secrets file, settings loaded from it."""
+    store = SQLiteStore(tmp_path / "a.db")
+    used, idle = (str(create_key(store, "", name, ["read"])["key"]) for name in ("used", "idle"))
+    used_id, idle_id = used.split("_")[1], idle.split("_")[1]
+    ring = sec.KeyRing((sec.DEVELOPMENT_KEY,), "dev")
+    sec.set_secret(tmp_path / "development.secrets", ring, "api_key_pepper", "s3cretpepper")
+    environ = {"ATLAS_CONFIG_DIR": str(tmp_path), "ATLAS_ENVIRONMENT": "development"}
+    settings = load_settings(environ)
+    label = keys_module.pepper_labeller(settings)
+    assert [label(store.api_key_get(k)["pepper_id"]) for k in (used_id, idle_id)] == ["old", "old"]
+
+    checker = KeyChecker.for_settings(store, settings)
+    assert checker.check(used) is not None
+    checker.close()  # writes the re-hash
+    rehashed = keys_module._hash("s3cretpepper", used.split("_", 2)[2])
+    assert store.api_key_get(used_id)["secret_hash"] == rehashed
+    assert label(store.api_key_get(used_id)["pepper_id"]) == "current"
+
+    assert sec.remove_secret(tmp_path / "development.secrets", "api_key_pepper_previous")
+    settings = load_settings(environ)
+    checker = KeyChecker.for_settings(store, settings)
+    assert checker.check(used) is not None and checker.check(idle) is None
+    checker.close()
+    assert keys_module.pepper_labeller(settings)(store.api_key_get(idle_id)["pepper_id"]) == "unverifiable"
+    assert keys_module.pepper_labeller(settings)(None) == "unknown"
 
 
 def test_a_verified_secret_is_not_hashed_again_but_any_other_is_checked(

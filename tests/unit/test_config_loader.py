@@ -187,10 +187,35 @@ def test_secret_settings_come_from_the_secrets_file(tmp_path: Path) -> None:
     assert loaded.settings.api_key_pepper == "pepper-value-123"
     assert dict(loaded.settings.secrets) == {
         "api_key_pepper": "pepper-value-123",
+        "api_key_pepper_previous": sec.EMPTY_PREVIOUS,  # the first pepper keeps the empty one
         "smtp_password": "smtp-pass-456",
     }
     assert str(loaded.sources["api_key_pepper"]) == f"{tmp_path}/staging.secrets"
     assert "pepper-value" not in repr(loaded.settings)  # secrets stay out of reprs (and tracebacks)
+
+
+def test_a_pepper_change_keeps_the_old_one_the_empty_one_included(tmp_path: Path) -> None:
+    path, ring = tmp_path / "staging.secrets", sec.KeyRing((Fernet.generate_key(),), "test")
+    previous = "api_key_pepper_previous"
+    assert sec.set_secret(path, ring, "api_key_pepper", "p1") == sec.Kept(previous, "")
+    assert sec.decrypt_all(path, ring)[previous] == sec.EMPTY_PREVIOUS
+    assert sec.set_secret(path, ring, "api_key_pepper", "p1") is None  # unchanged: nothing kept
+    assert sec.set_secret(path, ring, "api_key_pepper", "p2") == sec.Kept(previous, "p1")
+    assert sec.previous_values(sec.decrypt_all(path, ring)[previous]) == ["p1", ""]
+    assert sec.set_secret(path, ring, "smtp_password", "s1") is None
+    assert sec.set_secret(path, ring, "smtp_password", "s2") is None  # only peppers keep theirs
+    # Removed, then set again: keys made in between have no pepper, so "" is kept again (once).
+    assert sec.remove_secret(path, "api_key_pepper")
+    assert sec.set_secret(path, ring, "api_key_pepper", "p3") == sec.Kept(previous, "")
+    assert sec.previous_values(sec.decrypt_all(path, ring)[previous]) == ["", "p1"]
+    with pytest.raises(ConfigError, match="refusing '<empty>'"):
+        sec.set_secret(path, ring, "api_key_pepper", " <empty>\n")
+    assert sec.decrypt_all(path, ring)["api_key_pepper"] == "p3"  # nothing was changed
+
+
+def test_previous_values_written_before_the_empty_marker_still_load() -> None:
+    assert sec.previous_values("old-2\n  old-1 \n\n") == ["old-2", "old-1"]
+    assert sec.previous_values(None) == []
 
 
 def test_a_secrets_file_without_a_key_is_refused_outside_development(tmp_path: Path) -> None:

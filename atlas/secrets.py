@@ -224,6 +224,12 @@ def set_secret(path: Path, ring: KeyRing, name: str, value: str) -> Kept | None:
     if not value.strip():
         raise ConfigError(f"{name}: refusing to store an empty value (nothing was changed)")
     kept = KEEP_PREVIOUS.get(name)
+    if kept is not None and (value != value.strip() or "\n" in value or "\r" in value):
+        # Kept values are stored a line each and read back stripped: such a value, once replaced,
+        # would no longer verify the keys hashed with it.
+        raise ConfigError(
+            f"{name}: refusing a value with spaces at either end or a line break (nothing was changed)"
+        )
     if kept is not None and value.strip() == EMPTY_PREVIOUS:
         raise ConfigError(
             f"{name}: refusing {EMPTY_PREVIOUS!r}: {kept} uses it for the empty value (nothing was changed)"

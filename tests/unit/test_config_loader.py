@@ -209,7 +209,11 @@ def test_a_pepper_change_keeps_the_old_one_the_empty_one_included(tmp_path: Path
     assert sec.set_secret(path, ring, "api_key_pepper", "p3") == sec.Kept(previous, "")
     assert sec.previous_values(sec.decrypt_all(path, ring)[previous]) == ["", "p1"]
     with pytest.raises(ConfigError, match="refusing '<empty>'"):
-        sec.set_secret(path, ring, "api_key_pepper", " <empty>\n")
+        sec.set_secret(path, ring, "api_key_pepper", "<empty>")
+    # Kept values are read back a line each, stripped: such a pepper would stop verifying its keys.
+    for bad in (" p4", "p4 ", "p4\np5", "p4\r"):
+        with pytest.raises(ConfigError, match="spaces at either end or a line break"):
+            sec.set_secret(path, ring, "api_key_pepper", bad)
     assert sec.decrypt_all(path, ring)["api_key_pepper"] == "p3"  # nothing was changed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -75,6 +76,29 @@ format_option = click.option(
 )
 
 
+def when(at: float | None, missing: str = "-") -> str:
+    """Unix seconds as UTC ISO-8601 to the second, for people."""
+    if at is None:
+        return missing
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def cell(column: str, value: Any) -> str:
+    """A value as a table shows it: no Python spellings (None, True, ['a']) and times as UTC ISO-8601
+    (a number in a column named *_at or *_until); JSON output keeps the values as they are."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)) and column.endswith(("_at", "_until")):
+        return when(value) if value > 0 else "-"  # 0: never (an empty queue's oldest_queued_at)
+    if isinstance(value, (list, tuple)):
+        return ",".join(cell(column, v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
 def emit(fmt: str, data: Any, columns: Sequence[str] | None = None) -> None:
     if fmt == "json":
         click.echo(json.dumps(data, indent=2, default=str))
@@ -84,7 +108,8 @@ def emit(fmt: str, data: Any, columns: Sequence[str] | None = None) -> None:
         click.echo("(none)")
         return
     cols = list(columns or rows[0].keys())
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
-    click.echo("  ".join(c.upper().ljust(widths[c]) for c in cols))
-    for r in rows:
-        click.echo("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+    table = [[cell(c, r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+    for row in table:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

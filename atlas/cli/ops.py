@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -18,7 +17,7 @@ import click
 from atlas import __version__
 from atlas.api.keys import SCOPES, create_key, pepper_labeller
 from atlas.cli.alerts import alerts
-from atlas.cli.common import clean_errors, document_exit_codes, emit, format_option, settings_or_exit
+from atlas.cli.common import clean_errors, document_exit_codes, emit, format_option, settings_or_exit, when
 from atlas.cli.config import config
 from atlas.cli.dashboards import dashboards
 from atlas.cli.database import database
@@ -308,15 +307,8 @@ def apikey_list(fmt: str) -> None:
         return
     for row in rows:
         for column in ("created_at", "revoked_at", "last_used_at"):
-            row[column] = _when(row[column], "never" if column == "last_used_at" else "")
+            row[column] = when(row[column], "never" if column == "last_used_at" else "")
     emit(fmt, rows, ["id", "name", "scopes", "created_at", "revoked_at", "last_used_at", "pepper"])
-
-
-def _when(at: float | None, missing: str) -> str:
-    """Unix seconds as UTC ISO-8601 to the second, for people."""
-    if at is None:
-        return missing
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @apikey.command("revoke")

@@ -7,7 +7,7 @@ and building the NewItems. That is about a third less CPU per item than json.loa
 atlas.engine.items.parse_item per entry (issue 18, measured on 1,000-item batches).
 
 `fast_documents` returns None for anything else: url or feed items, an idempotency key (its
-request fingerprint is of the entry as sent, atlas.api.routes_items._with_hash), any invalid or
+request fingerprint is of the entry as sent, atlas.engine.items.with_request_hash), any invalid or
 unusual value (a float priority such as 3.0, NaN, a lone surrogate, a blank content). The route
 then takes the general path, which words every error as before: this path only ever accepts what
 that one accepts, and builds the same items from it.

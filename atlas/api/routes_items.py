@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 from typing import Any
@@ -23,12 +22,14 @@ from atlas.api.schemas import (
     BatchIn,
     BatchResult,
     Error,
+    ItemKind,
     ItemPage,
+    ItemState,
     ItemView,
     ResultView,
 )
 from atlas.api.services import Services, current_traceparent
-from atlas.engine.items import parse_item
+from atlas.engine.items import parse_item, with_request_hash
 from atlas.errors import ItemError, StoreError
 from atlas.store.models import EnqueueResult, Item, NewItem
 from atlas.store.protocols import AtlasStore
@@ -53,10 +54,6 @@ def _body_schema(model: type[Any]) -> dict[str, Any]:
     schema = model.model_json_schema()
     inlined = _inline(schema, schema.get("$defs", {}))
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": inlined}}}}
-
-
-def _fingerprint(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def parse_json(body: bytes) -> Any:
@@ -106,7 +103,7 @@ async def accept_one(svc: Services, body: bytes, idempotency_key: str | None) ->
     if idempotency_key is not None:
         data = {**data, "idempotency_key": idempotency_key}
         item = replace(item, idempotency_key=idempotency_key)
-    item = _with_hash(item, data)
+    item = with_request_hash(item, data)
     (result,) = await commit(svc, [item])
     if not result.created:
         if result.request_hash != item.request_hash:
@@ -222,9 +219,8 @@ def build(svc: Services) -> APIRouter:
         valid: list[tuple[int, NewItem]] = []
         for index, entry in enumerate(raw):
             try:
-                valid.append(
-                    (index, _with_hash(parse_item(entry, index=index, trace_context=traceparent), entry))
-                )
+                item = parse_item(entry, index=index, trace_context=traceparent)
+                valid.append((index, with_request_hash(item, entry)))
             except ItemError as exc:
                 entries[index]["error"] = str(exc)
                 errors.append(str(exc))
@@ -261,8 +257,8 @@ def build(svc: Services) -> APIRouter:
 
     @router.get("", response_model=ItemPage)
     def list_items(
-        state: str | None = Query(default=None, pattern="^(queued|leased|done|duplicate|dead)$"),
-        kind: str | None = Query(default=None, max_length=32, pattern=NO_NUL_PATTERN),
+        state: ItemState | None = None,
+        kind: ItemKind | None = None,
         source: str | None = Query(default=None, max_length=255, pattern=NO_NUL_PATTERN),
         cursor: str | None = Query(
             default=None, pattern=ID_PATTERN, description="next_cursor of the previous page."
@@ -287,10 +283,3 @@ async def _accept_valid(svc: Services, items: list[NewItem]) -> Response:
         status_code=202,
         media_type="application/json",
     )
-
-
-def _with_hash(item: NewItem, data: Any) -> NewItem:
-    """Fingerprint the request of a keyed item, so a repeat can be told from a conflict."""
-    if item.idempotency_key is None:
-        return item
-    return replace(item, request_hash=_fingerprint(data))

@@ -19,8 +19,10 @@ from atlas.api.routes_items import ERRORS, item_view
 from atlas.api.schemas import (
     ID_PATTERN,
     NO_NUL_PATTERN,
+    DeadReason,
     DLQView,
     HealthView,
+    ItemKind,
     MaintenanceIn,
     MaintenanceView,
     ReplayIn,
@@ -42,9 +44,9 @@ def build(svc: Services) -> APIRouter:
         stage: str | None = Query(default=None, max_length=64, pattern=NO_NUL_PATTERN),
         error_class: str | None = Query(default=None, max_length=128, pattern=NO_NUL_PATTERN),
         host: str | None = Query(default=None, max_length=255, pattern=NO_NUL_PATTERN),
-        kind: str | None = Query(default=None, max_length=32, pattern=NO_NUL_PATTERN),
+        kind: ItemKind | None = None,
         source: str | None = Query(default=None, max_length=255, pattern=NO_NUL_PATTERN),
-        reason: str | None = Query(default=None, max_length=32, pattern=NO_NUL_PATTERN),
+        reason: DeadReason | None = None,
         cursor: str | None = Query(
             default=None, pattern=ID_PATTERN, description="next_cursor of the previous page."
         ),

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from atlas.engine.items import PRIORITY_MAX, PRIORITY_MIN
 from atlas.pipeline.document import DOCUMENT_CONTENT_TYPES
+from atlas.store.models import DEAD_REASONS, ITEM_KINDS, STATES
 
 
 class _Strict(BaseModel):
@@ -27,6 +28,11 @@ FEED_ID_PATTERN = r"^f_[0-9a-f]{32}$"
 # cannot, so on that backend one such item failed its whole group commit with a 503 (issue 17).
 # Refused here on both backends, naming the field, as any other malformed value.
 NO_NUL_PATTERN = r"^[^\x00]*$"
+# Filters with a closed set of values, from the store's own lists: anything else is a 422 naming
+# the parameter and the values it takes, not an empty answer.
+ItemState = Literal[STATES]  # type: ignore[valid-type]
+ItemKind = Literal[ITEM_KINDS]  # type: ignore[valid-type]
+DeadReason = Literal[DEAD_REASONS]  # type: ignore[valid-type]
 
 
 def _priority() -> Any:
@@ -135,9 +141,9 @@ class ReplayIn(_Strict):
     stage: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
     error_class: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
     host: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
-    kind: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
+    kind: ItemKind | None = None
     source: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
-    reason: str | None = Field(default=None, pattern=NO_NUL_PATTERN)
+    reason: DeadReason | None = None
     dry_run: bool = False
 
 

@@ -30,9 +30,10 @@ from atlas.cli.ops_monitor import monitoring
 from atlas.cli.ops_service import service
 from atlas.cli.ops_test import test_group
 from atlas.cli.outbox import outbox
-from atlas.engine.items import parse_item
+from atlas.engine.items import parse_item, with_request_hash
+from atlas.errors import ItemError
 from atlas.store import open_store
-from atlas.store.models import MAINTENANCE_KEY, DLQFilter, Item
+from atlas.store.models import DEAD_REASONS, ITEM_KINDS, MAINTENANCE_KEY, DLQFilter, Item
 
 
 @click.group()
@@ -84,15 +85,24 @@ def items() -> None:
 def items_add(
     path: Any, content_type: str, source: str | None, idempotency_key: str | None, fmt: str
 ) -> None:
-    """Enqueue one document."""
-    item = parse_item(
-        {
+    """Enqueue one document.
+
+    With --idempotency-key, a repeat of the same request answers the first item (created false,
+    its current state); the key with other content or options is refused (exit 2), as the API
+    answers 409, and nothing is added.
+    """
+    # The request as an API client would send it (no null fields), so both doors fingerprint it alike.
+    request = {
+        k: v
+        for k, v in {
             "content": path.read(),
             "content_type": content_type,
             "source": source,
             "idempotency_key": idempotency_key,
-        }
-    )
+        }.items()
+        if v is not None
+    }
+    item = with_request_hash(parse_item(request), request)
     store = open_store(settings_or_exit(), migrate=False)
     # Maintenance refuses writes from every door, as the API does with its 503.
     maintenance = json.loads(store.kv_get(MAINTENANCE_KEY) or "{}")
@@ -105,7 +115,16 @@ def items_add(
         )
         sys.exit(1)
     result = store.enqueue([item])[0]
-    emit(fmt, {"id": result.id, "created": result.created, "state": "queued"})
+    state = "queued"
+    if not result.created:
+        if result.request_hash != item.request_hash:
+            raise ItemError(
+                f"--idempotency-key {idempotency_key!r} was used with a different request "
+                f"(item {result.id}); nothing was added"
+            )
+        current = store.get_item(result.id)
+        state = current.state if current else state
+    emit(fmt, {"id": result.id, "created": result.created, "state": state})
 
 
 @items.command("get")
@@ -142,9 +161,9 @@ def _filters(fn: Any) -> Any:
             click.option("--stage"),
             click.option("--error-class"),
             click.option("--host"),
-            click.option("--kind"),
+            click.option("--kind", type=click.Choice(ITEM_KINDS)),
             click.option("--source"),
-            click.option("--reason", help="max_attempts | permanent | quarantined | lease_expired"),
+            click.option("--reason", type=click.Choice(DEAD_REASONS), help="Why the item is dead."),
             click.option("--older-than-days", type=float, default=None),
         ]
     ):

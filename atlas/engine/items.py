@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,12 +22,15 @@ MAX_URL_CHARS = 2048
 MIN_POLL_INTERVAL_SECONDS = 60.0
 # The documented bound of `priority` (the OpenAPI document states it from here).
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
+# Values and types in error messages as the producer wrote them in JSON, not as Python names them.
+_JSON_SPELLING = {True: "true", False: "false", None: "null"}
+_JSON_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
 
 
 def parse_url(value: Any, field: str) -> str:
     """An absolute http(s) URL with a host, at most MAX_URL_CHARS long; ItemError naming `field`."""
     if not isinstance(value, str):
-        raise ItemError(f"{field}: expected a string, got {type(value).__name__}")
+        raise ItemError(f"{field}: expected a string, got {_json_type(value)}")
     url = value.strip()
     if len(url) > MAX_URL_CHARS:
         raise ItemError(f"{field}: longer than {MAX_URL_CHARS} characters")
@@ -41,6 +47,20 @@ def parse_url(value: Any, field: str) -> str:
     return url
 
 
+def request_fingerprint(data: Any) -> str:
+    """SHA-256 (hex) of a request as sent: JSON with sorted keys and no spaces."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def with_request_hash(item: NewItem, data: Any) -> NewItem:
+    """`item` with the fingerprint of `data` (the request that made it, key included) when it has
+    an idempotency key: a repeat of the key with another fingerprint is a conflict, not a replay.
+    Every door (API, batches, CLI) fingerprints this way, so they judge repeats alike."""
+    if item.idempotency_key is None:
+        return item
+    return replace(item, request_hash=request_fingerprint(data))
+
+
 def _where(index: int | None) -> str:
     return "" if index is None else f"items[{index}]."
 
@@ -49,7 +69,7 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
     """Validate one item as a producer sends it. Raises ItemError naming the field at fault."""
     at = _where(index)
     if not isinstance(data, dict):
-        raise ItemError(f"{at.rstrip('.') or 'item'}: expected a JSON object, got {type(data).__name__}")
+        raise ItemError(f"{at.rstrip('.') or 'item'}: expected a JSON object, got {_json_type(data)}")
     if "url" in data:
         return _parse_kind(data, at, "url", _URL_FIELDS, trace_context)
     if "feed" in data:
@@ -61,7 +81,7 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
         raise ItemError(f"{at}{unknown[0]}: unknown field (allowed: {', '.join(sorted(_DOCUMENT_FIELDS))})")
     content = data["content"]
     if not isinstance(content, str):
-        raise ItemError(f"{at}content: expected a string, got {type(content).__name__}")
+        raise ItemError(f"{at}content: expected a string, got {_json_type(content)}")
     if not content or content.isspace():
         raise ItemError(f"{at}content: must not be empty")
     if len(_utf8(content, at, "content")) > MAX_DOCUMENT_BYTES:
@@ -69,7 +89,8 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
     content_type = data.get("content_type", "text/plain")
     if content_type not in DOCUMENT_CONTENT_TYPES:
         raise ItemError(
-            f"{at}content_type: expected one of {', '.join(DOCUMENT_CONTENT_TYPES)}, got {content_type!r}"
+            f"{at}content_type: expected one of {', '.join(DOCUMENT_CONTENT_TYPES)}, "
+            f"got {_quote(content_type)}"
         )
     payload: dict[str, Any] = {"content": content, "content_type": content_type}
     if data.get("title") is not None:
@@ -79,6 +100,11 @@ def parse_item(data: Any, *, index: int | None = None, trace_context: str | None
     if _COMMON.isdisjoint(data):  # nothing but the content: the defaults, without _common's checks
         return NewItem(kind="document", payload=payload, trace_context=trace_context)
     return NewItem(kind="document", payload=payload, trace_context=trace_context, **_common(data, at))
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for "expected ..., got ..." (null, not NoneType)."""
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def _utf8(text: str, at: str, field: str) -> bytes:
@@ -116,14 +142,17 @@ def _parse_kind(
         ):
             raise ItemError(
                 f"{at}poll_interval_seconds: expected a number {MIN_POLL_INTERVAL_SECONDS:g}-{7 * 86_400}, "
-                f"got {interval!r}"
+                f"got {_quote(interval)}"
             )
         payload["poll_interval_seconds"] = float(interval)
     return NewItem(kind=kind, payload=payload, trace_context=trace_context, **_common(data, at))
 
 
 def _quote(value: Any, limit: int = 40) -> str:
-    """A value for an error message, cut short: a 300-digit number is not worth echoing whole."""
+    """A value for an error message, cut short: a 300-digit number is not worth echoing whole.
+    true, false and null are spelled as the producer sent them (JSON), not as Python's repr."""
+    if value is None or isinstance(value, bool):
+        return _JSON_SPELLING[value]
     shown = repr(value)
     return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"
 

@@ -56,11 +56,12 @@ def numeric_address(host: str) -> IPAddress | None:
 
 
 def refused(address: IPAddress) -> str | None:
-    """Why `address` may not be fetched, or None when it may."""
+    """Why `address` may not be fetched, worded to follow "address X is" (`loopback`,
+    `a cloud metadata endpoint`, `not public`), or None when it may."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address in _METADATA:
-        return "a cloud metadata address"
+        return "a cloud metadata endpoint"
     for attr, what in (
         ("is_loopback", "loopback"),
         ("is_link_local", "link-local"),
@@ -70,9 +71,9 @@ def refused(address: IPAddress) -> str | None:
         ("is_reserved", "reserved"),
     ):
         if getattr(address, attr):
-            return f"a {what} address"
+            return what
     if not address.is_global:
-        return "not a public address"
+        return "not public"
     return None
 
 
@@ -128,7 +129,8 @@ async def vet(host: str, port: int, resolver: Resolver, allow: AllowList) -> str
         if why is not None:
             shown = host if literal is None or host == str(literal) else f"{host} ({literal})"
             raise BlockedAddress(
-                f"refused to fetch {shown}: {address} is {why} (SSRF guard; see ATLAS_FETCH_ALLOW_HOSTS)",
+                f"refused to fetch {shown}: address {address} is {why} "
+                "(SSRF guard; see ATLAS_FETCH_ALLOW_HOSTS)",
                 stage="fetch",
                 host=host,
             )

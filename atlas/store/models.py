@@ -54,6 +54,10 @@ def _maker(cls: type) -> Callable[..., Any]:
 ITEM_KINDS = ("document", "url", "feed")
 STATES = ("queued", "leased", "done", "duplicate", "dead")
 FINAL_STATES = ("done", "duplicate", "dead")
+# Why an item is dead (its dead_reason): retries used up, a permanent error, its worker died with
+# it max_deaths times, or its lease expired max_lease_expiries times (atlas.engine.queue,
+# atlas.store.transitions). The DLQ filters accept only these.
+DEAD_REASONS = ("max_attempts", "permanent", "quarantined", "lease_expired")
 # Shared keys in the kv table, read by every process.
 MAINTENANCE_KEY = "maintenance"  # JSON {"enabled", "reason", "since"}
 HEARTBEAT_KEY_PREFIX = "engine.heartbeat."  # + engine owner -> Unix time of its last heartbeat

@@ -134,3 +134,55 @@ def test_request_bodies_are_not_coerced(api: Api) -> None:
     assert r.status_code == 422 and r.json()["error"].startswith("dry_run:"), r.text
     r = httpx.post(f"{api.url}/v1/admin/maintenance", json={"enabled": 1}, headers=api.auth("admin"))
     assert r.status_code == 422 and r.json()["error"].startswith("enabled:"), r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "where", "field", "allowed"),
+    [
+        ("GET", "/v1/items", "query.", "state", ("queued", "leased", "done", "duplicate", "dead")),
+        ("GET", "/v1/items", "query.", "kind", ("document", "url", "feed")),
+        ("GET", "/v1/dlq", "query.", "kind", ("document", "url", "feed")),
+        ("GET", "/v1/dlq", "query.", "reason", ("max_attempts", "permanent", "quarantined", "lease_expired")),
+        ("POST", "/v1/dlq/replay", "", "kind", ("document", "url", "feed")),
+        (
+            "POST",
+            "/v1/dlq/replay",
+            "",
+            "reason",
+            ("max_attempts", "permanent", "quarantined", "lease_expired"),
+        ),
+    ],
+)
+def test_a_filter_outside_its_values_is_refused_naming_them(
+    api: Api, method: str, path: str, where: str, field: str, allowed: tuple[str, ...]
+) -> None:
+    """Not an empty list: a misspelt state, kind or reason would otherwise look like 'none match'."""
+    if method == "GET":
+        r = httpx.get(f"{api.url}{path}", params={field: "bogus"}, headers=api.auth("admin"))
+    else:
+        r = httpx.post(f"{api.url}{path}", json={field: "bogus", "dry_run": True}, headers=api.auth("admin"))
+    assert r.status_code == 422, r.text
+    message = r.json()["error"]
+    assert message.startswith(f"{where}{field}:"), message
+    assert all(repr(value) in message for value in allowed), message
+    good = allowed[-1]
+    if method == "GET":
+        assert (
+            httpx.get(f"{api.url}{path}", params={field: good}, headers=api.auth("admin")).status_code == 200
+        )
+    else:
+        ok = httpx.post(f"{api.url}{path}", json={field: good, "dry_run": True}, headers=api.auth("admin"))
+        assert ok.status_code == 200, ok.text
+
+
+def test_a_boolean_priority_is_quoted_as_json_on_every_ingest_route(api: Api) -> None:
+    one = b'{"content": "x", "priority": true}'
+    ingest = {**api.auth("ingest"), "content-type": "application/json"}
+    for headers in (ingest, {**ingest, "Origin": "https://app.example"}):  # fast path, FastAPI route
+        r = httpx.post(f"{api.url}/v1/items", content=one, headers=headers)
+        assert (
+            r.status_code == 422 and r.json()["error"] == "priority: expected an integer -100..100, got true"
+        )
+    batch = httpx.post(f"{api.url}/v1/items/batch", content=b'{"items": [' + one + b"]}", headers=ingest)
+    assert batch.json()["results"][0]["error"] == "items[0].priority: expected an integer -100..100, got true"
+    assert api.store.counts() == {}

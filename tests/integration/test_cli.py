@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from atlas.cli.ops import ops
 from atlas.engine import queue
+from atlas.engine.items import parse_item, with_request_hash
 from atlas.store.models import ErrorInfo, NewItem
 from atlas.store.sqlite import SQLiteStore
 from tests.conftest import atlas_env
@@ -58,6 +60,75 @@ def test_bad_input_exits_2_naming_the_field(runner: CliRunner) -> None:
     result = runner.invoke(ops, ["items", "add", "--content-type", "image/gif"], input="x")
     assert result.exit_code == 2
     assert "content_type: expected one of" in result.output and "image/gif" in result.output
+
+
+def test_an_idempotency_key_replays_the_real_state_and_refuses_other_content(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    assert runner.invoke(ops, ["database", "migrate"]).exit_code == 0
+
+    def add(content: str, *extra: str) -> Any:
+        return runner.invoke(
+            ops, ["items", "add", "--idempotency-key", "k1", "--format", "json", *extra], input=content
+        )
+
+    first = add("hi")
+    assert first.exit_code == 0, first.output
+    item_id = json.loads(first.output)["id"]
+    assert json.loads(first.output) == {"id": item_id, "created": True, "state": "queued"}
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    (claimed,) = store.claim("t", 1, 30)  # the item is processed: here it fails for good
+    failure = ErrorInfo("extract", "Boom", "no")
+    policy = queue.RetryPolicy(max_attempts=1)
+    store.apply([queue.failed(claimed, failure, permanent=True, policy=policy, now=0, rand=lambda: 0.0)])
+
+    again = add("hi")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == {"id": item_id, "created": False, "state": "dead"}
+    for other in (add("hi3"), add("hi", "--content-type", "text/markdown"), add("hi", "--source", "s")):
+        assert other.exit_code == 2, other.output
+        assert "--idempotency-key 'k1' was used with a different request" in other.output
+        assert item_id in other.output and "Traceback" not in other.output
+    assert store.counts() == {("dead", "document"): 1}
+    stored = store.get_item(item_id)
+    assert stored is not None and stored.payload["content"] == "hi" and stored.source is None
+
+
+def test_an_idempotency_key_the_api_used_is_judged_alike_by_the_cli(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """One fingerprint for both doors: the request the CLI makes, sent to the API, is a replay."""
+    assert runner.invoke(ops, ["database", "migrate"]).exit_code == 0
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    sent = {"content": "hi", "content_type": "text/plain", "idempotency_key": "k2"}
+    (created,) = store.enqueue([with_request_hash(parse_item(sent), sent)])
+    args = ["items", "add", "--idempotency-key", "k2", "--format", "json"]
+    replay = runner.invoke(ops, args, input="hi")
+    assert replay.exit_code == 0, replay.output
+    assert json.loads(replay.output) == {"id": created.id, "created": False, "state": "queued"}
+    assert runner.invoke(ops, args, input="other").exit_code == 2
+
+
+@pytest.mark.parametrize("command", ["list", "groups", "replay", "purge"])
+@pytest.mark.parametrize(
+    ("option", "allowed"),
+    [
+        ("--reason", ("max_attempts", "permanent", "quarantined", "lease_expired")),
+        ("--kind", ("document", "url", "feed")),
+    ],
+)
+def test_a_dlq_filter_outside_its_values_exits_2_naming_them(
+    runner: CliRunner, tmp_path: Path, command: str, option: str, allowed: tuple[str, ...]
+) -> None:
+    store = SQLiteStore(tmp_path / "atlas.db", synchronous="NORMAL")
+    dead_letter(store, 1, ErrorInfo("fetch", "ConnectError", "refused", "a.example"))
+    result = runner.invoke(ops, ["dlq", command, option, "bogus", "--format", "json"])
+    assert result.exit_code == 2, result.output
+    assert option in result.output and "'bogus'" in result.output
+    assert all(value in result.output for value in allowed), result.output
+    assert store.counts() == {("dead", "document"): 1}  # nothing replayed or purged
+    good = "max_attempts" if option == "--reason" else "document"
+    assert runner.invoke(ops, ["dlq", "list", option, good, "--format", "json"]).exit_code == 0
 
 
 def test_dlq_groups_dry_run_and_replay(runner: CliRunner, tmp_path: Path) -> None:

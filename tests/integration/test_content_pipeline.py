@@ -97,7 +97,7 @@ def test_url_items_are_fetched_extracted_deduplicated_and_searchable(
     )
 
     expect = {"pdf": "content type application/pdf", "404": "HTTP 404", "empty": "no extractable main text"}
-    expect["ssrf"] = "is a link-local address"
+    expect["ssrf"] = "is link-local (SSRF guard"
     for name, item_id in bad_ids.items():
         item = store.get_item(item_id)
         assert item is not None and (item.state, item.dead_reason) == ("dead", "permanent"), item

@@ -127,6 +127,6 @@ def test_a_redirect_to_an_internal_address_is_refused_after_the_hop(origin: Orig
     only_by_name = LIMITS.replace(fetch_allow_hosts=("h5.test",))  # the name is allowed, 127.0.0.1 is not
     target = f"http://127.0.0.1:{origin.port}/article/1"
     before = origin.hits["127.0.0.1"]
-    with pytest.raises(BlockedAddress, match=r"127\.0\.0\.1 is a loopback address"):
+    with pytest.raises(BlockedAddress, match=r"address 127\.0\.0\.1 is loopback \(SSRF guard"):
         fetch(only_by_name, origin.url("h5.test", f"/to-loopback?to={target}"))
     assert origin.hits["h5.test"] >= 1 and origin.hits["127.0.0.1"] == before

@@ -44,6 +44,25 @@ def test_numeric_forms_of_internal_addresses_are_refused(host: str) -> None:
         run(vet(host, 80, no_dns, AllowList()))
 
 
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("0.0.0.0", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("10.0.0.5", "private"),
+        ("169.254.169.254", "link-local"),
+        ("100.100.100.200", "a cloud metadata endpoint"),
+        ("100.64.0.1", "not public"),
+    ],
+)
+def test_the_refusal_reads_as_a_sentence_for_every_category(host: str, why: str) -> None:
+    with pytest.raises(BlockedAddress) as raised:
+        run(vet(host, 80, no_dns, AllowList()))
+    assert f": address {host} is {why} (SSRF guard" in str(raised.value)
+
+
 def test_legacy_numeric_notations_parse_to_the_address_they_name() -> None:
     for form in ("127.1", "2130706433", "0x7f000001", "0177.0.0.1", "0x7f.0.0.1"):
         assert str(numeric_address(form)) == "127.0.0.1"
@@ -55,7 +74,7 @@ def test_a_name_is_refused_when_any_of_its_addresses_is_internal() -> None:
     async def mixed(host: str, port: int) -> list[str]:
         return ["93.184.215.14", "10.1.2.3"]
 
-    with pytest.raises(BlockedAddress, match=r"10\.1\.2\.3 is a private address"):
+    with pytest.raises(BlockedAddress, match=r"address 10\.1\.2\.3 is private \(SSRF guard"):
         run(vet("rebind.example", 443, mixed, AllowList()))
 
 

@@ -226,10 +226,17 @@ def test_the_engine_settles_cheap_documents_itself_and_the_rest_in_workers(
         # the lease's token.
         cheap = {ids["plain"], ids["markdown"], ids["empty"]}
         assert {i for i, t in tokens.items() if t is None} == (cheap if inline else set())
-        processed = engine.metrics.registry.get_sample_value(
-            "atlas_engine_items_processed_total", {"kind": "document", "outcome": "done"}
+        # The rows are final a moment before the loop counts their commit (its callback).
+        wait_for(
+            lambda: (
+                engine.metrics.registry.get_sample_value(
+                    "atlas_engine_items_processed_total", {"kind": "document", "outcome": "done"}
+                )
+                == 4
+            ),
+            30,
+            "the engine to count the 4 documents done",
         )
-        assert processed == 4
         stage_runs = engine.metrics.registry.get_sample_value(
             "atlas_engine_stage_duration_seconds_count", {"stage": "normalise"}
         )
@@ -432,34 +439,42 @@ def test_two_engines_settling_on_one_postgresql_database_finish_each_document_on
 
     url = migrated_and_empty(postgres_url)
     stores = [PostgresStore(url, pool_size=4) for _ in range(2)]
-    n = 3_000
-    texts = [f"text {i % 2_000}" for i in range(n)]  # 1,000 texts twice
-    ids = [r.id for r in stores[0].enqueue([NewItem("document", {"content": t}) for t in texts])]
-    fast = settings.replace(database_url=url, workers=1, poll_interval_ms=10, claim_batch_size=64)
-    with (
-        engine_thread(fast, stores[0], PIPELINE) as first,
-        engine_thread(fast, stores[1], PIPELINE) as second,
-    ):
-        wait_for(lambda: finished(stores[0]) == n, 120, "every document to finish")
-        shares = [
-            sum(
-                engine.metrics.registry.get_sample_value(
-                    "atlas_engine_items_processed_total", {"kind": "document", "outcome": outcome}
-                )
-                or 0.0
-                for outcome in ("done", "duplicate")
-            )
-            for engine in (first, second)
-        ]
-    assert sum(shares) == n and min(shares) > 0, shares  # both settled a share, none twice
-    counts = stores[0].counts()
-    assert counts == {("done", "document"): 2_000, ("duplicate", "document"): 1_000}
-    completions = stores[0].completions()
-    assert set(completions) == set(ids) and max(completions.values()) == 1
-    owners = sql_rows(stores[0], "SELECT count(*), count(DISTINCT content_hash) FROM contents")
-    assert owners == [(2_000, 2_000)]
-    for store in stores:
-        store.close()
+    try:
+        n = 3_000
+        texts = [f"text {i % 2_000}" for i in range(n)]  # 1,000 texts twice
+        ids = [r.id for r in stores[0].enqueue([NewItem("document", {"content": t}) for t in texts])]
+        fast = settings.replace(database_url=url, workers=1, poll_interval_ms=10, claim_batch_size=64)
+        with (
+            engine_thread(fast, stores[0], PIPELINE) as first,
+            engine_thread(fast, stores[1], PIPELINE) as second,
+        ):
+
+            def shares() -> list[float]:
+                return [
+                    sum(
+                        engine.metrics.registry.get_sample_value(
+                            "atlas_engine_items_processed_total", {"kind": "document", "outcome": outcome}
+                        )
+                        or 0.0
+                        for outcome in ("done", "duplicate")
+                    )
+                    for engine in (first, second)
+                ]
+
+            wait_for(lambda: finished(stores[0]) == n, 120, "every document to finish")
+            # The rows are final a moment before the loop counts their commit (its callback).
+            wait_for(lambda: sum(shares()) >= n, 30, "the engines to count every document")
+            counted = shares()
+        assert sum(counted) == n and min(counted) > 0, counted  # both settled a share, none twice
+        counts = stores[0].counts()
+        assert counts == {("done", "document"): 2_000, ("duplicate", "document"): 1_000}
+        completions = stores[0].completions()
+        assert set(completions) == set(ids) and max(completions.values()) == 1
+        owners = sql_rows(stores[0], "SELECT count(*), count(DISTINCT content_hash) FROM contents")
+        assert owners == [(2_000, 2_000)]
+    finally:  # a failure must not leave pooled connections for a later test's garbage collection
+        for store in stores:
+            store.close()
 
 
 def test_work_notified_while_a_short_claim_runs_is_claimed_at_once_not_at_the_next_poll(

@@ -84,8 +84,8 @@ class Pressure:
             self.disk_free = 0
         self.sampled_at = now
 
-    def set_maintenance(self, enabled: bool, reason: str | None) -> dict[str, object]:
-        state: dict[str, object] = {"enabled": enabled, "reason": reason, "since": time.time()}
+    def set_maintenance(self, enabled: bool, reason: str | None, by: str | None = None) -> dict[str, object]:
+        state: dict[str, object] = {"enabled": enabled, "reason": reason, "since": time.time(), "by": by}
         self.store.kv_set(MAINTENANCE_KEY, json.dumps(state))
         self.maintenance = state
         return state

@@ -92,9 +92,11 @@ def build(svc: Services) -> APIRouter:
         return MaintenanceView(**svc.pressure.maintenance)  # type: ignore[arg-type]
 
     @router.post("/v1/admin/maintenance", response_model=MaintenanceView, tags=["admin"])
-    def set_maintenance(body: MaintenanceIn, _: Any = admin) -> MaintenanceView:
-        """Turn maintenance on (writes get 503, engines stop claiming) or off; every process sees it."""
-        return MaintenanceView(**svc.pressure.set_maintenance(body.enabled, body.reason))  # type: ignore[arg-type]
+    def set_maintenance(body: MaintenanceIn, principal: Any = admin) -> MaintenanceView:
+        """Turn maintenance on (writes get 503, engines stop claiming) or off; every process sees it.
+        `by` records the API key that did it (as atlas-ops records user@host)."""
+        by = f"api key {principal.name} ({principal.key_id})"
+        return MaintenanceView(**svc.pressure.set_maintenance(body.enabled, body.reason, by))  # type: ignore[arg-type]
 
     @router.get("/health/live", response_model=Status, tags=["health"])
     async def live() -> Status:

@@ -162,7 +162,7 @@ class MaintenanceView(BaseModel):
     enabled: bool
     reason: str | None = None
     since: float | None = None
-    by: str | None = None  # who turned it on or off, when atlas-ops did (user@host)
+    by: str | None = None  # who turned it on or off: user@host (atlas-ops) or the API key
 
 
 class ComponentView(BaseModel):

@@ -146,6 +146,7 @@ def test_maintenance_refuses_writes_pauses_the_engine_and_reports_unready(settin
             headers=api.auth("admin"),
         )
         assert on.json()["enabled"] is True
+        assert str(on.json()["by"]).startswith("api key test-admin (")  # who did it, as atlas-ops records
         refused = post(api, {"content": "x"})
         assert refused.status_code == 503 and refused.headers["retry-after"] == "60"
         assert "upgrade" in refused.json()["error"]

@@ -52,8 +52,8 @@ def fast_documents(body: bytes, max_items: int, trace_context: str | None) -> li
         batch = _DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if len(batch.items) > max_items:
-        return None  # the general path answers 413 with its wording
+    if not batch.items or len(batch.items) > max_items:
+        return None  # the general path answers 422 or 413 with its wording
     items: list[NewItem] = []
     for doc in batch.items:
         content, source = doc.content, doc.source

@@ -161,6 +161,7 @@ def build(svc: Services) -> APIRouter:
     batch_schema = _body_schema(BatchIn)
     batch_items = batch_schema["requestBody"]["content"]["application/json"]["schema"]["properties"]["items"]
     batch_items["maxItems"] = svc.settings.api_batch_max_items
+    batch_items["minItems"] = 1
 
     @router.post(
         "",
@@ -211,6 +212,8 @@ def build(svc: Services) -> APIRouter:
             raise ApiError(422, "items: expected an array")
         if not isinstance(atomic, bool):
             raise ApiError(422, "atomic: expected true or false")
+        if not raw:
+            raise ApiError(422, "items: expected at least one item")
         if len(raw) > limit:
             raise ApiError(413, f"items: {len(raw)} items is over the maximum of {limit} per batch")
         # Plain dicts, not models, per entry: at 1,000 items a batch the difference is measured.

@@ -186,3 +186,9 @@ def test_a_boolean_priority_is_quoted_as_json_on_every_ingest_route(api: Api) ->
     batch = httpx.post(f"{api.url}/v1/items/batch", content=b'{"items": [' + one + b"]}", headers=ingest)
     assert batch.json()["results"][0]["error"] == "items[0].priority: expected an integer -100..100, got true"
     assert api.store.counts() == {}
+
+
+@pytest.mark.parametrize("body", [{"items": []}, {"items": [], "atomic": True}])
+def test_an_empty_batch_is_refused_naming_items(api: Api, body: dict[str, object]) -> None:
+    r = httpx.post(f"{api.url}/v1/items/batch", json=body, headers=api.auth("ingest"))
+    assert r.status_code == 422 and r.json() == {"error": "items: expected at least one item"}, r.text

@@ -72,9 +72,16 @@ def config_diff(first: str, second: str, fmt: str) -> None:
 
 
 @config.command("schema")
-@format_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+    help="markdown (config/REFERENCE.md) for people, json for programs.",
+)
 def config_schema(fmt: str) -> None:
-    """Every setting with its default and meaning (markdown; this is config/REFERENCE.md)."""
+    """Every setting with its default and meaning (markdown: this is config/REFERENCE.md)."""
     if fmt == "json":
         emit(fmt, schema())
     else:

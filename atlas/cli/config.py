@@ -10,7 +10,7 @@ import click
 from cryptography.fernet import Fernet
 
 from atlas import secrets as sec
-from atlas.cli.common import clean_errors, emit, format_option
+from atlas.cli.common import clean_errors, emit, format_choice, format_option
 from atlas.config.loader import collect
 from atlas.config.reference import diff, effective, reference_markdown, schema, validate_environment
 from atlas.errors import ConfigError
@@ -72,14 +72,7 @@ def config_diff(first: str, second: str, fmt: str) -> None:
 
 
 @config.command("schema")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["markdown", "json"]),
-    default="markdown",
-    show_default=True,
-    help="markdown (config/REFERENCE.md) for people, json for programs.",
-)
+@format_choice(["markdown", "json"], "markdown (config/REFERENCE.md) for people, json for programs.")
 def config_schema(fmt: str) -> None:
     """Every setting with its default and meaning (markdown: this is config/REFERENCE.md)."""
     if fmt == "json":

@@ -68,10 +68,9 @@ def document_exit_codes(group: click.Group) -> None:
 
 def format_choice(choices: Sequence[str], help: str) -> Callable[[F], F]:
     """The --format option (the value reaches the command as `fmt`); the first choice is the default."""
-    option = click.option(
+    return click.option(
         "--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True, help=help
     )
-    return option  # type: ignore[return-value]
 
 
 format_option = format_choice(["table", "json"], "json for programs, table for people.")

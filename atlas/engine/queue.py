@@ -17,7 +17,16 @@ from dataclasses import dataclass
 
 from atlas.engine.messages import Deferral, Done, Outcome
 from atlas.reliability.backoff import full_jitter
-from atlas.store.models import Claimed, ContentResult, ErrorInfo, Transition, maker
+from atlas.store.models import (
+    DEAD_MAX_ATTEMPTS,
+    DEAD_PERMANENT,
+    DEAD_QUARANTINED,
+    Claimed,
+    ContentResult,
+    ErrorInfo,
+    Transition,
+    maker,
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ def failed(
             state="dead",
             outcome="dead",
             error=error,
-            dead_reason="permanent" if permanent else "max_attempts",
+            dead_reason=DEAD_PERMANENT if permanent else DEAD_MAX_ATTEMPTS,
             isolate=item.isolate,
         )
     delay = full_jitter(attempt, policy.backoff_base_seconds, policy.backoff_cap_seconds, rand)
@@ -99,7 +108,7 @@ def died(
             outcome=outcome,
             deaths_inc=1,
             error=error,
-            dead_reason="quarantined",
+            dead_reason=DEAD_QUARANTINED,
             isolate=True,
         )
     # Run it alone next time: either it is the poison and dies alone, or it was a bystander.

@@ -58,6 +58,7 @@ FINAL_STATES = ("done", "duplicate", "dead")
 # it max_deaths times, or its lease expired max_lease_expiries times (atlas.engine.queue,
 # atlas.store.transitions). The DLQ filters accept only these.
 DEAD_REASONS = ("max_attempts", "permanent", "quarantined", "lease_expired")
+DEAD_MAX_ATTEMPTS, DEAD_PERMANENT, DEAD_QUARANTINED, DEAD_LEASE_EXPIRED = DEAD_REASONS
 # Shared keys in the kv table, read by every process.
 MAINTENANCE_KEY = "maintenance"  # JSON {"enabled", "reason", "since"}
 HEARTBEAT_KEY_PREFIX = "engine.heartbeat."  # + engine owner -> Unix time of its last heartbeat

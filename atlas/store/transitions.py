@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atlas.store.itemrows import to_json
-from atlas.store.models import FINAL_STATES, ContentResult, Transition
+from atlas.store.models import DEAD_LEASE_EXPIRED, FINAL_STATES, ContentResult, Transition
 
 
 def _same(text: str | None) -> str | None:
@@ -168,7 +168,7 @@ def reap_expired(conn: Any, sql: Mapping[str, str], now: float, max_lease_expiri
                 "state": "dead" if dead else "queued",
                 "now": now,
                 "message": message,
-                "dead_reason": "lease_expired" if dead else None,
+                "dead_reason": DEAD_LEASE_EXPIRED if dead else None,
             },
         )
         if dead:

@@ -230,7 +230,7 @@ def set_secret(path: Path, ring: KeyRing, name: str, value: str) -> Kept | None:
         raise ConfigError(
             f"{name}: refusing a value with spaces at either end or a line break (nothing was changed)"
         )
-    if kept is not None and value.strip() == EMPTY_PREVIOUS:
+    if kept is not None and value == EMPTY_PREVIOUS:  # stripped already, checked just above
         raise ConfigError(
             f"{name}: refusing {EMPTY_PREVIOUS!r}: {kept} uses it for the empty value (nothing was changed)"
         )
@@ -238,8 +238,8 @@ def set_secret(path: Path, ring: KeyRing, name: str, value: str) -> Kept | None:
     old = decrypt_all(path, ring)  # refuse to mix keys: a file this ring cannot read stays untouched
     fernet, primary, now = ring.fernet(), key_id(ring.keys[0]), _now()
     result = None
-    if kept is not None and old.get(name, "") != value:
-        was = old.get(name, "")
+    was = old.get(name, "")  # "" when unset: keys made without a pepper are hashed with it
+    if kept is not None and was != value:
         previous = [was, *(v for v in previous_values(old.get(kept)) if v not in (was, value))]
         text = "\n".join(v or EMPTY_PREVIOUS for v in previous[:MAX_PREVIOUS])
         entries[kept] = StoredSecret(fernet.encrypt(text.encode("utf-8")).decode(), primary, now)

@@ -154,19 +154,7 @@ class LocalSupervisor:
         record = self._read(name)
         proc = self._process(record)
         if record is not None and proc is not None:
-            try:
-                rss = proc.memory_info().rss
-            except psutil.Error:
-                rss = None
-            return ServiceStatus(
-                name,
-                "running",
-                self.backend,
-                pid=record.pid,
-                uptime_seconds=max(0.0, time.time() - record.create_time),
-                rss_bytes=rss,
-                health=health_verdict(self.settings, name),
-            )
+            return self._running(name, proc, record.create_time)
         if record is not None and record.desired == "running":
             return ServiceStatus(
                 name,
@@ -193,18 +181,27 @@ class LocalSupervisor:
             proc = psutil.Process(pid)
             if proc.status() == psutil.STATUS_ZOMBIE or "up" not in proc.cmdline():
                 return None  # a pid file left by a killed `atlas up`, its pid since reused
-            rss, started = proc.memory_info().rss, proc.create_time()
+            started = proc.create_time()
         except (OSError, ValueError, psutil.Error):
             return None
+        status = self._running(name, proc, started)
+        status.message = f"inside `atlas up` (pid {pid}): stop or restart `atlas up` itself"
+        return status
+
+    def _running(self, name: str, proc: psutil.Process, create_time: float) -> ServiceStatus:
+        """A running service's status: its process's pid, uptime, RSS and the service's health."""
+        try:
+            rss: int | None = proc.memory_info().rss
+        except psutil.Error:
+            rss = None
         return ServiceStatus(
             name,
             "running",
             self.backend,
-            pid=pid,
-            uptime_seconds=max(0.0, time.time() - started),
+            pid=proc.pid,
+            uptime_seconds=max(0.0, time.time() - create_time),
             rss_bytes=rss,
             health=health_verdict(self.settings, name),
-            message=f"inside `atlas up` (pid {pid}): stop or restart `atlas up` itself",
         )
 
     def start(self, name: str) -> ServiceStatus:

@@ -60,10 +60,8 @@ COMPACT_LOCK_KEY = 0x41746C6174  # pg_try_advisory_xact_lock: one compactor at a
 # Batches of this many key-less items or more go in by COPY; below, COPY's own setup costs more.
 COPY_MIN_ROWS = 20
 # The copy_items columns' types, in its order: a binary COPY sends each value in its column's type.
-COPY_TYPES = [
-    *("text", "text", "text", "text", "int4", "text", "text", "float8", "text", "text", "float8"),
-    *("text", "float8"),  # state, updated_at
-]
+COPY_TYPES = ["text", "text", "text", "text", "int4", "text", "text", "float8", "text", "text", "float8"]
+COPY_TYPES += ["text", "float8"]  # state, updated_at
 # insert_items' array parameters, in item_row's column order.
 _ROW_PARAMS = (
     "ids",
